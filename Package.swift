@@ -1,0 +1,51 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Conjure",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "conjure", targets: ["conjure"]),
+        .library(name: "ConjureTensor", targets: ["ConjureTensor"]),
+        .library(name: "ConjureNN", targets: ["ConjureNN"]),
+        .library(name: "ConjureOptim", targets: ["ConjureOptim"]),
+        .library(name: "ConjureData", targets: ["ConjureData"]),
+        .library(name: "ConjureModels", targets: ["ConjureModels"]),
+        .library(name: "ConjureTraining", targets: ["ConjureTraining"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CSPNG", path: "Sources/CSPNG"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "ConjureTensor", dependencies: ["CBLAS"], swiftSettings: release),
+        .target(name: "ConjureNN", dependencies: ["ConjureTensor"], swiftSettings: release),
+        .target(name: "ConjureOptim", dependencies: ["ConjureTensor", "ConjureNN"], swiftSettings: release),
+        .target(name: "ConjureData", dependencies: ["ConjureTensor", "CSPNG", "CZlib"], swiftSettings: release),
+        .target(name: "ConjureModels", dependencies: ["ConjureTensor", "ConjureNN", "ConjureOptim"], swiftSettings: release),
+        .target(
+            name: "ConjureTraining",
+            dependencies: [
+                "ConjureTensor", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: release),
+        .executableTarget(
+            name: "conjure",
+            dependencies: [
+                "ConjureTraining",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: release),
+        .testTarget(name: "ConjureTensorTests", dependencies: ["ConjureTensor"]),
+        .testTarget(name: "ConjureNNTests", dependencies: ["ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels"]),
+        .testTarget(name: "ConjureDataTests", dependencies: ["ConjureData"]),
+        .testTarget(name: "ConjureTrainingTests", dependencies: ["ConjureTraining"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,261 @@
+import Foundation
+
+// MARK: - Broadcasting
+
+extension Tensor {
+    /// The NumPy broadcast of two shapes.
+    ///
+    /// - Precondition: the shapes are broadcast-compatible (each trailing pair equal or 1).
+    public static func broadcastShape(_ a: [Int], _ b: [Int], op: String = "broadcast") -> [Int] {
+        let n = max(a.count, b.count)
+        var out = [Int](repeating: 1, count: n)
+        for i in 0..<n {
+            let da = i < n - a.count ? 1 : a[i - (n - a.count)]
+            let db = i < n - b.count ? 1 : b[i - (n - b.count)]
+            precondition(da == db || da == 1 || db == 1, "\(op): shapes \(a) and \(b) do not broadcast")
+            out[i] = da == 1 ? db : da
+        }
+        return out
+    }
+
+    /// Row-major strides of `shape` as seen from a broadcast `outShape` (0 on broadcast axes).
+    static func broadcastStrides(_ shape: [Int], to outShape: [Int]) -> [Int] {
+        let n = outShape.count
+        var strides = [Int](repeating: 0, count: n)
+        var s = 1
+        for i in stride(from: shape.count - 1, through: 0, by: -1) {
+            let o = i + (n - shape.count)
+            strides[o] = shape[i] == 1 ? 0 : s
+            s *= shape[i]
+        }
+        return strides
+    }
+
+    /// Applies `f` element-wise over the broadcast of `a` and `b`.
+    @inline(__always)
+    static func zipBroadcast(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) -> ([Int], [Float]) {
+        if a.shape == b.shape {
+            let n = a.count
+            let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+                a.scalars.withUnsafeBufferPointer { pa in
+                    b.scalars.withUnsafeBufferPointer { pb in
+                        for i in 0..<n { buf[i] = f(pa[i], pb[i]) }
+                    }
+                }
+                initialised = n
+            }
+            return (a.shape, out)
+        }
+        let shape = broadcastShape(a.shape, b.shape, op: op)
+        let n = shape.reduce(1, *)
+        if b.count == 1 {
+            let y = b.scalars[0]
+            return (shape, a.scalars.map { f($0, y) })
+        }
+        if a.count == 1 {
+            let x = a.scalars[0]
+            return (shape, b.scalars.map { f(x, $0) })
+        }
+        // b repeats along leading axes of a (e.g. [N, D] with [D] or [1, D]).
+        if shape == a.shape, a.count % b.count == 0, Array(a.shape.suffix(b.shape.count)) == b.shape
+            || (b.shape.first == 1 && Array(a.shape.suffix(b.shape.count - 1)) == Array(b.shape.dropFirst())) {
+            let m = b.count
+            let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+                a.scalars.withUnsafeBufferPointer { pa in
+                    b.scalars.withUnsafeBufferPointer { pb in
+                        var base = 0
+                        while base < n {
+                            for j in 0..<m { buf[base + j] = f(pa[base + j], pb[j]) }
+                            base += m
+                        }
+                    }
+                }
+                initialised = n
+            }
+            return (shape, out)
+        }
+        // General strided case.
+        let sa = broadcastStrides(a.shape, to: shape)
+        let sb = broadcastStrides(b.shape, to: shape)
+        let rank = shape.count
+        var index = [Int](repeating: 0, count: rank)
+        var out = [Float](repeating: 0, count: n)
+        var ia = 0, ib = 0
+        a.scalars.withUnsafeBufferPointer { pa in
+            b.scalars.withUnsafeBufferPointer { pb in
+                for k in 0..<n {
+                    out[k] = f(pa[ia], pb[ib])
+                    var ax = rank - 1
+                    while ax >= 0 {
+                        index[ax] += 1
+                        ia += sa[ax]; ib += sb[ax]
+                        if index[ax] < shape[ax] { break }
+                        ia -= sa[ax] * shape[ax]; ib -= sb[ax] * shape[ax]
+                        index[ax] = 0
+                        ax -= 1
+                    }
+                }
+            }
+        }
+        return (shape, out)
+    }
+
+    /// Sums this tensor down to `target`, undoing a broadcast (the backward of broadcasting).
+    ///
+    /// - Precondition: `target` broadcasts to `shape`.
+    public func sumTo(_ target: [Int]) -> Tensor {
+        if shape == target { return self }
+        let n = shape.count
+        let padded = [Int](repeating: 1, count: n - target.count) + target
+        var axes: [Int] = []
+        for i in 0..<n where padded[i] == 1 && shape[i] != 1 { axes.append(i) }
+        precondition(zip(padded, shape).allSatisfy { $0 == $1 || $0 == 1 }, "sumTo: \(shape) does not reduce to \(target)")
+        let s = axes.isEmpty ? self : sum(axes: axes, keepDims: true)
+        return s.reshaped(target)
+    }
+}
+
+// MARK: - Arithmetic
+
+extension Tensor {
+    public static func + (a: Tensor, b: Tensor) -> Tensor {
+        let (shape, out) = zipBroadcast(a, b, op: "add", +)
+        let sa = a.shape, sb = b.shape
+        return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, _ in [g.sumTo(sa), g.sumTo(sb)] }
+    }
+
+    public static func - (a: Tensor, b: Tensor) -> Tensor {
+        let (shape, out) = zipBroadcast(a, b, op: "subtract", -)
+        let sa = a.shape, sb = b.shape
+        return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, _ in [g.sumTo(sa), (-g).sumTo(sb)] }
+    }
+
+    public static func * (a: Tensor, b: Tensor) -> Tensor {
+        let (shape, out) = zipBroadcast(a, b, op: "multiply", *)
+        return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, x in
+            [x[0].node == nil ? nil : (g * x[1]).sumTo(x[0].shape),
+             x[1].node == nil ? nil : (g * x[0]).sumTo(x[1].shape)]
+        }
+    }
+
+    public static func / (a: Tensor, b: Tensor) -> Tensor {
+        let (shape, out) = zipBroadcast(a, b, op: "divide", /)
+        return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, x in
+            [x[0].node == nil ? nil : (g / x[1]).sumTo(x[0].shape),
+             x[1].node == nil ? nil : (-(g * x[0]) / (x[1] * x[1])).sumTo(x[1].shape)]
+        }
+    }
+
+    public static prefix func - (a: Tensor) -> Tensor {
+        record(shape: a.shape, scalars: a.scalars.map { -$0 }, inputs: [a]) { g, _ in [-g] }
+    }
+
+    public static func + (a: Tensor, s: Float) -> Tensor {
+        record(shape: a.shape, scalars: a.scalars.map { $0 + s }, inputs: [a]) { g, _ in [g] }
+    }
+    public static func - (a: Tensor, s: Float) -> Tensor { a + (-s) }
+    public static func + (s: Float, a: Tensor) -> Tensor { a + s }
+    public static func - (s: Float, a: Tensor) -> Tensor { (-a) + s }
+
+    public static func * (a: Tensor, s: Float) -> Tensor {
+        record(shape: a.shape, scalars: a.scalars.map { $0 * s }, inputs: [a]) { g, _ in [g * s] }
+    }
+    public static func * (s: Float, a: Tensor) -> Tensor { a * s }
+    public static func / (a: Tensor, s: Float) -> Tensor { a * (1 / s) }
+}
+
+// MARK: - Unary functions
+
+extension Tensor {
+    @inline(__always)
+    func mapScalars(_ f: (Float) -> Float) -> [Float] {
+        let n = count
+        return [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            scalars.withUnsafeBufferPointer { p in for i in 0..<n { buf[i] = f(p[i]) } }
+            initialised = n
+        }
+    }
+
+    /// A constant tensor of this shape from `f` applied to each element (no history).
+    public func map(_ f: (Float) -> Float) -> Tensor { Tensor(shape: shape, scalars: mapScalars(f)) }
+
+    /// `max(x, 0)`. The gradient at 0 is 0, as in PyTorch.
+    public func relu() -> Tensor {
+        Tensor.record(shape: shape, scalars: mapScalars { $0 > 0 ? $0 : 0 }, inputs: [self]) { g, x in
+            [g * x[0].map { $0 > 0 ? 1 : 0 }]
+        }
+    }
+
+    /// `x` for `x > 0`, `slope * x` otherwise (Maas et al. 2013).
+    public func leakyRelu(_ slope: Float = 0.01) -> Tensor {
+        Tensor.record(shape: shape, scalars: mapScalars { $0 > 0 ? $0 : $0 * slope }, inputs: [self]) { g, x in
+            [g * x[0].map { $0 > 0 ? 1 : slope }]
+        }
+    }
+
+    /// Hyperbolic tangent; derivative `1 - tanh(x)^2`.
+    public func tanh() -> Tensor {
+        let y = mapScalars { Foundation.tanh($0) }
+        let yConst = Tensor(shape: shape, scalars: y)
+        return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in
+            let t = GradMode.enabled ? x[0].tanh() : yConst
+            return [g * (1 - t * t)]
+        }
+    }
+
+    /// Logistic sigmoid `1 / (1 + exp(-x))`, computed without overflow for large |x|.
+    public func sigmoid() -> Tensor {
+        let y = mapScalars { Tensor.stableSigmoid($0) }
+        let yConst = Tensor(shape: shape, scalars: y)
+        return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in
+            let s = GradMode.enabled ? x[0].sigmoid() : yConst
+            return [g * (s * (1 - s))]
+        }
+    }
+
+    @inline(__always)
+    public static func stableSigmoid(_ x: Float) -> Float {
+        if x >= 0 { return 1 / (1 + Foundation.exp(-x)) }
+        let e = Foundation.exp(x)
+        return e / (1 + e)
+    }
+
+    /// `exp(x)`.
+    public func exp() -> Tensor {
+        let y = mapScalars { Foundation.exp($0) }
+        let yConst = Tensor(shape: shape, scalars: y)
+        return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in
+            [g * (GradMode.enabled ? x[0].exp() : yConst)]
+        }
+    }
+
+    /// Natural logarithm.
+    public func log() -> Tensor {
+        Tensor.record(shape: shape, scalars: mapScalars { Foundation.log($0) }, inputs: [self]) { g, x in [g / x[0]] }
+    }
+
+    /// `sqrt(x)`.
+    public func sqrt() -> Tensor {
+        let y = mapScalars { $0.squareRoot() }
+        return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in [g / (2 * x[0].sqrt())] }
+    }
+
+    /// `x * x`.
+    public func squared() -> Tensor { self * self }
+
+    /// `softplus(x) = log(1 + exp(x))`, computed as `max(x, 0) + log1p(exp(-|x|))`.
+    public func softplus() -> Tensor {
+        let y = mapScalars { Swift.max($0, 0) + Foundation.log1p(Foundation.exp(-Swift.abs($0))) }
+        return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in [g * x[0].sigmoid()] }
+    }
+
+    /// Element-wise mask `x > threshold` as 1/0 (no history).
+    public func greater(_ threshold: Float) -> Tensor { map { $0 > threshold ? 1 : 0 } }
+
+    /// Clamps to `[lo, hi]`; the gradient is passed where the input is inside the range.
+    public func clamped(_ lo: Float, _ hi: Float) -> Tensor {
+        Tensor.record(shape: shape, scalars: mapScalars { Swift.min(Swift.max($0, lo), hi) }, inputs: [self]) { g, x in
+            [g * x[0].map { $0 >= lo && $0 <= hi ? 1 : 0 }]
+        }
+    }
+}

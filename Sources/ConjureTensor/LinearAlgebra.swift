@@ -1,0 +1,87 @@
+import CBLAS
+
+// MARK: - Matrix products through OpenBLAS
+
+/// `C = alpha * op(A) * op(B) + beta * C` with row-major operands (`cblas_sgemm`).
+///
+/// - Parameters: `m, n, k` are the extents of `op(A)` `[m, k]` and `op(B)` `[k, n]`.
+@inline(__always)
+public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                  a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>) {
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                blasint(m), blasint(n), blasint(k), alpha, a, blasint(transposeA ? m : k),
+                b, blasint(transposeB ? k : n), beta, c, blasint(n))
+}
+
+extension Tensor {
+    /// Matrix product `op(a) @ op(b)` of 2-D tensors, where `op` optionally transposes
+    /// (handed to `cblas_sgemm` as a flag, no copy).
+    ///
+    /// - Shapes: `op(a)` `[M, K]`, `op(b)` `[K, N]` → `[M, N]`.
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+        precondition(a.rank == 2 && b.rank == 2, "matmul: expected 2-D operands, got \(a.shape) and \(b.shape)")
+        let m = transposeA ? a.shape[1] : a.shape[0]
+        let k = transposeA ? a.shape[0] : a.shape[1]
+        let kb = transposeB ? b.shape[1] : b.shape[0]
+        let n = transposeB ? b.shape[0] : b.shape[1]
+        precondition(k == kb, "matmul: inner extents differ: \(a.shape)\(transposeA ? "ᵀ" : "") @ \(b.shape)\(transposeB ? "ᵀ" : "")")
+        let out = [Float](unsafeUninitializedCapacity: m * n) { buf, initialised in
+            if k == 0 { buf.initialize(repeating: 0) } else if m * n > 0 {
+                a.scalars.withUnsafeBufferPointer { pa in
+                    b.scalars.withUnsafeBufferPointer { pb in
+                        sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                              a: pa.baseAddress!, b: pb.baseAddress!, c: buf.baseAddress!)
+                    }
+                }
+            }
+            initialised = m * n
+        }
+        return record(shape: [m, n], scalars: out, inputs: [a, b]) { g, x in
+            let ga: Tensor? = x[0].node == nil ? nil
+                : (transposeA ? matmul(x[1], g, transposeA: transposeB, transposeB: true)
+                              : matmul(g, x[1], transposeB: !transposeB))
+            let gb: Tensor? = x[1].node == nil ? nil
+                : (transposeB ? matmul(g, x[0], transposeA: true, transposeB: transposeA)
+                              : matmul(x[0], g, transposeA: !transposeA))
+            return [ga, gb]
+        }
+    }
+
+    /// Affine map `x @ weightᵀ + bias` (PyTorch's `F.linear`), one GEMM with the bias as its
+    /// initial accumulator.
+    ///
+    /// - Shapes: `x` `[N, in]`, `weight` `[out, in]`, `bias` `[out]` → `[N, out]`.
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        precondition(x.rank == 2 && weight.rank == 2 && x.shape[1] == weight.shape[1],
+                     "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
+        let n = x.shape[0], inF = x.shape[1], outF = weight.shape[0]
+        if let bias { precondition(bias.shape == [outF], "linear: bias \(bias.shape) for weight \(weight.shape)") }
+        let out = [Float](unsafeUninitializedCapacity: n * outF) { buf, initialised in
+            if let bias {
+                bias.scalars.withUnsafeBufferPointer { pb in
+                    for i in 0..<n { (buf.baseAddress! + i * outF).update(from: pb.baseAddress!, count: outF) }
+                }
+            } else {
+                buf.initialize(repeating: 0)
+            }
+            if n * outF > 0 && inF > 0 {
+                x.scalars.withUnsafeBufferPointer { px in
+                    weight.scalars.withUnsafeBufferPointer { pw in
+                        sgemm(transposeA: false, transposeB: true, m: n, n: outF, k: inF,
+                              a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: buf.baseAddress!)
+                    }
+                }
+            }
+            initialised = n * outF
+        }
+        let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+        return record(shape: [n, outF], scalars: out, inputs: inputs) { g, t in
+            var grads: [Tensor?] = [
+                t[0].node == nil ? nil : matmul(g, t[1]),
+                t[1].node == nil ? nil : matmul(g, t[0], transposeA: true),
+            ]
+            if t.count == 3 { grads.append(t[2].node == nil ? nil : g.sum(axes: [0])) }
+            return grads
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+
+/// A seeded pseudo-random generator: xoshiro256** (Blackman & Vigna 2018) seeded through
+/// SplitMix64. Its whole state is four 64-bit words (``state``) so that a checkpoint can store
+/// and restore it exactly; independent streams come from ``init(seed:stream:)`` (for example
+/// one per data-parallel rank).
+public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
+    /// The four state words (never all zero).
+    public var state: (UInt64, UInt64, UInt64, UInt64)
+
+    public static func == (a: RandomGenerator, b: RandomGenerator) -> Bool {
+        a.state.0 == b.state.0 && a.state.1 == b.state.1 && a.state.2 == b.state.2 && a.state.3 == b.state.3
+    }
+
+    /// A generator for `seed`; `stream` selects an independent sequence for the same seed.
+    public init(seed: UInt64, stream: UInt64 = 0) {
+        var x = seed &+ stream &* 0xD1B5_4A32_D192_ED03
+        func splitmix() -> UInt64 {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        state = (splitmix(), splitmix(), splitmix(), splitmix())
+    }
+
+    /// Restores a generator from its saved ``state`` words.
+    public init(state: [UInt64]) {
+        precondition(state.count == 4 && state.contains { $0 != 0 }, "RandomGenerator(state:): need 4 words, not all zero")
+        self.state = (state[0], state[1], state[2], state[3])
+    }
+
+    /// The state as an array (for checkpoints).
+    public var stateWords: [UInt64] { [state.0, state.1, state.2, state.3] }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        let result = ((state.1 &* 5) << 7 | (state.1 &* 5) >> 57) &* 9
+        let t = state.1 << 17
+        state.2 ^= state.0
+        state.3 ^= state.1
+        state.1 ^= state.2
+        state.0 ^= state.3
+        state.2 ^= t
+        state.3 = state.3 << 45 | state.3 >> 19
+        return result
+    }
+
+    /// Uniform in [0, 1) with 24 random bits.
+    @inline(__always)
+    public mutating func nextUniform() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    @inline(__always)
+    public mutating func nextUniformDouble() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
+
+    /// Standard normal pair by the Box–Muller transform, in Double.
+    @inline(__always)
+    public mutating func nextNormalPair() -> (Float, Float) {
+        let u1 = 1.0 - nextUniformDouble()  // (0, 1]
+        let u2 = nextUniformDouble()
+        let r = (-2.0 * Foundation.log(u1)).squareRoot()
+        let t = 2.0 * Double.pi * u2
+        return (Float(r * Foundation.cos(t)), Float(r * Foundation.sin(t)))
+    }
+
+    /// A random permutation of `0..<n` (Fisher–Yates).
+    public mutating func permutation(_ n: Int) -> [Int] {
+        var p = Array(0..<n)
+        if n > 1 {
+            for i in stride(from: n - 1, to: 0, by: -1) {
+                let j = Int(next() % UInt64(i + 1))
+                p.swapAt(i, j)
+            }
+        }
+        return p
+    }
+}
+
+extension Tensor {
+    /// Samples from N(mean, std²), e.g. the latent `z` fed to a generator.
+    public static func randomNormal(_ shape: [Int], mean: Float = 0, std: Float = 1,
+                                    using rng: inout RandomGenerator) -> Tensor {
+        let n = shape.reduce(1, *)
+        var out = [Float](repeating: 0, count: n)
+        var i = 0
+        while i < n {
+            let (a, b) = rng.nextNormalPair()
+            out[i] = mean + std * a
+            if i + 1 < n { out[i + 1] = mean + std * b }
+            i += 2
+        }
+        return Tensor(shape: shape, scalars: out)
+    }
+
+    /// Samples from U[low, high).
+    public static func randomUniform(_ shape: [Int], low: Float = 0, high: Float = 1,
+                                     using rng: inout RandomGenerator) -> Tensor {
+        let n = shape.reduce(1, *)
+        var out = [Float](repeating: 0, count: n)
+        for i in 0..<n { out[i] = low + (high - low) * rng.nextUniform() }
+        return Tensor(shape: shape, scalars: out)
+    }
+}
