@@ -42,10 +42,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),
-        .testTarget(name: "ConjureTensorTests", dependencies: ["ConjureTensor"]),
-        .testTarget(name: "ConjureNNTests", dependencies: ["ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels"]),
-        .testTarget(name: "ConjureDataTests", dependencies: ["ConjureData"]),
-        .testTarget(name: "ConjureTrainingTests", dependencies: ["ConjureTraining"]),
+        .target(name: "ConjureTestSupport", dependencies: ["ConjureTensor"], path: "Sources/ConjureTestSupport"),
+        .testTarget(name: "ConjureTensorTests", dependencies: ["ConjureTensor", "ConjureTestSupport"]),
+        .testTarget(name: "ConjureNNTests", dependencies: ["ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureTestSupport"]),
+        .testTarget(name: "ConjureDataTests", dependencies: ["ConjureData", "ConjureTestSupport"]),
+        .testTarget(name: "ConjureTrainingTests", dependencies: ["ConjureTraining", "ConjureTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

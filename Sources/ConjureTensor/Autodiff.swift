@@ -95,14 +95,27 @@ extension Tensor {
             }
         }
 
-        var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
+        // Only nodes on a path to a requested tensor need gradients: inputs off those paths are
+        // handed to the backward rules without history, so the rules skip them.
         let targets = Set(wrt.compactMap { $0.node.map(ObjectIdentifier.init) })
+        var relevant = targets
+        for node in order where !relevant.contains(ObjectIdentifier(node)) {
+            if node.inputs.contains(where: { $0.node.map { relevant.contains(ObjectIdentifier($0)) } ?? false }) {
+                relevant.insert(ObjectIdentifier(node))
+            }
+        }
+        var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
         for node in order.reversed() {
             let id = ObjectIdentifier(node)
-            guard let g = grads[id], let rule = node.backward else { continue }
+            guard relevant.contains(id), let g = grads[id], let rule = node.backward else { continue }
             if !targets.contains(id) { grads[id] = nil }  // free intermediate gradients early
-            let inputGrads = rule(g, node.inputs)
-            for (x, gx) in zip(node.inputs, inputGrads) {
+            // With createGraph every input keeps its history: the gradient's own graph must reach
+            // the parameters (d/dW of a gradient penalty) even off the paths to `wrt`.
+            let inputs = createGraph ? node.inputs : node.inputs.map { x in
+                x.node.map { relevant.contains(ObjectIdentifier($0)) } ?? false ? x : x.detached()
+            }
+            let inputGrads = rule(g, inputs)
+            for (x, gx) in zip(inputs, inputGrads) {
                 guard let xn = x.node, let gx else { continue }
                 precondition(gx.shape == x.shape, "autodiff: gradient shape \(gx.shape) for input of shape \(x.shape)")
                 let key = ObjectIdentifier(xn)

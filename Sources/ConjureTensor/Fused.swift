@@ -33,3 +33,71 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// Batch normalisation in training mode over axis 0 (Ioffe & Szegedy 2015):
+    /// `y = (x - mean) / sqrt(var + eps) * weight + bias` with the batch mean and biased batch
+    /// variance, computed per feature in Double.
+    ///
+    /// - Shapes: `x` `[N, F]`, `weight` and `bias` `[F]` → `y` `[N, F]`; also returns the batch
+    ///   `mean` and biased `variance` `[F]` (constants) for running statistics.
+    /// - Gradient: the closed form `dx = inv/N (N g' - Σg' - x̂ Σ(g' x̂))` with `g' = g·weight`;
+    ///   with `createGraph` the backward is rebuilt from differentiable ops.
+    public static func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float)
+        -> (y: Tensor, mean: [Float], variance: [Float]) {
+        precondition(x.rank == 2 && weight.shape == [x.shape[1]] && bias.shape == [x.shape[1]],
+                     "batchNormTraining: input \(x.shape), weight \(weight.shape), bias \(bias.shape)")
+        let n = x.shape[0], f = x.shape[1]
+        var mean = [Double](repeating: 0, count: f), variance = [Double](repeating: 0, count: f)
+        var xhat = [Float](repeating: 0, count: n * f)
+        var y = [Float](repeating: 0, count: n * f)
+        var invStd = [Double](repeating: 0, count: f)
+        x.scalars.withUnsafeBufferPointer { p in
+            for i in 0..<n { for j in 0..<f { mean[j] += Double(p[i * f + j]) } }
+            for j in 0..<f { mean[j] /= Double(n) }
+            for i in 0..<n { for j in 0..<f { let d = Double(p[i * f + j]) - mean[j]; variance[j] += d * d } }
+            for j in 0..<f { variance[j] /= Double(n); invStd[j] = 1 / (variance[j] + Double(eps)).squareRoot() }
+            for i in 0..<n {
+                for j in 0..<f {
+                    let h = (Double(p[i * f + j]) - mean[j]) * invStd[j]
+                    xhat[i * f + j] = Float(h)
+                    y[i * f + j] = Float(h * Double(weight.scalars[j]) + Double(bias.scalars[j]))
+                }
+            }
+        }
+        let xhatConst = Tensor(shape: [n, f], scalars: xhat)
+        let out = record(shape: [n, f], scalars: y, inputs: [x, weight, bias]) { g, t in
+            if GradMode.enabled {
+                // Differentiable recomputation for higher-order gradients.
+                let mu = t[0].mean(axes: [0])
+                let c = t[0] - mu
+                let v = (c * c).mean(axes: [0])
+                let yy = c / (v + eps).sqrt()
+                let gw = g * t[1]
+                let dx = (gw - gw.mean(axes: [0]) - yy * (gw * yy).mean(axes: [0])) / (v + eps).sqrt()
+                return [t[0].node == nil ? nil : dx, (g * yy).sum(axes: [0]), g.sum(axes: [0])]
+            }
+            var dx = [Float](repeating: 0, count: n * f)
+            var dw = [Double](repeating: 0, count: f), db = [Double](repeating: 0, count: f)
+            g.scalars.withUnsafeBufferPointer { gp in
+                for i in 0..<n { for j in 0..<f {
+                    let gv = Double(gp[i * f + j])
+                    db[j] += gv
+                    dw[j] += gv * Double(xhat[i * f + j])
+                } }
+                if t[0].node != nil {
+                    for i in 0..<n { for j in 0..<f {
+                        let w = Double(t[1].scalars[j])
+                        let gv = Double(gp[i * f + j]) * w
+                        let v = (gv - db[j] * w / Double(n) - Double(xhat[i * f + j]) * dw[j] * w / Double(n)) * invStd[j]
+                        dx[i * f + j] = Float(v)
+                    } }
+                }
+            }
+            _ = xhatConst
+            return [t[0].node == nil ? nil : Tensor(shape: [n, f], scalars: dx),
+                    Tensor(shape: [f], scalars: dw.map { Float($0) }), Tensor(shape: [f], scalars: db.map { Float($0) })]
+        }
+        return (out, mean.map { Float($0) }, variance.map { Float($0) })
+    }
+}

@@ -1,0 +1,471 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What to do with rows holding a missing or non-finite value.
+public enum CleanPolicy: String, Sendable, Codable, CaseIterable {
+    /// Refuse the file with an error naming the first bad value (the default).
+    case error
+    /// Remove every sample (CSV row, array sample) holding a bad value and report how many.
+    case drop
+}
+
+/// Whether the first row of a CSV file names the columns.
+public enum CSVHeaderPolicy: String, Sendable, Codable, CaseIterable {
+    /// The first row is a header when any of its fields is not a number (the default).
+    case auto
+    /// The first row is always a header.
+    case present
+    /// There is no header; the first row is data.
+    case absent
+}
+
+/// A column of a table, chosen by position or by header name.
+public enum ColumnSelector: Sendable, Equatable, Hashable, CustomStringConvertible,
+    ExpressibleByIntegerLiteral, ExpressibleByStringLiteral
+{
+    /// A 0-based column index; negative indices count from the end (`-1` is the last column),
+    /// as in Python.
+    case index(Int)
+    /// The column whose header field equals this name (needs a header row).
+    case name(String)
+
+    /// The last column (`.index(-1)`), where MNIST CSV files keep the label.
+    public static let last = ColumnSelector.index(-1)
+
+    public init(integerLiteral value: Int) { self = .index(value) }
+    public init(stringLiteral value: String) { self = .name(value) }
+
+    /// Parses a command-line spelling: an integer (`0`, `-1`), `last`, or a header name.
+    public init(parsing text: String) {
+        if let n = Int(text) { self = .index(n) } else if text == "last" { self = .last } else { self = .name(text) }
+    }
+
+    public var description: String {
+        switch self {
+        case .index(let i): return "index \(i)"
+        case .name(let n): return "'\(n)'"
+        }
+    }
+}
+
+/// Options for ``CSVReader``.
+public struct CSVOptions: Sendable, Equatable {
+    /// Header detection; `.auto` by default.
+    public var header: CSVHeaderPolicy
+    /// The field separator byte; `,` by default.
+    public var delimiter: UInt8
+    /// The column holding integer class labels, removed from the features; `nil` (no labels)
+    /// by default. For the MNIST CSV files pass ``ColumnSelector/last``.
+    public var labelColumn: ColumnSelector?
+    /// What to do with empty, `nan`, `inf` or other missing-value cells; `.error` by default.
+    public var clean: CleanPolicy
+
+    public init(header: CSVHeaderPolicy = .auto, delimiter: UInt8 = UInt8(ascii: ","),
+                labelColumn: ColumnSelector? = nil, clean: CleanPolicy = .error) {
+        self.header = header
+        self.delimiter = delimiter
+        self.labelColumn = labelColumn
+        self.clean = clean
+    }
+}
+
+/// A numeric table read from a CSV file.
+public struct CSVTable: Sendable {
+    /// The feature values, shape `[rows, columns]` (the label column excluded).
+    public var values: Tensor
+    /// The labels from ``CSVOptions/labelColumn``, one per kept row, or `nil`.
+    public var labels: [Int]?
+    /// The header fields of all columns (the label column included), or `nil` when there is none.
+    public var header: [String]?
+    /// The 0-based index of the label column among all columns, or `nil`.
+    public var labelColumnIndex: Int?
+    /// How many data rows were removed under ``CleanPolicy/drop``.
+    public var droppedRows: Int
+    /// The 1-based file line numbers of the removed rows (at most the first 100).
+    public var droppedLines: [Int]
+    /// Whether every kept feature value is an integer (e.g. 0...255 pixels written as text).
+    public var allIntegers: Bool
+}
+
+/// Reader for numeric CSV files (RFC 4180 subset), plain or gzipped.
+///
+/// Rules, in order:
+/// - A UTF-8 byte-order mark is skipped; line ends may be `\n` or `\r\n`; blank lines (anywhere,
+///   including trailing ones) are skipped. Line numbers in errors are 1-based file lines.
+/// - Header: with ``CSVHeaderPolicy/auto`` the first non-blank row is a header when any of its
+///   fields is non-empty and not a number.
+/// - Every row must have as many fields as the first row, else an error names the line.
+/// - Fields may be surrounded by spaces and by double quotes (`""` inside quotes is one quote);
+///   quoted fields may not span lines.
+/// - Cells that are empty or hold a missing-value marker (`nan`, `na`, `n/a`, `null`, `none`, `?`,
+///   any case) or an infinity (`inf`, `infinity`, any sign or case) are bad values: with
+///   ``CleanPolicy/error`` the first one is an error naming the file, line and column (1-based
+///   index and header name); with ``CleanPolicy/drop`` their rows are removed and counted.
+///   Any other non-numeric text is always an error.
+/// - Label column values must be non-negative integers (class indices).
+///
+/// Numbers are parsed from the bytes directly (Clinger's fast path for up to 19 significant
+/// digits and powers of ten up to 22, `strtod` otherwise), then rounded to Float32.
+public enum CSVReader {
+    /// Reads a CSV file (gzip detected by content).
+    ///
+    /// - Returns: a table whose ``CSVTable/values`` has shape `[rows, columns]`; `[0, 0]` for
+    ///   an empty file.
+    /// - Throws: ``DataError`` naming the file and line (and column) for ragged rows, bad
+    ///   cells, non-numeric text, a label column that does not exist or non-integer labels.
+    public static func read(path: String, options: CSVOptions = CSVOptions()) throws -> CSVTable {
+        try read(bytes: Gzip.readFile(atPath: path), file: path, options: options)
+    }
+
+    /// Parses CSV text held in memory.
+    ///
+    /// - Throws: as ``read(path:options:)``.
+    public static func read(bytes: [UInt8], file: String, options: CSVOptions = CSVOptions()) throws -> CSVTable {
+        try bytes.withUnsafeBufferPointer { try parse($0, file: file, options: options) }
+    }
+
+    // MARK: - Implementation
+
+    /// The outcome of parsing one cell.
+    enum Cell {
+        case number(Double)
+        case missing       // empty or a missing-value marker
+        case nonFinite     // nan/inf spelled out, or overflow to infinity
+        case text          // anything else
+    }
+
+    struct Bad {
+        var line: Int
+        var column: Int  // 0-based
+        var problem: String
+    }
+
+    static func parse(_ buf: UnsafeBufferPointer<UInt8>, file: String, options: CSVOptions) throws -> CSVTable {
+        let delim = options.delimiter
+        let n = buf.count
+        var pos = 0
+        if n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF { pos = 3 }
+        var lineNumber = 0
+
+        /// Returns the next non-blank line as (start, end, lineNumber), end excluding `\r\n`.
+        func nextLine() -> (Int, Int, Int)? {
+            while pos < n {
+                lineNumber += 1
+                let start = pos
+                var end: Int
+                if let hit = memchr(buf.baseAddress! + start, Int32(UInt8(ascii: "\n")), n - start) {
+                    end = buf.baseAddress!.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                    pos = end + 1
+                } else {
+                    end = n
+                    pos = n
+                }
+                if end > start && buf[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+                var k = start
+                while k < end && (buf[k] == 0x20 || buf[k] == 0x09) { k += 1 }
+                if k < end { return (start, end, lineNumber) }
+            }
+            return nil
+        }
+
+        @inline(__always)
+        func field(_ p0: Int, _ end: Int) -> (Range<Int>, Int) { CSVReader.field(buf, p0, end, delim) }
+
+        func text(_ r: Range<Int>) -> String {
+            var s = String(decoding: UnsafeBufferPointer(rebasing: buf[r]), as: UTF8.self)
+            s = s.replacingOccurrences(of: "\"\"", with: "\"")
+            return s
+        }
+
+        // --- First row: header or data.
+        guard let (firstStart, firstEnd, firstLine) = nextLine() else {
+            return CSVTable(values: Tensor(shape: [0, 0], scalars: []), labels: options.labelColumn == nil ? nil : [],
+                            header: nil, labelColumnIndex: nil, droppedRows: 0, droppedLines: [], allIntegers: true)
+        }
+        let firstFields = splitAll(buf, firstStart, firstEnd, delim)
+        let columns = firstFields.count
+        let isHeader: Bool
+        switch options.header {
+        case .present: isHeader = true
+        case .absent: isHeader = false
+        case .auto:
+            isHeader = firstFields.contains { r in
+                if r.isEmpty { return false }
+                if case .text = parseCell(buf, r) { return true }
+                return false
+            }
+        }
+        let header: [String]? = isHeader ? firstFields.map(text) : nil
+
+        // --- Label column.
+        var labelIndex: Int? = nil
+        if let sel = options.labelColumn {
+            switch sel {
+            case .index(let i):
+                let j = i < 0 ? columns + i : i
+                guard j >= 0 && j < columns else {
+                    throw DataError(file: file, location: "line \(firstLine)",
+                                    problem: "label column index \(i) is out of range: the file has \(columns) columns",
+                                    hint: "use 0...\(columns - 1), or -1 for the last column")
+                }
+                labelIndex = j
+            case .name(let name):
+                guard let header else {
+                    throw DataError(file: file, location: "line \(firstLine)",
+                                    problem: "label column '\(name)' was given by name but the file has no header row",
+                                    hint: "give the label column by index instead (e.g. -1 for the last column)")
+                }
+                guard let j = header.firstIndex(of: name) else {
+                    throw DataError(file: file, location: "line \(firstLine)",
+                                    problem: "no column named '\(name)' in the header (\(header.joined(separator: ", ")))")
+                }
+                labelIndex = j
+            }
+        }
+        let features = columns - (labelIndex == nil ? 0 : 1)
+
+        func columnName(_ c: Int) -> String {
+            if let header, c < header.count, !header[c].isEmpty { return "column \(c + 1) (\(header[c]))" }
+            return "column \(c + 1)"
+        }
+
+        // --- Data rows.
+        var values: [Float] = []
+        let estimatedRows = max(1, n / max(1, firstEnd - firstStart + 1))
+        values.reserveCapacity(min(estimatedRows * features + features, 1 << 28))
+        var labels: [Int] = []
+        if labelIndex != nil { labels.reserveCapacity(estimatedRows) }
+        var rows = 0
+        var dropped = 0
+        var droppedLines: [Int] = []
+        var allIntegers = true
+        let lab = labelIndex ?? -1
+
+        var pendingFirst: (Int, Int, Int)? = isHeader ? nil : (firstStart, firstEnd, firstLine)
+        while let (start, end, line) = pendingFirst ?? nextLine() {
+            pendingFirst = nil
+            let rowStart = values.count
+            var bad: Bad? = nil
+            var label = 0
+            var col = 0
+            var p = start
+            while true {
+                let (r, next) = field(p, end)
+                if col < columns {
+                    let cell = parseCell(buf, r)
+                    switch cell {
+                    case .number(let v):
+                        if col == lab {
+                            if v >= 0 && v == v.rounded() && v < 9.0e15 {
+                                label = Int(v)
+                            } else {
+                                throw DataError(file: file, location: "line \(line), \(columnName(col))",
+                                                problem: "label '\(text(r))' is not a non-negative integer class index",
+                                                hint: "labels must be 0, 1, 2, ...")
+                            }
+                        } else {
+                            if allIntegers && v != v.rounded() { allIntegers = false }
+                            let f = Float(v)
+                            if f.isFinite {
+                                values.append(f)
+                            } else if bad == nil {
+                                bad = Bad(line: line, column: col, problem: "value '\(text(r))' overflows Float32 (not a finite number)")
+                            }
+                        }
+                    case .missing:
+                        if bad == nil {
+                            bad = Bad(line: line, column: col,
+                                      problem: r.isEmpty ? "empty cell (missing value)" : "missing value '\(text(r))'")
+                        }
+                    case .nonFinite:
+                        if bad == nil { bad = Bad(line: line, column: col, problem: "value '\(text(r))' is not a finite number") }
+                    case .text:
+                        throw DataError(file: file, location: "line \(line), \(columnName(col))",
+                                        problem: "'\(text(r))' is not a number",
+                                        hint: isHeader || line != firstLine ? "every cell after the header must be numeric"
+                                                                             : "every cell must be numeric")
+                    }
+                }
+                col += 1
+                if next > end { break }
+                p = next  // p == end after a trailing delimiter: one more, empty field
+            }
+            if col != columns {
+                throw DataError(file: file, location: "line \(line)",
+                                problem: "\(col) fields where \(columns) are expected (as on line \(firstLine)\(isHeader ? ", the header" : ""))",
+                                hint: "every row needs the same number of comma-separated fields")
+            }
+            if let bad {
+                if options.clean == .error {
+                    throw DataError(file: file, location: "line \(bad.line), \(columnName(bad.column))",
+                                    problem: bad.problem,
+                                    hint: "fill in or remove the value, or load with the 'drop' clean policy to remove rows with missing values")
+                }
+                values.removeSubrange(rowStart...)
+                dropped += 1
+                if droppedLines.count < 100 { droppedLines.append(line) }
+                continue
+            }
+            if labelIndex != nil { labels.append(label) }
+            rows += 1
+        }
+        return CSVTable(values: Tensor(shape: [rows, features], scalars: values),
+                        labels: labelIndex == nil ? nil : labels, header: header, labelColumnIndex: labelIndex,
+                        droppedRows: dropped, droppedLines: droppedLines, allIntegers: allIntegers)
+    }
+
+    /// One field starting at byte `p0` of a line ending at `end`: its content range (spaces
+    /// trimmed, surrounding quotes stripped) and where the next field starts — after the
+    /// delimiter (`end` itself when the line ends with a delimiter, leaving an empty last field),
+    /// or `end + 1` when this was the last field.
+    @inline(__always)
+    static func field(_ buf: UnsafeBufferPointer<UInt8>, _ p0: Int, _ end: Int, _ delim: UInt8) -> (Range<Int>, Int) {
+        var p = p0
+        while p < end && (buf[p] == 0x20 || buf[p] == 0x09) { p += 1 }
+        var q: Int
+        var lo: Int, hi: Int
+        if p < end && buf[p] == UInt8(ascii: "\"") {
+            q = p + 1
+            while q < end {
+                if buf[q] == UInt8(ascii: "\"") {
+                    if q + 1 < end && buf[q + 1] == UInt8(ascii: "\"") { q += 2; continue }
+                    break
+                }
+                q += 1
+            }
+            lo = p + 1
+            hi = min(q, end)
+            while q < end && buf[q] != delim { q += 1 }
+        } else {
+            q = p
+            while q < end && buf[q] != delim { q += 1 }
+            lo = p
+            hi = q
+        }
+        while lo < hi && (buf[lo] == 0x20 || buf[lo] == 0x09) { lo += 1 }
+        while hi > lo && (buf[hi - 1] == 0x20 || buf[hi - 1] == 0x09) { hi -= 1 }
+        return (lo..<hi, q < end ? q + 1 : end + 1)
+    }
+
+    /// Splits a whole line into field content ranges; used for the first row.
+    static func splitAll(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, _ delim: UInt8) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        var p = start
+        while true {
+            let (r, next) = field(buf, p, end, delim)
+            out.append(r)
+            if next > end { break }
+            p = next
+        }
+        return out
+    }
+
+    /// Exact powers of ten representable in Double (10^0 ... 10^22).
+    static let powersOfTen: [Double] = (0...22).map { e in
+        var v = 1.0
+        for _ in 0..<e { v *= 10 }
+        return v
+    }
+
+    /// Parses one trimmed cell.
+    @inline(__always)
+    static func parseCell(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Cell {
+        var p = r.lowerBound
+        let end = r.upperBound
+        if p == end { return .missing }
+        var negative = false
+        if buf[p] == UInt8(ascii: "-") { negative = true; p += 1 } else if buf[p] == UInt8(ascii: "+") { p += 1 }
+        var mantissa: UInt64 = 0
+        var digits = 0          // significant digits accumulated into mantissa
+        var dropped = 0         // integer digits beyond 19 (each multiplies by 10)
+        var inexact = false     // a digit did not fit into the 19-digit mantissa
+        var sawDigit = false
+        while p < end {
+            let d = buf[p] &- 48
+            if d > 9 { break }
+            sawDigit = true
+            if digits < 19 {
+                if mantissa != 0 || d != 0 { mantissa = mantissa * 10 + UInt64(d); digits += 1 }
+            } else {
+                dropped += 1
+                inexact = true
+            }
+            p += 1
+        }
+        var exponent = dropped
+        if p < end && buf[p] == UInt8(ascii: ".") {
+            p += 1
+            while p < end {
+                let d = buf[p] &- 48
+                if d > 9 { break }
+                sawDigit = true
+                if digits < 19 {
+                    if mantissa != 0 || d != 0 { mantissa = mantissa * 10 + UInt64(d); digits += 1 }
+                    exponent -= 1
+                } else {
+                    inexact = true
+                }
+                p += 1
+            }
+        }
+        if !sawDigit { return word(buf, r) }
+        if p < end && (buf[p] == UInt8(ascii: "e") || buf[p] == UInt8(ascii: "E")) {
+            p += 1
+            var eneg = false
+            if p < end && buf[p] == UInt8(ascii: "-") { eneg = true; p += 1 } else if p < end && buf[p] == UInt8(ascii: "+") { p += 1 }
+            var e = 0
+            var eDigits = 0
+            while p < end {
+                let d = buf[p] &- 48
+                if d > 9 { break }
+                if e < 100_000 { e = e * 10 + Int(d) }
+                eDigits += 1
+                p += 1
+            }
+            if eDigits == 0 { return .text }
+            exponent += eneg ? -e : e
+        }
+        if p != end { return .text }
+        var value: Double
+        if mantissa == 0 && !inexact {
+            value = 0
+        } else if !inexact && mantissa < (1 << 53) && exponent >= -22 && exponent <= 22 {
+            // Clinger's fast path: both operands exact, one correctly rounded operation.
+            value = Double(mantissa)
+            if exponent < 0 { value /= powersOfTen[-exponent] } else { value *= powersOfTen[exponent] }
+        } else {
+            value = slowParse(buf, r)
+            return value.isFinite ? .number(value) : .nonFinite
+        }
+        return .number(negative ? -value : value)
+    }
+
+    /// Correctly rounded fallback through the C library.
+    static func slowParse(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Double {
+        var tmp = [CChar](repeating: 0, count: r.count + 1)
+        for (k, i) in r.enumerated() { tmp[k] = CChar(bitPattern: buf[i]) }
+        return strtod(tmp, nil)
+    }
+
+    /// Classifies a cell without digits: missing-value markers, infinities/NaN, or text.
+    static func word(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Cell {
+        guard r.count <= 12 else { return .text }
+        var s = ""
+        for i in r { s.unicodeScalars.append(Unicode.Scalar(buf[i] | (buf[i] >= 65 && buf[i] <= 90 ? 0x20 : 0))) }
+        var body = Substring(s)
+        if body.first == "-" || body.first == "+" { body = body.dropFirst() }
+        switch body {
+        case "nan", "inf", "infinity": return .nonFinite
+        default: break
+        }
+        switch s {
+        case "na", "n/a", "null", "none", "?", "#n/a", "nil": return .missing
+        default: return .text
+        }
+    }
+}

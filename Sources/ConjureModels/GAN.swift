@@ -1,0 +1,248 @@
+import ConjureNN
+import ConjureOptim
+
+/// How the discriminator and generator updates of one training step are ordered.
+public enum UpdateOrder: String, Codable, Sendable, CaseIterable {
+    /// Both gradients from the same parameters, then both steps (the classic TensorFlow step).
+    case simultaneous
+    /// D step first; then the generator loss through the updated D on the same fakes.
+    case alternating
+}
+
+/// Output non-linearity of the generator, matched to the data normalisation.
+public enum OutputActivation: String, Codable, Sendable {
+    /// For data in [-1, 1] (`symmetric` normalisation).
+    case tanh
+    /// For data in [0, 1] (`unit` normalisation).
+    case sigmoid
+    /// No squashing (z-scored data).
+    case identity
+}
+
+/// Hidden-layer activation names.
+public enum HiddenActivation: String, Codable, Sendable {
+    case relu, leakyrelu
+}
+
+/// Everything that defines an MLP GAN and its optimisation. A preset is only a set of defaults.
+public struct GANConfig: Codable, Sendable, Equatable {
+    public var preset: String
+    /// Size of the latent `z ~ N(0, I)` fed to the generator.
+    public var noiseDim: Int
+    /// Flattened size of one data sample (784 for 28x28 MNIST).
+    public var dataDim: Int
+    /// Hidden widths of the generator, input side first.
+    public var generatorHidden: [Int]
+    public var generatorActivation: HiddenActivation
+    /// BatchNorm1d after the Linear of each generator hidden layer (same length as
+    /// `generatorHidden`).
+    public var generatorBatchNorm: [Bool]
+    public var outputActivation: OutputActivation
+    /// Hidden widths of the discriminator, input side first (LeakyReLU after each).
+    public var discriminatorHidden: [Int]
+    /// Negative slope of LeakyReLU.
+    public var leakySlope: Float
+    public var generatorLR: Float
+    public var discriminatorLR: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var eps: Float
+    public var update: UpdateOrder
+    public var batchSize: Int
+    public var epochs: Int
+    public var seed: UInt64
+
+    /// The seed's network: G 100 -> 128 ReLU -> 256 ReLU -> 784 tanh; D 784 -> 128 LeakyReLU(0.2)
+    /// -> 1; Adam(2e-4, 0.5, 0.999); simultaneous update. On the 5000-image MNIST subset this
+    /// small discriminator lets the generator collapse to a few digits.
+    public static let seedPreset = GANConfig(
+        preset: "seed", noiseDim: 100, dataDim: 784, generatorHidden: [128, 256], generatorActivation: .relu,
+        generatorBatchNorm: [false, false], outputActivation: .tanh, discriminatorHidden: [128], leakySlope: 0.2,
+        generatorLR: 2e-4, discriminatorLR: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, update: .simultaneous,
+        batchSize: 64, epochs: 100, seed: 0)
+
+    /// The classic MLP GAN: G 100 -> 128 LeakyReLU -> 256 -> 512 -> 1024 (Linear, BatchNorm1d,
+    /// LeakyReLU(0.2)) -> 784 tanh; D 784 -> 512 -> 256 (LeakyReLU 0.2) -> 1; Adam(2e-4, 0.5,
+    /// 0.999); alternating update.
+    public static let ganPreset = GANConfig(
+        preset: "gan", noiseDim: 100, dataDim: 784, generatorHidden: [128, 256, 512, 1024], generatorActivation: .leakyrelu,
+        generatorBatchNorm: [false, true, true, true], outputActivation: .tanh, discriminatorHidden: [512, 256], leakySlope: 0.2,
+        generatorLR: 2e-4, discriminatorLR: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, update: .alternating,
+        batchSize: 64, epochs: 100, seed: 0)
+
+    /// Named presets.
+    public static let presets: [String: GANConfig] = ["seed": seedPreset, "gan": ganPreset]
+
+    /// Checks the options, naming the first bad one.
+    public func validate() throws {
+        func bad(_ option: String, _ problem: String) -> ConfigError { ConfigError(option: option, problem: problem) }
+        if noiseDim <= 0 { throw bad("--noise-dim", "must be positive, got \(noiseDim)") }
+        if dataDim <= 0 { throw bad("data", "sample size must be positive, got \(dataDim)") }
+        if generatorHidden.contains(where: { $0 <= 0 }) { throw bad("--g-hidden", "widths must be positive, got \(generatorHidden)") }
+        if discriminatorHidden.contains(where: { $0 <= 0 }) { throw bad("--d-hidden", "widths must be positive, got \(discriminatorHidden)") }
+        if generatorBatchNorm.count != generatorHidden.count {
+            throw bad("--g-batchnorm", "needs one flag per generator hidden layer (\(generatorHidden.count)), got \(generatorBatchNorm.count)")
+        }
+        for (name, v) in [("--lr-g", generatorLR), ("--lr-d", discriminatorLR)] where !(v > 0 && v.isFinite) {
+            throw bad(name, "must be a positive number, got \(v)")
+        }
+        if !(0..<1).contains(beta1) { throw bad("--beta1", "must be in [0, 1), got \(beta1)") }
+        if !(0..<1).contains(beta2) { throw bad("--beta2", "must be in [0, 1), got \(beta2)") }
+        if !(eps > 0) { throw bad("--eps", "must be positive, got \(eps)") }
+        if batchSize < 2 { throw bad("--batch-size", "must be at least 2, got \(batchSize)") }
+        if epochs < 0 { throw bad("--epochs", "must be non-negative, got \(epochs)") }
+        if !(leakySlope >= 0 && leakySlope < 1) { throw bad("--leaky-slope", "must be in [0, 1), got \(leakySlope)") }
+    }
+}
+
+/// A bad option or configuration value.
+public struct ConfigError: Error, CustomStringConvertible {
+    public var option: String
+    public var problem: String
+    public init(option: String, problem: String) { self.option = option; self.problem = problem }
+    public var description: String { "\(option): \(problem)" }
+}
+
+/// Statistics of one GAN training step.
+public struct GANStepStats: Sendable {
+    /// `mean BCE(D(x), 1) + mean BCE(D(G(z)), 0)`.
+    public var dLoss: Float
+    /// `mean BCE(D(G(z)), 1)` (through the updated D for the alternating update).
+    public var gLoss: Float
+    /// Mean of `sigmoid(D(x))` over the real batch.
+    public var meanDReal: Float
+    /// Mean of `sigmoid(D(G(z)))` over the fake batch (before the D update).
+    public var meanDFake: Float
+}
+
+/// An MLP generative adversarial network (Goodfellow et al. 2014) with its two Adam optimisers.
+///
+/// State-dict names follow PyTorch: `generator.0.weight` `[128, 100]`, ...,
+/// `discriminator.2.bias` `[1]`.
+public final class GAN {
+    public let config: GANConfig
+    public let generator: Sequential
+    public let discriminator: Sequential
+    public let generatorOptimizer: Adam
+    public let discriminatorOptimizer: Adam
+    /// When true, ``trainStep(real:z:)`` keeps its intermediate values in ``lastStep``
+    /// (`fake`, `real_logits`, `fake_logits`, `grad.generator.0.weight`, ...) for inspection.
+    public var recordsStepTensors = false
+    /// The values kept by the last step when ``recordsStepTensors`` is on.
+    public private(set) var lastStep: [String: Tensor] = [:]
+
+    /// Builds the networks with PyTorch's default initialisation from `rng`
+    /// (generator first, then discriminator).
+    public init(config: GANConfig, rng: inout RandomGenerator) {
+        self.config = config
+        var g: [any Layer] = []
+        var width = config.noiseDim
+        for (i, h) in config.generatorHidden.enumerated() {
+            g.append(Linear(width, h, rng: &rng))
+            if config.generatorBatchNorm[i] { g.append(BatchNorm1d(h)) }
+            g.append(Activation(config.generatorActivation == .relu ? .relu : .leakyRelu(config.leakySlope)))
+            width = h
+        }
+        g.append(Linear(width, config.dataDim, rng: &rng))
+        switch config.outputActivation {
+        case .tanh: g.append(Activation(.tanh))
+        case .sigmoid: g.append(Activation(.sigmoid))
+        case .identity: break
+        }
+        generator = Sequential(g)
+
+        var d: [any Layer] = []
+        width = config.dataDim
+        for h in config.discriminatorHidden {
+            d.append(Linear(width, h, rng: &rng))
+            d.append(Activation(.leakyRelu(config.leakySlope)))
+            width = h
+        }
+        d.append(Linear(width, 1, rng: &rng))
+        discriminator = Sequential(d)
+
+        generatorOptimizer = Adam(parameters: generator.parameters, lr: config.generatorLR,
+                                  betas: (config.beta1, config.beta2), eps: config.eps)
+        discriminatorOptimizer = Adam(parameters: discriminator.parameters, lr: config.discriminatorLR,
+                                      betas: (config.beta1, config.beta2), eps: config.eps)
+    }
+
+    /// One training step on a real batch and a latent batch.
+    ///
+    /// - Shapes: `real` `[N, dataDim]` (normalised), `z` `[M, noiseDim]`.
+    @discardableResult
+    public func trainStep(real: Tensor, z: Tensor) -> GANStepStats {
+        precondition(real.rank == 2 && real.shape[1] == config.dataDim, "GAN.trainStep: real batch \(real.shape), expected [N, \(config.dataDim)]")
+        precondition(z.rank == 2 && z.shape[1] == config.noiseDim, "GAN.trainStep: z \(z.shape), expected [M, \(config.noiseDim)]")
+        generator.isTraining = true
+        discriminator.isTraining = true
+        let dParams = discriminator.parameters.map(\.value)
+        let gParams = generator.parameters.map(\.value)
+
+        let fake = generator(z)
+        let realLogits = discriminator(real)
+        let fakeLogitsDetached = discriminator(fake.detached())
+        let dLoss = Loss.discriminatorLoss(realLogits: realLogits, fakeLogits: fakeLogitsDetached)
+        let dGrads = Tensor.gradients(of: dLoss, wrt: dParams)
+        let meanDReal = realLogits.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(realLogits.count)
+        let meanDFake = fakeLogitsDetached.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(fakeLogitsDetached.count)
+
+        let gLoss: Tensor
+        let gGrads: [Tensor]
+        switch config.update {
+        case .simultaneous:
+            gLoss = Loss.generatorLoss(fakeLogits: discriminator(fake))
+            gGrads = Tensor.gradients(of: gLoss, wrt: gParams)
+            discriminatorOptimizer.step(gradients: dGrads)
+            generatorOptimizer.step(gradients: gGrads)
+        case .alternating:
+            discriminatorOptimizer.step(gradients: dGrads)
+            gLoss = Loss.generatorLoss(fakeLogits: discriminator(fake))
+            gGrads = Tensor.gradients(of: gLoss, wrt: gParams)
+            generatorOptimizer.step(gradients: gGrads)
+        }
+        if recordsStepTensors {
+            lastStep = ["fake": fake.detached(), "real_logits": realLogits.detached(), "fake_logits": fakeLogitsDetached.detached()]
+            for ((name, _), g) in zip(discriminator.allNamedParameters(prefix: "discriminator."), dGrads) { lastStep["grad." + name] = g }
+            for ((name, _), g) in zip(generator.allNamedParameters(prefix: "generator."), gGrads) { lastStep["grad." + name] = g }
+        }
+        return GANStepStats(dLoss: dLoss.item, gLoss: gLoss.item, meanDReal: meanDReal, meanDFake: meanDFake)
+    }
+
+    /// Generator samples in evaluation mode (BatchNorm uses running statistics), no history.
+    ///
+    /// - Shapes: `z` `[N, noiseDim]` → `[N, dataDim]` in the normalised range.
+    public func sample(z: Tensor) -> Tensor {
+        let was = generator.isTraining
+        generator.isTraining = false
+        defer { generator.isTraining = was }
+        return withoutGrad { generator(z) }
+    }
+
+    /// Parameters and buffers of both networks, `generator.*` then `discriminator.*`.
+    public func stateDict() -> [(String, Tensor)] {
+        generator.stateDict(prefix: "generator.") + discriminator.stateDict(prefix: "discriminator.")
+    }
+
+    /// Loads both networks from `state_dict` names.
+    public func loadStateDict(_ values: [String: Tensor]) throws {
+        try generator.loadStateDict(values, prefix: "generator.")
+        try discriminator.loadStateDict(values, prefix: "discriminator.")
+    }
+
+    /// Both optimisers' state, prefixed `optimizer.generator.` and `optimizer.discriminator.`.
+    public func optimizerStateDict() -> [(String, Tensor)] {
+        generatorOptimizer.stateDict().map { ("optimizer.generator." + $0.0, $0.1) }
+            + discriminatorOptimizer.stateDict().map { ("optimizer.discriminator." + $0.0, $0.1) }
+    }
+
+    public func loadOptimizerStateDict(_ values: [String: Tensor]) throws {
+        func strip(_ prefix: String) -> [String: Tensor] {
+            var out: [String: Tensor] = [:]
+            for (k, v) in values where k.hasPrefix(prefix) { out[String(k.dropFirst(prefix.count))] = v }
+            return out
+        }
+        try generatorOptimizer.loadStateDict(strip("optimizer.generator."))
+        try discriminatorOptimizer.loadStateDict(strip("optimizer.discriminator."))
+    }
+}

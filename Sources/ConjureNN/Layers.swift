@@ -1,0 +1,123 @@
+/// Weight initialisers.
+public enum Initializer {
+    /// PyTorch's default for `nn.Linear`: weight and bias ~ U(-1/sqrt(fanIn), 1/sqrt(fanIn))
+    /// (kaiming_uniform with a = sqrt(5), He et al. 2015).
+    case pytorchDefault
+    /// N(0, std²), DCGAN's N(0, 0.02) (Radford et al. 2016); biases zero.
+    case normal(std: Float)
+    /// Xavier/Glorot uniform U(-a, a), a = sqrt(6 / (fanIn + fanOut)) (Glorot & Bengio 2010); biases zero.
+    case xavierUniform
+    /// Kaiming/He normal N(0, 2/fanIn) for ReLU (He et al. 2015); biases zero.
+    case kaimingNormal
+}
+
+/// Fully connected layer `y = x Wᵀ + b` (PyTorch's `nn.Linear`).
+///
+/// - Shapes: input `[N, inFeatures]`, output `[N, outFeatures]`; `weight` `[out, in]`,
+///   `bias` `[out]`.
+public final class Linear: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public var isTraining = true
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true,
+                initializer: Initializer = .pytorchDefault, rng: inout RandomGenerator) {
+        precondition(inFeatures > 0 && outFeatures > 0, "Linear: sizes must be positive, got \(inFeatures) -> \(outFeatures)")
+        let wShape = [outFeatures, inFeatures]
+        switch initializer {
+        case .pytorchDefault:
+            let bound = 1 / Float(inFeatures).squareRoot()
+            weight = Parameter(.randomUniform(wShape, low: -bound, high: bound, using: &rng))
+            self.bias = bias ? Parameter(.randomUniform([outFeatures], low: -bound, high: bound, using: &rng)) : nil
+        case .normal(let std):
+            weight = Parameter(.randomNormal(wShape, std: std, using: &rng))
+            self.bias = bias ? Parameter(.zeros([outFeatures])) : nil
+        case .xavierUniform:
+            let a = (6 / Float(inFeatures + outFeatures)).squareRoot()
+            weight = Parameter(.randomUniform(wShape, low: -a, high: a, using: &rng))
+            self.bias = bias ? Parameter(.zeros([outFeatures])) : nil
+        case .kaimingNormal:
+            weight = Parameter(.randomNormal(wShape, std: (2 / Float(inFeatures)).squareRoot(), using: &rng))
+            self.bias = bias ? Parameter(.zeros([outFeatures])) : nil
+        }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight.value, bias: bias?.value) }
+
+    public var namedParameters: [(String, Parameter)] {
+        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
+    }
+}
+
+/// Element-wise activation functions as layers.
+public final class Activation: Layer {
+    public enum Kind: Equatable, Sendable {
+        case relu, leakyRelu(Float), tanh, sigmoid, identity
+    }
+    public let kind: Kind
+    public var isTraining = true
+    public init(_ kind: Kind) { self.kind = kind }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        switch kind {
+        case .relu: return x.relu()
+        case .leakyRelu(let s): return x.leakyRelu(s)
+        case .tanh: return x.tanh()
+        case .sigmoid: return x.sigmoid()
+        case .identity: return x
+        }
+    }
+}
+
+/// Batch normalisation over the batch axis (Ioffe & Szegedy 2015; PyTorch's `nn.BatchNorm1d`).
+///
+/// Training mode normalises with the batch mean and biased variance and updates the running
+/// statistics with `momentum` (running variance from the unbiased batch variance);
+/// evaluation mode uses the running statistics, so an output does not depend on its batch.
+///
+/// - Shapes: input and output `[N, features]`; `weight`, `bias`, `running_mean`,
+///   `running_var` `[features]`; `num_batches_tracked` a scalar.
+public final class BatchNorm1d: Layer {
+    public let weight: Parameter
+    public let bias: Parameter
+    public let runningMean: Buffer
+    public let runningVar: Buffer
+    public let numBatchesTracked: Buffer
+    public let eps: Float
+    public let momentum: Float
+    public var isTraining = true
+
+    public init(_ features: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+        weight = Parameter(.ones([features]))
+        bias = Parameter(.zeros([features]))
+        runningMean = Buffer(.zeros([features]))
+        runningVar = Buffer(.ones([features]))
+        numBatchesTracked = Buffer(Tensor(0))
+        self.eps = eps
+        self.momentum = momentum
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let f = weight.shape[0]
+        precondition(x.rank == 2 && x.shape[1] == f, "BatchNorm1d: input \(x.shape) for \(f) features")
+        if !isTraining {
+            let scale = Tensor(shape: [f], scalars: (0..<f).map { 1 / (runningVar.value.scalars[$0] + eps).squareRoot() })
+            return (x - runningMean.value) * scale * weight.value + bias.value
+        }
+        let n = x.shape[0]
+        precondition(n > 1, "BatchNorm1d: training mode needs more than one sample per batch, got \(x.shape)")
+        let (y, mean, variance) = Tensor.batchNormTraining(x, weight: weight.value, bias: bias.value, eps: eps)
+        // Running statistics (no gradient); the running variance uses the unbiased estimate.
+        let m = momentum
+        let unbias = Float(n) / Float(n - 1)
+        runningMean.value = Tensor(shape: [f], scalars: zip(runningMean.value.scalars, mean).map { (1 - m) * $0 + m * $1 })
+        runningVar.value = Tensor(shape: [f], scalars: zip(runningVar.value.scalars, variance).map { (1 - m) * $0 + m * $1 * unbias })
+        numBatchesTracked.value = Tensor(numBatchesTracked.value.item + 1)
+        return y
+    }
+
+    public var namedParameters: [(String, Parameter)] { [("weight", weight), ("bias", bias)] }
+    public var namedBuffers: [(String, Buffer)] {
+        [("running_mean", runningMean), ("running_var", runningVar), ("num_batches_tracked", numBatchesTracked)]
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+import ConjureNN
+
+/// A gradient-based optimiser over a fixed list of parameters: a pure per-parameter update
+/// rule plus its state.
+public protocol Optimizer: AnyObject {
+    /// The parameters this optimiser updates, in order.
+    var parameters: [Parameter] { get }
+    /// Applies one update with `gradients[i]` for `parameters[i]`.
+    func step(gradients: [Tensor])
+    /// The optimiser state by name (PyTorch's names: `exp_avg`, `exp_avg_sq`,
+    /// `momentum_buffer`, `step`), one entry per parameter index, for checkpoints.
+    func stateDict() -> [(String, Tensor)]
+    /// Restores state written by ``stateDict()``.
+    func loadStateDict(_ state: [String: Tensor]) throws
+}
+
+/// Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight decay,
+/// as PyTorch's `torch.optim.SGD` (Sutskever et al. 2013). Plain gradient descent is SGD with
+/// full-batch gradients and no momentum.
+public final class SGD: Optimizer {
+    public let parameters: [Parameter]
+    public var lr: Float
+    public let momentum: Float
+    public let dampening: Float
+    public let nesterov: Bool
+    public let weightDecay: Float
+    var buffers: [[Float]?]
+
+    public init(parameters: [Parameter], lr: Float, momentum: Float = 0, dampening: Float = 0,
+                nesterov: Bool = false, weightDecay: Float = 0) {
+        precondition(lr >= 0 && momentum >= 0, "SGD: lr and momentum must be non-negative")
+        precondition(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov needs momentum > 0 and no dampening")
+        self.parameters = parameters
+        self.lr = lr
+        self.momentum = momentum
+        self.dampening = dampening
+        self.nesterov = nesterov
+        self.weightDecay = weightDecay
+        buffers = Array(repeating: nil, count: parameters.count)
+    }
+
+    public func step(gradients: [Tensor]) {
+        precondition(gradients.count == parameters.count, "SGD.step: \(gradients.count) gradients for \(parameters.count) parameters")
+        for (i, p) in parameters.enumerated() {
+            var g = gradients[i].scalars
+            let pv = p.value.scalars
+            if weightDecay != 0 { for j in g.indices { g[j] += weightDecay * pv[j] } }
+            if momentum != 0 {
+                if var b = buffers[i] {
+                    for j in b.indices { b[j] = momentum * b[j] + (1 - dampening) * g[j] }
+                    buffers[i] = b
+                } else {
+                    buffers[i] = g
+                }
+                let b = buffers[i]!
+                if nesterov { for j in g.indices { g[j] += momentum * b[j] } } else { g = b }
+            }
+            let lr = self.lr
+            p.update { v in for j in v.indices { v[j] -= lr * g[j] } }
+        }
+    }
+
+    public func stateDict() -> [(String, Tensor)] {
+        parameters.indices.compactMap { i in buffers[i].map { ("\(i).momentum_buffer", Tensor(shape: parameters[i].shape, scalars: $0)) } }
+    }
+
+    public func loadStateDict(_ state: [String: Tensor]) throws {
+        for i in parameters.indices { buffers[i] = state["\(i).momentum_buffer"]?.scalars }
+    }
+}
+
+/// Adam (Kingma & Ba 2015) with bias correction, exactly as PyTorch's `torch.optim.Adam`:
+/// `m = β1 m + (1-β1) g`, `v = β2 v + (1-β2) g²`,
+/// `p -= lr / (1-β1^t) * m / (sqrt(v) / sqrt(1-β2^t) + eps)`.
+/// Defaults lr 1e-3, betas (0.9, 0.999), eps 1e-8 as in the paper and PyTorch.
+public final class Adam: Optimizer {
+    public let parameters: [Parameter]
+    public var lr: Float
+    public let betas: (Float, Float)
+    public let eps: Float
+    public let weightDecay: Float
+    /// Number of steps taken (PyTorch's per-parameter `step`, shared here).
+    public private(set) var stepCount: Int = 0
+    var expAvg: [[Float]]
+    var expAvgSq: [[Float]]
+
+    public init(parameters: [Parameter], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
+                eps: Float = 1e-8, weightDecay: Float = 0) {
+        precondition(lr >= 0, "Adam: lr must be non-negative, got \(lr)")
+        precondition((0..<1).contains(betas.0) && (0..<1).contains(betas.1), "Adam: betas must be in [0, 1), got \(betas)")
+        self.parameters = parameters
+        self.lr = lr
+        self.betas = betas
+        self.eps = eps
+        self.weightDecay = weightDecay
+        expAvg = parameters.map { [Float](repeating: 0, count: $0.value.count) }
+        expAvgSq = expAvg
+    }
+
+    public func step(gradients: [Tensor]) {
+        precondition(gradients.count == parameters.count, "Adam.step: \(gradients.count) gradients for \(parameters.count) parameters")
+        stepCount += 1
+        let (b1, b2) = betas
+        let bc1 = 1 - pow(Double(b1), Double(stepCount))
+        let bc2 = 1 - pow(Double(b2), Double(stepCount))
+        let stepSize = Float(Double(lr) / bc1)
+        let invSqrtBc2 = Float(1 / bc2.squareRoot())
+        let eps = self.eps, wd = weightDecay
+        for (i, p) in parameters.enumerated() {
+            precondition(gradients[i].shape == p.shape, "Adam.step: gradient \(gradients[i].shape) for parameter \(p.shape)")
+            gradients[i].scalars.withUnsafeBufferPointer { g in
+                expAvg[i].withUnsafeMutableBufferPointer { m in
+                    expAvgSq[i].withUnsafeMutableBufferPointer { v in
+                        p.update { w in
+                            w.withUnsafeMutableBufferPointer { w in
+                                for j in 0..<w.count {
+                                    let gj = wd == 0 ? g[j] : g[j] + wd * w[j]
+                                    m[j] = b1 * m[j] + (1 - b1) * gj
+                                    v[j] = b2 * v[j] + (1 - b2) * gj * gj
+                                    w[j] -= stepSize * m[j] / (v[j].squareRoot() * invSqrtBc2 + eps)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func stateDict() -> [(String, Tensor)] {
+        var out: [(String, Tensor)] = []
+        for (i, p) in parameters.enumerated() {
+            out.append(("\(i).exp_avg", Tensor(shape: p.shape, scalars: expAvg[i])))
+            out.append(("\(i).exp_avg_sq", Tensor(shape: p.shape, scalars: expAvgSq[i])))
+        }
+        out.append(("step", Tensor(Float(stepCount))))
+        return out
+    }
+
+    public func loadStateDict(_ state: [String: Tensor]) throws {
+        for (i, p) in parameters.enumerated() {
+            guard let m = state["\(i).exp_avg"], let v = state["\(i).exp_avg_sq"], m.count == p.value.count, v.count == p.value.count else {
+                throw StateDictError(key: "\(i).exp_avg", problem: "missing or of the wrong size for parameter of shape \(p.shape)")
+            }
+            expAvg[i] = m.scalars
+            expAvgSq[i] = v.scalars
+        }
+        guard let s = state["step"] else { throw StateDictError(key: "step", problem: "missing") }
+        stepCount = Int(s.item)
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import XCTest
+import ConjureTensor
+
+/// The shared folder (../shared next to the package root), or nil when absent.
+public let sharedDir: URL? = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }  // Sources/ConjureTestSupport/Support.swift -> root
+    for candidate in [url.deletingLastPathComponent().appendingPathComponent("shared"), URL(fileURLWithPath: "/work/shared")] {
+        if FileManager.default.fileExists(atPath: candidate.path) { return candidate }
+    }
+    return nil
+}()
+
+public func sharedPath(_ rel: String) throws -> URL {
+    guard let dir = sharedDir else { throw XCTSkip("../shared is not present") }
+    return dir.appendingPathComponent(rel)
+}
+
+/// NaN-aware closeness: |a - b| <= atol + rtol * |b| element-wise; reports the worst element.
+public func assertClose(_ a: [Float], _ b: [Float], rtol: Float = 1e-4, atol: Float = 1e-6, _ message: String = "",
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "\(message): counts differ", file: file, line: line)
+    var worst: (Int, Float) = (-1, 0)
+    for i in 0..<min(a.count, b.count) {
+        if a[i].isNaN && b[i].isNaN { continue }
+        let err = abs(a[i] - b[i])
+        let excess = err - (atol + rtol * abs(b[i]))
+        if !(excess <= 0) && (worst.0 < 0 || excess > worst.1 || excess.isNaN) { worst = (i, excess) }
+    }
+    if worst.0 >= 0 {
+        XCTFail("\(message): element \(worst.0): \(a[worst.0]) vs expected \(b[worst.0])", file: file, line: line)
+    }
+}
+
+public func assertClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-4, atol: Float = 1e-6, _ message: String = "",
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.shape, b.shape, "\(message): shapes differ", file: file, line: line)
+    assertClose(a.scalars, b.scalars, rtol: rtol, atol: atol, message, file: file, line: line)
+}
+
+/// Central finite-difference check of `f` (a scalar function of the inputs) against the
+/// autodiff gradients. The loss is a random projection of the output so every output element
+/// matters; differences are taken on Double sums of Float32 evaluations with step `h`.
+public func checkGradients(_ inputs: [Tensor], h: Float = 1e-2, rtol: Double = 2e-2, atol: Double = 2e-3,
+                    file: StaticString = #filePath, line: UInt = #line, _ f: ([Tensor]) -> Tensor) {
+    var rng = RandomGenerator(seed: 1234)
+    let leaves = inputs.map { $0.requiringGrad() }
+    let out0 = f(leaves)
+    let proj = Tensor.randomNormal(out0.shape, using: &rng)
+    func loss(_ xs: [Tensor]) -> Double {
+        let y = f(xs)  // inputs are constants; f may differentiate internally
+        var s = 0.0
+        for (a, b) in zip(y.scalars, proj.scalars) { s += Double(a) * Double(b) }
+        return s
+    }
+    let grads = Tensor.gradients(of: out0, seed: proj, wrt: leaves)
+    for (k, x) in inputs.enumerated() {
+        for i in 0..<x.count {
+            var plus = inputs, minus = inputs
+            plus[k].withMutableScalars { $0[i] += h }
+            minus[k].withMutableScalars { $0[i] -= h }
+            let numeric = (loss(plus) - loss(minus)) / (2 * Double(h))
+            let analytic = Double(grads[k].scalars[i])
+            if abs(numeric - analytic) > atol + rtol * abs(numeric) {
+                XCTFail("gradient of input \(k) element \(i): autodiff \(analytic), finite difference \(numeric)", file: file, line: line)
+                return
+            }
+        }
+    }
+}
+
+/// Minimal reader for the fixtures' `<f4` C-order .npy files (format 1.0/2.0).
+public func loadFixtureNPY(_ url: URL) throws -> Tensor {
+    let data = try Data(contentsOf: url)
+    let bytes = [UInt8](data)
+    let major = bytes[6]
+    let headerLen = major == 1 ? Int(bytes[8]) | Int(bytes[9]) << 8
+        : Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+    let start = major == 1 ? 10 : 12
+    let header = String(decoding: bytes[start..<(start + headerLen)], as: UTF8.self)
+    precondition(header.contains("'<f4'") && header.contains("'fortran_order': False"), "unsupported fixture \(url.path): \(header)")
+    let shapeText = header.components(separatedBy: "'shape': (")[1].components(separatedBy: ")")[0]
+    let shape = shapeText.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    let n = shape.reduce(1, *)
+    var scalars = [Float](repeating: 0, count: n)
+    let off = start + headerLen
+    _ = scalars.withUnsafeMutableBytes { data.copyBytes(to: $0, from: off..<(off + 4 * n)) }
+    return Tensor(shape: shape, scalars: scalars)
+}
