@@ -29,6 +29,9 @@ public enum Gzip {
     /// - Throws: ``DataError`` when the data is corrupt (bad header, bad deflate data, CRC
     ///   mismatch) or ends before the stream does (a truncated download).
     public static func decompress(_ bytes: [UInt8], file: String) throws -> [UInt8] {
+        guard !bytes.isEmpty else {
+            throw DataError(file: file, problem: "gzip data is empty", hint: "the file looks truncated; re-download it")
+        }
         // The last 4 bytes (ISIZE) give the size of the last member mod 2^32: a good first guess.
         var capacity = max(bytes.count * 4, 1 << 16)
         if bytes.count >= 18 {
@@ -90,6 +93,41 @@ public enum Gzip {
                 let at = input.count - Int(stream.avail_in)
                 throw DataError(file: file, location: "byte \(at)", problem: "corrupt gzip data: \(message)",
                                 hint: "the file may be damaged; re-download it")
+            }
+        }
+        out.removeSubrange(produced...)
+        return out
+    }
+
+    /// Compresses bytes into a single-member gzip file (RFC 1952) with zlib's deflate.
+    ///
+    /// - Parameters:
+    ///   - bytes: the data.
+    ///   - level: zlib compression level 0...9 (default 6, as `gzip`).
+    /// - Returns: the complete `.gz` file contents.
+    public static func compress(_ bytes: [UInt8], level: Int32 = 6) -> [UInt8] {
+        var stream = z_stream()
+        let rc = deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+                               ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        precondition(rc == Z_OK, "Gzip.compress: deflateInit2 returned \(rc)")
+        defer { deflateEnd(&stream) }
+        var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(bytes.count))) + 64)
+        var produced = 0
+        bytes.withUnsafeBufferPointer { input in
+            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress ?? UnsafePointer(bitPattern: 1)!)
+            stream.avail_in = UInt32(input.count)
+            while true {
+                if produced == out.count { out.append(contentsOf: repeatElement(0, count: max(out.count, 1 << 12))) }
+                let r = out.withUnsafeMutableBufferPointer { o -> Int32 in
+                    stream.next_out = o.baseAddress! + produced
+                    let room = o.count - produced
+                    stream.avail_out = UInt32(room)
+                    let r = deflate(&stream, Z_FINISH)
+                    produced += room - Int(stream.avail_out)
+                    return r
+                }
+                if r == Z_STREAM_END { break }
+                precondition(r == Z_OK || r == Z_BUF_ERROR, "Gzip.compress: deflate returned \(r)")
             }
         }
         out.removeSubrange(produced...)

@@ -7,9 +7,19 @@ public enum Loss {
         Tensor.binaryCrossEntropyWithLogits(logits, targets: Tensor(target))
     }
 
-    /// Mean binary cross-entropy on logits against per-element targets in [0, 1].
-    public static func binaryCrossEntropyWithLogits(_ logits: Tensor, targets: Tensor) -> Tensor {
-        Tensor.binaryCrossEntropyWithLogits(logits, targets: targets)
+    /// Mean binary cross-entropy on logits against per-element targets.
+    ///
+    /// - Throws: ``LossError`` when a target lies outside [0, 1] or is not finite (for example
+    ///   discriminator outputs passed as labels, which TensorFlow's formula silently accepts
+    ///   and turns into negative losses).
+    public static func binaryCrossEntropyWithLogits(_ logits: Tensor, targets: Tensor) throws -> Tensor {
+        if let bad = targets.scalars.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
+            throw LossError(message: "binaryCrossEntropyWithLogits: target \(targets.scalars[bad]) at index \(bad) is outside [0, 1]; targets are probabilities (labels), not logits")
+        }
+        guard targets.shape == logits.shape || targets.count == 1 else {
+            throw LossError(message: "binaryCrossEntropyWithLogits: targets \(targets.shape) do not match logits \(logits.shape)")
+        }
+        return Tensor.binaryCrossEntropyWithLogits(logits, targets: targets)
     }
 
     /// The GAN discriminator loss `mean BCE(D(x), 1) + mean BCE(D(G(z)), 0)` on logits
@@ -34,4 +44,10 @@ public enum Loss {
         let d = prediction - target
         return (d * d).mean()
     }
+}
+
+/// Invalid arguments to a loss function.
+public struct LossError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

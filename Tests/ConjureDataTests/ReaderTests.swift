@@ -1,0 +1,776 @@
+import ConjureData
+import Foundation
+import XCTest
+
+// MARK: - Test support (shared by the ConjureData test files)
+
+/// `/work/shared` (or wherever `../shared` sits next to the package root).
+let sharedDir: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/ConjureDataTests/File.swift -> package root
+    let candidate = url.appendingPathComponent("../shared").standardized.path
+    if FileManager.default.fileExists(atPath: candidate + "/cases") { return candidate }
+    return "/work/shared"
+}()
+
+func casePath(_ name: String) -> String { sharedDir + "/cases/" + name }
+func dataPath(_ name: String) -> String { sharedDir + "/data/" + name }
+
+/// Asserts two Float arrays are equal within `tolerance`, treating NaN as equal to NaN.
+func assertClose(_ a: [Float], _ b: [Float], tolerance: Float = 1e-6, _ message: String = "",
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "count differs \(message)", file: file, line: line)
+    for (i, (x, y)) in zip(a, b).enumerated() {
+        if x.isNaN && y.isNaN { continue }
+        if !(abs(x - y) <= tolerance * max(1, abs(y))) {
+            XCTFail("element \(i): \(x) vs \(y) \(message)", file: file, line: line)
+            return
+        }
+    }
+}
+
+/// Runs `body`, expecting a `DataError`; returns it (fails the test otherwise).
+@discardableResult
+func expectDataError<T>(_ body: @autoclosure () throws -> T, contains fragments: [String] = [],
+                        file: StaticString = #filePath, line: UInt = #line) -> DataError? {
+    do {
+        _ = try body()
+        XCTFail("expected a DataError", file: file, line: line)
+        return nil
+    } catch let e as DataError {
+        for f in fragments where !e.description.contains(f) {
+            XCTFail("error \"\(e.description)\" lacks \"\(f)\"", file: file, line: line)
+        }
+        return e
+    } catch {
+        XCTFail("expected a DataError, got \(error)", file: file, line: line)
+        return nil
+    }
+}
+
+/// A fresh temporary directory for one test.
+func makeTempDir(_ name: String = #function) -> String {
+    let safe = name.filter { $0.isLetter || $0.isNumber }
+    let dir = NSTemporaryDirectory() + "conjure-data-tests-\(safe)-\(UInt32.random(in: 0...UInt32.max))"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+func writeBytes(_ bytes: [UInt8], _ path: String) {
+    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+}
+
+/// The bytes of a `.npy` file with the given header fields and raw data, as numpy.save writes it.
+func npyFile(descr: String, fortran: Bool = false, shape: [Int], data: [UInt8], version: UInt8 = 1) -> [UInt8] {
+    let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+    var header = "{'descr': '\(descr)', 'fortran_order': \(fortran ? "True" : "False"), 'shape': \(shapeText), }"
+    let prefix = version == 1 ? 10 : 12
+    while (prefix + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    var out: [UInt8] = [0x93] + Array("NUMPY".utf8) + [version, 0]
+    let n = header.utf8.count
+    if version == 1 {
+        out += [UInt8(n & 0xff), UInt8(n >> 8)]
+    } else {
+        out += [UInt8(n & 0xff), UInt8((n >> 8) & 0xff), UInt8((n >> 16) & 0xff), UInt8(n >> 24)]
+    }
+    return out + Array(header.utf8) + data
+}
+
+func bigEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+    values.flatMap { v in withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+}
+func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+    values.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+}
+
+/// An IDX file: magic 00 00 type ndims, big-endian dims, then `data` (already big-endian).
+func idxFile(type: UInt8, shape: [Int], data: [UInt8]) -> [UInt8] {
+    [0, 0, type, UInt8(shape.count)] + bigEndianBytes(shape.map { UInt32($0) }) + data
+}
+
+// MARK: Minimal PNG encoder for tests (stored deflate blocks, no libspng involved)
+
+func crc32(_ bytes: [UInt8]) -> UInt32 {
+    var c: UInt32 = 0xffff_ffff
+    for b in bytes {
+        c ^= UInt32(b)
+        for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+    }
+    return c ^ 0xffff_ffff
+}
+
+func zlibStored(_ data: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = [0x78, 0x01]
+    var i = 0
+    repeat {
+        let n = min(65535, data.count - i)
+        let final: UInt8 = i + n == data.count ? 1 : 0
+        out += [final, UInt8(n & 0xff), UInt8(n >> 8), UInt8(~n & 0xff), UInt8((~n >> 8) & 0xff)]
+        out += data[i..<(i + n)]
+        i += n
+    } while i < data.count
+    var a: UInt32 = 1, b: UInt32 = 0
+    for x in data { a = (a + UInt32(x)) % 65521; b = (b + a) % 65521 }
+    return out + bigEndianBytes([b << 16 | a])
+}
+
+/// A PNG with the given IHDR fields; `rows` are the raw scanlines without filter bytes.
+func makePNG(width: Int, height: Int, bitDepth: UInt8, colorType: UInt8, rows: [[UInt8]],
+             palette: [UInt8]? = nil) -> [UInt8] {
+    func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
+        let t = Array(type.utf8)
+        return bigEndianBytes([UInt32(body.count)]) + t + body + bigEndianBytes([crc32(t + body)])
+    }
+    let ihdr = bigEndianBytes([UInt32(width), UInt32(height)]) + [bitDepth, colorType, 0, 0, 0]
+    var raw: [UInt8] = []
+    for r in rows { raw += [0] + r }
+    var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+    png += chunk("IHDR", ihdr)
+    if let palette { png += chunk("PLTE", palette) }
+    png += chunk("IDAT", zlibStored(raw))
+    png += chunk("IEND", [])
+    return png
+}
+
+// MARK: - .npy
+
+final class NPYReaderTests: XCTestCase {
+    func testF01FortranOrderIsTransposedToRowMajor() throws {
+        let t = try NPYReader.load(path: casePath("F01_fortran_3x4_f4.npy"))
+        XCTAssertEqual(t.shape, [3, 4])
+        XCTAssertEqual(t.scalars, (0..<12).map(Float.init))
+        let info = try NPYReader.read(path: casePath("F01_fortran_3x4_f4.npy"))
+        XCTAssertTrue(info.fortranOrder)
+        XCTAssertEqual(info.dtype, .float32)
+    }
+
+    func testF02BigEndianIsByteSwapped() throws {
+        let t = try NPYReader.load(path: casePath("F02_bigendian_2x2_f4.npy"))
+        XCTAssertEqual(t.shape, [2, 2])
+        XCTAssertEqual(t.scalars, [1.0, 2.0, -0.5, 255.0])
+    }
+
+    func testF04AllThreeHeaderVersionsLoadEqual() throws {
+        let expected: [Float] = [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5]
+        for v in ["v1", "v2", "v3"] {
+            let a = try NPYReader.read(path: casePath("F04_\(v)_header_3x4_f4.npy"))
+            XCTAssertEqual(a.tensor.shape, [3, 4], v)
+            XCTAssertEqual(a.tensor.scalars, expected, v)
+            XCTAssertEqual(a.formatVersion, "\(v.dropFirst()).0")
+        }
+    }
+
+    func testF05TruncatedDataIsAnErrorWithByteCounts() {
+        let path = casePath("F05_truncated_8x3x4x4_f4.npy")
+        let e = expectDataError(try NPYReader.load(path: path), contains: ["expected 1536 data bytes, found 768", "F05_truncated"])
+        XCTAssertEqual(e?.file, path)
+        expectDataError(try Dataset.load(path: path), contains: ["expected 1536 data bytes, found 768"])
+    }
+
+    func testF06ScalarReadsAsScalarButIsNoDataset() throws {
+        let path = casePath("F06_scalar_0d_f8.npy")
+        let t = try NPYReader.load(path: path)
+        XCTAssertEqual(t.shape, [])
+        XCTAssertEqual(t.scalars, [5.0])
+        expectDataError(try Dataset.load(path: path), contains: ["array has no sample axis", "F06_scalar_0d_f8.npy"])
+    }
+
+    func testF06VectorIsSixSamplesOfOneFeature() throws {
+        let d = try Dataset.load(path: casePath("F06_vector_1d_len6_f4.npy"))
+        XCTAssertEqual(d.samples.shape, [6, 1])
+        XCTAssertEqual(d.count, 6)
+        XCTAssertEqual(try NPYReader.load(path: casePath("F06_vector_1d_len6_f4.npy")).shape, [6])
+    }
+
+    func testF06EmptyIsAnError() throws {
+        let path = casePath("F06_empty_0x3_f4.npy")
+        XCTAssertEqual(try NPYReader.load(path: path).shape, [0, 3])
+        expectDataError(try Dataset.load(path: path), contains: ["dataset has 0 samples", "F06_empty_0x3_f4.npy"])
+    }
+
+    func testF07Uint8() throws {
+        let a = try NPYReader.read(path: casePath("F07_uint8_2x4.npy"))
+        XCTAssertEqual(a.dtype, .uint8)
+        XCTAssertEqual(a.tensor.shape, [2, 4])
+        XCTAssertEqual(a.tensor.scalars, [0, 1, 127, 128, 254, 255, 200, 50])
+    }
+
+    func testF13AndF15ImageArrays() throws {
+        let t13 = try NPYReader.load(path: casePath("F13_tanh_range_1x1x2x3_f4.npy"))
+        XCTAssertEqual(t13.shape, [1, 1, 2, 3])
+        XCTAssertEqual(t13.scalars, [-1.3, -1, -0.5, 0, 0.5, 1.2])
+        let t7 = try NPYReader.load(path: casePath("F15_batch7_1x2x3_f4.npy"))
+        XCTAssertEqual(t7.shape, [7, 1, 2, 3])
+        for k in 0..<7 {
+            let tile = Array(t7.scalars[(k * 6)..<(k * 6 + 6)])
+            assertClose(tile, [Float](repeating: Float(Double(40 * k) / 127.5 - 1), count: 6), "tile \(k)")
+        }
+        let t32 = try NPYReader.load(path: casePath("F15_batch32_1x2x2_f4.npy"))
+        XCTAssertEqual(t32.shape, [32, 1, 2, 2])
+        for k in 0..<32 {
+            XCTAssertEqual(t32.scalars[k * 4], Float(Double(32 * (k % 8)) / 127.5 - 1), accuracy: 1e-6)
+        }
+    }
+
+    func testBigEndianFloat64FortranRoundTrip() throws {
+        // A (2, 3, 4) array with value 100*i + 10*j + k, stored big-endian f8 in Fortran order.
+        let shape = [2, 3, 4]
+        var fortranValues: [Double] = []
+        for k in 0..<4 { for j in 0..<3 { for i in 0..<2 { fortranValues.append(Double(100 * i + 10 * j + k) + 0.25) } } }
+        let data = bigEndianBytes(fortranValues.map(\.bitPattern))
+        let dir = makeTempDir()
+        let path = dir + "/be_f8_fortran.npy"
+        writeBytes(npyFile(descr: ">f8", fortran: true, shape: shape, data: data, version: 2), path)
+        let a = try NPYReader.read(path: path)
+        XCTAssertEqual(a.tensor.shape, shape)
+        XCTAssertEqual(a.dtype, .float64)
+        var expected: [Float] = []
+        for i in 0..<2 { for j in 0..<3 { for k in 0..<4 { expected.append(Float(100 * i + 10 * j + k) + 0.25) } } }
+        XCTAssertEqual(a.tensor.scalars, expected)
+    }
+
+    func testAllIntegerAndHalfDtypesAndByteOrders() throws {
+        let dir = makeTempDir()
+        func load(_ descr: String, _ shape: [Int], _ data: [UInt8]) throws -> [Float] {
+            let p = dir + "/a.npy"
+            writeBytes(npyFile(descr: descr, shape: shape, data: data), p)
+            return try NPYReader.load(path: p).scalars
+        }
+        XCTAssertEqual(try load("|i1", [3], [0xff, 0x7f, 0x80]), [-1, 127, -128])
+        XCTAssertEqual(try load("|b1", [3], [0, 1, 2]), [0, 1, 1])
+        XCTAssertEqual(try load("<u2", [2], littleEndianBytes([UInt16(65535), 300])), [65535, 300])
+        XCTAssertEqual(try load(">u2", [2], bigEndianBytes([UInt16(65535), 300])), [65535, 300])
+        XCTAssertEqual(try load("<i2", [2], littleEndianBytes([Int16(-300), 7])), [-300, 7])
+        XCTAssertEqual(try load(">i2", [2], bigEndianBytes([Int16(-300), 7])), [-300, 7])
+        XCTAssertEqual(try load("=i4", [2], littleEndianBytes([Int32(-70000), 70000])), [-70000, 70000])
+        XCTAssertEqual(try load(">i4", [2], bigEndianBytes([Int32(-70000), 70000])), [-70000, 70000])
+        XCTAssertEqual(try load("<i8", [2], littleEndianBytes([Int64(-5), 1 << 40])), [-5, Float(1 << 40)])
+        XCTAssertEqual(try load(">i8", [2], bigEndianBytes([Int64(-5), 1 << 40])), [-5, Float(1 << 40)])
+        XCTAssertEqual(try load("<u4", [1], littleEndianBytes([UInt32(4_000_000_000)])), [4_000_000_000])
+        // float16: 1.0 = 0x3c00, -2.0 = 0xc000, 0.5 = 0x3800, 65504 = 0x7bff, smallest subnormal 0x0001, inf 0x7c00.
+        let halves = try load("<f2", [6], littleEndianBytes([UInt16(0x3c00), 0xc000, 0x3800, 0x7bff, 0x0001, 0x7c00]))
+        XCTAssertEqual(Array(halves.prefix(5)), [1, -2, 0.5, 65504, Float(sign: .plus, exponent: -24, significand: 1)])
+        XCTAssertEqual(halves[5], .infinity)
+        XCTAssertEqual(try load(">f2", [1], bigEndianBytes([UInt16(0x3c00)])), [1])
+        XCTAssertEqual(try load(">f4", [1], bigEndianBytes([Float(3.5).bitPattern])), [3.5])
+    }
+
+    func testGzippedNpyLoads() throws {
+        let dir = makeTempDir()
+        let p = dir + "/a.npy.gz"
+        writeBytes(Gzip.compress(npyFile(descr: "<f4", shape: [2], data: littleEndianBytes([Float(1.5).bitPattern, Float(-3).bitPattern]))), p)
+        XCTAssertEqual(try NPYReader.load(path: p).scalars, [1.5, -3])
+        XCTAssertEqual(try Dataset.detectFormat(path: p), .npy)
+    }
+
+    func testBadInputsAreDataErrors() {
+        let dir = makeTempDir()
+        let p = dir + "/bad.npy"
+        writeBytes(Array("hello, this is not numpy".utf8), p)
+        expectDataError(try NPYReader.load(path: p), contains: ["bad.npy", "not a .npy file", "93 4e 55 4d 50 59"])
+
+        writeBytes([0x93] + Array("NUMPY".utf8) + [4, 0, 10, 0] + Array("{}        ".utf8), p)
+        expectDataError(try NPYReader.load(path: p), contains: ["unsupported .npy format version 4.0"])
+
+        var bytes = npyFile(descr: "<f4", shape: [2], data: [])
+        // Corrupt the dict: drop the closing brace.
+        let brace = bytes.lastIndex(of: UInt8(ascii: "}"))!
+        bytes[brace] = UInt8(ascii: " ")
+        writeBytes(bytes + [UInt8](repeating: 0, count: 8), p)
+        expectDataError(try NPYReader.load(path: p), contains: ["header", "malformed header dict"])
+
+        let missingKey: [UInt8] = {
+            var h = "{'descr': '<f4', 'shape': (2,), }"
+            while (10 + h.utf8.count + 1) % 64 != 0 { h += " " }
+            h += "\n"
+            return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.utf8.count), 0] + Array(h.utf8) + [UInt8](repeating: 0, count: 8)
+        }()
+        writeBytes(missingKey, p)
+        expectDataError(try NPYReader.load(path: p), contains: ["lacks key(s) 'fortran_order'"])
+
+        writeBytes(npyFile(descr: "|O", shape: [1], data: [0, 0, 0, 0, 0, 0, 0, 0]), p)
+        expectDataError(try NPYReader.load(path: p), contains: ["unsupported dtype '|O'", "pickle"])
+        writeBytes(npyFile(descr: "<c8", shape: [1], data: [UInt8](repeating: 0, count: 8)), p)
+        expectDataError(try NPYReader.load(path: p), contains: ["unsupported dtype '<c8'", "complex"])
+        writeBytes(npyFile(descr: "<U3", shape: [1], data: [UInt8](repeating: 0, count: 12)), p)
+        expectDataError(try NPYReader.load(path: p), contains: ["unsupported dtype '<U3'"])
+
+        writeBytes(npyFile(descr: "<f4", shape: [2], data: [UInt8](repeating: 0, count: 12)), p)
+        expectDataError(try NPYReader.load(path: p), contains: ["expected 8 data bytes, found 12", "4 extra bytes"])
+
+        expectDataError(try NPYReader.load(path: dir + "/missing.npy"), contains: ["missing.npy", "cannot open file"])
+    }
+
+    func testHeaderDialects() throws {
+        // Python 2 long suffixes, double quotes, keys in another order, no trailing comma.
+        let dir = makeTempDir()
+        let p = dir + "/a.npy"
+        var h = "{\"shape\": (2L, 1L), \"fortran_order\": False, \"descr\": \"<f4\"}"
+        while (10 + h.utf8.count + 1) % 64 != 0 { h += " " }
+        h += "\n"
+        writeBytes([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.utf8.count), 0] + Array(h.utf8)
+                   + littleEndianBytes([Float(7).bitPattern, Float(8).bitPattern]), p)
+        let t = try NPYReader.load(path: p)
+        XCTAssertEqual(t.shape, [2, 1])
+        XCTAssertEqual(t.scalars, [7, 8])
+    }
+}
+
+// MARK: - IDX
+
+final class IDXReaderTests: XCTestCase {
+    func testF09ImagesAreNonSquareAndBigEndian() throws {
+        let a = try IDXReader.read(path: casePath("F09_images_2x3x4-idx3-ubyte"))
+        XCTAssertEqual(a.dtype, .uint8)
+        XCTAssertEqual(a.tensor.shape, [2, 3, 4])
+        XCTAssertEqual(Array(a.tensor.scalars[0..<12]), [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110])
+        XCTAssertEqual(Array(a.tensor.scalars[12..<24]), stride(from: 120, through: 230, by: 10).map(Float.init))
+    }
+
+    func testF09LabelsAndPairing() throws {
+        XCTAssertEqual(try IDXReader.load(path: casePath("F09_labels_2-idx1-ubyte")).scalars, [7, 2])
+        let d = try Dataset.load(path: casePath("F09_images_2x3x4-idx3-ubyte"),
+                                 options: DatasetOptions(labelsPath: casePath("F09_labels_2-idx1-ubyte")))
+        XCTAssertEqual(d.format, .idx)
+        XCTAssertEqual(d.samples.shape, [2, 3, 4])
+        XCTAssertEqual(d.labels, [7, 2])
+        XCTAssertEqual(d.inferredImageShape, [1, 3, 4])
+        // The names do not follow the MNIST convention, so nothing is paired automatically.
+        XCTAssertNil(try Dataset.load(path: casePath("F09_images_2x3x4-idx3-ubyte")).labels)
+    }
+
+    func testF09Float32() throws {
+        let a = try IDXReader.read(path: casePath("F09_float32_2x2-idx2"))
+        XCTAssertEqual(a.dtype, .float32)
+        XCTAssertEqual(a.tensor.shape, [2, 2])
+        XCTAssertEqual(a.tensor.scalars, [1.5, -2.0, 0.25, 100.0])
+        XCTAssertEqual(try Dataset.detectFormat(path: casePath("F09_float32_2x2-idx2")), .idx)
+    }
+
+    func testF10BadMagic() {
+        let path = casePath("F10_bad_magic-idx3-ubyte")
+        expectDataError(try IDXReader.load(path: path),
+                        contains: ["F10_bad_magic-idx3-ubyte", "the first two magic bytes must be 0", "0x61 0x00"])
+        expectDataError(try Dataset.load(path: path), contains: ["the first two magic bytes must be 0"])
+    }
+
+    func testInt16Float64Int32RoundTripsAndGzip() throws {
+        let dir = makeTempDir()
+        let i16: [Int16] = [-32768, -1, 0, 1, 32767, 1234]
+        writeBytes(idxFile(type: 0x0B, shape: [2, 3], data: bigEndianBytes(i16)), dir + "/a-idx2-i16")
+        let a = try IDXReader.read(path: dir + "/a-idx2-i16")
+        XCTAssertEqual(a.dtype, .int16)
+        XCTAssertEqual(a.tensor.shape, [2, 3])
+        XCTAssertEqual(a.tensor.scalars, i16.map(Float.init))
+
+        let f64: [Double] = [0.1, -1e10, 3]
+        writeBytes(Gzip.compress(idxFile(type: 0x0E, shape: [3], data: bigEndianBytes(f64.map(\.bitPattern)))), dir + "/b-idx1.gz")
+        XCTAssertEqual(try IDXReader.load(path: dir + "/b-idx1.gz").scalars, f64.map { Float($0) })
+
+        let i32: [Int32] = [-100000, 5]
+        writeBytes(idxFile(type: 0x0C, shape: [1, 2], data: bigEndianBytes(i32)), dir + "/c-idx2")
+        XCTAssertEqual(try IDXReader.load(path: dir + "/c-idx2").scalars, [-100000, 5])
+
+        writeBytes(idxFile(type: 0x09, shape: [2], data: [0xff, 0x05]), dir + "/d-idx1")
+        XCTAssertEqual(try IDXReader.load(path: dir + "/d-idx1").scalars, [-1, 5])
+    }
+
+    func testTruncatedAndUnknownType() {
+        let dir = makeTempDir()
+        writeBytes(idxFile(type: 0x08, shape: [2, 3, 4], data: [UInt8](repeating: 1, count: 12)), dir + "/t-idx3-ubyte")
+        expectDataError(try IDXReader.load(path: dir + "/t-idx3-ubyte"), contains: ["expected 24 data bytes, found 12", "truncated"])
+        writeBytes([0, 0, 0x0A, 1, 0, 0, 0, 1, 5], dir + "/u-idx1-ubyte")
+        expectDataError(try IDXReader.load(path: dir + "/u-idx1-ubyte"), contains: ["unknown IDX type code 0x0a"])
+        writeBytes([0, 0, 0x08, 3, 0, 0], dir + "/h-idx3-ubyte")
+        expectDataError(try IDXReader.load(path: dir + "/h-idx3-ubyte"), contains: ["3 dimensions"])
+    }
+
+    func testSiblingLabelsAreFoundForMNISTNames() throws {
+        let dir = makeTempDir()
+        let pixels: [UInt8] = (0..<(3 * 2 * 2)).map { UInt8($0 * 20) }
+        writeBytes(Gzip.compress(idxFile(type: 0x08, shape: [3, 2, 2], data: pixels)), dir + "/train-images-idx3-ubyte.gz")
+        writeBytes(idxFile(type: 0x08, shape: [3], data: [4, 0, 9]), dir + "/train-labels-idx1-ubyte")
+        let d = try Dataset.load(path: dir + "/train-images-idx3-ubyte.gz")
+        XCTAssertEqual(d.labels, [4, 0, 9])
+        XCTAssertEqual(d.labelsSource, dir + "/train-labels-idx1-ubyte")
+        XCTAssertEqual(d.samples.shape, [3, 2, 2])
+        XCTAssertEqual(d.samples.scalars, pixels.map(Float.init))
+        XCTAssertEqual(d.dtype, .uint8)
+
+        // A labels file of the wrong length is an error naming it.
+        writeBytes(idxFile(type: 0x08, shape: [2], data: [4, 0]), dir + "/train-labels-idx1-ubyte")
+        expectDataError(try Dataset.load(path: dir + "/train-images-idx3-ubyte.gz"),
+                        contains: ["train-labels-idx1-ubyte", "has 2 labels", "3 samples"])
+    }
+}
+
+// MARK: - CSV
+
+final class CSVReaderTests: XCTestCase {
+    func testF31MissingValuesNameFileLineAndColumn() throws {
+        let path = casePath("F31_missing_values.csv")
+        let e = expectDataError(try CSVReader.read(path: path),
+                                contains: ["F31_missing_values.csv", "line 3", "column 2 (x2)", "empty cell"])
+        XCTAssertEqual(e?.location, "line 3, column 2 (x2)")
+        expectDataError(try Dataset.load(path: path), contains: ["line 3, column 2 (x2)"])
+
+        let t = try CSVReader.read(path: path, options: CSVOptions(clean: .drop))
+        XCTAssertEqual(t.values.shape, [2, 3])
+        assertClose(t.values.scalars, [0.1, 0.2, 0.3, 1.0, 1.1, 1.2])
+        XCTAssertEqual(t.droppedRows, 2)
+        XCTAssertEqual(t.droppedLines, [3, 4])
+        let d = try Dataset.load(path: path, options: DatasetOptions(clean: .drop))
+        XCTAssertEqual(d.droppedSamples, 2)
+        XCTAssertEqual(d.count, 2)
+    }
+
+    func testNanCellIsAlsoNamed() {
+        let dir = makeTempDir()
+        // Line 3 is fine here, so the nan on line 4 is the first bad cell.
+        writeBytes(Array("x1,x2,x3\n0.1,0.2,0.3\n0.4,0.5,0.6\n0.7,nan,0.9\n".utf8), dir + "/m.csv")
+        expectDataError(try CSVReader.read(path: dir + "/m.csv"),
+                        contains: ["m.csv", "line 4, column 2 (x2)", "'nan' is not a finite number"])
+        writeBytes(Array("1,2\n3,-inf\n".utf8), dir + "/n.csv")
+        expectDataError(try CSVReader.read(path: dir + "/n.csv"), contains: ["line 2, column 2:", "'-inf'"])
+        writeBytes(Array("1,2\n3,1e39\n".utf8), dir + "/o.csv")
+        expectDataError(try CSVReader.read(path: dir + "/o.csv"), contains: ["line 2, column 2", "overflows Float32"])
+        writeBytes(Array("1,2\n3,NA\n5,6\n".utf8), dir + "/p.csv")
+        expectDataError(try CSVReader.read(path: dir + "/p.csv"), contains: ["missing value 'NA'"])
+        XCTAssertEqual(try CSVReader.read(path: dir + "/p.csv", options: CSVOptions(clean: .drop)).values.scalars, [1, 2, 5, 6])
+    }
+
+    func testF31HeaderDetection() throws {
+        let h = try CSVReader.read(path: casePath("F31_header_ok.csv"))
+        XCTAssertEqual(h.header, ["x1", "x2", "x3"])
+        XCTAssertEqual(h.values.shape, [2, 3])
+        XCTAssertEqual(h.values.scalars, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+
+        let n = try CSVReader.read(path: casePath("F31_no_header_ok.csv"))
+        XCTAssertNil(n.header)
+        XCTAssertEqual(n.values.shape, [3, 3])
+        XCTAssertEqual(n.values.scalars, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    }
+
+    func testF31RaggedNamesTheLine() {
+        expectDataError(try CSVReader.read(path: casePath("F31_ragged.csv")),
+                        contains: ["F31_ragged.csv", "line 3", "2 fields where 3 are expected"])
+    }
+
+    func testF31CRLFAndTrailingBlankLines() throws {
+        let t = try CSVReader.read(path: casePath("F31_crlf_trailing_newlines.csv"))
+        XCTAssertEqual(t.header, ["x1", "x2"])
+        XCTAssertEqual(t.values.shape, [2, 2])
+        XCTAssertEqual(t.values.scalars, [1, 2, 3, 4])
+    }
+
+    func testF16LogitsWithLabelColumnByName() throws {
+        let t = try CSVReader.read(path: casePath("F16_logits_labels.csv"), options: CSVOptions(labelColumn: "label"))
+        XCTAssertEqual(t.header, ["logit", "label", "expected_elementwise_bce"])
+        XCTAssertEqual(t.labelColumnIndex, 1)
+        XCTAssertEqual(t.labels, [1, 0, 1, 0, 1, 0])
+        XCTAssertEqual(t.values.shape, [6, 2])
+        XCTAssertEqual(t.values.scalars.enumerated().filter { $0.offset % 2 == 0 }.map(\.element), [100, -100, 0, 30, -100, 100])
+        XCTAssertEqual(t.values.scalars[1], Float(3.7200759760208361e-44))
+        XCTAssertEqual(t.values.scalars[5], Float(0.69314718055994529))
+    }
+
+    func testLabelColumnSelectionAndErrors() throws {
+        let dir = makeTempDir()
+        let p = dir + "/l.csv"
+        writeBytes(Array("a,b,cls\n1,2,3\n4,5,0\n".utf8), p)
+        let last = try CSVReader.read(path: p, options: CSVOptions(labelColumn: .last))
+        XCTAssertEqual(last.labels, [3, 0])
+        XCTAssertEqual(last.values.scalars, [1, 2, 4, 5])
+        let first = try CSVReader.read(path: p, options: CSVOptions(labelColumn: .index(0)))
+        XCTAssertEqual(first.labels, [1, 4])
+        XCTAssertEqual(first.values.scalars, [2, 3, 5, 0])
+        XCTAssertEqual(try CSVReader.read(path: p, options: CSVOptions(labelColumn: .index(-2))).labels, [2, 5])
+        XCTAssertEqual(try CSVReader.read(path: p, options: CSVOptions(labelColumn: ColumnSelector(parsing: "cls"))).labels, [3, 0])
+        expectDataError(try CSVReader.read(path: p, options: CSVOptions(labelColumn: .index(3))), contains: ["out of range", "3 columns"])
+        expectDataError(try CSVReader.read(path: p, options: CSVOptions(labelColumn: "nope")), contains: ["no column named 'nope'"])
+
+        writeBytes(Array("1,2,0.5\n".utf8), p)
+        expectDataError(try CSVReader.read(path: p, options: CSVOptions(labelColumn: .last)),
+                        contains: ["line 1, column 3", "label '0.5' is not a non-negative integer"])
+        expectDataError(try CSVReader.read(path: p, options: CSVOptions(labelColumn: "label")), contains: ["no header row"])
+    }
+
+    func testNonNumericTextIsAlwaysAnError() {
+        let dir = makeTempDir()
+        writeBytes(Array("a,b\n1,2\n3,abc\n".utf8), dir + "/t.csv")
+        expectDataError(try CSVReader.read(path: dir + "/t.csv", options: CSVOptions(clean: .drop)),
+                        contains: ["line 3, column 2 (b)", "'abc' is not a number"])
+    }
+
+    func testQuotesSpacesDelimitersBOMAndTrailingDelimiter() throws {
+        let dir = makeTempDir()
+        writeBytes([0xEF, 0xBB, 0xBF] + Array("\"x, one\" ; \"y\"\"q\"\n  1.5 ; \"2\" \n\n-3e2;+.25\n".utf8), dir + "/q.csv")
+        let t = try CSVReader.read(path: dir + "/q.csv", options: CSVOptions(delimiter: UInt8(ascii: ";")))
+        XCTAssertEqual(t.header, ["x, one", "y\"q"])
+        XCTAssertEqual(t.values.scalars, [1.5, 2, -300, 0.25])
+
+        writeBytes(Array("1,2,\n3,4,5\n".utf8), dir + "/e.csv")
+        expectDataError(try CSVReader.read(path: dir + "/e.csv"), contains: ["line 1, column 3", "empty cell"])
+
+        writeBytes(Array("x\ty\n1\t2\n".utf8), dir + "/t.tsv")
+        let d = try Dataset.load(path: dir + "/t.tsv")
+        XCTAssertEqual(d.samples.scalars, [1, 2])
+
+        writeBytes(Array("".utf8), dir + "/empty.csv")
+        expectDataError(try Dataset.load(path: dir + "/empty.csv"), contains: ["dataset has 0 samples"])
+        writeBytes(Array("a,b\n".utf8), dir + "/headeronly.csv")
+        expectDataError(try Dataset.load(path: dir + "/headeronly.csv"), contains: ["dataset has 0 samples"])
+    }
+
+    func testNumberParsingMatchesCorrectRounding() throws {
+        // Random decimal texts in many styles; each must equal Swift's correctly rounded parse.
+        var rng = RandomGenerator(seed: 7)
+        var texts: [String] = []
+        for i in 0..<4000 {
+            let mant = Double(rng.next() % 10_000_000_000) / pow(10, Double(rng.next() % 12))
+            let sign = rng.next() % 2 == 0 ? "" : "-"
+            switch i % 4 {
+            case 0: texts.append(sign + String(mant))
+            case 1: texts.append(sign + String(format: "%.17g", mant * 1e-30))
+            case 2: texts.append(sign + String(format: "%.3e", mant * 1e20))
+            default: texts.append(sign + "0000" + String(Int(mant * 1000)) + "." + String(rng.next() % 100_000_000_000_000_000))
+            }
+        }
+        texts += ["12345678901234567890123", "0.000000000000000000000000000001", "1e-45", "3.4028235e38", "0", "-0", "007"]
+        let csv = texts.joined(separator: "\n") + "\n"
+        let t = try CSVReader.read(bytes: Array(csv.utf8), file: "numbers.csv", options: CSVOptions(header: .absent))
+        XCTAssertEqual(t.values.count, texts.count)
+        for (i, s) in texts.enumerated() {
+            let expected = Float(Double(s)!)
+            XCTAssertEqual(t.values.scalars[i], expected, "'\(s)'")
+        }
+    }
+
+    func testGzippedCSVRoundTrip() throws {
+        let dir = makeTempDir()
+        var text = "f1,f2,f3,label\n"
+        var expected: [Float] = []
+        var labels: [Int] = []
+        for r in 0..<300 {
+            let v = [Float(r) * 0.5, -Float(r), Float(r % 7) / 4]
+            expected += v
+            labels.append(r % 3)
+            text += v.map { String($0) }.joined(separator: ",") + ",\(r % 3)\r\n"
+        }
+        let p = dir + "/table.csv.gz"
+        writeBytes(Gzip.compress(Array(text.utf8)), p)
+        XCTAssertEqual(try Dataset.detectFormat(path: p), .csv)
+        let d = try Dataset.load(path: p, options: DatasetOptions(labelColumn: .name("label")))
+        XCTAssertEqual(d.samples.shape, [300, 3])
+        XCTAssertEqual(d.samples.scalars, expected)
+        XCTAssertEqual(d.labels, labels)
+        XCTAssertEqual(d.labelsSource, p)
+        // A damaged gzip is an error, not garbage.
+        var gz = Gzip.compress(Array(text.utf8))
+        gz.removeLast(gz.count / 2)
+        writeBytes(gz, dir + "/cut.csv.gz")
+        expectDataError(try Dataset.load(path: dir + "/cut.csv.gz"), contains: ["cut.csv.gz", "gzip"])
+    }
+
+    func testMNIST5kCSV() throws {
+        let path = dataPath("mnist_5k.csv.gz")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: path), "no \(path)")
+        let start = Date()
+        let d = try Dataset.load(path: path, options: DatasetOptions(labelColumn: .last))
+        let seconds = Date().timeIntervalSince(start)
+        print("[timing] mnist_5k.csv.gz loaded in \(String(format: "%.3f", seconds)) s")
+        XCTAssertEqual(d.samples.shape, [5000, 784])
+        XCTAssertEqual(d.format, .csv)
+        XCTAssertEqual(d.dtype, .text)
+        XCTAssertEqual(d.inferredImageShape, [1, 28, 28])
+        let labels = try XCTUnwrap(d.labels)
+        var counts = [Int](repeating: 0, count: 10)
+        for l in labels { counts[l] += 1 }
+        XCTAssertEqual(counts, [Int](repeating: 500, count: 10))
+        XCTAssertEqual(Array(labels[0..<500]), [Int](repeating: 0, count: 500))
+        XCTAssertEqual(labels[4999], 9)
+        XCTAssertEqual(d.samples.scalars.max(), 255)
+        XCTAssertEqual(d.samples.scalars.min(), 0)
+        let mean = d.samples.scalars.reduce(0.0) { $0 + Double($1) } / Double(d.samples.count)
+        XCTAssertEqual(mean, 33.49, accuracy: 0.01)
+        let zeros = d.samples.scalars.filter { $0 == 0 }.count
+        XCTAssertEqual(Double(zeros) / Double(d.samples.count), 0.807, accuracy: 0.001)
+        XCTAssertTrue(d.samples.scalars.allSatisfy { $0 == $0.rounded() })
+    }
+
+    func testDigits8x8CSV() throws {
+        let path = dataPath("digits_8x8.csv.gz")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: path), "no \(path)")
+        let d = try Dataset.load(path: path, options: DatasetOptions(labelColumn: .last))
+        XCTAssertEqual(d.samples.shape, [1797, 64])
+        XCTAssertEqual(d.inferredImageShape, [1, 8, 8])
+        XCTAssertEqual(d.samples.scalars.max(), 16)
+        XCTAssertEqual(d.samples.scalars.min(), 0)
+        let labels = try XCTUnwrap(d.labels)
+        XCTAssertEqual(Array(labels[0..<12]), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+        var counts = [Int](repeating: 0, count: 10)
+        for l in labels { counts[l] += 1 }
+        XCTAssertEqual(counts, [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
+        // The range for normalisation is the observed one (0...16), not 0...255.
+        let stats = NormalizationStats.fit(.symmetric, dataset: d)
+        XCTAssertEqual(stats.low, 0)
+        XCTAssertEqual(stats.high, 16)
+    }
+}
+
+// MARK: - PNG
+
+final class PNGReaderTests: XCTestCase {
+    func testF30MixedFolderLoadsAsRGB() throws {
+        let (images, files) = try PNGReader.loadFolder(casePath("F30_png_mixed"))
+        XCTAssertEqual(images.shape, [6, 3, 4, 4])
+        XCTAssertEqual(files.map { ($0 as NSString).lastPathComponent },
+                       ["a_rgb.png", "b_gray.png", "c_gray_alpha.png", "d_rgba.png", "e_gray16.png", "f_palette.png"])
+        let expected: [[Float]] = [[200, 10, 10], [128, 128, 128], [128, 128, 128], [10, 200, 10], [255, 255, 255], [10, 20, 250]]
+        for (k, rgb) in expected.enumerated() {
+            for c in 0..<3 {
+                let plane = Array(images.scalars[((k * 3 + c) * 16)..<((k * 3 + c + 1) * 16)])
+                XCTAssertEqual(plane, [Float](repeating: rgb[c], count: 16), "\(files[k]) channel \(c)")
+            }
+        }
+        let d = try Dataset.load(path: casePath("F30_png_mixed"))
+        XCTAssertEqual(d.format, .png)
+        XCTAssertEqual(d.dtype, .uint8)
+        XCTAssertEqual(d.samples.shape, [6, 3, 4, 4])
+        XCTAssertEqual(d.files?.count, 6)
+    }
+
+    func testAllGrayFolderHasOneChannel() throws {
+        let dir = makeTempDir()
+        for name in ["b_gray.png", "c_gray_alpha.png", "e_gray16.png"] {
+            try FileManager.default.copyItem(atPath: casePath("F30_png_mixed/" + name), toPath: dir + "/" + name)
+        }
+        let (images, _) = try PNGReader.loadFolder(dir)
+        XCTAssertEqual(images.shape, [3, 1, 4, 4])
+        XCTAssertEqual(images.scalars, [Float](repeating: 128, count: 32) + [Float](repeating: 255, count: 16))
+    }
+
+    func testF30CorruptFilesAreAllNamed() {
+        let e = expectDataError(try PNGReader.loadFolder(casePath("F30_png_corrupt")),
+                                contains: ["F30_png_corrupt", "2 of 3 PNG files cannot be read", "b_truncated.png", "c_not_a_png.png"])
+        XCTAssertFalse(e?.problem.contains("a_ok.png") ?? true)
+        expectDataError(try Dataset.load(path: casePath("F30_png_corrupt")), contains: ["b_truncated.png", "c_not_a_png.png"])
+        expectDataError(try PNGReader.decode(path: casePath("F30_png_corrupt/c_not_a_png.png")), contains: ["not a PNG file"])
+        expectDataError(try PNGReader.decode(path: casePath("F30_png_corrupt/b_truncated.png")), contains: ["corrupt PNG"])
+        XCTAssertNoThrow(try PNGReader.decode(path: casePath("F30_png_corrupt/a_ok.png")))
+    }
+
+    func testBitDepthsPaletteAndSizeMismatch() throws {
+        let dir = makeTempDir()
+        // 1-bit gray, 2x1: black, white.
+        writeBytes(makePNG(width: 2, height: 1, bitDepth: 1, colorType: 0, rows: [[0b0100_0000]]), dir + "/a_1bit.png")
+        // 16-bit RGB, 2x1: (65535, 32896, 0), (257, 0, 65535).
+        writeBytes(makePNG(width: 2, height: 1, bitDepth: 16, colorType: 2,
+                           rows: [bigEndianBytes([UInt16(65535), 32896, 0, 257, 0, 65535])]), dir + "/b_rgb16.png")
+        // 2-bit palette: indices 0 and 3.
+        let palette: [UInt8] = [1, 2, 3, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+        writeBytes(makePNG(width: 2, height: 1, bitDepth: 2, colorType: 3, rows: [[0b0011_0000]], palette: palette), dir + "/c_pal.png")
+        // 8-bit RGBA: alpha dropped, not composited.
+        writeBytes(makePNG(width: 2, height: 1, bitDepth: 8, colorType: 6, rows: [[9, 8, 7, 0, 6, 5, 4, 128]]), dir + "/d_rgba.png")
+        let (images, _) = try PNGReader.loadFolder(dir)
+        XCTAssertEqual(images.shape, [4, 3, 1, 2])
+        XCTAssertEqual(images.scalars, [
+            0, 255, 0, 255, 0, 255,      // 1-bit gray
+            255, 1, 128, 0, 0, 255,      // 16-bit RGB: R plane, G plane, B plane
+            1, 70, 2, 80, 3, 90,         // palette
+            9, 6, 8, 5, 7, 4,            // RGBA
+        ])
+
+        writeBytes(makePNG(width: 3, height: 1, bitDepth: 8, colorType: 0, rows: [[1, 2, 3]]), dir + "/e_wide.png")
+        let e = expectDataError(try PNGReader.loadFolder(dir), contains: ["e_wide.png", "3x1", "2x1", "same size"])
+        XCTAssertEqual(e?.file, dir + "/e_wide.png")
+
+        let empty = makeTempDir("empty")
+        expectDataError(try Dataset.load(path: empty), contains: ["no .png files"])
+    }
+}
+
+// MARK: - Dataset-level behaviour and inspect
+
+final class DatasetTests: XCTestCase {
+    func testFormatDetection() throws {
+        let dir = makeTempDir()
+        writeBytes(npyFile(descr: "<f4", shape: [1], data: littleEndianBytes([Float(1).bitPattern])), dir + "/noext")
+        XCTAssertEqual(try Dataset.detectFormat(path: dir + "/noext"), .npy)
+        writeBytes(idxFile(type: 0x08, shape: [1], data: [3]), dir + "/labels.bin")
+        XCTAssertEqual(try Dataset.detectFormat(path: dir + "/labels.bin"), .idx)
+        writeBytes(Array("1,2\n".utf8), dir + "/plain")
+        XCTAssertEqual(try Dataset.detectFormat(path: dir + "/plain"), .csv)
+        XCTAssertEqual(try Dataset.detectFormat(path: dir), .png)
+        writeBytes([0xde, 0xad, 0xbe, 0xef, 0x00, 0x01], dir + "/blob.bin")
+        expectDataError(try Dataset.detectFormat(path: dir + "/blob.bin"), contains: ["unknown data format"])
+        expectDataError(try Dataset.load(path: dir + "/nothing.npy"), contains: ["nothing.npy", "no such file"])
+        XCTAssertEqual(try Dataset.detectFormat(path: casePath("F31_header_ok.csv")), .csv)
+        XCTAssertEqual(try Dataset.detectFormat(path: casePath("F01_fortran_3x4_f4.npy")), .npy)
+        XCTAssertEqual(try Dataset.detectFormat(path: casePath("F09_images_2x3x4-idx3-ubyte")), .idx)
+    }
+
+    func testNonFiniteSamplesErrorOrDrop() throws {
+        let dir = makeTempDir()
+        let values: [Float] = [0, 1, 2, 3, .nan, 5, 6, 7, 8, 9, .infinity, 11]
+        writeBytes(npyFile(descr: "<f4", shape: [4, 3], data: littleEndianBytes(values.map(\.bitPattern))), dir + "/x.npy")
+        writeBytes(npyFile(descr: "<i8", shape: [4], data: littleEndianBytes([Int64(0), 1, 2, 3])), dir + "/y.npy")
+        let e = expectDataError(try Dataset.load(path: dir + "/x.npy"), contains: ["x.npy", "sample 1", "[1, 1]", "element 4", "nan is not finite"])
+        XCTAssertEqual(e?.location, "sample 1, index [1, 1] (element 4)")
+        let d = try Dataset.load(path: dir + "/x.npy", options: DatasetOptions(clean: .drop, labelsPath: dir + "/y.npy"))
+        XCTAssertEqual(d.samples.shape, [2, 3])
+        XCTAssertEqual(d.samples.scalars, [0, 1, 2, 6, 7, 8])
+        XCTAssertEqual(d.labels, [0, 2])
+        XCTAssertEqual(d.droppedSamples, 2)
+
+        let all: [Float] = [.nan, 1]
+        writeBytes(npyFile(descr: "<f4", shape: [1, 2], data: littleEndianBytes(all.map(\.bitPattern))), dir + "/z.npy")
+        expectDataError(try Dataset.load(path: dir + "/z.npy", options: DatasetOptions(clean: .drop)),
+                        contains: ["dataset has 0 samples after dropping 1"])
+    }
+
+    func testSubsetAndBatchGather() throws {
+        let d = try Dataset.load(path: casePath("F09_images_2x3x4-idx3-ubyte"),
+                                 options: DatasetOptions(labelsPath: casePath("F09_labels_2-idx1-ubyte")))
+        let b = d.batch([1, 0, 1])
+        XCTAssertEqual(b.samples.shape, [3, 3, 4])
+        XCTAssertEqual(b.samples.scalars[0], 120)
+        XCTAssertEqual(b.samples.scalars[12], 0)
+        XCTAssertEqual(b.labels, [2, 7, 2])
+        XCTAssertEqual(d.subset([1]).labels, [2])
+    }
+
+    func testInspect() throws {
+        let s = try inspect(path: casePath("F07_uint8_2x4.npy"))
+        XCTAssertEqual(s.format, .npy)
+        XCTAssertEqual(s.shape, [2, 4])
+        XCTAssertEqual(s.dtype, .uint8)
+        XCTAssertEqual(s.min, 0)
+        XCTAssertEqual(s.max, 255)
+        XCTAssertEqual(s.normalizationRange, 0...255)
+        XCTAssertTrue(s.description.contains("dtype:    u1"), s.description)
+        XCTAssertTrue(s.description.contains("shape:    [2, 4]"), s.description)
+
+        let c = try inspect(path: casePath("F16_logits_labels.csv"), options: DatasetOptions(labelColumn: "label"))
+        XCTAssertEqual(c.labelCounts, [0: 3, 1: 3])
+        XCTAssertTrue(c.description.contains("2 classes {0: 3, 1: 3}"), c.description)
+
+        // inspect throws exactly what the loader throws.
+        let path = casePath("F05_truncated_8x3x4x4_f4.npy")
+        var loaderError: DataError?
+        do { _ = try Dataset.load(path: path) } catch let e as DataError { loaderError = e }
+        let inspectError = expectDataError(try inspect(path: path))
+        XCTAssertEqual(inspectError, loaderError)
+
+        let mnist = dataPath("mnist_5k.csv.gz")
+        if FileManager.default.fileExists(atPath: mnist) {
+            let m = try inspect(path: mnist, options: DatasetOptions(labelColumn: .last))
+            XCTAssertEqual(m.shape, [5000, 784])
+            XCTAssertEqual(m.labelCounts?.count, 10)
+            XCTAssertTrue(m.integerValued)
+            XCTAssertEqual(m.imageShape, [1, 28, 28])
+            print(m.description)
+        }
+    }
+}
