@@ -237,7 +237,8 @@ public enum CSVReader {
         // --- Data rows.
         var values: [Float] = []
         let estimatedRows = max(1, n / max(1, firstEnd - firstStart + 1))
-        values.reserveCapacity(min(estimatedRows * features + features, 1 << 28))
+        // Every value takes at least two bytes (a digit and a delimiter or line end).
+        values.reserveCapacity(min(estimatedRows * features + features, n / 2 + features))
         var labels: [Int] = []
         if labelIndex != nil { labels.reserveCapacity(estimatedRows) }
         var rows = 0

@@ -225,6 +225,10 @@ public struct Dataset: Sendable {
         }
         if t.rank == 1 { t = t.reshaped([t.shape[0], 1]) }
         try checkCount(t.shape[0], path: path, dropped: 0)
+        if t.count == 0 {
+            throw DataError(file: path, problem: "each sample has 0 values (shape \(t.shape))",
+                            hint: "save an array of shape [N, ...] whose samples hold at least one value")
+        }
 
         // Labels.
         var labels: [Int]? = nil

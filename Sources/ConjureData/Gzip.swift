@@ -37,7 +37,8 @@ public enum Gzip {
         if bytes.count >= 18 {
             let n = bytes.count
             let isize = Int(bytes[n - 4]) | Int(bytes[n - 3]) << 8 | Int(bytes[n - 2]) << 16 | Int(bytes[n - 1]) << 24
-            if isize >= bytes.count / 2 && isize < (1 << 32) { capacity = max(isize, 1 << 12) }
+            // Deflate expands at most ~1032:1; a larger ISIZE is garbage (e.g. a truncated file).
+            if isize >= bytes.count / 2 && isize <= bytes.count * 1032 { capacity = max(isize, 1 << 12) }
         }
         var out = [UInt8](repeating: 0, count: capacity)
         var produced = 0

@@ -10,8 +10,9 @@ import Foundation
 ///     height = rows    * H + (rows    + 1) * padding
 ///
 /// (7 tiles of 2×3 with 3 columns and padding 2 give 17 × 14 pixels; 32 tiles give a 6 × 6
-/// grid, never 5 × 6.) This matches `torchvision.utils.make_grid` except that the default
-/// column count is `ceil(sqrt(N))` (a square-ish grid) rather than 8.
+/// grid, never 5 × 6.) This matches `torchvision.utils.make_grid` (including its rule that a
+/// single image is returned unpadded, so one 3×2 sample saves as a 3×2 PNG) except that the
+/// default column count is `ceil(sqrt(N))` (a square-ish grid) rather than 8.
 ///
 /// Pixel values map from `[low, high]` to 0...255 with round-half-up:
 ///
@@ -68,20 +69,22 @@ public struct ImageGrid: Sendable, Equatable {
     ///     and treated as `N = 1`). Any `C` is laid out; PNG output needs `C` in 1...4.
     ///   - columns: cells per row (>= 1); default `ceil(sqrt(N))`. Used as given, so more
     ///     columns than images leaves empty cells.
-    ///   - padding: pixels between and around cells (>= 0), default 2.
+    ///   - padding: pixels between and around cells (>= 0). Default (nil): 2, or 0 when
+    ///     `N == 1` so that a single image is saved as itself. An explicit value is always used.
     ///   - padValue: 8-bit value of padding and empty cells in every channel, default 0.
     ///   - range: the data range mapped to 0...255, default `(-1, 1)` (tanh outputs).
     /// - Returns: the grid, planar `[C, height, width]`.
     /// - Precondition: the shape is as above, `columns >= 1`, `padding >= 0`, `high > low`
     ///   and both finite. (``writePNG(images:path:columns:padding:padValue:range:createDirectories:)``
     ///   checks these and throws instead.)
-    public static func make(images: Tensor, columns: Int? = nil, padding: Int = 2, padValue: UInt8 = 0,
+    public static func make(images: Tensor, columns: Int? = nil, padding: Int? = nil, padValue: UInt8 = 0,
                             range: (low: Float, high: Float) = (-1, 1)) -> ImageGrid {
         if let problem = validate(shape: images.shape, columns: columns, padding: padding, range: range) {
             preconditionFailure("ImageGrid.make: \(problem)")
         }
         let s = images.rank == 3 ? [1] + images.shape : images.shape
         let (n, c, h, w) = (s[0], s[1], s[2], s[3])
+        let padding = padding ?? (n == 1 ? 0 : 2)
         let cols = columns ?? defaultColumns(n)
         let rows = (n + cols - 1) / cols
         let width = cols * w + (cols + 1) * padding
@@ -121,7 +124,7 @@ public struct ImageGrid: Sendable, Equatable {
     ///   - createDirectories: create missing parent directories first (default `false`).
     /// - Throws: ``DataError`` naming `path` for an unsupported shape or channel count, invalid
     ///   layout options, or any encoding / I/O failure.
-    public static func writePNG(images: Tensor, path: String, columns: Int? = nil, padding: Int = 2,
+    public static func writePNG(images: Tensor, path: String, columns: Int? = nil, padding: Int? = nil,
                                 padValue: UInt8 = 0, range: (low: Float, high: Float) = (-1, 1),
                                 createDirectories: Bool = false) throws {
         if let problem = validate(shape: images.shape, columns: columns, padding: padding, range: range) {
@@ -144,7 +147,7 @@ public struct ImageGrid: Sendable, Equatable {
     }
 
     /// A description of what is wrong with the arguments, or nil.
-    static func validate(shape: [Int], columns: Int?, padding: Int, range: (low: Float, high: Float)) -> String? {
+    static func validate(shape: [Int], columns: Int?, padding: Int?, range: (low: Float, high: Float)) -> String? {
         guard shape.count == 4 || shape.count == 3 else {
             return "images must be [N, C, H, W], got shape \(shape)"
         }
@@ -152,7 +155,7 @@ public struct ImageGrid: Sendable, Equatable {
         if s[0] < 1 { return "no images to tile (shape \(shape))" }
         if s[1] < 1 || s[2] < 1 || s[3] < 1 { return "empty image (shape \(shape))" }
         if let columns, columns < 1 { return "columns must be at least 1, got \(columns)" }
-        if padding < 0 { return "padding must be >= 0, got \(padding)" }
+        if let padding, padding < 0 { return "padding must be >= 0, got \(padding)" }
         if !(range.low.isFinite && range.high.isFinite && range.high > range.low) {
             return "value range must have finite low < high, got (\(range.low), \(range.high))"
         }

@@ -42,7 +42,7 @@ public enum PNGReader {
         func fail(_ what: String, _ rc: Int32) -> DataError {
             let msg = String(cString: spng_strerror(rc))
             let truncated = rc == Int32(truncatingIfNeeded: SPNG_IO_EOF.rawValue) || rc == Int32(truncatingIfNeeded: SPNG_EOF.rawValue)
-            return DataError(file: file, problem: "corrupt PNG: \(what) failed: \(msg)",
+            return DataError(file: file, problem: "\(truncated ? "truncated" : "corrupt") PNG: \(what) failed: \(msg)",
                              hint: truncated ? "the file looks truncated; re-export it" : "re-export the image")
         }
         // Guard against absurd dimensions in a damaged header (libspng's default limit is huge).
@@ -95,7 +95,8 @@ public enum PNGReader {
     }
 
     /// The `*.png` files (any case of the extension) directly inside `directory`, sorted by name
-    /// (byte order of the UTF-8 names), as full paths.
+    /// (byte order of the UTF-8 names), as full paths. Hidden files (names starting with `.`,
+    /// such as macOS `._x.png` metadata files) and subfolders are skipped.
     ///
     /// - Throws: ``DataError`` when the directory cannot be listed.
     public static func pngFiles(in directory: String) throws -> [String] {
@@ -110,7 +111,7 @@ public enum PNGReader {
             .map { (directory as NSString).appendingPathComponent($0) }
     }
 
-    /// Loads every `*.png` directly inside a folder as one batch of images.
+    /// Loads every `*.png` directly inside a folder (see ``pngFiles(in:)``) as one batch of images.
     ///
     /// Channel rule: the output has 1 channel when **every** image is grayscale (PNG gray or
     /// gray+alpha, any bit depth), otherwise 3 channels (RGB; gray images are repeated into R, G

@@ -181,7 +181,10 @@ public final class GAN {
 
         let fake = generator(z)
         let realLogits = discriminator(real)
-        let fakeLogitsDetached = discriminator(fake.detached())
+        // For the simultaneous update one D forward on the fakes serves both losses: the D
+        // loss's gradients are taken with respect to D's parameters only, so none reach G.
+        let fakeLogitsAttached: Tensor? = config.update == .simultaneous ? discriminator(fake) : nil
+        let fakeLogitsDetached = fakeLogitsAttached ?? discriminator(fake.detached())
         let dLoss = Loss.discriminatorLoss(realLogits: realLogits, fakeLogits: fakeLogitsDetached)
         let dGrads = Tensor.gradients(of: dLoss, wrt: dParams)
         let meanDReal = realLogits.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(realLogits.count)
@@ -191,7 +194,7 @@ public final class GAN {
         let gGrads: [Tensor]
         switch config.update {
         case .simultaneous:
-            gLoss = Loss.generatorLoss(fakeLogits: discriminator(fake))
+            gLoss = Loss.generatorLoss(fakeLogits: fakeLogitsAttached!)
             gGrads = Tensor.gradients(of: gLoss, wrt: gParams)
             discriminatorOptimizer.step(gradients: dGrads)
             generatorOptimizer.step(gradients: gGrads)

@@ -109,18 +109,48 @@ public final class Adam: Optimizer {
         let eps = self.eps, wd = weightDecay
         for (i, p) in parameters.enumerated() {
             precondition(gradients[i].shape == p.shape, "Adam.step: gradient \(gradients[i].shape) for parameter \(p.shape)")
-            gradients[i].scalars.withUnsafeBufferPointer { g in
-                expAvg[i].withUnsafeMutableBufferPointer { m in
-                    expAvgSq[i].withUnsafeMutableBufferPointer { v in
-                        p.update { w in
-                            w.withUnsafeMutableBufferPointer { w in
-                                for j in 0..<w.count {
-                                    let gj = wd == 0 ? g[j] : g[j] + wd * w[j]
-                                    m[j] = b1 * m[j] + (1 - b1) * gj
-                                    v[j] = b2 * v[j] + (1 - b2) * gj * gj
-                                    w[j] -= stepSize * m[j] / (v[j].squareRoot() * invSqrtBc2 + eps)
-                                }
-                            }
+            p.update { w in
+                Adam.update(w: &w, g: gradients[i].scalars, m: &expAvg[i], v: &expAvgSq[i], b1: b1, b2: b2,
+                            stepSize: stepSize, invSqrtBc2: invSqrtBc2, eps: eps, weightDecay: wd)
+            }
+        }
+    }
+
+    /// The per-element Adam rule over flat buffers (kept free of closures so it vectorises).
+    @inline(never)
+    static func update(w: inout [Float], g: [Float], m: inout [Float], v: inout [Float], b1: Float, b2: Float,
+                       stepSize: Float, invSqrtBc2: Float, eps: Float, weightDecay wd: Float) {
+        let n = w.count
+        w.withUnsafeMutableBufferPointer { wp in
+            m.withUnsafeMutableBufferPointer { mp in
+                v.withUnsafeMutableBufferPointer { vp in
+                    g.withUnsafeBufferPointer { gp in
+                        let w = UnsafeMutableRawPointer(wp.baseAddress!), m = UnsafeMutableRawPointer(mp.baseAddress!)
+                        let v = UnsafeMutableRawPointer(vp.baseAddress!), g = UnsafeRawPointer(gp.baseAddress!)
+                        typealias V = SIMD8<Float>
+                        let vb1 = V(repeating: b1), vb2 = V(repeating: b2), c1 = V(repeating: 1 - b1), c2 = V(repeating: 1 - b2)
+                        let vs = V(repeating: stepSize), vi = V(repeating: invSqrtBc2), ve = V(repeating: eps), vwd = V(repeating: wd)
+                        var j = 0
+                        while j + 8 <= n {
+                            let o = j * 4
+                            let wj = w.loadUnaligned(fromByteOffset: o, as: V.self)
+                            let gj = g.loadUnaligned(fromByteOffset: o, as: V.self) + vwd * wj
+                            let mj = vb1 * m.loadUnaligned(fromByteOffset: o, as: V.self) + c1 * gj
+                            let vj = vb2 * v.loadUnaligned(fromByteOffset: o, as: V.self) + c2 * gj * gj
+                            m.storeBytes(of: mj, toByteOffset: o, as: V.self)
+                            v.storeBytes(of: vj, toByteOffset: o, as: V.self)
+                            w.storeBytes(of: wj - vs * mj / (vj.squareRoot() * vi + ve), toByteOffset: o, as: V.self)
+                            j += 8
+                        }
+                        let ws = wp.baseAddress!, ms = mp.baseAddress!, vss = vp.baseAddress!, gs = gp.baseAddress!
+                        while j < n {
+                            let gj = gs[j] + wd * ws[j]
+                            let mj = b1 * ms[j] + (1 - b1) * gj
+                            let vj = b2 * vss[j] + (1 - b2) * gj * gj
+                            ms[j] = mj
+                            vss[j] = vj
+                            ws[j] -= stepSize * mj / (vj.squareRoot() * invSqrtBc2 + eps)
+                            j += 1
                         }
                     }
                 }

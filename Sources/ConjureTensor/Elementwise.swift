@@ -31,6 +31,21 @@ extension Tensor {
         return strides
     }
 
+    /// `f` applied element-wise to two tensors of the same shape (no history).
+    @inline(__always)
+    static func zipSame(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> [Float] {
+        precondition(a.count == b.count, "zipSame: \(a.shape) vs \(b.shape)")
+        let n = a.count
+        return [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            a.scalars.withUnsafeBufferPointer { pa in
+                b.scalars.withUnsafeBufferPointer { pb in
+                    for i in 0..<n { buf[i] = f(pa[i], pb[i]) }
+                }
+            }
+            initialised = n
+        }
+    }
+
     /// Applies `f` element-wise over the broadcast of `a` and `b`.
     @inline(__always)
     static func zipBroadcast(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) -> ([Int], [Float]) {
@@ -198,8 +213,8 @@ extension Tensor {
         let y = mapScalars { Foundation.tanh($0) }
         let yConst = Tensor(shape: shape, scalars: y)
         return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in
-            let t = GradMode.enabled ? x[0].tanh() : yConst
-            return [g * (1 - t * t)]
+            if GradMode.enabled { let t = x[0].tanh(); return [g * (1 - t * t)] }
+            return [Tensor(shape: g.shape, scalars: Tensor.zipSame(g, yConst) { gv, yv in gv * (1 - yv * yv) })]
         }
     }
 

@@ -57,7 +57,7 @@ func makeTempDir(_ name: String = #function) -> String {
 }
 
 func writeBytes(_ bytes: [UInt8], _ path: String) {
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
 }
 
 /// The bytes of a `.npy` file with the given header fields and raw data, as numpy.save writes it.
@@ -91,7 +91,7 @@ func idxFile(type: UInt8, shape: [Int], data: [UInt8]) -> [UInt8] {
 
 // MARK: Minimal PNG encoder for tests (stored deflate blocks, no libspng involved)
 
-func crc32(_ bytes: [UInt8]) -> UInt32 {
+func pngTestCRC32(_ bytes: [UInt8]) -> UInt32 {
     var c: UInt32 = 0xffff_ffff
     for b in bytes {
         c ^= UInt32(b)
@@ -120,7 +120,7 @@ func makePNG(width: Int, height: Int, bitDepth: UInt8, colorType: UInt8, rows: [
              palette: [UInt8]? = nil) -> [UInt8] {
     func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
         let t = Array(type.utf8)
-        return bigEndianBytes([UInt32(body.count)]) + t + body + bigEndianBytes([crc32(t + body)])
+        return bigEndianBytes([UInt32(body.count)]) + t + body + bigEndianBytes([pngTestCRC32(t + body)])
     }
     let ihdr = bigEndianBytes([UInt32(width), UInt32(height)]) + [bitDepth, colorType, 0, 0, 0]
     var raw: [UInt8] = []
@@ -187,6 +187,10 @@ final class NPYReaderTests: XCTestCase {
         let path = casePath("F06_empty_0x3_f4.npy")
         XCTAssertEqual(try NPYReader.load(path: path).shape, [0, 3])
         expectDataError(try Dataset.load(path: path), contains: ["dataset has 0 samples", "F06_empty_0x3_f4.npy"])
+        // Samples without values are refused too.
+        let dir = makeTempDir()
+        writeBytes(npyFile(descr: "<f4", shape: [3, 0], data: []), dir + "/novalues.npy")
+        expectDataError(try Dataset.load(path: dir + "/novalues.npy"), contains: ["each sample has 0 values"])
     }
 
     func testF07Uint8() throws {
@@ -657,7 +661,7 @@ final class PNGReaderTests: XCTestCase {
         XCTAssertFalse(e?.problem.contains("a_ok.png") ?? true)
         expectDataError(try Dataset.load(path: casePath("F30_png_corrupt")), contains: ["b_truncated.png", "c_not_a_png.png"])
         expectDataError(try PNGReader.decode(path: casePath("F30_png_corrupt/c_not_a_png.png")), contains: ["not a PNG file"])
-        expectDataError(try PNGReader.decode(path: casePath("F30_png_corrupt/b_truncated.png")), contains: ["corrupt PNG"])
+        expectDataError(try PNGReader.decode(path: casePath("F30_png_corrupt/b_truncated.png")), contains: ["truncated PNG"])
         XCTAssertNoThrow(try PNGReader.decode(path: casePath("F30_png_corrupt/a_ok.png")))
     }
 
@@ -771,6 +775,26 @@ final class DatasetTests: XCTestCase {
             XCTAssertTrue(m.integerValued)
             XCTAssertEqual(m.imageShape, [1, 28, 28])
             print(m.description)
+        }
+    }
+}
+
+final class ErrorMessageTests: XCTestCase {
+    /// Prints one message per kind of bad input (for reading in the test log) and checks each
+    /// names its file.
+    func testMessagesNameTheFile() {
+        let cases: [(String, () throws -> Any)] = [
+            ("F05_truncated_8x3x4x4_f4.npy", { try Dataset.load(path: casePath("F05_truncated_8x3x4x4_f4.npy")) }),
+            ("F06_scalar_0d_f8.npy", { try Dataset.load(path: casePath("F06_scalar_0d_f8.npy")) }),
+            ("F06_empty_0x3_f4.npy", { try Dataset.load(path: casePath("F06_empty_0x3_f4.npy")) }),
+            ("F10_bad_magic-idx3-ubyte", { try Dataset.load(path: casePath("F10_bad_magic-idx3-ubyte")) }),
+            ("F31_missing_values.csv", { try Dataset.load(path: casePath("F31_missing_values.csv")) }),
+            ("F31_ragged.csv", { try Dataset.load(path: casePath("F31_ragged.csv")) }),
+            ("F30_png_corrupt", { try Dataset.load(path: casePath("F30_png_corrupt")) }),
+        ]
+        for (name, body) in cases {
+            let e = expectDataError(try body(), contains: [name])
+            print("[message] \(e?.description ?? "none")")
         }
     }
 }

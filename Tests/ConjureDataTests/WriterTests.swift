@@ -55,9 +55,9 @@ final class WriterTests: XCTestCase {
         let images = try loadCase("F13_tanh_range_1x1x2x3_f4.npy")
         XCTAssertEqual(images.shape, [1, 1, 2, 3])
 
-        // A single image without padding is exactly the 3×2 picture of the README.
+        // A single image is saved unpadded by default: exactly the 3×2 picture of the README.
         let out = path("f13.png")
-        try ImageGrid.writePNG(images: images, path: out, padding: 0)
+        try ImageGrid.writePNG(images: images, path: out)
         let png = try decodePNG(out)
         XCTAssertEqual(png.width, 3)
         XCTAssertEqual(png.height, 2)
@@ -68,8 +68,8 @@ final class WriterTests: XCTestCase {
         XCTAssertNotEqual(png.pixels, [0, 0, 0, 0, 128, 255])
         XCTAssertNotEqual(png.pixels, [218, 0, 63, 127, 191, 24])
 
-        // With the default padding of 2 the image sits inside a pad-coloured border.
-        let grid = ImageGrid.make(images: images)
+        // With an explicit padding of 2 the image sits inside a pad-coloured border.
+        let grid = ImageGrid.make(images: images, padding: 2)
         XCTAssertEqual(grid.columns, 1)
         XCTAssertEqual(grid.rows, 1)
         XCTAssertEqual([grid.channels, grid.height, grid.width], [1, 6, 7])
@@ -353,7 +353,8 @@ final class WriterTests: XCTestCase {
         }
         // Grids can create their directory (run/samples/step-000001.png).
         let sample = path("run/samples/step-000001.png")
-        try ImageGrid.writePNG(images: Tensor(shape: [1, 1, 1, 1], scalars: [0]), path: sample, createDirectories: true)
+        try ImageGrid.writePNG(images: Tensor(shape: [1, 1, 1, 1], scalars: [0]), path: sample, padding: 2,
+                               createDirectories: true)
         XCTAssertEqual(try decodePNG(sample).pixels, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
     }
 
@@ -384,7 +385,7 @@ final class WriterTests: XCTestCase {
 
 /// ../shared/cases relative to the package root.
 private func casesDirectory() throws -> String {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    let root = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     let dir = root.deletingLastPathComponent().appendingPathComponent("shared/cases").path
     guard FileManager.default.fileExists(atPath: dir) else {

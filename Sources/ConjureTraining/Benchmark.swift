@@ -1,0 +1,60 @@
+import Foundation
+import ConjureModels
+
+/// Times GAN training steps on synthetic batches (no I/O), as the reference scripts in
+/// ../shared/bench do: warm-up steps, then the median of repeated timed runs.
+public enum Benchmark {
+    public struct Result: Codable, Sendable {
+        public var model: String
+        public var batch: Int
+        public var threads: Int
+        public var stepsPerSecondMedian: Double
+        public var stepsPerSecondMin: Double
+        public var stepsPerSecondMax: Double
+        public var samplesPerSecond: Double
+        /// MFLOP of matrix products per step (forward and backward).
+        public var mflopPerStep: Double
+    }
+
+    /// Runs `repeats` timed runs of `steps` steps after `warmup` steps.
+    public static func run(config: GANConfig, batch: Int, threads: Int, warmup: Int = 50, steps: Int = 200,
+                           repeats: Int = 7) -> Result {
+        BLAS.setThreads(threads)
+        var rng = RandomGenerator(seed: 0)
+        let gan = GAN(config: config, rng: &rng)
+        let real = Tensor.randomUniform([batch, config.dataDim], low: -1, high: 1, using: &rng)
+        let zs = (0..<8).map { _ in Tensor.randomNormal([batch, config.noiseDim], using: &rng) }
+        for i in 0..<warmup { gan.trainStep(real: real, z: zs[i % zs.count]) }
+        var rates: [Double] = []
+        for _ in 0..<repeats {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for i in 0..<steps { gan.trainStep(real: real, z: zs[i % zs.count]) }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            rates.append(Double(steps) / dt)
+        }
+        rates.sort()
+        let median = rates[rates.count / 2]
+        return Result(model: config.preset, batch: batch, threads: threads, stepsPerSecondMedian: median,
+                      stepsPerSecondMin: rates.first!, stepsPerSecondMax: rates.last!,
+                      samplesPerSecond: median * Double(batch), mflopPerStep: flopsPerStep(config, batch: batch) / 1e6)
+    }
+
+    /// Matrix-product FLOPs of one step: every Linear's forward (2·N·in·out) and its backward
+    /// (input and weight gradients where needed), for G once, D on real and fake, D again for G.
+    public static func flopsPerStep(_ c: GANConfig, batch n: Int) -> Double {
+        func layers(_ sizes: [Int]) -> [(Int, Int)] { zip(sizes, sizes.dropFirst()).map { ($0, $1) } }
+        let g = layers([c.noiseDim] + c.generatorHidden + [c.dataDim])
+        let d = layers([c.dataDim] + c.discriminatorHidden + [1])
+        let gf = g.reduce(0.0) { $0 + 2.0 * Double(n * $1.0 * $1.1) }
+        let df = d.reduce(0.0) { $0 + 2.0 * Double(n * $1.0 * $1.1) }
+        // G forward + G backward (weights + inputs, first layer has no input gradient).
+        let gFirst = 2.0 * Double(n * g[0].0 * g[0].1)
+        let gTotal = gf + 2 * gf - gFirst
+        // D: forward real + fake, backward weights for both, inputs except the first layer.
+        let dFirst = 2.0 * Double(n * d[0].0 * d[0].1)
+        let dStep = 2 * df + 2 * (2 * df - dFirst)
+        // G step: D forward on fakes and D backward to its input (no weight gradients).
+        let dForG = df + df
+        return gTotal + dStep + dForG
+    }
+}
