@@ -18,21 +18,25 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CSPNG", path: "Sources/CSPNG"),
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CZlibSys", path: "Sources/CZlibSys"),
         .target(name: "ConjureTensor", dependencies: ["CBLAS"], swiftSettings: release),
         .target(name: "ConjureNN", dependencies: ["ConjureTensor"], swiftSettings: release),
         .target(name: "ConjureOptim", dependencies: ["ConjureTensor", "ConjureNN"], swiftSettings: release),
-        .target(name: "ConjureData", dependencies: ["ConjureTensor", "CSPNG", "CZlib"], swiftSettings: release),
+        .target(name: "ConjureData", dependencies: ["ConjureTensor", "CSPNG", "CZlibSys"], swiftSettings: release),
         .target(name: "ConjureModels", dependencies: ["ConjureTensor", "ConjureNN", "ConjureOptim"], swiftSettings: release),
         .target(
             name: "ConjureTraining",
             dependencies: [
                 "ConjureTensor", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: release),
         .executableTarget(

@@ -1,4 +1,4 @@
-import CZlib
+import CZlibSys
 import Foundation
 
 #if canImport(Glibc)

@@ -99,8 +99,13 @@ public struct GANConfig: Codable, Sendable, Equatable {
 public struct ConfigError: Error, CustomStringConvertible {
     public var option: String
     public var problem: String
-    public init(option: String, problem: String) { self.option = option; self.problem = problem }
-    public var description: String { "\(option): \(problem)" }
+    public var hint: String?
+    public init(option: String, problem: String, hint: String? = nil) {
+        self.option = option
+        self.problem = problem
+        self.hint = hint
+    }
+    public var description: String { "\(option): \(problem)" + (hint.map { " (\($0))" } ?? "") }
 }
 
 /// Statistics of one GAN training step.

