@@ -101,3 +101,43 @@ extension Tensor {
         return (out, mean.map { Float($0) }, variance.map { Float($0) })
     }
 }
+
+extension Tensor {
+    /// Log-softmax over the last axis, `x - logsumexp(x)` with the maximum subtracted first.
+    ///
+    /// - Shapes: `[N, K]` → `[N, K]`.
+    /// - Gradient: `g - softmax(x) * sum(g)` per row.
+    public func logSoftmax() -> Tensor {
+        precondition(rank == 2, "logSoftmax: expected [N, K], got \(shape)")
+        let n = shape[0], k = shape[1]
+        var out = [Float](repeating: 0, count: count)
+        scalars.withUnsafeBufferPointer { p in
+            for i in 0..<n {
+                var m = -Float.infinity
+                for j in 0..<k { m = Swift.max(m, p[i * k + j]) }
+                var s = 0.0
+                for j in 0..<k { s += Foundation.exp(Double(p[i * k + j] - m)) }
+                let lse = Double(m) + Foundation.log(s)
+                for j in 0..<k { out[i * k + j] = Float(Double(p[i * k + j]) - lse) }
+            }
+        }
+        let outConst = Tensor(shape: shape, scalars: out)
+        return Tensor.record(shape: shape, scalars: out, inputs: [self]) { g, x in
+            let sm = GradMode.enabled ? x[0].logSoftmax().exp() : outConst.exp()
+            return [g - sm * g.sum(axes: [1], keepDims: true)]
+        }
+    }
+
+    /// Mean softmax cross-entropy `mean_i(logsumexp(x_i) - x_i[y_i])` of logits and class
+    /// indices (PyTorch's `F.cross_entropy`).
+    ///
+    /// - Shapes: `logits` `[N, K]`, `labels` N integers in `0..<K`.
+    public static func softmaxCrossEntropy(logits: Tensor, labels: [Int]) -> Tensor {
+        precondition(logits.rank == 2 && logits.shape[0] == labels.count,
+                     "softmaxCrossEntropy: logits \(logits.shape) for \(labels.count) labels")
+        let k = logits.shape[1]
+        precondition(labels.allSatisfy { $0 >= 0 && $0 < k }, "softmaxCrossEntropy: labels must be in 0..<\(k)")
+        let oneHot = Tensor(shape: logits.shape, scalars: (0..<logits.count).map { labels[$0 / k] == $0 % k ? 1 : 0 })
+        return -(logits.logSoftmax() * oneHot).sum() * (1 / Float(Swift.max(labels.count, 1)))
+    }
+}

@@ -59,6 +59,14 @@ public struct TrainingProgress: Sendable, Equatable {
     public var batchInEpoch: Int
     /// State of the generator producing the latent `z` batches.
     public var noiseRNG: RandomGenerator
+
+    /// The same progress moved to the start of the next epoch.
+    public func nextEpoch() -> TrainingProgress {
+        var p = self
+        p.epoch += 1
+        p.batchInEpoch = 0
+        return p
+    }
 }
 
 /// Conjure checkpoints in the safetensors format.

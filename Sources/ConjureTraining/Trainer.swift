@@ -226,7 +226,6 @@ public final class Trainer {
                 window.d += Double(stats.dLoss); window.g += Double(stats.gLoss)
                 window.dr += Double(stats.meanDReal); window.df += Double(stats.meanDFake); window.n += 1
                 let epochDone = progress.batchInEpoch == batches.count
-                if epochDone { progress.epoch += 1; progress.batchInEpoch = 0 }
 
                 if progress.step % o.logEvery == 0 || progress.step == stopAt {
                     let now = DispatchTime.now().uptimeNanoseconds
@@ -250,10 +249,13 @@ public final class Trainer {
                     written.insert(path)
                 }
                 if o.checkpointEvery > 0 && progress.step % o.checkpointEvery == 0 && progress.step < stopAt {
-                    try Checkpoint.write(gan: gan, run: run, progress: progress, to: checkpointPath)
+                    try Checkpoint.write(gan: gan, run: run, progress: epochDone ? progress.nextEpoch() : progress, to: checkpointPath)
                     written.insert(checkpointPath)
                 }
             }
+            // A new epoch reshuffles: order depends only on (seed, epoch), so a resumed run
+            // continues with the same batches.
+            if progress.batchInEpoch == batches.count { progress = progress.nextEpoch() }
         }
         reporter.finish()
         try Checkpoint.write(gan: gan, run: run, progress: progress, to: checkpointPath)
@@ -305,7 +307,6 @@ final class ProgressReporter {
     let startStep: Int
     let started = DispatchTime.now().uptimeNanoseconds
     let log: (String) -> Void
-    var lastPlain = 0.0
 
     init(style: TrainOptions.ProgressStyle, totalSteps: Int, startStep: Int, log: @escaping (String) -> Void) {
         switch style {
@@ -328,8 +329,7 @@ final class ProgressReporter {
                           step, totalSteps, epoch, dLoss, gLoss, samplesPerSec, formatDuration(eta))
         if live {
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-        } else if elapsed - lastPlain >= 2 || step == totalSteps {
-            lastPlain = elapsed
+        } else {
             log(line)
         }
     }

@@ -37,7 +37,7 @@ struct Conjure: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conjure",
         abstract: "Train, sample and evaluate generative models (GANs) on your own data.",
-        subcommands: [Train.self, Sample.self, DataCommand.self, Bench.self])
+        subcommands: [Train.self, Sample.self, DataCommand.self, ClassifierCommand.self, Bench.self])
 }
 
 struct Train: ParsableCommand {
@@ -297,5 +297,52 @@ enum BenchStartup {
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 19, let ticks = Double(fields[19]), let up = Double(uptimeText.split(separator: " ")[0]) else { return .nan }
         return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
+struct ClassifierCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "classifier", abstract: "Train or apply the domain classifier used to judge samples.",
+                                                    subcommands: [TrainClassifier.self, Score.self])
+
+    struct TrainClassifier: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "train", abstract: "Train an MLP classifier on a labelled data set and save it (safetensors).")
+        @Option(help: "Labelled data (e.g. data/mnist_5k.csv.gz).") var data: String
+        @Option(help: "Output .safetensors file.") var out: String = "classifier.safetensors"
+        @Option(help: "Epochs.") var epochs: Int = 30
+        @Option(help: "Held-out fraction for the reported accuracy (stratified).") var heldOut: Double = 0.1
+        @Option(help: "Seed.") var seed: UInt64 = 0
+        @Option(help: "CSV label column.") var labelColumn: String?
+
+        func run() {
+            runReporting {
+                guard epochs >= 1 else { throw ConfigError(option: "--epochs", problem: "must be at least 1") }
+                guard (0..<1).contains(heldOut) else { throw ConfigError(option: "--held-out", problem: "must be in [0, 1)") }
+                let t = try ClassifierTool.train(data: data, epochs: epochs, heldOut: heldOut, seed: seed,
+                                                 labelColumn: labelColumn.map { ColumnSelector(parsing: $0) })
+                try ClassifierTool.save(t, to: out)
+                print(String(format: "held-out accuracy %.4f (train %.4f); saved %@", t.heldOutAccuracy, t.trainAccuracy, out))
+            }
+        }
+    }
+
+    struct Score: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Score samples (.npy in the data's units): fraction classified with confidence >= threshold, and the class histogram.")
+        @Option(help: "Classifier file.") var classifier: String
+        @Option(help: "Samples .npy [N, ...].") var samples: String
+        @Option(help: "Confidence threshold.") var threshold: Double = 0.9
+
+        func run() {
+            runReporting {
+                let loaded = try ClassifierTool.load(path: classifier)
+                let x = try NPYReader.load(path: samples)
+                guard x.rank >= 2, x.count / max(x.shape[0], 1) == loaded.classifier.inputDim else {
+                    throw DataError(file: samples, problem: "samples of shape \(x.shape) do not match the classifier's \(loaded.classifier.inputDim) inputs")
+                }
+                let s = ClassifierTool.score(loaded, samples: x, threshold: threshold)
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(s), as: UTF8.self))
+            }
+        }
     }
 }

@@ -143,3 +143,16 @@ final class FusedBatchNormTests: XCTestCase {
         }
     }
 }
+
+final class SoftmaxTests: XCTestCase {
+    func testLogSoftmaxAndCrossEntropy() {
+        var rng = RandomGenerator(seed: 2)
+        checkGradients([Tensor.randomNormal([3, 5], std: 3, using: &rng)]) { $0[0].logSoftmax() }
+        checkGradients([Tensor.randomNormal([4, 3], using: &rng)]) { Tensor.softmaxCrossEntropy(logits: $0[0], labels: [0, 2, 1, 2]) }
+        // Stable for huge logits; value against the closed form.
+        let x = Tensor(shape: [2, 3], scalars: [1000, 0, -1000, 1, 2, 3])
+        let ce = Tensor.softmaxCrossEntropy(logits: x, labels: [1, 2])
+        let row2 = log(exp(1.0) + exp(2.0) + exp(3.0)) - 3
+        XCTAssertEqual(Double(ce.item), (1000 + row2) / 2, accuracy: 1e-3)
+    }
+}

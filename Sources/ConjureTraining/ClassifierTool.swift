@@ -1,0 +1,108 @@
+import Foundation
+import Crypto
+import ConjureData
+import ConjureModels
+import ConjureNN
+
+/// Training, saving and loading the domain classifier used to judge samples.
+public enum ClassifierTool {
+    public static let format = "conjure.classifier.v1"
+
+    public struct Trained {
+        public var classifier: Classifier
+        public var normalization: NormalizationStats
+        public var heldOutAccuracy: Double
+        public var trainAccuracy: Double
+    }
+
+    /// Trains on a labelled data set with a stratified held-out split and reports accuracy.
+    ///
+    /// - Throws: ``DataError`` for unreadable data; ``ConfigError`` when the data has no labels.
+    public static func train(data path: String, epochs: Int, heldOut: Double, seed: UInt64,
+                             labelColumn: ColumnSelector? = nil) throws -> Trained {
+        var o = TrainOptions(runDirectory: "", model: .ganPreset)
+        o.data = path
+        o.labelColumn = labelColumn
+        o.heldOutFraction = 0
+        o.model.batchSize = 2
+        var prepared = try PreparedData.load(o)
+        guard let labels = prepared.labels else {
+            throw ConfigError(option: "--data", problem: "\(path) has no labels", hint: "pass --label-column for a CSV, or an IDX file with its labels file")
+        }
+        let (trainIdx, testIdx) = splitHeldOut(count: labels.count, fraction: heldOut, seed: seed, labels: labels)
+        let x = prepared.train
+        let classes = (labels.max() ?? 0) + 1
+        var rng = RandomGenerator(seed: seed)
+        let clf = Classifier(inputDim: x.shape[1], classes: max(classes, 2), rng: &rng)
+        clf.train(x: x.gathered(rows: trainIdx), labels: trainIdx.map { labels[$0] }, epochs: epochs, rng: &rng)
+        let testAcc = testIdx.isEmpty ? .nan : clf.accuracy(x: x.gathered(rows: testIdx), labels: testIdx.map { labels[$0] })
+        let trainAcc = clf.accuracy(x: x.gathered(rows: trainIdx), labels: trainIdx.map { labels[$0] })
+        prepared.labels = nil
+        return Trained(classifier: clf, normalization: prepared.normalization, heldOutAccuracy: testAcc, trainAccuracy: trainAcc)
+    }
+
+    public static func save(_ t: Trained, to path: String) throws {
+        let norm = String(decoding: try JSONEncoder().encode(t.normalization), as: UTF8.self)
+        let hidden = t.classifier.net.layers.compactMap { ($0 as? Linear)?.weight.shape[0] }.dropLast()
+        try SafeTensors.write(tensors: t.classifier.net.stateDict(prefix: "classifier."), metadata: [
+            "format": format, "input_dim": String(t.classifier.inputDim), "classes": String(t.classifier.classes),
+            "hidden": hidden.map(String.init).joined(separator: ","), "normalization": norm,
+            "held_out_accuracy": String(t.heldOutAccuracy),
+        ], to: path, createDirectories: true)
+    }
+
+    public struct Loaded {
+        public var classifier: Classifier
+        public var normalization: NormalizationStats
+        public var sha256: String
+    }
+
+    public static func load(path: String) throws -> Loaded {
+        let file = try SafeTensors.read(path: path)
+        guard file.metadata["format"] == format, let d = file.metadata["input_dim"].flatMap(Int.init),
+              let k = file.metadata["classes"].flatMap(Int.init),
+              let normText = file.metadata["normalization"],
+              let norm = try? JSONDecoder().decode(NormalizationStats.self, from: Data(normText.utf8)) else {
+            throw DataError(file: path, location: "__metadata__", problem: "not a Conjure classifier", hint: "train one with `conjure classifier train`")
+        }
+        let hidden = (file.metadata["hidden"] ?? "").split(separator: ",").compactMap { Int($0) }
+        var rng = RandomGenerator(seed: 0)
+        let clf = Classifier(inputDim: d, classes: k, hidden: hidden, rng: &rng)
+        var tensors: [String: Tensor] = [:]
+        for (name, v) in file.tensors { tensors[name] = v.tensor }
+        do { try clf.net.loadStateDict(tensors, prefix: "classifier.") } catch let e as StateDictError {
+            throw DataError(file: path, location: "tensor '\(e.key)'", problem: e.problem)
+        }
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let hash = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        return Loaded(classifier: clf, normalization: norm, sha256: hash)
+    }
+
+    /// How confidently and evenly a classifier labels samples (given in the data's own units).
+    public struct Score: Codable {
+        public var samples: Int
+        /// Fraction of samples whose top class probability is at least `threshold`.
+        public var confidentFraction: Double
+        public var threshold: Double
+        /// Fraction of samples per predicted class (all samples, argmax).
+        public var classFractions: [Double]
+        public var classifierSHA256: String
+    }
+
+    public static func score(_ loaded: Loaded, samples: Tensor, threshold: Double = 0.9) -> Score {
+        let n = samples.shape[0]
+        let x = loaded.normalization.apply(samples.reshaped([n, -1]))
+        let p = loaded.classifier.probabilities(x)
+        let k = loaded.classifier.classes
+        var confident = 0
+        var hist = [Int](repeating: 0, count: k)
+        for i in 0..<n {
+            let row = Array(p.scalars[(i * k)..<((i + 1) * k)])
+            let m = row.max()!
+            hist[row.firstIndex(of: m)!] += 1
+            if Double(m) >= threshold { confident += 1 }
+        }
+        return Score(samples: n, confidentFraction: Double(confident) / Double(max(n, 1)), threshold: threshold,
+                     classFractions: hist.map { Double($0) / Double(max(n, 1)) }, classifierSHA256: loaded.sha256)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import XCTest
+import ConjureData
+import ConjureTestSupport
+
+/// Runs the real `conjure` executable: errors are one clear line with a non-zero exit and
+/// nothing written; sample output has the documented shape and units.
+final class CLITests: XCTestCase {
+    var tmp: URL!
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    var binary: URL {
+        // The test bundle sits next to the products in .build/<config>/.
+        var dir = Bundle(for: CLITests.self).bundleURL.deletingLastPathComponent()
+        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("conjure").path) {
+            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/release")
+        }
+        return dir.appendingPathComponent("conjure")
+    }
+
+    @discardableResult
+    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = tmp
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let result = (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        if expectFailure {
+            XCTAssertNotEqual(result.0, 0, "\(args) should fail", file: file, line: line)
+        } else {
+            XCTAssertEqual(result.0, 0, "\(args) failed: \(result.2)", file: file, line: line)
+        }
+        return result
+    }
+
+    func contents() -> [String] {
+        (FileManager.default.enumerator(atPath: tmp.path)?.allObjects as? [String] ?? []).sorted()
+    }
+
+    func testTrainSampleInspectEndToEnd() throws {
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        let train = try conjure(["train", "--data", digits, "--name", "d", "--epochs", "2", "--batch-size", "32",
+                                 "--g-hidden", "32,64", "--d-hidden", "64,32", "--noise-dim", "16", "--plain", "--log-every", "20"])
+        XCTAssert(train.out.contains("run directory: runs/d/"), train.out)
+        XCTAssert(train.err.contains("step 20/"), "plain progress lines: \(train.err)")
+        let ckpt = "runs/d/checkpoints/latest.safetensors"
+        try conjure(["sample", "--checkpoint", ckpt, "--count", "10", "--seed", "5", "--out", "s.npy"])
+        let samples = try NPYReader.load(path: tmp.appendingPathComponent("s.npy").path)
+        XCTAssertEqual(samples.shape, [10, 1, 8, 8])
+        XCTAssert(samples.scalars.allSatisfy { $0 >= -1e-3 && $0 <= 16.001 }, "samples in the data's units 0..16")
+        try conjure(["sample", "--checkpoint", ckpt, "--count", "10", "--seed", "5", "--out", "again.npy"])
+        XCTAssertEqual(try NPYReader.load(path: tmp.appendingPathComponent("again.npy").path).scalars, samples.scalars, "same seed, same samples")
+        try conjure(["sample", "--checkpoint", ckpt, "--count", "7", "--out", "g.png"])
+        let grid = try PNGReader.decode(path: tmp.appendingPathComponent("g.png").path)
+        XCTAssertEqual([grid.width, grid.height], [3 * 8 + 4 * 2, 3 * 8 + 4 * 2])
+        let inspect = try conjure(["data", "inspect", digits])
+        XCTAssert(inspect.out.contains("1797"), inspect.out)
+    }
+
+    func testBadInputsGiveOneClearErrorAndWriteNothing() throws {
+        let cases: [([String], String)] = [
+            (["train", "--data", try sharedPath("cases/F05_truncated_8x3x4x4_f4.npy").path, "--name", "x"], "expected 1536 data bytes, found 768"),
+            (["train", "--data", try sharedPath("cases/F31_ragged.csv").path, "--name", "x"], "line 3"),
+            (["train", "--data", try sharedPath("cases/F10_bad_magic-idx3-ubyte").path, "--name", "x"], "magic"),
+            (["train", "--data", try sharedPath("data/digits_8x8.csv.gz").path, "--name", "x", "--model", "nope"], "--model"),
+            (["train", "--data", try sharedPath("data/digits_8x8.csv.gz").path, "--name", "x", "--lr-g=-1"], "--lr-g"),
+            (["train", "--data", try sharedPath("data/digits_8x8.csv.gz").path, "--name", "x", "--g-hidden", "12,abc"], "--g-hidden"),
+            (["train", "--data", "missing.csv", "--name", "x"], "missing.csv"),
+            (["sample", "--checkpoint", "missing.safetensors", "--out", "a.png"], "missing.safetensors"),
+            (["sample", "--checkpoint", try sharedPath("cases/F07_uint8_2x4.npy").path, "--out", "a.png"], "F07_uint8_2x4.npy"),
+            (["data", "inspect", try sharedPath("cases/F06_empty_0x3_f4.npy").path], "0 samples"),
+        ]
+        for (args, needle) in cases {
+            let r = try conjure(args, expectFailure: true)
+            XCTAssert(r.err.contains(needle), "\(args): expected '\(needle)' in: \(r.err)")
+            XCTAssertEqual(r.err.split(separator: "\n").count, 1, "one line: \(r.err)")
+            XCTAssertFalse(r.err.contains("Fatal error"), r.err)
+        }
+        XCTAssertEqual(contents(), [], "nothing written")
+    }
+}

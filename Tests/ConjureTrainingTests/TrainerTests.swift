@@ -1,0 +1,163 @@
+import Foundation
+import XCTest
+import ConjureData
+import ConjureModels
+import ConjureTestSupport
+@testable import ConjureTraining
+
+/// End-to-end training on real data (the 8x8 digits, small networks): run outputs, exact
+/// resume, checkpoint contents, and bad options leaving nothing behind.
+final class TrainerTests: XCTestCase {
+    var tmp: URL!
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-trainer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    func options(_ name: String, epochs: Int = 2, seed: UInt64 = 3) throws -> TrainOptions {
+        var config = GANConfig.ganPreset
+        config.generatorHidden = [32, 48]
+        config.generatorBatchNorm = [false, true]
+        config.discriminatorHidden = [48, 24]
+        config.noiseDim = 16
+        config.batchSize = 32
+        config.epochs = epochs
+        config.seed = seed
+        var o = TrainOptions(runDirectory: tmp.appendingPathComponent(name).path, model: config)
+        o.data = try sharedPath("data/digits_8x8.csv.gz").path
+        o.logEvery = 10
+        o.sampleEvery = 50
+        o.checkpointEvery = 40
+        o.progress = .quiet
+        return o
+    }
+
+    func tensors(_ path: String) throws -> [String: Tensor] {
+        let f = try SafeTensors.read(path: path)
+        var out: [String: Tensor] = [:]
+        for (k, v) in f.tensors { out[k] = v.tensor }
+        return out
+    }
+
+    func testRunDirectoryContentsAndCheckpointNames() throws {
+        let o = try options("run")
+        let summary = try Trainer(options: o).run()
+        XCTAssertEqual(summary.steps, 2 * (1797 / 32))
+        let dir = o.runDirectory
+        for f in ["config.json", "metrics.jsonl", "checkpoints/latest.safetensors", "samples/final.png", "samples/step-000050.png"] {
+            XCTAssert(FileManager.default.fileExists(atPath: dir + "/" + f), "missing \(f)")
+        }
+        let lines = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, Int((Double(summary.steps) / 10).rounded(.up)))
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        for key in ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "samples_per_sec"] { XCTAssertNotNil(first[key], key) }
+        XCTAssertEqual(first["step"] as? Int, 10)
+        let t = try tensors(dir + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(t["generator.0.weight"]?.shape, [32, 16])
+        XCTAssertEqual(t["generator.3.running_var"]?.shape, [48])
+        XCTAssertEqual(t["generator.5.weight"]?.shape, [64, 48])
+        XCTAssertEqual(t["discriminator.4.weight"]?.shape, [1, 24])
+        XCTAssertEqual(t["optimizer.generator.0.exp_avg"]?.shape, [32, 16])
+        // The digits CSV's last column became labels: 64 features, range 0..16 mapped to [-1, 1].
+        let loaded = try Checkpoint.read(path: dir + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(loaded.run.model.dataDim, 64)
+        XCTAssertEqual(loaded.run.normalization.low, 0)
+        XCTAssertEqual(loaded.run.normalization.high, 16)
+        XCTAssertEqual(loaded.run.imageShape, [1, 8, 8])
+        XCTAssertEqual(loaded.progress.step, summary.steps)
+    }
+
+    /// A run stopped after step k and resumed equals the uninterrupted run exactly.
+    func testResumeEqualsUninterruptedRun() throws {
+        for stopAt in [40, 67] {  // at a checkpoint and between checkpoints, mid-epoch
+            let a = try options("a\(stopAt)")
+            _ = try Trainer(options: a).run()
+            var b = try options("b\(stopAt)")
+            b.maxSteps = stopAt
+            XCTAssertEqual(try Trainer(options: b).run().steps, stopAt)
+            b.maxSteps = nil
+            b.resume = true
+            _ = try Trainer(options: b).run()
+            let ta = try tensors(a.runDirectory + "/checkpoints/latest.safetensors")
+            let tb = try tensors(b.runDirectory + "/checkpoints/latest.safetensors")
+            XCTAssertEqual(Set(ta.keys), Set(tb.keys))
+            for (k, v) in ta { XCTAssertEqual(v.scalars, tb[k]!.scalars, "\(k) differs after resume at \(stopAt)") }
+            let ma = try String(contentsOfFile: a.runDirectory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { strip($0) }
+            let mb = try String(contentsOfFile: b.runDirectory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { strip($0) }
+            // The stopped run logs its last partial window (step k), and the line whose window
+            // straddles the resume point averages fewer steps: both differ by design.
+            let straddle = ["\((stopAt / 10 + 1) * 10) ", "\(stopAt) "]
+            func keep(_ l: String) -> Bool { !straddle.contains { l.hasPrefix($0) } }
+            XCTAssertEqual(ma.filter(keep), mb.filter(keep), "losses logged by the resumed run")
+            XCTAssertEqual(mb.count, ma.count + (stopAt % 10 == 0 ? 0 : 1))
+        }
+    }
+
+    /// The metric line without its timing fields.
+    func strip(_ line: Substring) -> String {
+        var obj = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? [:]
+        obj["samples_per_sec"] = nil
+        obj["d_loss"] = (obj["d_loss"] as? Double).map { String(format: "%.6f", $0) }
+        return "\(obj["step"] ?? "") \(obj["d_loss"] ?? "") \(obj["g_loss"] ?? "")"
+    }
+
+    func testSameSeedSameResultOtherSeedDiffers() throws {
+        var a = try options("s1", epochs: 1), b = try options("s2", epochs: 1), c = try options("s3", epochs: 1, seed: 4)
+        a.sampleEvery = 0; b.sampleEvery = 0; c.sampleEvery = 0
+        for o in [a, b, c] { _ = try Trainer(options: o).run() }
+        let ta = try tensors(a.runDirectory + "/checkpoints/latest.safetensors")
+        let tb = try tensors(b.runDirectory + "/checkpoints/latest.safetensors")
+        let tc = try tensors(c.runDirectory + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(ta["generator.0.weight"]!.scalars, tb["generator.0.weight"]!.scalars)
+        XCTAssertNotEqual(ta["generator.0.weight"]!.scalars, tc["generator.0.weight"]!.scalars)
+    }
+
+    func testBadOptionsAndFilesLeaveNoRunDirectory() throws {
+        var bad: [TrainOptions] = []
+        var o = try options("bad1"); o.model.batchSize = 5000; bad.append(o)           // larger than the data
+        o = try options("bad2"); o.model.beta1 = 1.5; bad.append(o)
+        o = try options("bad3"); o.data = try sharedPath("cases/F05_truncated_8x3x4x4_f4.npy").path; bad.append(o)
+        o = try options("bad4"); o.data = try sharedPath("cases/F31_missing_values.csv").path; bad.append(o)
+        o = try options("bad5"); o.data = tmp.appendingPathComponent("nope.npy").path; bad.append(o)
+        o = try options("bad6"); o.normalization = .symmetric; o.model.outputActivation = .sigmoid; bad.append(o)  // [0, 1] output vs [-1, 1] data
+        o = try options("bad7"); o.logEvery = 0; bad.append(o)
+        o = try options("bad8"); o.resume = true; bad.append(o)                         // nothing to resume
+        o = try options("bad9"); o.data = try sharedPath("cases/F30_png_corrupt").path; bad.append(o)
+        for o in bad {
+            XCTAssertThrowsError(try Trainer(options: o).run(), o.runDirectory)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: o.runDirectory), "\(o.runDirectory) was left behind")
+        }
+        // An existing run is not overwritten without --overwrite.
+        var ok = try options("exists", epochs: 1); ok.sampleEvery = 0
+        _ = try Trainer(options: ok).run()
+        XCTAssertThrowsError(try Trainer(options: ok).run()) { XCTAssert("\($0)".contains("already exists")) }
+    }
+
+    func testTrainsOnNpyImagesAndSamplesInDataUnits() throws {
+        // A .npy of uint8 images [N, 1, 6, 6]: the generator learns in [-1, 1], samples come back in 0..255.
+        var rng = RandomGenerator(seed: 1)
+        let n = 96
+        var bytes = [UInt8](repeating: 0, count: n * 36)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: rng.next() % 256) }
+        let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (\(n), 1, 6, 6), }"
+        var h = Array(header.utf8)
+        while (10 + h.count + 1) % 64 != 0 { h.append(0x20) }
+        h.append(0x0A)
+        let file = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.count & 0xFF), UInt8(h.count >> 8)] + h + bytes
+        let path = tmp.appendingPathComponent("imgs.npy").path
+        FileManager.default.createFile(atPath: path, contents: Data(file))
+        var o = try options("npy", epochs: 3)
+        o.data = path
+        o.model.batchSize = 16
+        _ = try Trainer(options: o).run()
+        let loaded = try Checkpoint.read(path: o.runDirectory + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(loaded.run.imageShape, [1, 6, 6])
+        XCTAssertEqual(loaded.run.normalization.high, 255)
+        let samples = loaded.run.normalization.inverse(loaded.gan.sample(z: Tensor.randomNormal([8, 16], using: &rng)))
+        XCTAssert(samples.scalars.allSatisfy { $0 >= -1e-3 && $0 <= 255.001 })
+        XCTAssertGreaterThan(samples.maxValue - samples.minValue, 10)
+    }
+}
