@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ConjureOptim", targets: ["ConjureOptim"]),
         .library(name: "ConjureData", targets: ["ConjureData"]),
         .library(name: "ConjureModels", targets: ["ConjureModels"]),
+        .library(name: "ConjureMetrics", targets: ["ConjureMetrics"]),
         .library(name: "ConjureTraining", targets: ["ConjureTraining"]),
     ],
     dependencies: [
@@ -30,10 +31,11 @@ let package = Package(
         .target(name: "ConjureOptim", dependencies: ["ConjureTensor", "ConjureNN"], swiftSettings: release),
         .target(name: "ConjureData", dependencies: ["ConjureTensor", "CSPNG", "CZlibSys"], swiftSettings: release),
         .target(name: "ConjureModels", dependencies: ["ConjureTensor", "ConjureNN", "ConjureOptim"], swiftSettings: release),
+        .target(name: "ConjureMetrics", dependencies: ["ConjureTensor", "ConjureNN", "ConjureData", "CBLAS"], swiftSettings: release),
         .target(
             name: "ConjureTraining",
             dependencies: [
-                "ConjureTensor", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels",
+                "ConjureTensor", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
@@ -50,6 +52,7 @@ let package = Package(
         .testTarget(name: "ConjureTensorTests", dependencies: ["ConjureTensor", "ConjureTestSupport"]),
         .testTarget(name: "ConjureNNTests", dependencies: ["ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureTestSupport"]),
         .testTarget(name: "ConjureDataTests", dependencies: ["ConjureData", "ConjureTestSupport"]),
+        .testTarget(name: "ConjureMetricsTests", dependencies: ["ConjureMetrics", "ConjureTestSupport"]),
         .testTarget(name: "ConjureTrainingTests", dependencies: ["ConjureTraining", "ConjureTestSupport"]),
     ],
     swiftLanguageModes: [.v5]

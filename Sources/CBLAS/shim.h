@@ -6,3 +6,9 @@
 #else
 #include <cblas.h>
 #endif
+
+// LAPACK symmetric eigensolvers (OpenBLAS ships LAPACK; Fortran calling convention).
+void ssyevd_(const char *jobz, const char *uplo, const int *n, float *a, const int *lda, float *w,
+             float *work, const int *lwork, int *iwork, const int *liwork, int *info);
+void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+             double *work, const int *lwork, int *iwork, const int *liwork, int *info);

@@ -383,11 +383,9 @@ final class WriterTests: XCTestCase {
 
 // MARK: - Test-only helpers (file-private: the readers are written elsewhere)
 
-/// ../shared/cases relative to the package root.
+/// ../shared/cases (see `sharedDir` in ReaderTests.swift).
 private func casesDirectory() throws -> String {
-    let root = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    let dir = root.deletingLastPathComponent().appendingPathComponent("shared/cases").path
+    let dir = sharedDir + "/cases"
     guard FileManager.default.fileExists(atPath: dir) else {
         throw XCTSkip("fault cases not found at \(dir)")
     }
