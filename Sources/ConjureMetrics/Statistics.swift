@@ -283,13 +283,14 @@ func doubleRows(_ x: Tensor, rows: [Int]? = nil) -> [Double] {
 /// (row-major Double). `gram` is `rowCount x colCount`, row-major.
 ///
 /// With `upperFrom == true` (X and Y the same set), block `[r0, r1)` only covers columns
-/// `[r0, m)`, i.e. the upper trapezoid, which halves the work for symmetric sums.
+/// `[r0, m)`, i.e. the upper trapezoid, which roughly halves the work for symmetric sums.
 /// Blocks hold at most about 4M Doubles (32 MB).
 func forEachGramBlock(x: [Double], n: Int, y: [Double], m: Int, d: Int, upperOnly: Bool,
                       _ body: (_ r0: Int, _ rows: Int, _ c0: Int, _ cols: Int, _ gram: UnsafeBufferPointer<Double>) -> Void) {
     if n == 0 || m == 0 { return }
     let budget = 1 << 22
-    let blockRows = max(1, min(n, budget / m))
+    // For the upper trapezoid, use at least ~8 blocks so that skipping the lower part pays off.
+    let blockRows = max(1, min(n, budget / m, upperOnly ? max(64, (n + 7) / 8) : n))
     var buffer = [Double](repeating: 0, count: blockRows * m)
     x.withUnsafeBufferPointer { px in
         y.withUnsafeBufferPointer { py in

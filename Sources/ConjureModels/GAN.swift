@@ -51,6 +51,41 @@ public struct GANConfig: Codable, Sendable, Equatable {
     public var batchSize: Int
     public var epochs: Int
     public var seed: UInt64
+    /// PacGAN packing (Lin et al. 2018): the discriminator judges `pack` samples at once,
+    /// concatenated into one input of `pack * dataDim`; 1 is the ordinary GAN.
+    public var pack: Int = 1
+
+    enum CodingKeys: String, CodingKey {
+        case preset, noiseDim, dataDim, generatorHidden, generatorActivation, generatorBatchNorm, outputActivation,
+             discriminatorHidden, leakySlope, generatorLR, discriminatorLR, beta1, beta2, eps, update, batchSize, epochs, seed, pack
+    }
+
+    public init(preset: String, noiseDim: Int, dataDim: Int, generatorHidden: [Int], generatorActivation: HiddenActivation,
+                generatorBatchNorm: [Bool], outputActivation: OutputActivation, discriminatorHidden: [Int], leakySlope: Float,
+                generatorLR: Float, discriminatorLR: Float, beta1: Float, beta2: Float, eps: Float, update: UpdateOrder,
+                batchSize: Int, epochs: Int, seed: UInt64, pack: Int = 1) {
+        self.preset = preset; self.noiseDim = noiseDim; self.dataDim = dataDim; self.generatorHidden = generatorHidden
+        self.generatorActivation = generatorActivation; self.generatorBatchNorm = generatorBatchNorm
+        self.outputActivation = outputActivation; self.discriminatorHidden = discriminatorHidden; self.leakySlope = leakySlope
+        self.generatorLR = generatorLR; self.discriminatorLR = discriminatorLR; self.beta1 = beta1; self.beta2 = beta2
+        self.eps = eps; self.update = update; self.batchSize = batchSize; self.epochs = epochs; self.seed = seed; self.pack = pack
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(preset: try c.decode(String.self, forKey: .preset), noiseDim: try c.decode(Int.self, forKey: .noiseDim),
+                  dataDim: try c.decode(Int.self, forKey: .dataDim), generatorHidden: try c.decode([Int].self, forKey: .generatorHidden),
+                  generatorActivation: try c.decode(HiddenActivation.self, forKey: .generatorActivation),
+                  generatorBatchNorm: try c.decode([Bool].self, forKey: .generatorBatchNorm),
+                  outputActivation: try c.decode(OutputActivation.self, forKey: .outputActivation),
+                  discriminatorHidden: try c.decode([Int].self, forKey: .discriminatorHidden),
+                  leakySlope: try c.decode(Float.self, forKey: .leakySlope), generatorLR: try c.decode(Float.self, forKey: .generatorLR),
+                  discriminatorLR: try c.decode(Float.self, forKey: .discriminatorLR), beta1: try c.decode(Float.self, forKey: .beta1),
+                  beta2: try c.decode(Float.self, forKey: .beta2), eps: try c.decode(Float.self, forKey: .eps),
+                  update: try c.decode(UpdateOrder.self, forKey: .update), batchSize: try c.decode(Int.self, forKey: .batchSize),
+                  epochs: try c.decode(Int.self, forKey: .epochs), seed: try c.decode(UInt64.self, forKey: .seed),
+                  pack: try c.decodeIfPresent(Int.self, forKey: .pack) ?? 1)
+    }
 
     /// The seed's network: G 100 -> 128 ReLU -> 256 ReLU -> 784 tanh; D 784 -> 128 LeakyReLU(0.2)
     /// -> 1; Adam(2e-4, 0.5, 0.999); simultaneous update. On the 5000-image MNIST subset this
@@ -92,6 +127,9 @@ public struct GANConfig: Codable, Sendable, Equatable {
         if batchSize < 2 { throw bad("--batch-size", "must be at least 2, got \(batchSize)") }
         if epochs < 0 { throw bad("--epochs", "must be non-negative, got \(epochs)") }
         if !(leakySlope >= 0 && leakySlope < 1) { throw bad("--leaky-slope", "must be in [0, 1), got \(leakySlope)") }
+        if pack < 1 || batchSize % pack != 0 || batchSize / pack < 2 {
+            throw bad("--pack", "must be at least 1 and divide the batch size \(batchSize) into groups of at least 2, got \(pack)")
+        }
     }
 }
 
@@ -157,7 +195,7 @@ public final class GAN {
         generator = Sequential(g)
 
         var d: [any Layer] = []
-        width = config.dataDim
+        width = config.dataDim * config.pack
         for h in config.discriminatorHidden {
             d.append(Linear(width, h, rng: &rng))
             d.append(Activation(.leakyRelu(config.leakySlope)))
@@ -184,12 +222,15 @@ public final class GAN {
         let dParams = discriminator.parameters.map(\.value)
         let gParams = generator.parameters.map(\.value)
 
+        let m = config.pack
+        precondition(real.shape[0] % m == 0 && z.shape[0] % m == 0, "GAN.trainStep: batch sizes \(real.shape[0]), \(z.shape[0]) not divisible by pack \(m)")
+        func packed(_ x: Tensor) -> Tensor { m == 1 ? x : x.reshaped([x.shape[0] / m, m * config.dataDim]) }
         let fake = generator(z)
-        let realLogits = discriminator(real)
+        let realLogits = discriminator(packed(real))
         // For the simultaneous update one D forward on the fakes serves both losses: the D
         // loss's gradients are taken with respect to D's parameters only, so none reach G.
-        let fakeLogitsAttached: Tensor? = config.update == .simultaneous ? discriminator(fake) : nil
-        let fakeLogitsDetached = fakeLogitsAttached ?? discriminator(fake.detached())
+        let fakeLogitsAttached: Tensor? = config.update == .simultaneous ? discriminator(packed(fake)) : nil
+        let fakeLogitsDetached = fakeLogitsAttached ?? discriminator(packed(fake.detached()))
         let dLoss = Loss.discriminatorLoss(realLogits: realLogits, fakeLogits: fakeLogitsDetached)
         let dGrads = Tensor.gradients(of: dLoss, wrt: dParams)
         let meanDReal = realLogits.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(realLogits.count)
@@ -205,7 +246,7 @@ public final class GAN {
             generatorOptimizer.step(gradients: gGrads)
         case .alternating:
             discriminatorOptimizer.step(gradients: dGrads)
-            gLoss = Loss.generatorLoss(fakeLogits: discriminator(fake))
+            gLoss = Loss.generatorLoss(fakeLogits: discriminator(packed(fake)))
             gGrads = Tensor.gradients(of: gLoss, wrt: gParams)
             generatorOptimizer.step(gradients: gGrads)
         }

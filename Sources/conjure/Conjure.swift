@@ -67,6 +67,7 @@ struct Train: ParsableCommand {
     @Option(help: "Adam beta2.") var beta2: Float?
     @Option(help: "Update order: simultaneous or alternating.") var update: String?
     @Option(help: "Random seed (weights, batches, z).") var seed: UInt64?
+    @Option(help: "PacGAN packing: the discriminator judges this many samples at once.") var pack: Int?
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
@@ -121,6 +122,7 @@ struct Train: ParsableCommand {
             config.update = u
         }
         if let v = seed { config.seed = v }
+        if let v = pack { config.pack = v }
         if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
             throw ConfigError(option: "--name", problem: "'\(name)' is not a plain folder name")
         }

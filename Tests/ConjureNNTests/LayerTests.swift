@@ -152,4 +152,23 @@ final class CaseTests: XCTestCase {
         }
         XCTAssertEqual(run(), run())
     }
+
+    /// PacGAN packing: D sees `pack` samples concatenated; the step matches an unpacked D
+    /// applied to the reshaped batch.
+    func testPackedDiscriminatorSeesConcatenatedSamples() throws {
+        var rng = RandomGenerator(seed: 4)
+        var config = GANConfig.seedPreset
+        config.dataDim = 2; config.noiseDim = 3; config.generatorHidden = [8, 8]; config.discriminatorHidden = [8]
+        config.batchSize = 8; config.pack = 4
+        try config.validate()
+        let gan = GAN(config: config, rng: &rng)
+        XCTAssertEqual(gan.discriminator.allNamedParameters()[0].1.shape, [8, 8])  // [hidden, pack * dataDim]
+        gan.recordsStepTensors = true
+        let real = Tensor.randomNormal([8, 2], using: &rng)
+        let s = gan.trainStep(real: real, z: Tensor.randomNormal([8, 3], using: &rng))
+        XCTAssert(s.dLoss.isFinite && s.gLoss.isFinite)
+        XCTAssertEqual(gan.lastStep["real_logits"]?.shape, [2, 1])
+        config.pack = 3
+        XCTAssertThrowsError(try config.validate())
+    }
 }
