@@ -151,33 +151,41 @@ extension Metrics {
         let sPR: [Double] = precisionRecallK.map { kthNeighbourSquaredDistances(y, n: m, d: d, ks: [$0])[0] } ?? []
 
         let normsX = rowSquaredNorms(x, n: n, d: d), normsY = rowSquaredNorms(y, n: m, d: d)
+        let doPR = precisionRecallK != nil, doDC = densityCoverageK != nil
         var precisionHits = 0
         var densityCount = 0
-        var recalled = [Bool](repeating: false, count: precisionRecallK == nil ? 0 : n)
-        var nearestFake = [Double](repeating: .infinity, count: densityCoverageK == nil ? 0 : n)
-        let doPR = precisionRecallK != nil, doDC = densityCoverageK != nil
-        // Rows: generated samples j; columns: all real samples i.
-        forEachGramBlock(x: y, n: m, y: x, m: n, d: d, upperOnly: false) { r0, rows, _, cols, g in
-            for r in 0..<rows {
-                let j = r0 + r
-                let nj = normsY[j]
-                let base = r * cols
-                var inside = false
-                var count = 0
-                let sj = doPR ? sPR[j] : 0
-                for i in 0..<cols {
-                    let v = max(nj + normsX[i] - 2 * g[base + i], 0)
-                    if doPR {
-                        if v <= rPR[i] { inside = true }
-                        if v <= sj { recalled[i] = true }
-                    }
-                    if doDC {
-                        if v < rDC[i] { count += 1 }
-                        if v < nearestFake[i] { nearestFake[i] = v }
+        var recalled = [Bool](repeating: false, count: n)
+        var nearestFake = [Double](repeating: .infinity, count: n)
+        let rPRb = doPR ? rPR : [Double](repeating: -1, count: n)   // -1: never inside
+        let rDCb = doDC ? rDC : [Double](repeating: -1, count: n)
+        recalled.withUnsafeMutableBufferPointer { recalledP in
+            nearestFake.withUnsafeMutableBufferPointer { nearestP in
+                rPRb.withUnsafeBufferPointer { rP in
+                    rDCb.withUnsafeBufferPointer { rD in
+                        normsX.withUnsafeBufferPointer { nx in
+                            // Rows: generated samples j; columns: all real samples i.
+                            forEachGramBlock(x: y, n: m, y: x, m: n, d: d, upperOnly: false) { r0, rows, _, cols, g in
+                                for r in 0..<rows {
+                                    let j = r0 + r
+                                    let nj = normsY[j]
+                                    let sj = doPR ? sPR[j] : -1
+                                    let base = r * cols
+                                    var inside = false
+                                    var count = 0
+                                    for i in 0..<cols {
+                                        let v = max(nj + nx[i] - 2 * g[base + i], 0)
+                                        if v <= rP[i] { inside = true }
+                                        if v <= sj { recalledP[i] = true }
+                                        if v < rD[i] { count += 1 }
+                                        if v < nearestP[i] { nearestP[i] = v }
+                                    }
+                                    if inside { precisionHits += 1 }
+                                    densityCount += count
+                                }
+                            }
+                        }
                     }
                 }
-                if inside { precisionHits += 1 }
-                densityCount += count
             }
         }
         let pr = precisionRecallK.map { k in

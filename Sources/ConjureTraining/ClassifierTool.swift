@@ -55,6 +55,24 @@ public enum ClassifierTool {
         public var classifier: Classifier
         public var normalization: NormalizationStats
         public var sha256: String
+        /// Accuracy on the held-out split it was trained with (nil when unknown).
+        public var heldOutAccuracy: Double?
+    }
+
+    /// Trains on `train` rows of a labelled (flattened, raw-unit) dataset and measures accuracy
+    /// on `heldOut` rows; inputs are normalised with `normalization`.
+    public static func train(dataset: Dataset, train: [Int], heldOut: [Int], normalization: NormalizationStats,
+                             epochs: Int, seed: UInt64) throws -> Trained {
+        guard let labels = dataset.labels else {
+            throw ConfigError(option: "--data", problem: "\(dataset.source) has no labels for a classifier")
+        }
+        let x = normalization.apply(dataset.flattened().samples)
+        var rng = RandomGenerator(seed: seed, stream: 7)
+        let clf = Classifier(inputDim: x.shape[1], classes: max((labels.max() ?? 0) + 1, 2), rng: &rng)
+        clf.train(x: x.gathered(rows: train), labels: train.map { labels[$0] }, epochs: epochs, rng: &rng)
+        let testAcc = heldOut.isEmpty ? .nan : clf.accuracy(x: x.gathered(rows: heldOut), labels: heldOut.map { labels[$0] })
+        let trainAcc = clf.accuracy(x: x.gathered(rows: train), labels: train.map { labels[$0] })
+        return Trained(classifier: clf, normalization: normalization, heldOutAccuracy: testAcc, trainAccuracy: trainAcc)
     }
 
     public static func load(path: String) throws -> Loaded {
@@ -75,7 +93,8 @@ public enum ClassifierTool {
         }
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         let hash = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-        return Loaded(classifier: clf, normalization: norm, sha256: hash)
+        return Loaded(classifier: clf, normalization: norm, sha256: hash,
+                      heldOutAccuracy: file.metadata["held_out_accuracy"].flatMap(Double.init).flatMap { $0.isNaN ? nil : $0 })
     }
 
     /// How confidently and evenly a classifier labels samples (given in the data's own units).

@@ -2,6 +2,7 @@ import Foundation
 import Crypto
 import ConjureData
 import ConjureModels
+import ConjureMetrics
 
 /// Options of `conjure train` beyond the model configuration.
 public struct TrainOptions: Sendable {
@@ -20,7 +21,10 @@ public struct TrainOptions: Sendable {
     /// CSV label column; nil means the last column for image CSVs with D = s² + 1 columns
     /// (the MNIST and digits CSVs), no labels otherwise.
     public var labelColumn: ColumnSelector?
-    public var heldOutFraction: Double = 0
+    /// Fraction of the data kept out of training for evaluation (stratified by label, seeded).
+    public var heldOutFraction: Double = 0.1
+    /// Samples generated for a built-in synthetic data set (ring8, grid25, moons).
+    public var syntheticCount: Int = 50_000
     public var logEvery: Int = 50
     /// Steps between sample grids (0: only the final grid).
     public var sampleEvery: Int = 1000
@@ -32,6 +36,11 @@ public struct TrainOptions: Sendable {
     /// Replace an existing run directory.
     public var overwrite = false
     public var threads: Int = 1
+    /// Steps between FID/KID measurements against the held-out split, logged to
+    /// metrics.jsonl (0: never).
+    public var evalEvery: Int = 0
+    /// Samples drawn for each in-training measurement.
+    public var evalCount: Int = 2000
     /// Progress output: a live line on a terminal, plain lines otherwise, or nothing.
     public var progress: ProgressStyle = .automatic
 
@@ -65,10 +74,16 @@ public struct PreparedData {
 
     /// - Throws: ``DataError`` for unreadable or invalid data, ``ConfigError`` for options that
     ///   do not fit the data.
-    public static func load(_ o: TrainOptions) throws -> PreparedData {
+    /// Loads the data file (or generates a built-in synthetic set: ring8, grid25, moons),
+    /// picks up labels, and flattens samples to `[N, D]` (raw units).
+    public static func loadDataset(_ o: TrainOptions) throws -> Dataset {
         guard let path = o.data ?? DataFetch.defaultDataPath(in: o.dataDirectory) else {
             throw ConfigError(option: "--data", problem: "no data given and none found in \(o.dataDirectory)/",
                               hint: "pass --data FILE, or run `conjure data fetch mnist` to get the 5000-image MNIST subset")
+        }
+        if let mix = Mixture2D(rawValue: path), !FileManager.default.fileExists(atPath: path) {
+            var rng = RandomGenerator(seed: o.model.seed, stream: 0x5EED)
+            return Dataset(samples: mix.sample(n: o.syntheticCount, rng: &rng), source: path, format: .npy)
         }
         var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean)
         let format = try Dataset.detectFormat(path: path)
@@ -80,7 +95,14 @@ public struct PreparedData {
             let side = Int(Double(pixels).squareRoot().rounded())
             if cols > 2 && side * side == pixels && probe.allIntegers { options.labelColumn = .last }
         }
-        var dataset = try Dataset.load(path: path, options: options)
+        return try Dataset.load(path: path, options: options)
+    }
+
+    /// - Throws: ``DataError`` for unreadable or invalid data, ``ConfigError`` for options that
+    ///   do not fit the data.
+    public static func load(_ o: TrainOptions) throws -> PreparedData {
+        var dataset = try loadDataset(o)
+        let path = dataset.source
         let kind = o.normalization ?? {
             switch o.model.outputActivation {
             case .tanh: return .symmetric
@@ -135,6 +157,9 @@ public final class Trainer {
         if o.checkpointEvery < 0 { throw ConfigError(option: "--checkpoint-every", problem: "must be non-negative, got \(o.checkpointEvery)") }
         if let m = o.maxSteps, m < 1 { throw ConfigError(option: "--max-steps", problem: "must be at least 1, got \(m)") }
         if !(0..<1).contains(o.heldOutFraction) { throw ConfigError(option: "--held-out", problem: "must be in [0, 1), got \(o.heldOutFraction)") }
+        if o.evalEvery < 0 { throw ConfigError(option: "--eval-every", problem: "must be non-negative, got \(o.evalEvery)") }
+        if o.evalEvery > 0 && o.heldOutFraction == 0 { throw ConfigError(option: "--eval-every", problem: "needs a held-out split", hint: "drop --held-out 0") }
+        if o.evalCount < 2 { throw ConfigError(option: "--eval-count", problem: "must be at least 2, got \(o.evalCount)") }
         if o.threads < 1 || o.threads > 256 { throw ConfigError(option: "--threads", problem: "must be between 1 and 256, got \(o.threads)") }
 
         let fm = FileManager.default
@@ -200,6 +225,8 @@ public final class Trainer {
         if o.resume { try truncateMetrics(metricsPath, after: progress.step, handle: metrics) }
         metrics.seekToEndOfFile()
 
+        let evaluator = o.evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: o.runDirectory,
+                                                                   count: o.evalCount, seed: model.seed, log: log) : nil
         let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
         log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
             + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(o.threads)"
@@ -242,6 +269,13 @@ public final class Trainer {
                                     dLoss: window.d / n, gLoss: window.g / n, samplesPerSec: n * Double(model.batchSize) / secs)
                     window = (0, 0, 0, 0, 0)
                     windowStart = now
+                }
+                if let ev = evaluator, progress.step % o.evalEvery == 0 || progress.step == stopAt {
+                    var record = try ev.measure(gan)
+                    record["step"] = progress.step
+                    record["epoch"] = Double(progress.step) / Double(perEpoch)
+                    record["wall_seconds"] = Date().timeIntervalSince(start)
+                    metrics.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
                 }
                 if o.sampleEvery > 0 && progress.step % o.sampleEvery == 0, let shape = run.imageShape {
                     let path = o.runDirectory + String(format: "/samples/step-%06d.png", progress.step)
@@ -343,4 +377,46 @@ final class ProgressReporter {
 public func formatDuration(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())
     return s >= 60 ? String(format: "%dm%02ds", s / 60, s % 60) : "\(s)s"
+}
+
+/// FID and KID of generator samples against the held-out split during training, in the
+/// domain classifier's feature space when the data has labels, else in pixel space.
+final class InTrainingEvaluator {
+    let realFeatures: Tensor
+    let features: (Tensor) -> Tensor
+    let z: Tensor
+    let space: String
+    let seed: UInt64
+
+    init(run: RunConfig, heldOut: [Int], runDirectory: String, count: Int, seed: UInt64, log: (String) -> Void) throws {
+        let runData = try Evaluator.loadRunData(run)
+        let stats = run.normalization
+        let real = stats.apply(runData.all.subset(runData.heldOut).samples)
+        if runData.all.labels != nil {
+            let path = runDirectory + "/classifier.safetensors"
+            if !FileManager.default.fileExists(atPath: path) {
+                log("training the domain classifier for --eval-every on the training split")
+                let t = try ClassifierTool.train(dataset: runData.all, train: runData.train, heldOut: runData.heldOut,
+                                                 normalization: stats, epochs: 30, seed: run.model.seed)
+                try ClassifierTool.save(t, to: path)
+            }
+            let c = try ClassifierTool.load(path: path)
+            features = { c.classifier.features(c.normalization.apply(stats.inverse($0))) }
+            space = "classifier"
+        } else {
+            features = { $0 }
+            space = "pixels"
+        }
+        realFeatures = features(real)
+        var rng = RandomGenerator(seed: seed, stream: 4)
+        z = Tensor.randomNormal([count, run.model.noiseDim], using: &rng)
+        self.seed = seed
+    }
+
+    func measure(_ gan: GAN) throws -> [String: Any] {
+        let fake = features(gan.sample(z: z))
+        let fid = try Metrics.fid(real: realFeatures, fake: fake)
+        let kid = try Metrics.kid(real: realFeatures, fake: fake, subsets: 10, subsetSize: min(500, realFeatures.shape[0], fake.shape[0]), seed: seed)
+        return ["fid": fid.value, "kid": kid.mean, "kid_std": kid.std, "eval_samples": fake.shape[0], "eval_space": space]
+    }
 }

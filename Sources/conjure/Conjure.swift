@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConjureData
+import ConjureMetrics
 import ConjureModels
 import ConjureTraining
 import Foundation
@@ -12,6 +13,7 @@ func fail(_ error: Error) -> Never {
     case let e as ConfigError: text = e.description
     case let e as TrainingError: text = e.description
     case let e as ValidationError: text = e.message
+    case let e as MetricError: text = e.description
     default: text = "\(error)"
     }
     FileHandle.standardError.write(Data("error: \(text)\n".utf8))
@@ -37,7 +39,7 @@ struct Conjure: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conjure",
         abstract: "Train, sample and evaluate generative models (GANs) on your own data.",
-        subcommands: [Train.self, Sample.self, DataCommand.self, ClassifierCommand.self, Bench.self])
+        subcommands: [Train.self, Sample.self, Evaluate.self, MetricsCommand.self, DataCommand.self, ClassifierCommand.self, Bench.self])
 }
 
 struct Train: ParsableCommand {
@@ -74,12 +76,14 @@ struct Train: ParsableCommand {
     var dataRange: String?
     @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
     @Option(help: "CSV label column: index (negative from the end) or header name.") var labelColumn: String?
-    @Option(help: "Fraction of samples held out of training (stratified by label).") var heldOut: Double = 0
+    @Option(help: "Fraction of samples held out of training for evaluation (stratified by label).") var heldOut: Double = 0.1
     @Option(help: "Steps between metric lines.") var logEvery: Int = 50
     @Option(help: "Steps between sample grids (0: final grid only).") var sampleEvery: Int = 1000
     @Option(help: "Steps between checkpoints.") var checkpointEvery: Int = 1000
     @Option(help: "Stop after this many steps (resume later with --resume).") var maxSteps: Int?
     @Option(help: "OpenBLAS threads.") var threads: Int = 1
+    @Option(help: "Steps between FID/KID measurements against the held-out split (logged to metrics.jsonl; 0: never).") var evalEvery: Int = 0
+    @Option(help: "Samples per in-training measurement.") var evalCount: Int = 2000
     @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
     @Flag(help: "Replace an existing run directory.") var overwrite = false
     @Flag(help: "Print plain progress lines even on a terminal.") var plain = false
@@ -150,6 +154,8 @@ struct Train: ParsableCommand {
         o.checkpointEvery = checkpointEvery
         o.maxSteps = maxSteps
         o.threads = threads
+        o.evalEvery = evalEvery
+        o.evalCount = evalCount
         o.resume = resume
         o.overwrite = overwrite
         o.progress = quiet ? .quiet : (plain ? .lines : .automatic)
@@ -345,6 +351,82 @@ struct ClassifierCommand: ParsableCommand {
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try enc.encode(s), as: UTF8.self))
             }
+        }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a checkpoint (or a file of samples) against held-out real data; writes eval.json.")
+    @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
+    @Option(help: "Generator samples to draw.") var count: Int = 10_000
+    @Option(help: "Seed of the latent batches and KID subsets.") var seed: UInt64 = 0
+    @Option(help: "Comma-separated metrics: \(Evaluator.allMetrics.joined(separator: ",")).") var metrics: String = Evaluator.defaultMetrics.joined(separator: ",")
+    @Option(help: "Domain classifier file (default: <run>/classifier.safetensors, trained when missing).") var classifier: String?
+    @Option(help: "Real data to compare with instead of the run's held-out split.") var reference: String?
+    @Option(help: "Samples (.npy, data units) to evaluate instead of the generator's.") var samples: String?
+    @Option(help: "KID subsets.") var kidSubsets: Int = 100
+    @Option(help: "KID subset size (clamped to the sample counts).") var kidSubsetSize: Int = 1000
+    @Option(help: "k for precision/recall.") var prK: Int = 3
+    @Option(help: "k for density/coverage.") var dcK: Int = 5
+    @Flag(help: "Also score training images against the reference (the metrics' floor).") var floor = false
+    @Option(help: "Report path (default: eval.json in the run directory).") var out: String?
+
+    func run() {
+        runReporting {
+            var o = EvaluateOptions(checkpoint: checkpoint)
+            o.count = count; o.seed = seed
+            o.metrics = metrics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            o.classifier = classifier; o.reference = reference; o.samplesFile = samples
+            o.kidSubsets = kidSubsets; o.kidSubsetSize = kidSubsetSize; o.prK = prK; o.dcK = dcK; o.floor = floor; o.output = out
+            let outcome = try Evaluator.run(o) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            print(outcome.table + "wrote \(outcome.path)")
+        }
+    }
+}
+
+struct MetricsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics",
+        abstract: "Compute one metric directly on two arrays [N, D] (features or images, .npy); prints JSON.")
+    @Argument(help: "fid, kid, pr, dc, or score (score takes one array of class probabilities).") var name: String
+    @Argument(help: "Real features/images (.npy), or probabilities for score.") var a: String
+    @Argument(help: "Generated features/images (.npy).") var b: String?
+    @Option(help: "KID subsets.") var kidSubsets: Int = 100
+    @Option(help: "KID subset size.") var kidSubsetSize: Int = 1000
+    @Option(help: "k for pr (default 3) or dc (default 5).") var k: Int?
+    @Option(help: "Splits for score.") var splits: Int = 1
+    @Option(help: "Seed for KID subsets.") var seed: UInt64 = 0
+
+    func run() {
+        runReporting {
+            func load(_ p: String) throws -> Tensor {
+                let t = try NPYReader.load(path: p)
+                guard t.rank >= 2 else { throw DataError(file: p, problem: "expected an array [N, D] (or [N, C, H, W]), got shape \(t.shape)") }
+                guard t.scalars.allSatisfy({ $0.isFinite }) else { throw DataError(file: p, problem: "contains NaN or infinite values") }
+                return t.reshaped([t.shape[0], -1])
+            }
+            let x = try load(a)
+            let value: Data
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            if name == "score" {
+                value = try enc.encode(try Metrics.classifierScore(probabilities: x, splits: splits))
+            } else {
+                guard let b else { throw ConfigError(option: "B", problem: "\(name) needs two arrays") }
+                let y = try load(b)
+                guard x.shape[1] == y.shape[1] else {
+                    throw DataError(file: b, problem: "has \(y.shape[1]) values per row but \(a) has \(x.shape[1])")
+                }
+                switch name {
+                case "fid": value = try enc.encode(try Metrics.fid(real: x, fake: y))
+                case "kid": value = try enc.encode(try Metrics.kid(real: x, fake: y, subsets: kidSubsets, subsetSize: kidSubsetSize, seed: seed))
+                case "pr": value = try enc.encode(try Metrics.precisionRecall(real: x, fake: y, k: k ?? 3))
+                case "dc": value = try enc.encode(try Metrics.densityCoverage(real: x, fake: y, k: k ?? 5))
+                default: throw ConfigError(option: "NAME", problem: "unknown metric '\(name)'", hint: "fid, kid, pr, dc or score")
+                }
+            }
+            print(String(decoding: value, as: UTF8.self))
         }
     }
 }

@@ -1,0 +1,302 @@
+import Foundation
+import ConjureData
+import ConjureMetrics
+import ConjureModels
+import ConjureNN
+
+/// Options of `conjure evaluate`.
+public struct EvaluateOptions: Sendable {
+    public var checkpoint: String
+    /// Samples drawn from the generator (ignored with `samplesFile`).
+    public var count: Int = 10_000
+    /// Seed of the latent batches (and of KID's subsets).
+    public var seed: UInt64 = 0
+    /// Metric names: fid, kid, pr, dc, score, modes, memorization, mixture.
+    public var metrics: [String] = Evaluator.defaultMetrics
+    /// A classifier file; default `<run>/classifier.safetensors`, trained on the run's training
+    /// split when missing and the data has labels.
+    public var classifier: String?
+    /// A data file to compare with instead of the run's held-out split.
+    public var reference: String?
+    /// Samples from anywhere (`.npy`, the data's own units) instead of the generator's.
+    public var samplesFile: String?
+    public var kidSubsets: Int = 100
+    public var kidSubsetSize: Int = 1000
+    public var prK: Int = 3
+    public var dcK: Int = 5
+    /// Also evaluate training images against the reference (the metrics' floor).
+    public var floor = false
+    /// Where to write the report; default `eval.json` in the run directory.
+    public var output: String?
+
+    public init(checkpoint: String) { self.checkpoint = checkpoint }
+}
+
+/// `conjure evaluate`: generator samples (or a file of samples) against held-out real data.
+public enum Evaluator {
+    public static let allMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture"]
+    public static let defaultMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture"]
+
+    /// The run directory of a checkpoint in `<run>/checkpoints/`, else the checkpoint's folder.
+    public static func runDirectory(ofCheckpoint path: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        if (dir as NSString).lastPathComponent == "checkpoints" { return (dir as NSString).deletingLastPathComponent }
+        return dir.isEmpty ? "." : dir
+    }
+
+    public struct Outcome {
+        public var report: [String: Any]
+        public var table: String
+        public var path: String
+    }
+
+    /// The data a run trained on, split as during training.
+    struct RunData {
+        var all: Dataset            // flattened, raw units
+        var train: [Int]
+        var heldOut: [Int]
+    }
+
+    static func loadRunData(_ run: RunConfig) throws -> RunData {
+        var o = TrainOptions(runDirectory: "", model: run.model)
+        o.data = run.data
+        o.normalization = run.normalization.kind
+        let ds = try PreparedData.loadDataset(o).flattened()
+        var train = Array(0..<ds.count), held: [Int] = []
+        if run.heldOutFraction > 0 {
+            (train, held) = ds.splitHeldOut(fraction: run.heldOutFraction, seed: run.model.seed)
+            let hash = sha256Hex(held.map(String.init).joined(separator: ","))
+            if let expected = run.heldOutIndicesSHA256, expected != hash {
+                throw DataError(file: run.data, problem: "the held-out split differs from the one used in training (index hash mismatch)",
+                                hint: "the data file changed since training; pass --reference to compare with another file")
+            }
+        }
+        return RunData(all: ds, train: train, heldOut: held)
+    }
+
+    public static func run(_ o: EvaluateOptions, log: (String) -> Void) throws -> Outcome {
+        let unknown = o.metrics.filter { !allMetrics.contains($0) }
+        if !unknown.isEmpty {
+            throw ConfigError(option: "--metrics", problem: "unknown metric(s) \(unknown.joined(separator: ", "))", hint: "choose from \(allMetrics.joined(separator: ","))")
+        }
+        if o.count < 2 || o.count > 1_000_000 { throw ConfigError(option: "--count", problem: "must be between 2 and 1000000, got \(o.count)") }
+        if o.kidSubsets < 1 { throw ConfigError(option: "--kid-subsets", problem: "must be at least 1") }
+        if o.kidSubsetSize < 2 { throw ConfigError(option: "--kid-subset-size", problem: "must be at least 2") }
+        if o.prK < 1 || o.dcK < 1 { throw ConfigError(option: "--k", problem: "must be at least 1") }
+
+        let loaded = try Checkpoint.read(path: o.checkpoint)
+        let run = loaded.run
+        let stats = run.normalization
+        var warnings: [String] = []
+        let runData = try loadRunData(run)
+
+        // Reference (real) data, normalised like the training data.
+        var reference: Tensor
+        var referenceLabels: [Int]?
+        var referenceSource: String
+        if let path = o.reference {
+            var ds = try Dataset.load(path: path, options: DatasetOptions(labelColumn: runData.all.labels == nil ? nil : nil))
+            ds = ds.flattened()
+            guard ds.featureCount == run.model.dataDim else {
+                throw DataError(file: path, problem: "samples have \(ds.featureCount) values, the model's have \(run.model.dataDim)")
+            }
+            try checkScale(ds.samples, stats: stats, file: path)
+            reference = stats.apply(ds.samples)
+            referenceLabels = ds.labels
+            referenceSource = path
+        } else {
+            guard !runData.heldOut.isEmpty else {
+                throw ConfigError(option: "--reference", problem: "the run kept no held-out split (trained with --held-out 0)",
+                                  hint: "pass --reference FILE with real data the model did not train on")
+            }
+            let sub = runData.all.subset(runData.heldOut)
+            reference = stats.apply(sub.samples)
+            referenceLabels = sub.labels
+            referenceSource = "held-out split of \(run.data) (\(Int(run.heldOutFraction * 100))%, seed \(run.model.seed))"
+        }
+
+        // Samples, normalised.
+        var samples: Tensor
+        var samplesSource: String
+        if let path = o.samplesFile {
+            let raw = try NPYReader.load(path: path)
+            guard raw.rank >= 2, raw.shape[0] >= 2, raw.count / raw.shape[0] == run.model.dataDim else {
+                throw DataError(file: path, problem: "samples of shape \(raw.shape) do not match the model's \(run.model.dataDim) values per sample")
+            }
+            guard raw.scalars.allSatisfy({ $0.isFinite }) else { throw DataError(file: path, problem: "samples contain NaN or infinite values") }
+            let flat = raw.reshaped([raw.shape[0], run.model.dataDim])
+            try checkScale(flat, stats: stats, file: path)
+            samples = stats.apply(flat)
+            samplesSource = path
+        } else {
+            var rng = RandomGenerator(seed: o.seed, stream: 3)
+            var parts: [Tensor] = []
+            var left = o.count
+            while left > 0 {
+                let b = min(left, 1000)
+                parts.append(loaded.gan.sample(z: Tensor.randomNormal([b, run.model.noiseDim], using: &rng)))
+                left -= b
+            }
+            samples = Tensor.concat(parts, axis: 0)
+            samplesSource = "generator at step \(loaded.progress.step), seed \(o.seed)"
+        }
+
+        // Feature space: the domain classifier's penultimate layer when the data has labels.
+        let runDir = runDirectory(ofCheckpoint: o.checkpoint)
+        var featureInfo: [String: Any] = [:]
+        var classifier: ClassifierTool.Loaded?
+        let wantsFeatures = o.metrics.contains { ["fid", "kid", "pr", "dc", "score", "modes"].contains($0) }
+        if wantsFeatures && Mixture2D(rawValue: run.data) == nil {
+            if let path = o.classifier {
+                classifier = try ClassifierTool.load(path: path)
+            } else if runData.all.labels != nil {
+                let path = runDir + "/classifier.safetensors"
+                if !FileManager.default.fileExists(atPath: path) {
+                    log("training the domain classifier on the run's training split (saved to \(path))")
+                    let t = try ClassifierTool.train(dataset: runData.all, train: runData.train, heldOut: runData.heldOut,
+                                                     normalization: stats, epochs: 30, seed: run.model.seed)
+                    try ClassifierTool.save(t, to: path)
+                    log(String(format: "domain classifier: held-out accuracy %.4f", t.heldOutAccuracy))
+                }
+                classifier = try ClassifierTool.load(path: path)
+            }
+        }
+        let featuresOf: (Tensor) -> Tensor
+        if let c = classifier {
+            guard c.classifier.inputDim == run.model.dataDim else {
+                throw DataError(file: o.classifier ?? "classifier", problem: "classifier takes \(c.classifier.inputDim) inputs, the model makes \(run.model.dataDim)")
+            }
+            // The classifier has its own normalisation: map back to data units, then into its range.
+            featuresOf = { c.classifier.features(c.normalization.apply(stats.inverse($0))) }
+            featureInfo = ["space": "classifier penultimate layer (\(c.classifier.net.layers.compactMap { ($0 as? Linear)?.weight.shape[0] }.dropLast().last ?? 0) features)",
+                           "classifier": o.classifier ?? runDir + "/classifier.safetensors", "classifier_sha256": c.sha256,
+                           "classifier_held_out_accuracy": c.heldOutAccuracy as Any]
+        } else {
+            featuresOf = { $0 }
+            featureInfo = ["space": "pixels (normalised data values; no labelled data for a domain classifier)"]
+            if wantsFeatures && Mixture2D(rawValue: run.data) == nil {
+                warnings.append("metrics computed in pixel space: the data has no labels to train a domain classifier; values are not comparable with feature-based FID")
+            }
+        }
+
+        var results: [String: Any] = [:]
+        var table: [(String, String)] = []
+        let fakeFeatures = featuresOf(samples), realFeatures = featuresOf(reference)
+        let trainSubset: Tensor? = o.floor ? {
+            var rng = RandomGenerator(seed: o.seed, stream: 9)
+            let idx = Array(rng.permutation(runData.train.count).prefix(min(samples.shape[0], runData.train.count))).map { runData.train[$0] }
+            return stats.apply(runData.all.subset(idx).samples)
+        }() : nil
+
+        func encode<T: Encodable>(_ v: T) throws -> Any {
+            try JSONSerialization.jsonObject(with: JSONEncoder().encode(v))
+        }
+        func featureMetrics(_ fake: Tensor, _ real: Tensor, into out: inout [String: Any], label: String) throws {
+            if o.metrics.contains("fid") {
+                let r = try Metrics.fid(real: real, fake: fake)
+                out["fid"] = try encode(r)
+                warnings += r.warnings
+                table.append(("FID" + label, String(format: "%.4f", r.value)))
+            }
+            if o.metrics.contains("kid") {
+                let r = try Metrics.kid(real: real, fake: fake, subsets: o.kidSubsets, subsetSize: o.kidSubsetSize, seed: o.seed)
+                out["kid"] = try encode(r)
+                warnings += r.warnings
+                table.append(("KID" + label, String(format: "%.5f ± %.5f", r.mean, r.std)))
+            }
+            if o.metrics.contains("pr") {
+                let r = try Metrics.precisionRecall(real: real, fake: fake, k: o.prK)
+                out["precision_recall"] = try encode(r)
+                table.append(("precision / recall (k=\(o.prK))" + label, String(format: "%.4f / %.4f", r.precision, r.recall)))
+            }
+            if o.metrics.contains("dc") {
+                let r = try Metrics.densityCoverage(real: real, fake: fake, k: o.dcK)
+                out["density_coverage"] = try encode(r)
+                table.append(("density / coverage (k=\(o.dcK))" + label, String(format: "%.4f / %.4f", r.density, r.coverage)))
+            }
+        }
+        if Mixture2D(rawValue: run.data) == nil {
+            try featureMetrics(fakeFeatures, realFeatures, into: &results, label: "")
+            if let t = trainSubset {
+                var floorResults: [String: Any] = [:]
+                try featureMetrics(featuresOf(t), realFeatures, into: &floorResults, label: " [floor: train vs reference]")
+                results["floor_train_vs_reference"] = floorResults
+            }
+        }
+        if let c = classifier {
+            let probs = c.classifier.probabilities(c.normalization.apply(stats.inverse(samples)))
+            if o.metrics.contains("score") {
+                let r = try Metrics.classifierScore(probabilities: probs, splits: 1)
+                results["classifier_score"] = try encode(r)
+                table.append(("classifier score (IS)", String(format: "%.4f", r.mean)))
+            }
+            if o.metrics.contains("modes") {
+                var refDist: [Double]? = nil
+                if let labels = referenceLabels, let k = Optional(c.classifier.classes) {
+                    refDist = Metrics.labelDistribution(labels: labels, classCount: k)
+                }
+                let r = try Metrics.modeCoverage(probabilities: probs, reference: refDist)
+                results["modes"] = try encode(r)
+                table.append(("classes >= 2% / KL to reference", "\(r.classesCovered) / " + String(format: "%.4f", r.klToReference)))
+                if let cf = r.confidentFraction { table.append(("confident (p >= 0.9)", String(format: "%.3f", cf))) }
+            }
+        }
+        if o.metrics.contains("memorization") && Mixture2D(rawValue: run.data) == nil && !runData.heldOut.isEmpty {
+            let trainImages = stats.apply(runData.all.subset(runData.train).samples)
+            let held = stats.apply(runData.all.subset(runData.heldOut).samples)
+            let m = try Memorization.measure(samples: samples, train: trainImages, heldOut: held)
+            var r = try encode(m) as! [String: Any]
+            if let shape = run.imageShape {
+                let path = runDir + "/memorization-closest.png"
+                try m.writeClosestPairs(samples: samples, train: trainImages, shape: shape, stats: stats, to: path)
+                r["closest_pairs_png"] = path
+            }
+            results["memorization"] = r
+            table.append(("memorised (NN < \(String(format: "%.3f", m.threshold)))", String(format: "%.4f", m.fraction)))
+        }
+        if o.metrics.contains("mixture"), let mix = Mixture2D(rawValue: run.data) {
+            let raw = stats.inverse(samples)
+            var e: [String: Any] = [:]
+            if mix != .moons {
+                let r = try mix.evaluate(samples: raw)
+                e = try encode(r) as! [String: Any]
+                table.append(("modes captured", "\(r.modesCaptured) / \(r.modeCount)"))
+                table.append(("high quality", String(format: "%.1f%%", 100 * r.highQualityFraction)))
+            }
+            let path = runDir + "/samples/scatter.png"
+            try Scatter.write(points: raw, modes: mix, to: path)
+            e["scatter_png"] = path
+            results["mixture"] = e
+        }
+
+        let report: [String: Any] = [
+            "checkpoint": o.checkpoint, "step": loaded.progress.step, "seed": o.seed,
+            "samples": ["source": samplesSource, "count": samples.shape[0]],
+            "reference": ["source": referenceSource, "count": reference.shape[0]],
+            "features": featureInfo, "metrics": results, "warnings": warnings,
+        ]
+        let out = o.output ?? runDir + "/eval.json"
+        let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(data, to: out, createDirectories: true)
+        let width = table.map(\.0.count).max() ?? 0
+        var text = "samples: \(samples.shape[0]) (\(samplesSource)); reference: \(reference.shape[0]) (\(referenceSource))\n"
+        text += "features: \(featureInfo["space"] ?? "")\n"
+        for (k, v) in table { text += k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v + "\n" }
+        for w in Set(warnings) { text += "warning: \(w)\n" }
+        return Outcome(report: report, table: text, path: out)
+    }
+
+    /// Samples given in the data's units must lie in the data's range (a [0, 1] file for 0..255
+    /// data is an error, not a silently bad score).
+    static func checkScale(_ x: Tensor, stats: NormalizationStats, file: String) throws {
+        guard stats.kind == .symmetric || stats.kind == .unit else { return }
+        let span = stats.high - stats.low
+        let lo = Double(x.minValue), hi = Double(x.maxValue)
+        if lo < stats.low - 0.05 * span || hi > stats.high + 0.05 * span || (hi - lo) < 0.1 * span {
+            throw DataError(file: file, problem: String(format: "values span [%g, %g] but the model's data are in [%g, %g]: samples on the wrong scale", lo, hi, stats.low, stats.high),
+                            hint: "give samples in the data's own units (e.g. 0..255 pixels), as `conjure sample --out X.npy` writes them")
+        }
+    }
+}
+
+func sha256Hex(_ text: String) -> String { DataFetch.sha256Hex(of: Data(text.utf8)) }
