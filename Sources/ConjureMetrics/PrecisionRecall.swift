@@ -25,6 +25,14 @@ public struct DensityCoverage: Sendable, Codable, Equatable {
     public var fakeCount: Int
 }
 
+/// The result of ``Metrics/manifoldMetrics(real:fake:precisionRecallK:densityCoverageK:)``.
+public struct ManifoldMetrics: Sendable, Codable, Equatable {
+    /// Present when a precision/recall `k` was given.
+    public var precisionRecall: PrecisionRecall?
+    /// Present when a density/coverage `k` was given.
+    public var densityCoverage: DensityCoverage?
+}
+
 extension Metrics {
     /// The Euclidean distance from each sample to its `k`-th nearest neighbour within the same
     /// set, the sample itself excluded (by index, so exact duplicates count as neighbours at
@@ -128,7 +136,7 @@ extension Metrics {
     /// - Shapes: `real` `[N, D]`, `fake` `[M, D]`.
     /// - Throws: as ``precisionRecall(real:fake:k:)``.
     public static func manifoldMetrics(real: Tensor, fake: Tensor, precisionRecallK: Int? = 3,
-                                       densityCoverageK: Int? = 5) throws -> (precisionRecall: PrecisionRecall?, densityCoverage: DensityCoverage?) {
+                                       densityCoverageK: Int? = 5) throws -> ManifoldMetrics {
         let metric = densityCoverageK == nil ? "precision/recall" : precisionRecallK == nil ? "density/coverage" : "precision/recall, density/coverage"
         for k in [precisionRecallK, densityCoverageK].compactMap({ $0 }) where k < 1 {
             throw MetricError(metric: metric, problem: "k must be >= 1, got \(k)", hint: "--k")
@@ -199,6 +207,6 @@ extension Metrics {
             return DensityCoverage(density: Double(densityCount) / (Double(k) * Double(m)),
                                    coverage: Double(covered) / Double(n), k: k, realCount: n, fakeCount: m)
         }
-        return (pr, dc)
+        return ManifoldMetrics(precisionRecall: pr, densityCoverage: dc)
     }
 }

@@ -26,6 +26,8 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var checkpointEvery: Int
     /// OpenBLAS threads used for training.
     public var threads: Int
+    /// Samples generated for a built-in synthetic data set (nil for files).
+    public var syntheticCount: Int?
 
     public init(model: GANConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, trainSamples: Int,
                 heldOutFraction: Double, heldOutIndicesSHA256: String?, logEvery: Int, sampleEvery: Int,

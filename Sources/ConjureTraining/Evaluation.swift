@@ -61,6 +61,7 @@ public enum Evaluator {
         var o = TrainOptions(runDirectory: "", model: run.model)
         o.data = run.data
         o.normalization = run.normalization.kind
+        if let n = run.syntheticCount { o.syntheticCount = n }
         let ds = try PreparedData.loadDataset(o).flattened()
         var train = Array(0..<ds.count), held: [Int] = []
         if run.heldOutFraction > 0 {

@@ -179,6 +179,7 @@ public final class Trainer {
             dataOptions.model = run.model
             dataOptions.normalization = run.normalization.kind
             dataOptions.heldOutFraction = run.heldOutFraction
+            if let n = run.syntheticCount { dataOptions.syntheticCount = n }
             data = try PreparedData.load(dataOptions)
             guard data.normalization == run.normalization, data.train.shape[0] == run.trainSamples else {
                 throw DataError(file: run.data, problem: "the data changed since the checkpoint was written (normalisation or sample count differ)",
@@ -200,6 +201,7 @@ public final class Trainer {
             run = RunConfig(model: model, data: data.source, normalization: data.normalization, imageShape: data.imageShape,
                             trainSamples: data.train.shape[0], heldOutFraction: o.heldOutFraction, heldOutIndicesSHA256: heldHash,
                             logEvery: o.logEvery, sampleEvery: o.sampleEvery, checkpointEvery: o.checkpointEvery, threads: o.threads)
+            if Mixture2D(rawValue: data.source) != nil { run.syntheticCount = o.syntheticCount }
             progress = TrainingProgress(step: 0, epoch: 0, batchInEpoch: 0, noiseRNG: RandomGenerator(seed: model.seed, stream: 1))
             if exists { try fm.removeItem(atPath: o.runDirectory) }
             try AtomicFile.write(try run.jsonData(), to: o.runDirectory + "/config.json", createDirectories: true)

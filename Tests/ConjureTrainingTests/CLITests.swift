@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import ConjureData
 import ConjureTestSupport
+import ConjureMetrics
 
 /// Runs the real `conjure` executable: errors are one clear line with a non-zero exit and
 /// nothing written; sample output has the documented shape and units.
@@ -89,5 +90,27 @@ final class CLITests: XCTestCase {
             XCTAssertFalse(r.err.contains("Fatal error"), r.err)
         }
         XCTAssertEqual(contents(), [], "nothing written")
+    }
+}
+
+extension CLITests {
+    /// `conjure metrics` on the fixture arrays prints the reference values.
+    func testMetricsCommandReproducesFixtureValues() throws {
+        let dir = try sharedPath("fixtures/metrics")
+        let values = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("values.json"))) as! [String: Double]
+        let real = dir.appendingPathComponent("real.npy").path, fake = dir.appendingPathComponent("fake.npy").path
+        func run(_ args: [String]) throws -> [String: Any] {
+            let r = try conjure(["metrics"] + args)
+            return try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+        }
+        XCTAssertEqual(try run(["fid", real, fake])["value"] as! Double, values["fid"]!, accuracy: 1e-4 * values["fid"]!)
+        let kid = try run(["kid", real, fake, "--kid-subsets", "1", "--kid-subset-size", "100000"])
+        XCTAssertEqual(kid["mean"] as! Double, values["kid_mmd2_unbiased_all"]!, accuracy: 1e-4 * values["kid_mmd2_unbiased_all"]!)
+        XCTAssertEqual(try run(["pr", real, fake])["precision"] as! Double, values["precision_k3"]!, accuracy: 1e-9)
+        XCTAssertEqual(try run(["dc", real, fake])["coverage"] as! Double, values["coverage_k5"]!, accuracy: 1e-9)
+        let score = try run(["score", dir.appendingPathComponent("probs.npy").path])
+        XCTAssertEqual(score["mean"] as! Double, values["inception_score_1split"]!, accuracy: 1e-4 * values["inception_score_1split"]!)
+        let bad = try conjure(["metrics", "fid", real, try sharedPath("cases/F07_uint8_2x4.npy").path], expectFailure: true)
+        XCTAssert(bad.err.contains("F07_uint8_2x4.npy"), bad.err)
     }
 }
