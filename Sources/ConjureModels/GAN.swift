@@ -125,7 +125,17 @@ public struct GANConfig: Codable, Sendable, Equatable {
         if !(0..<1).contains(beta2) { throw bad("--beta2", "must be in [0, 1), got \(beta2)") }
         if !(eps > 0) { throw bad("--eps", "must be positive, got \(eps)") }
         if batchSize < 2 { throw bad("--batch-size", "must be at least 2, got \(batchSize)") }
-        if epochs < 0 { throw bad("--epochs", "must be non-negative, got \(epochs)") }
+        if epochs < 1 { throw bad("--epochs", "must be at least 1, got \(epochs)") }
+        // Refuse models that cannot be allocated rather than crash: 2^28 parameters (1 GiB of
+        // Float32 per copy; weights, gradients and two Adam moments make four).
+        let widths = [noiseDim] + generatorHidden + [dataDim]
+        let dWidths = [dataDim * max(pack, 1)] + discriminatorHidden + [1]
+        let count = zip(widths, widths.dropFirst()).reduce(0.0) { $0 + Double($1.0 + 1) * Double($1.1) }
+            + zip(dWidths, dWidths.dropFirst()).reduce(0.0) { $0 + Double($1.0 + 1) * Double($1.1) }
+        if count > Double(1 << 28) {
+            throw bad("--g-hidden/--d-hidden/--noise-dim", String(format: "the model would have %.3g parameters (%.1f GiB with gradients and Adam state); the limit is 2^28", count, count * 16 / 1_073_741_824))
+        }
+        if batchSize > 1 << 20 { throw bad("--batch-size", "must be at most 1048576, got \(batchSize)") }
         if !(leakySlope >= 0 && leakySlope < 1) { throw bad("--leaky-slope", "must be in [0, 1), got \(leakySlope)") }
         if pack < 1 || batchSize % pack != 0 || batchSize / pack < 2 {
             throw bad("--pack", "must be at least 1 and divide the batch size \(batchSize) into groups of at least 2, got \(pack)")

@@ -84,7 +84,9 @@ public enum Checkpoint {
 
     public static func write(gan: GAN, run: RunConfig, progress: TrainingProgress, to path: String) throws {
         let tensors = gan.stateDict() + gan.optimizerStateDict()
-        let normJSON = String(decoding: try JSONEncoder().encode(run.normalization), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let normJSON = String(decoding: try encoder.encode(run.normalization), as: UTF8.self)
         let metadata: [String: String] = [
             "format": format,
             "config": String(decoding: try run.jsonData(), as: UTF8.self),
@@ -129,6 +131,12 @@ public enum Checkpoint {
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw bad("'rng_state' is missing or malformed") }
         var tensors: [String: Tensor] = [:]
         for name in file.order { if let t = file.tensors[name]?.tensor { tensors[name] = t } }
+        for name in file.order {
+            if let t = tensors[name], let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
+                throw DataError(file: path, location: "tensor '\(name)'", problem: "element \(i) is \(t.scalars[i]); the checkpoint holds non-finite values",
+                                hint: "use an earlier checkpoint")
+            }
+        }
         var rng = RandomGenerator(seed: run.model.seed)
         let gan = GAN(config: run.model, rng: &rng)
         do {

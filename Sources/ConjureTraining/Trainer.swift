@@ -1,5 +1,4 @@
 import Foundation
-import Crypto
 import ConjureData
 import ConjureModels
 import ConjureMetrics
@@ -35,6 +34,8 @@ public struct TrainOptions: Sendable {
     public var resume = false
     /// Replace an existing run directory.
     public var overwrite = false
+    /// With `resume`: a new total epoch count (to train a finished run further).
+    public var resumeEpochs: Int?
     public var threads: Int = 1
     /// Steps between FID/KID measurements against the held-out split, logged to
     /// metrics.jsonl (0: never).
@@ -44,7 +45,7 @@ public struct TrainOptions: Sendable {
     /// Progress output: a live line on a terminal, plain lines otherwise, or nothing.
     public var progress: ProgressStyle = .automatic
 
-    public enum ProgressStyle: Sendable { case automatic, lines, live, quiet }
+    public enum ProgressStyle: Sendable, Equatable { case automatic, lines, live, quiet }
 
     public init(runDirectory: String, model: GANConfig) {
         self.runDirectory = runDirectory
@@ -56,10 +57,30 @@ public struct TrainOptions: Sendable {
 public struct TrainSummary: Sendable {
     public var runDirectory: String
     public var steps: Int
-    public var epochs: Int
+    /// Epochs completed (fractional).
+    public var epochs: Double
     public var seconds: Double
     public var last: GANStepStats?
     public var files: [String]
+    /// True when SIGINT/SIGTERM stopped training early (a checkpoint was written).
+    public var interrupted: Bool
+}
+
+/// SIGINT/SIGTERM during training: finish the current step, write a checkpoint, stop.
+enum Interrupt {
+    nonisolated(unsafe) static var flag: sig_atomic_t = 0
+    static var requested: Bool { flag != 0 }
+
+    static func install() {
+        flag = 0
+        signal(SIGINT) { _ in Interrupt.flag = 1 }
+        signal(SIGTERM) { _ in Interrupt.flag = 1 }
+    }
+
+    static func uninstall() {
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
 }
 
 /// Loads, checks and normalises training data for a GAN whose samples are flat vectors.
@@ -87,15 +108,21 @@ public struct PreparedData {
         }
         var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean)
         let format = try Dataset.detectFormat(path: path)
-        if format == .csv && o.labelColumn == nil {
-            // Image CSVs with a trailing label column (MNIST: 784 + 1, digits: 64 + 1).
-            let probe = try CSVReader.read(path: path, options: CSVOptions(labelColumn: nil, clean: .drop))
-            let cols: Int = probe.values.rank == 2 ? probe.values.shape[1] : 0
-            let pixels: Int = Swift.max(cols - 1, 0)
-            let side = Int(Double(pixels).squareRoot().rounded())
-            if cols > 2 && side * side == pixels && probe.allIntegers { options.labelColumn = .last }
+        if o.labelColumn != nil && format != .csv {
+            throw ConfigError(option: "--label-column", problem: "applies to CSV files only; \(path) is \(format.rawValue)")
         }
+        if format == .csv && o.labelColumn == nil { options.labelColumn = try defaultCSVLabelColumn(path: path) }
         return try Dataset.load(path: path, options: options)
+    }
+
+    /// The label column of an image CSV: the last column when a row has `s*s + 1` integer
+    /// columns (MNIST 785, the 8x8 digits 65), else none.
+    public static func defaultCSVLabelColumn(path: String) throws -> ColumnSelector? {
+        let probe = try CSVReader.read(path: path, options: CSVOptions(labelColumn: nil, clean: .drop))
+        let cols: Int = probe.values.rank == 2 ? probe.values.shape[1] : 0
+        let pixels: Int = Swift.max(cols - 1, 0)
+        let side = Int(Double(pixels).squareRoot().rounded())
+        return cols > 2 && side * side == pixels && probe.allIntegers ? .last : nil
     }
 
     /// - Throws: ``DataError`` for unreadable or invalid data, ``ConfigError`` for options that
@@ -156,24 +183,32 @@ public final class Trainer {
         if o.sampleEvery < 0 { throw ConfigError(option: "--sample-every", problem: "must be non-negative, got \(o.sampleEvery)") }
         if o.checkpointEvery < 0 { throw ConfigError(option: "--checkpoint-every", problem: "must be non-negative, got \(o.checkpointEvery)") }
         if let m = o.maxSteps, m < 1 { throw ConfigError(option: "--max-steps", problem: "must be at least 1, got \(m)") }
+        if let e = o.resumeEpochs, e < 1 { throw ConfigError(option: "--epochs", problem: "must be at least 1, got \(e)") }
         if !(0..<1).contains(o.heldOutFraction) { throw ConfigError(option: "--held-out", problem: "must be in [0, 1), got \(o.heldOutFraction)") }
         if o.evalEvery < 0 { throw ConfigError(option: "--eval-every", problem: "must be non-negative, got \(o.evalEvery)") }
-        if o.evalEvery > 0 && o.heldOutFraction == 0 { throw ConfigError(option: "--eval-every", problem: "needs a held-out split", hint: "drop --held-out 0") }
+        if o.evalEvery > 0 && o.heldOutFraction == 0 && !o.resume { throw ConfigError(option: "--eval-every", problem: "needs a held-out split", hint: "drop --held-out 0") }
         if o.evalCount < 2 { throw ConfigError(option: "--eval-count", problem: "must be at least 2, got \(o.evalCount)") }
         if o.threads < 1 || o.threads > 256 { throw ConfigError(option: "--threads", problem: "must be between 1 and 256, got \(o.threads)") }
+        if o.resume && o.overwrite { throw ConfigError(option: "--overwrite", problem: "cannot be combined with --resume") }
 
         let fm = FileManager.default
-        let exists = fm.fileExists(atPath: o.runDirectory)
         var gan: GAN
         var run: RunConfig
         var progress: TrainingProgress
         let data: PreparedData
+        // A new run is built in a hidden staging folder beside the target and moved into place
+        // at its first checkpoint, so a run that fails early leaves nothing (and an old run
+        // being replaced with --overwrite survives until then).
+        var dir = o.runDirectory
+        var staging: String?
         if o.resume {
             guard fm.fileExists(atPath: checkpointPath) else {
-                throw ConfigError(option: "--resume", problem: "no checkpoint at \(checkpointPath)", hint: "start the run without --resume")
+                throw ConfigError(option: "--resume", problem: "no checkpoint at \(checkpointPath)",
+                                  hint: fm.fileExists(atPath: o.runDirectory) ? "the run stopped before its first checkpoint; start it again with --overwrite" : "start the run without --resume")
             }
             let loaded = try Checkpoint.read(path: checkpointPath)
             (gan, run, progress) = (loaded.gan, loaded.run, loaded.progress)
+            if let e = o.resumeEpochs { run.model.epochs = e }
             var dataOptions = o
             dataOptions.data = run.data
             dataOptions.model = run.model
@@ -186,8 +221,8 @@ public final class Trainer {
                                 hint: "resume with the same data file")
             }
         } else {
-            if exists && !o.overwrite {
-                throw ConfigError(option: "--run", problem: "\(o.runDirectory) already exists",
+            if fm.fileExists(atPath: o.runDirectory) && !o.overwrite {
+                throw ConfigError(option: "--name", problem: "\(o.runDirectory) already exists",
                                   hint: "pass --resume to continue it, --overwrite to replace it, or choose another --name")
             }
             var model = o.model
@@ -196,18 +231,33 @@ public final class Trainer {
             try model.validate()
             var rng = RandomGenerator(seed: model.seed)
             gan = GAN(config: model, rng: &rng)
-            let heldHash = data.heldOut.isEmpty ? nil
-                : SHA256.hash(data: Data(data.heldOut.map(String.init).joined(separator: ",").utf8)).map { String(format: "%02x", $0) }.joined()
+            let heldHash = data.heldOut.isEmpty ? nil : sha256Hex(data.heldOut.map(String.init).joined(separator: ","))
             run = RunConfig(model: model, data: data.source, normalization: data.normalization, imageShape: data.imageShape,
                             trainSamples: data.train.shape[0], heldOutFraction: o.heldOutFraction, heldOutIndicesSHA256: heldHash,
                             logEvery: o.logEvery, sampleEvery: o.sampleEvery, checkpointEvery: o.checkpointEvery, threads: o.threads)
             if Mixture2D(rawValue: data.source) != nil { run.syntheticCount = o.syntheticCount }
             progress = TrainingProgress(step: 0, epoch: 0, batchInEpoch: 0, noiseRNG: RandomGenerator(seed: model.seed, stream: 1))
-            if exists { try fm.removeItem(atPath: o.runDirectory) }
-            try AtomicFile.write(try run.jsonData(), to: o.runDirectory + "/config.json", createDirectories: true)
+            let parent = (o.runDirectory as NSString).deletingLastPathComponent
+            let name = (o.runDirectory as NSString).lastPathComponent
+            let stage = (parent.isEmpty ? "." : parent) + "/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            staging = stage
+            dir = stage
+            try AtomicFile.write(try run.jsonData(), to: stage + "/config.json", createDirectories: true)
         }
-        if data.dropped > 0 { log("cleaning: dropped \(data.dropped) samples with missing or non-finite values from \(data.source)") }
+        do {
+            return try train(gan: gan, run: run, progress: &progress, data: data, dir: &dir, staging: &staging, start: start)
+        } catch {
+            if let staging { try? fm.removeItem(atPath: staging) }
+            throw error
+        }
+    }
 
+    /// The training loop proper; `dir` is where files go (the staging folder until promoted).
+    private func train(gan: GAN, run: RunConfig, progress: inout TrainingProgress, data: PreparedData, dir: inout String,
+                       staging: inout String?, start: Date) throws -> TrainSummary {
+        let o = options
+        let fm = FileManager.default
+        if data.dropped > 0 { log("cleaning: dropped \(data.dropped) samples with missing or non-finite values from \(data.source)") }
         BLAS.setThreads(o.threads)
         let model = run.model
         let sampler = BatchSampler(count: data.train.shape[0], batchSize: model.batchSize, seed: model.seed)
@@ -217,7 +267,7 @@ public final class Trainer {
         var fixedRNG = RandomGenerator(seed: model.seed, stream: 2)
         let fixedZ = Tensor.randomNormal([64, model.noiseDim], using: &fixedRNG)
 
-        let metricsPath = o.runDirectory + "/metrics.jsonl"
+        let metricsPath = dir + "/metrics.jsonl"
         if !fm.fileExists(atPath: metricsPath) { fm.createFile(atPath: metricsPath, contents: nil) }
         guard let metrics = FileHandle(forWritingAtPath: metricsPath) else {
             throw DataError(file: metricsPath, problem: "cannot open for writing")
@@ -227,27 +277,47 @@ public final class Trainer {
         if o.resume { try truncateMetrics(metricsPath, after: progress.step, handle: metrics) }
         metrics.seekToEndOfFile()
 
-        let evaluator = o.evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: o.runDirectory,
+        /// Moves a staged run into place (replacing an old run when --overwrite was given).
+        func promote() throws {
+            guard let stage = staging else { return }
+            if fm.fileExists(atPath: o.runDirectory) { try fm.removeItem(atPath: o.runDirectory) }
+            try fm.moveItem(atPath: stage, toPath: o.runDirectory)
+            staging = nil
+            dir = o.runDirectory
+        }
+        var written: Set<String> = []
+        func checkpoint(_ p: TrainingProgress) throws {
+            try promote()
+            try Checkpoint.write(gan: gan, run: run, progress: p, to: checkpointPath)
+            written.insert(checkpointPath)
+        }
+
+        let evaluator = o.evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: dir,
                                                                    count: o.evalCount, seed: model.seed, log: log) : nil
         let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
-        log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
-            + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(o.threads)"
-            + (progress.step > 0 ? ", resuming at step \(progress.step)" : ""))
+        if o.progress != .quiet {
+            log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
+                + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(o.threads)"
+                + (progress.step > 0 ? ", resuming at step \(progress.step)" : ""))
+        }
 
+        Interrupt.install()
+        defer { Interrupt.uninstall() }
         var window = (d: 0.0, g: 0.0, dr: 0.0, df: 0.0, n: 0)
         var windowStart = DispatchTime.now().uptimeNanoseconds
         var last: GANStepStats?
-        var written: Set<String> = []
-        while progress.step < stopAt {
+        var interrupted = false
+        training: while progress.step < stopAt {
             let batches = sampler.batches(epoch: progress.epoch)
             while progress.batchInEpoch < batches.count && progress.step < stopAt {
+                if Interrupt.requested { interrupted = true; break training }
                 let idx = batches[progress.batchInEpoch]
                 let real = data.train.gathered(rows: idx)
                 let z = Tensor.randomNormal([idx.count, model.noiseDim], using: &progress.noiseRNG)
                 let stats = gan.trainStep(real: real, z: z)
                 guard stats.dLoss.isFinite && stats.gLoss.isFinite else {
                     throw TrainingError(step: progress.step, problem: "the losses became non-finite (d_loss \(stats.dLoss), g_loss \(stats.gLoss))",
-                                        hint: "lower the learning rates or check the data")
+                                        hint: "lower the learning rates or check the data" + (staging == nil ? "; the last checkpoint is kept" : ""))
                 }
                 last = stats
                 progress.step += 1
@@ -280,13 +350,12 @@ public final class Trainer {
                     metrics.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
                 }
                 if o.sampleEvery > 0 && progress.step % o.sampleEvery == 0, let shape = run.imageShape {
-                    let path = o.runDirectory + String(format: "/samples/step-%06d.png", progress.step)
-                    try writeGrid(gan.sample(z: fixedZ), shape: shape, stats: run.normalization, to: path)
-                    written.insert(path)
+                    let path = String(format: "/samples/step-%06d.png", progress.step)
+                    try writeGrid(gan.sample(z: fixedZ), shape: shape, stats: run.normalization, to: dir + path)
+                    written.insert(o.runDirectory + path)
                 }
                 if o.checkpointEvery > 0 && progress.step % o.checkpointEvery == 0 && progress.step < stopAt {
-                    try Checkpoint.write(gan: gan, run: run, progress: epochDone ? progress.nextEpoch() : progress, to: checkpointPath)
-                    written.insert(checkpointPath)
+                    try checkpoint(epochDone ? progress.nextEpoch() : progress)
                 }
             }
             // A new epoch reshuffles: order depends only on (seed, epoch), so a resumed run
@@ -294,15 +363,15 @@ public final class Trainer {
             if progress.batchInEpoch == batches.count { progress = progress.nextEpoch() }
         }
         reporter.finish()
-        try Checkpoint.write(gan: gan, run: run, progress: progress, to: checkpointPath)
-        written.insert(checkpointPath)
+        try checkpoint(progress)
         if progress.step == totalSteps, let shape = run.imageShape {
             let path = o.runDirectory + "/samples/final.png"
             try writeGrid(gan.sample(z: fixedZ), shape: shape, stats: run.normalization, to: path)
             written.insert(path)
         }
-        return TrainSummary(runDirectory: o.runDirectory, steps: progress.step, epochs: progress.epoch,
-                            seconds: Date().timeIntervalSince(start), last: last, files: written.sorted())
+        if interrupted { log("interrupted at step \(progress.step): checkpoint written; continue with --resume") }
+        return TrainSummary(runDirectory: o.runDirectory, steps: progress.step, epochs: Double(progress.step) / Double(max(perEpoch, 1)),
+                            seconds: Date().timeIntervalSince(start), last: last, files: written.sorted(), interrupted: interrupted)
     }
 
     /// Keeps only the metric lines with `step <= step`.

@@ -36,6 +36,26 @@ func parseIntList(_ text: String, option: String) throws -> [Int] {
 
 @main
 struct Conjure: ParsableCommand {
+    /// Parses and runs; usage errors become one line (`error: ...`) with exit code 64, help and
+    /// version requests print in full.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            if error is DataError || error is ConfigError || error is TrainingError || error is MetricError { fail(error) }
+            let message = self.message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+            let cleaned = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+            FileHandle.standardError.write(Data("error: \(cleaned) (see 'conjure help')\n".utf8))
+            Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "conjure",
         abstract: "Train, sample and evaluate generative models (GANs) on your own data.",
@@ -48,48 +68,65 @@ struct Train: ParsableCommand {
 
     @Option(help: "Data file (.npy, IDX[.gz], CSV[.gz]) or PNG folder. Default: data/train-images-idx3-ubyte[.gz] or data/mnist_5k.csv.gz.")
     var data: String?
-    @Option(help: "Model preset: \(GANConfig.presets.keys.sorted().joined(separator: ", ")).")
-    var model: String = "gan"
+    @Option(help: "Model preset: \(GANConfig.presets.keys.sorted().joined(separator: ", ")) (default gan).")
+    var model: String?
     @Option(help: "Run name; the run directory is <runs-dir>/<name>.")
     var name: String = "default"
     @Option(help: "Folder holding run directories.")
     var runsDir: String = "runs"
-    @Option(help: "Epochs (preset default if omitted).") var epochs: Int?
-    @Option(help: "Batch size.") var batchSize: Int?
-    @Option(help: "Size of the latent z.") var noiseDim: Int?
+    @Option(parsing: .unconditional, help: "Epochs (preset default if omitted).") var epochs: Int?
+    @Option(parsing: .unconditional, help: "Batch size.") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Size of the latent z.") var noiseDim: Int?
     @Option(help: "Generator hidden widths, e.g. 128,256.") var gHidden: String?
     @Option(help: "Discriminator hidden widths, e.g. 512,256.") var dHidden: String?
     @Option(help: "Which generator hidden layers have BatchNorm1d, e.g. 0,1,1,1.") var gBatchnorm: String?
     @Option(help: "Generator hidden activation: relu or leakyrelu.") var gActivation: String?
     @Option(help: "Generator output: tanh, sigmoid or identity.") var output: String?
-    @Option(help: "LeakyReLU negative slope.") var leakySlope: Float?
-    @Option(help: "Generator learning rate.") var lrG: Float?
-    @Option(help: "Discriminator learning rate.") var lrD: Float?
-    @Option(help: "Adam beta1.") var beta1: Float?
-    @Option(help: "Adam beta2.") var beta2: Float?
+    @Option(parsing: .unconditional, help: "LeakyReLU negative slope.") var leakySlope: Float?
+    @Option(parsing: .unconditional, help: "Generator learning rate.") var lrG: Float?
+    @Option(parsing: .unconditional, help: "Discriminator learning rate.") var lrD: Float?
+    @Option(parsing: .unconditional, help: "Adam beta1.") var beta1: Float?
+    @Option(parsing: .unconditional, help: "Adam beta2.") var beta2: Float?
     @Option(help: "Update order: simultaneous or alternating.") var update: String?
-    @Option(help: "Random seed (weights, batches, z).") var seed: UInt64?
-    @Option(help: "PacGAN packing: the discriminator judges this many samples at once.") var pack: Int?
+    @Option(parsing: .unconditional, help: "Random seed (weights, batches, z).") var seed: UInt64?
+    @Option(parsing: .unconditional, help: "PacGAN packing: the discriminator judges this many samples at once.") var pack: Int?
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
     var dataRange: String?
-    @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
-    @Option(help: "CSV label column: index (negative from the end) or header name.") var labelColumn: String?
-    @Option(help: "Fraction of samples held out of training for evaluation (stratified by label).") var heldOut: Double = 0.1
-    @Option(help: "Steps between metric lines.") var logEvery: Int = 50
-    @Option(help: "Steps between sample grids (0: final grid only).") var sampleEvery: Int = 1000
-    @Option(help: "Steps between checkpoints.") var checkpointEvery: Int = 1000
-    @Option(help: "Stop after this many steps (resume later with --resume).") var maxSteps: Int?
-    @Option(help: "OpenBLAS threads.") var threads: Int = 1
-    @Option(help: "Steps between FID/KID measurements against the held-out split (logged to metrics.jsonl; 0: never).") var evalEvery: Int = 0
-    @Option(help: "Samples per in-training measurement.") var evalCount: Int = 2000
+    @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String?
+    @Option(parsing: .unconditional, help: "CSV label column: index (negative from the end) or header name.") var labelColumn: String?
+    @Option(parsing: .unconditional, help: "Fraction of samples held out of training for evaluation (stratified by label; default 0.1).") var heldOut: Double?
+    @Option(parsing: .unconditional, help: "Steps between metric lines.") var logEvery: Int = 50
+    @Option(parsing: .unconditional, help: "Steps between sample grids (0: final grid only).") var sampleEvery: Int = 1000
+    @Option(parsing: .unconditional, help: "Steps between checkpoints.") var checkpointEvery: Int = 1000
+    @Option(parsing: .unconditional, help: "Stop after this many steps (resume later with --resume).") var maxSteps: Int?
+    @Option(parsing: .unconditional, help: "OpenBLAS threads.") var threads: Int = 1
+    @Option(parsing: .unconditional, help: "Steps between FID/KID measurements against the held-out split (logged to metrics.jsonl; 0: never).") var evalEvery: Int = 0
+    @Option(parsing: .unconditional, help: "Samples per in-training measurement.") var evalCount: Int = 2000
     @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
     @Flag(help: "Replace an existing run directory.") var overwrite = false
     @Flag(help: "Print plain progress lines even on a terminal.") var plain = false
     @Flag(help: "No progress output.") var quiet = false
 
     func makeOptions() throws -> TrainOptions {
+        if resume {
+            // A resumed run continues its saved configuration; only run-control options apply.
+            let fixed: [(String, Bool)] = [
+                ("--data", data != nil), ("--model", model != nil), ("--batch-size", batchSize != nil), ("--noise-dim", noiseDim != nil),
+                ("--g-hidden", gHidden != nil), ("--d-hidden", dHidden != nil), ("--g-batchnorm", gBatchnorm != nil),
+                ("--g-activation", gActivation != nil), ("--output", output != nil), ("--leaky-slope", leakySlope != nil),
+                ("--lr-g", lrG != nil), ("--lr-d", lrD != nil), ("--beta1", beta1 != nil), ("--beta2", beta2 != nil),
+                ("--update", update != nil), ("--seed", seed != nil), ("--pack", pack != nil), ("--normalize", normalize != nil),
+                ("--data-range", dataRange != nil), ("--clean", clean != nil), ("--label-column", labelColumn != nil),
+                ("--held-out", heldOut != nil), ("--overwrite", overwrite),
+            ]
+            if let given = fixed.first(where: { $0.1 }) {
+                throw ConfigError(option: given.0, problem: "cannot be changed when resuming: the run continues with the configuration in its checkpoint",
+                                  hint: "only --epochs, --max-steps, --threads and the logging options apply with --resume")
+            }
+        }
+        let model = self.model ?? "gan"
         guard var config = GANConfig.presets[model] else {
             throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(GANConfig.presets.keys.sorted().joined(separator: ", "))")
         }
@@ -145,10 +182,11 @@ struct Train: ParsableCommand {
             }
             o.dataRange = lo...hi
         }
-        guard let c = CleanPolicy(rawValue: clean) else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean)'") }
+        guard let c = CleanPolicy(rawValue: clean ?? "error") else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean ?? "")'") }
         o.clean = c
         o.labelColumn = labelColumn.map { ColumnSelector(parsing: $0) }
-        o.heldOutFraction = heldOut
+        o.heldOutFraction = heldOut ?? 0.1
+        if resume { o.resumeEpochs = epochs }
         o.logEvery = logEvery
         o.sampleEvery = sampleEvery
         o.checkpointEvery = checkpointEvery
@@ -165,12 +203,13 @@ struct Train: ParsableCommand {
     func run() {
         runReporting {
             let summary = try Trainer(options: try makeOptions()).run()
-            var lines = ["trained \(summary.steps) steps (\(summary.epochs) epochs) in \(formatDuration(summary.seconds))"]
+            var lines = ["trained to step \(summary.steps) (" + String(format: "%.2f", summary.epochs) + " epochs) in \(formatDuration(summary.seconds))"]
             if let s = summary.last { lines.append(String(format: "last step: d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f", s.dLoss, s.gLoss, s.meanDReal, s.meanDFake)) }
             lines.append("run directory: \(summary.runDirectory)/")
             lines.append("  config.json, metrics.jsonl")
             for f in summary.files { lines.append("  " + f.replacingOccurrences(of: summary.runDirectory + "/", with: "")) }
             print(lines.joined(separator: "\n"))
+            if summary.interrupted { Foundation.exit(130) }
         }
     }
 }
@@ -178,10 +217,10 @@ struct Train: ParsableCommand {
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Draw samples from a trained generator.")
     @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
-    @Option(help: "Number of samples.") var count: Int = 64
-    @Option(help: "Seed of the latent z.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Number of samples.") var count: Int = 64
+    @Option(parsing: .unconditional, help: "Seed of the latent z.") var seed: UInt64 = 0
     @Option(help: "Output: X.png (a grid) or X.npy (float32 [N, C, H, W] or [N, D] in the data's own units).") var out: String
-    @Option(help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
+    @Option(parsing: .unconditional, help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
 
     func run() {
         runReporting {
@@ -216,11 +255,17 @@ struct DataCommand: ParsableCommand {
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print format, shape, dtype, value range and label counts of a data file.")
         @Argument(help: "A .npy, IDX[.gz] or CSV[.gz] file, or a folder of PNGs.") var file: String
-        @Option(help: "CSV label column: index (negative from the end) or header name.") var labelColumn: String?
+        @Option(parsing: .unconditional, help: "CSV label column: index (negative from the end) or header name (default: the last column of image CSVs, as train).") var labelColumn: String?
+        @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
 
         func run() {
             runReporting {
-                print(try inspect(path: file, options: DatasetOptions(labelColumn: labelColumn.map { ColumnSelector(parsing: $0) })))
+                guard let policy = CleanPolicy(rawValue: clean) else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean)'") }
+                var column = labelColumn.map { ColumnSelector(parsing: $0) }
+                if column == nil, (try? Dataset.detectFormat(path: file)) == .csv {
+                    column = try? PreparedData.defaultCSVLabelColumn(path: file)
+                }
+                print(try inspect(path: file, options: DatasetOptions(labelColumn: column, clean: policy)))
             }
         }
     }
@@ -243,9 +288,9 @@ struct DataCommand: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Time training steps on synthetic batches (median of repeated runs).")
     @Option(help: "Model preset.") var model: String = "seed"
-    @Option(help: "Timed repeats (median reported).") var repeats: Int = 7
-    @Option(help: "Steps per repeat.") var steps: Int = 200
-    @Option(help: "Warm-up steps.") var warmup: Int = 50
+    @Option(parsing: .unconditional, help: "Timed repeats (median reported).") var repeats: Int = 7
+    @Option(parsing: .unconditional, help: "Steps per repeat.") var steps: Int = 200
+    @Option(parsing: .unconditional, help: "Warm-up steps.") var warmup: Int = 50
     @Option(help: "Configurations as BATCHxTHREADS, e.g. 64x1,64x2,256x2.") var configs: String = "64x1,64x2,256x1,256x2"
     @Flag(help: "Print JSON lines.") var json = false
 
@@ -316,10 +361,10 @@ struct ClassifierCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "train", abstract: "Train an MLP classifier on a labelled data set and save it (safetensors).")
         @Option(help: "Labelled data (e.g. data/mnist_5k.csv.gz).") var data: String
         @Option(help: "Output .safetensors file.") var out: String = "classifier.safetensors"
-        @Option(help: "Epochs.") var epochs: Int = 30
-        @Option(help: "Held-out fraction for the reported accuracy (stratified).") var heldOut: Double = 0.1
-        @Option(help: "Seed.") var seed: UInt64 = 0
-        @Option(help: "CSV label column.") var labelColumn: String?
+        @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 30
+        @Option(parsing: .unconditional, help: "Held-out fraction for the reported accuracy (stratified).") var heldOut: Double = 0.1
+        @Option(parsing: .unconditional, help: "Seed.") var seed: UInt64 = 0
+        @Option(parsing: .unconditional, help: "CSV label column.") var labelColumn: String?
 
         func run() {
             runReporting {
@@ -359,16 +404,16 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a checkpoint (or a file of samples) against held-out real data; writes eval.json.")
     @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
-    @Option(help: "Generator samples to draw.") var count: Int = 10_000
-    @Option(help: "Seed of the latent batches and KID subsets.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Generator samples to draw.") var count: Int = 10_000
+    @Option(parsing: .unconditional, help: "Seed of the latent batches and KID subsets.") var seed: UInt64 = 0
     @Option(help: "Comma-separated metrics: \(Evaluator.allMetrics.joined(separator: ",")).") var metrics: String = Evaluator.defaultMetrics.joined(separator: ",")
     @Option(help: "Domain classifier file (default: <run>/classifier.safetensors, trained when missing).") var classifier: String?
     @Option(help: "Real data to compare with instead of the run's held-out split.") var reference: String?
     @Option(help: "Samples (.npy, data units) to evaluate instead of the generator's.") var samples: String?
-    @Option(help: "KID subsets.") var kidSubsets: Int = 100
-    @Option(help: "KID subset size (clamped to the sample counts).") var kidSubsetSize: Int = 1000
-    @Option(help: "k for precision/recall.") var prK: Int = 3
-    @Option(help: "k for density/coverage.") var dcK: Int = 5
+    @Option(parsing: .unconditional, help: "KID subsets.") var kidSubsets: Int = 100
+    @Option(parsing: .unconditional, help: "KID subset size (clamped to the sample counts).") var kidSubsetSize: Int = 1000
+    @Option(parsing: .unconditional, help: "k for precision/recall.") var prK: Int = 3
+    @Option(parsing: .unconditional, help: "k for density/coverage.") var dcK: Int = 5
     @Flag(help: "Also score training images against the reference (the metrics' floor).") var floor = false
     @Option(help: "Report path (default: eval.json in the run directory).") var out: String?
 
@@ -392,11 +437,11 @@ struct MetricsCommand: ParsableCommand {
     @Argument(help: "fid, kid, pr, dc, or score (score takes one array of class probabilities).") var name: String
     @Argument(help: "Real features/images (.npy), or probabilities for score.") var a: String
     @Argument(help: "Generated features/images (.npy).") var b: String?
-    @Option(help: "KID subsets.") var kidSubsets: Int = 100
-    @Option(help: "KID subset size.") var kidSubsetSize: Int = 1000
-    @Option(help: "k for pr (default 3) or dc (default 5).") var k: Int?
-    @Option(help: "Splits for score.") var splits: Int = 1
-    @Option(help: "Seed for KID subsets.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "KID subsets.") var kidSubsets: Int = 100
+    @Option(parsing: .unconditional, help: "KID subset size.") var kidSubsetSize: Int = 1000
+    @Option(parsing: .unconditional, help: "k for pr (default 3) or dc (default 5).") var k: Int?
+    @Option(parsing: .unconditional, help: "Splits for score.") var splits: Int = 1
+    @Option(parsing: .unconditional, help: "Seed for KID subsets.") var seed: UInt64 = 0
 
     func run() {
         runReporting {

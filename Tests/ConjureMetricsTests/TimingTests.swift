@@ -19,6 +19,7 @@ final class TimingTests: XCTestCase {
             print(String(format: "timing %@: %.3f s", label, Date().timeIntervalSince(t0)), r)
             return r
         }
+        _ = try time("FID 10000x256 vs 10000x256 (first call)") { try Metrics.fid(real: real, fake: fake).value }
         _ = try time("FID 10000x256 vs 10000x256") { try Metrics.fid(real: real, fake: fake).value }
         _ = try time("precision/recall k=3") { try Metrics.precisionRecall(real: real, fake: fake, k: 3) }
         _ = try time("density/coverage k=5") { try Metrics.densityCoverage(real: real, fake: fake, k: 5) }

@@ -114,3 +114,75 @@ extension CLITests {
         XCTAssert(bad.err.contains("F07_uint8_2x4.npy"), bad.err)
     }
 }
+
+extension CLITests {
+    func testOptionErrorsAreOneLineIncludingNegativeNumbersAndResumeConflicts() throws {
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        let cases: [([String], String)] = [
+            (["train", "--data", digits, "--name", "x", "--epochs", "-1"], "--epochs"),
+            (["train", "--data", digits, "--name", "x", "--epochs", "0"], "--epochs"),
+            (["train", "--data", digits, "--name", "x", "--lr-g", "-1"], "--lr-g"),
+            (["train", "--data", digits, "--name", "x", "--noise-dim", "100000000"], "parameters"),
+            (["train", "--data", digits, "--name", "x", "--g-hidden", "3000000000"], "parameters"),
+            (["train", "--data", digits, "--name", "x", "--bogus"], "bogus"),
+            (["train", "--name", "x", "--resume", "--lr-g", "0.1"], "--lr-g"),
+            (["train", "--name", "x", "--resume", "--overwrite"], "--overwrite"),
+            (["train", "--data", try sharedPath("cases/F07_uint8_2x4.npy").path, "--name", "x", "--label-column", "1"], "--label-column"),
+            (["data", "inspect"], "file"),
+        ]
+        for (args, needle) in cases {
+            let r = try conjure(args, expectFailure: true)
+            XCTAssert(r.err.contains(needle), "\(args): expected '\(needle)' in: \(r.err)")
+            XCTAssertEqual(r.err.split(separator: "\n").count, 1, "\(args): one line: \(r.err)")
+        }
+        XCTAssertEqual(contents(), [], "nothing written")
+    }
+
+    func testDivergedRunLeavesNothingAndKeepsTheRunItWouldReplace() throws {
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        let small = ["--g-hidden", "16,16", "--d-hidden", "16,16", "--noise-dim", "8", "--batch-size", "32", "--quiet"]
+        try conjure(["train", "--data", digits, "--name", "keep", "--epochs", "1"] + small)
+        let before = try Data(contentsOf: tmp.appendingPathComponent("runs/keep/checkpoints/latest.safetensors"))
+        let r = try conjure(["train", "--data", digits, "--name", "keep", "--overwrite", "--lr-g=1e30", "--lr-d=1e30"] + small, expectFailure: true)
+        XCTAssert(r.err.contains("non-finite"), r.err)
+        XCTAssertEqual(try Data(contentsOf: tmp.appendingPathComponent("runs/keep/checkpoints/latest.safetensors")), before)
+        try conjure(["train", "--data", digits, "--name", "new", "--lr-g=1e30", "--lr-d=1e30"] + small, expectFailure: true)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.appendingPathComponent("runs").path), ["keep"])
+    }
+
+    func testInterruptWritesACheckpointAndResumes() throws {
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["train", "--data", digits, "--name", "int", "--epochs", "500", "--batch-size", "32", "--quiet"]
+        p.currentDirectoryURL = tmp
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        Thread.sleep(forTimeInterval: 1.5)
+        p.interrupt()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 130)
+        let ckpt = tmp.appendingPathComponent("runs/int/checkpoints/latest.safetensors").path
+        XCTAssert(FileManager.default.fileExists(atPath: ckpt), "a checkpoint is written on interrupt")
+        let r = try conjure(["train", "--name", "int", "--resume", "--max-steps", "3000", "--quiet"])
+        XCTAssert(r.out.contains("trained to step 3000"), r.out)
+    }
+
+    func testCheckpointWithNonFiniteWeightsIsRejected() throws {
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        try conjure(["train", "--data", digits, "--name", "n", "--epochs", "1", "--batch-size", "32", "--g-hidden", "16", "--g-batchnorm", "0",
+                     "--d-hidden", "16", "--noise-dim", "8", "--quiet"])
+        let file = try SafeTensors.read(path: tmp.appendingPathComponent("runs/n/checkpoints/latest.safetensors").path)
+        var values: [(String, SafeTensorValue)] = []
+        for name in file.order {
+            var v = file.tensors[name]!
+            if name == "generator.0.weight", var t = v.tensor { t = Tensor(shape: t.shape, scalars: [Float.nan] + t.scalars.dropFirst()); v = .f32(t) }
+            values.append((name, v))
+        }
+        try SafeTensors.write(values: values, metadata: file.metadata, to: tmp.appendingPathComponent("nan.safetensors").path)
+        let r = try conjure(["sample", "--checkpoint", "nan.safetensors", "--out", "s.npy"], expectFailure: true)
+        XCTAssert(r.err.contains("generator.0.weight") && r.err.contains("non-finite"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("s.npy").path))
+    }
+}
