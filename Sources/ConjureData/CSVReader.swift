@@ -95,6 +95,11 @@ public struct CSVTable: Sendable {
 /// Reader for numeric CSV files (RFC 4180 subset), plain or gzipped.
 ///
 /// Rules, in order:
+/// - The content must be UTF-8 text: a NUL byte or bytes that are not well-formed UTF-8
+///   anywhere, or a control character other than tab, line feed, vertical tab, form feed and
+///   carriage return in the first 1024 bytes, make the file "not a text CSV file (binary
+///   content at byte N)" (N 0-based). Text from the file quoted in any error is escaped
+///   (`\x1b`) and cut to 40 characters (`...`).
 /// - A UTF-8 byte-order mark is skipped; line ends may be `\n` or `\r\n`; blank lines (anywhere,
 ///   including trailing ones) are skipped. Line numbers in errors are 1-based file lines.
 /// - Header: with ``CSVHeaderPolicy/auto`` the first non-blank row is a header when any of its
@@ -117,7 +122,8 @@ public enum CSVReader {
     /// - Returns: a table whose ``CSVTable/values`` has shape `[rows, columns]`; `[0, 0]` for
     ///   an empty file.
     /// - Throws: ``DataError`` naming the file and line (and column) for ragged rows, bad
-    ///   cells, non-numeric text, a label column that does not exist or non-integer labels.
+    ///   cells, non-numeric text, a label column that does not exist or non-integer labels;
+    ///   naming the byte offset for binary (non-text) content.
     public static func read(path: String, options: CSVOptions = CSVOptions()) throws -> CSVTable {
         try read(bytes: Gzip.readFile(atPath: path), file: path, options: options)
     }
@@ -150,6 +156,15 @@ public enum CSVReader {
         let n = buf.count
         var pos = 0
         if n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF { pos = 3 }
+        if let (offset, what) = binaryContent(buf) {
+            var line = 1
+            for k in 0..<offset where buf[k] == UInt8(ascii: "\n") { line += 1 }
+            let utf16 = n >= 2 && ((buf[0] == 0xFF && buf[1] == 0xFE) || (buf[0] == 0xFE && buf[1] == 0xFF))
+            throw DataError(file: file, location: "byte \(offset) (line \(line))",
+                            problem: "not a text CSV file (binary content at byte \(offset))",
+                            hint: utf16 ? "the file is UTF-16 text (it starts with a UTF-16 byte-order mark); re-save it as UTF-8"
+                                        : "\(what); a CSV file must be UTF-8 text — check that this is the right file")
+        }
         var lineNumber = 0
 
         /// Returns the next non-blank line as (start, end, lineNumber), end excluding `\r\n`.
@@ -181,6 +196,10 @@ public enum CSVReader {
             s = s.replacingOccurrences(of: "\"\"", with: "\"")
             return s
         }
+
+        /// A cell's text as quoted in an error message: escaped and cut short (see
+        /// `sanitizedForMessage`).
+        func shown(_ r: Range<Int>) -> String { sanitizedForMessage(text(r)) }
 
         // --- First row: header or data.
         guard let (firstStart, firstEnd, firstLine) = nextLine() else {
@@ -217,12 +236,13 @@ public enum CSVReader {
             case .name(let name):
                 guard let header else {
                     throw DataError(file: file, location: "line \(firstLine)",
-                                    problem: "label column '\(name)' was given by name but the file has no header row",
+                                    problem: "label column '\(sanitizedForMessage(name))' was given by name but the file has no header row",
                                     hint: "give the label column by index instead (e.g. -1 for the last column)")
                 }
                 guard let j = header.firstIndex(of: name) else {
+                    let listed = header.prefix(10).map { "'\(sanitizedForMessage($0))'" }.joined(separator: ", ")
                     throw DataError(file: file, location: "line \(firstLine)",
-                                    problem: "no column named '\(name)' in the header (\(header.joined(separator: ", ")))")
+                                    problem: "no column named '\(sanitizedForMessage(name))' in the header (\(listed)\(header.count > 10 ? ", ... \(header.count) columns in all" : ""))")
                 }
                 labelIndex = j
             }
@@ -230,7 +250,7 @@ public enum CSVReader {
         let features = columns - (labelIndex == nil ? 0 : 1)
 
         func columnName(_ c: Int) -> String {
-            if let header, c < header.count, !header[c].isEmpty { return "column \(c + 1) (\(header[c]))" }
+            if let header, c < header.count, !header[c].isEmpty { return "column \(c + 1) (\(sanitizedForMessage(header[c])))" }
             return "column \(c + 1)"
         }
 
@@ -266,7 +286,7 @@ public enum CSVReader {
                                 label = Int(v)
                             } else {
                                 throw DataError(file: file, location: "line \(line), \(columnName(col))",
-                                                problem: "label '\(text(r))' is not a non-negative integer class index",
+                                                problem: "label '\(shown(r))' is not a non-negative integer class index",
                                                 hint: "labels must be 0, 1, 2, ...")
                             }
                         } else {
@@ -275,19 +295,19 @@ public enum CSVReader {
                             if f.isFinite {
                                 values.append(f)
                             } else if bad == nil {
-                                bad = Bad(line: line, column: col, problem: "value '\(text(r))' overflows Float32 (not a finite number)")
+                                bad = Bad(line: line, column: col, problem: "value '\(shown(r))' overflows Float32 (not a finite number)")
                             }
                         }
                     case .missing:
                         if bad == nil {
                             bad = Bad(line: line, column: col,
-                                      problem: r.isEmpty ? "empty cell (missing value)" : "missing value '\(text(r))'")
+                                      problem: r.isEmpty ? "empty cell (missing value)" : "missing value '\(shown(r))'")
                         }
                     case .nonFinite:
-                        if bad == nil { bad = Bad(line: line, column: col, problem: "value '\(text(r))' is not a finite number") }
+                        if bad == nil { bad = Bad(line: line, column: col, problem: "value '\(shown(r))' is not a finite number") }
                     case .text:
                         throw DataError(file: file, location: "line \(line), \(columnName(col))",
-                                        problem: "'\(text(r))' is not a number",
+                                        problem: "'\(shown(r))' is not a number",
                                         hint: isHeader || line != firstLine ? "every cell after the header must be numeric"
                                                                              : "every cell must be numeric")
                     }
@@ -318,6 +338,55 @@ public enum CSVReader {
         return CSVTable(values: Tensor(shape: [rows, features], scalars: values),
                         labels: labelIndex == nil ? nil : labels, header: header, labelColumnIndex: labelIndex,
                         droppedRows: dropped, droppedLines: droppedLines, allIntegers: allIntegers)
+    }
+
+    /// How many leading bytes may not hold control characters other than tab, line feed,
+    /// vertical tab, form feed and carriage return (a text file has none there).
+    static let controlCheckBytes = 1024
+
+    /// Where `buf` first shows it is not UTF-8 text, and what is there: a NUL byte or bytes that
+    /// are not well-formed UTF-8 anywhere, or another control character (ESC, DEL, ...) among
+    /// the first ``controlCheckBytes`` bytes. `nil` for text.
+    static func binaryContent(_ buf: UnsafeBufferPointer<UInt8>) -> (offset: Int, what: String)? {
+        let n = buf.count
+        func describe(_ i: Int) -> String {
+            buf[i] == 0 ? "byte \(i) is 0x00 (NUL), which text never holds"
+                        : String(format: "byte %d is 0x%02x, ", i, buf[i])
+                          + (buf[i] < 0x80 ? "a control character text does not hold" : "which is not valid UTF-8")
+        }
+        var i = 0
+        let head = min(n, controlCheckBytes)
+        while i < head {
+            let b = buf[i]
+            if b < 0x80 {
+                if b < 0x20 && !(b >= 0x09 && b <= 0x0D) || b == 0x7F { return (i, describe(i)) }
+                i += 1
+            } else {
+                let k = utf8SequenceLength(buf, at: i)
+                if k == 0 { return (i, describe(i)) }
+                i += k
+            }
+        }
+        guard let base = buf.baseAddress else { return nil }
+        while i < n {
+            // Eight ASCII bytes without NUL at a time.
+            if n - i >= 8 {
+                let w = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+                let high: UInt64 = 0x8080_8080_8080_8080
+                let hasZero = (w &- 0x0101_0101_0101_0101) & ~w & high
+                if w & high == 0 && hasZero == 0 { i += 8; continue }
+            }
+            let b = buf[i]
+            if b < 0x80 {
+                if b == 0 { return (i, describe(i)) }
+                i += 1
+            } else {
+                let k = utf8SequenceLength(buf, at: i)
+                if k == 0 { return (i, describe(i)) }
+                i += k
+            }
+        }
+        return nil
     }
 
     /// One field starting at byte `p0` of a line ending at `end`: its content range (spaces

@@ -362,3 +362,115 @@ public func gatherSamples(_ tensor: Tensor, _ indices: [Int]) -> Tensor {
     shape[0] = indices.count
     return Tensor(shape: shape, scalars: out)
 }
+
+// MARK: - Quoting text from user files in messages
+
+/// Text taken from a user's file, made safe to quote in an error message.
+///
+/// Characters that would not print as themselves are escaped: `\n`, `\r`, `\t`; other ASCII
+/// control bytes and DEL as `\x1b`; other control, format (e.g. bidirectional overrides),
+/// surrogate, private-use, unassigned and line/paragraph separator characters as `\u{202e}`.
+/// The result is cut to at most `limit` characters, followed by `...` when anything was cut.
+///
+/// - Parameters:
+///   - text: the text as found in the file (already decoded).
+///   - limit: the maximum number of characters kept before `...`; 40 by default.
+func sanitizedForMessage(_ text: String, limit: Int = 40) -> String {
+    var out = ""
+    var used = 0
+    for u in text.unicodeScalars {
+        let piece = escapedForMessage(u)
+        let width = piece?.unicodeScalars.count ?? 1
+        if used + width > limit { return out + "..." }
+        if let piece { out += piece } else { out.unicodeScalars.append(u) }
+        used += width
+    }
+    return out
+}
+
+/// Bytes taken from a user's file, decoded as UTF-8 and made safe to quote in an error message
+/// as ``sanitizedForMessage(_:limit:)`` does; bytes that are not valid UTF-8 are shown as `\xNN`.
+func sanitizedForMessage<C: Collection>(bytes: C, limit: Int = 40) -> String where C.Element == UInt8 {
+    // Each kept character takes at most 4 bytes, so this prefix is enough to fill `limit`.
+    let head = Array(bytes.prefix(limit * 4 + 4))
+    let more = head.count < bytes.count
+    var out = ""
+    var used = 0
+    return head.withUnsafeBufferPointer { buf -> String in
+        var i = 0
+        while i < buf.count {
+            let length = utf8SequenceLength(buf, at: i)
+            let piece: String?
+            var scalar: Unicode.Scalar? = nil
+            if length == 0 {
+                // An incomplete sequence cut by the prefix is not invalid: stop there.
+                if more && buf.count - i < 4 { return out + "..." }
+                piece = String(format: "\\x%02x", buf[i])
+            } else {
+                scalar = decodeUTF8Scalar(buf, at: i, length: length)
+                piece = escapedForMessage(scalar!)
+            }
+            let width = piece?.unicodeScalars.count ?? 1
+            if used + width > limit { return out + "..." }
+            if let piece { out += piece } else { out.unicodeScalars.append(scalar!) }
+            used += width
+            i += max(length, 1)
+        }
+        return more ? out + "..." : out
+    }
+}
+
+/// The escape for a character that does not print as itself, or `nil` for one that does.
+private func escapedForMessage(_ u: Unicode.Scalar) -> String? {
+    switch u {
+    case "\n": return "\\n"
+    case "\r": return "\\r"
+    case "\t": return "\\t"
+    default: break
+    }
+    if u.value < 0x20 || u.value == 0x7f { return String(format: "\\x%02x", u.value) }
+    if u.isASCII { return nil }
+    switch u.properties.generalCategory {
+    case .control, .format, .surrogate, .privateUse, .unassigned, .lineSeparator, .paragraphSeparator:
+        return "\\u{" + String(u.value, radix: 16) + "}"
+    default:
+        return nil
+    }
+}
+
+/// The length (1...4) of the well-formed UTF-8 sequence starting at `i` (RFC 3629: no overlong
+/// forms, no surrogates, nothing above U+10FFFF), or 0 when the bytes there are not one.
+@inline(__always)
+func utf8SequenceLength(_ buf: UnsafeBufferPointer<UInt8>, at i: Int) -> Int {
+    let n = buf.count
+    let b0 = buf[i]
+    if b0 < 0x80 { return 1 }
+    @inline(__always) func cont(_ k: Int, _ lo: UInt8 = 0x80, _ hi: UInt8 = 0xBF) -> Bool {
+        k < n && buf[k] >= lo && buf[k] <= hi
+    }
+    switch b0 {
+    case 0xC2...0xDF:
+        return cont(i + 1) ? 2 : 0
+    case 0xE0...0xEF:
+        let ok1 = b0 == 0xE0 ? cont(i + 1, 0xA0) : b0 == 0xED ? cont(i + 1, 0x80, 0x9F) : cont(i + 1)
+        return ok1 && cont(i + 2) ? 3 : 0
+    case 0xF0...0xF4:
+        let ok1 = b0 == 0xF0 ? cont(i + 1, 0x90) : b0 == 0xF4 ? cont(i + 1, 0x80, 0x8F) : cont(i + 1)
+        return ok1 && cont(i + 2) && cont(i + 3) ? 4 : 0
+    default:
+        return 0
+    }
+}
+
+/// The scalar of a well-formed UTF-8 sequence of `length` bytes at `i`.
+private func decodeUTF8Scalar(_ buf: UnsafeBufferPointer<UInt8>, at i: Int, length: Int) -> Unicode.Scalar {
+    var v: UInt32
+    switch length {
+    case 1: return Unicode.Scalar(buf[i])
+    case 2: v = UInt32(buf[i] & 0x1F)
+    case 3: v = UInt32(buf[i] & 0x0F)
+    default: v = UInt32(buf[i] & 0x07)
+    }
+    for k in 1..<length { v = v << 6 | UInt32(buf[i + k] & 0x3F) }
+    return Unicode.Scalar(v) ?? "\u{FFFD}"
+}

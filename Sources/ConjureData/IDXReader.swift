@@ -13,8 +13,10 @@ public enum IDXReader {
     ///
     /// - Returns: e.g. `[N, rows, cols]` for an `idx3` image file, `[N]` for an `idx1` label file.
     /// - Throws: ``DataError`` when the first two magic bytes are not 0, the type code is
-    ///   unknown, the header is cut short, or the data holds fewer or more bytes than the
-    ///   dimensions need ("expected 24 data bytes, found 12").
+    ///   unknown, the header declares 0 dimensions, the header is cut short ("truncated IDX
+    ///   header: expected at least 16 bytes, found 9"), the dimensions are impossibly large, or
+    ///   the data holds fewer or more bytes than the dimensions need ("expected 24 data bytes,
+    ///   found 12"). A dimension of size 0 with no data gives an empty tensor.
     public static func load(path: String) throws -> Tensor {
         try read(path: path).tensor
     }
@@ -30,54 +32,76 @@ public enum IDXReader {
     ///
     /// - Throws: as ``load(path:)``.
     public static func read(bytes: [UInt8], file: String) throws -> LoadedArray {
-        guard bytes.count >= 4 else {
+        let n = bytes.count
+        let types: [UInt8: SourceDType] = [0x08: .uint8, 0x09: .int8, 0x0B: .int16, 0x0C: .int32, 0x0D: .float32, 0x0E: .float64]
+        // Check what is there of the magic number before complaining that it is cut short.
+        if (n >= 1 && bytes[0] != 0) || (n >= 2 && bytes[1] != 0) {
+            let seen = bytes.prefix(2).map { String(format: "0x%02x", $0) }.joined(separator: " ")
             throw DataError(file: file, location: "byte 0",
-                            problem: "not an IDX file: it has \(bytes.count) bytes, fewer than the 4-byte magic number")
-        }
-        guard bytes[0] == 0 && bytes[1] == 0 else {
-            throw DataError(file: file, location: "byte 0",
-                            problem: String(format: "not an IDX file: the first two magic bytes must be 0, found 0x%02x 0x%02x", bytes[0], bytes[1]),
+                            problem: "not an IDX file: the first two magic bytes must be 0, found \(seen)",
                             hint: "IDX files (MNIST) start 00 00 08 03 for images and 00 00 08 01 for labels")
         }
-        let types: [UInt8: SourceDType] = [0x08: .uint8, 0x09: .int8, 0x0B: .int16, 0x0C: .int32, 0x0D: .float32, 0x0E: .float64]
-        guard let dtype = types[bytes[2]] else {
+        if n >= 3 && types[bytes[2]] == nil {
             throw DataError(file: file, location: "byte 2",
                             problem: String(format: "unknown IDX type code 0x%02x", bytes[2]),
                             hint: "valid codes: 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64")
         }
-        let rank = Int(bytes[3])
-        let dataStart = 4 + 4 * rank
-        guard bytes.count >= dataStart else {
+        guard n >= 4 else {
             throw DataError(file: file, location: "header",
-                            problem: "the header declares \(rank) dimensions (\(4 * rank) bytes of sizes) but the file ends at byte \(bytes.count)",
-                            hint: "the file looks truncated")
+                            problem: "truncated IDX header: expected at least 4 bytes (the magic number), found \(n)" + (n == 0 ? " (the file is empty)" : ""),
+                            hint: "the file ends inside the magic number; re-download it")
+        }
+        let dtype = types[bytes[2]]!
+        let rank = Int(bytes[3])
+        guard rank > 0 else {
+            throw DataError(file: file, location: "byte 3",
+                            problem: "IDX header declares 0 dimensions",
+                            hint: "an IDX file needs at least one dimension (1 for labels, 3 for images); the file is damaged or not IDX")
+        }
+        let dataStart = 4 + 4 * rank
+        guard n >= dataStart else {
+            throw DataError(file: file, location: "header",
+                            problem: "truncated IDX header: expected at least \(dataStart) bytes (the magic number and \(rank) dimension size\(rank == 1 ? "" : "s")), found \(n)",
+                            hint: "the file ends inside the header; re-download it")
         }
         var shape: [Int] = []
         for d in 0..<rank {
             let o = 4 + 4 * d
             shape.append(Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3]))
         }
-        var count = 1
-        var overflow = false
-        for d in shape {
-            let (m, o) = count.multipliedReportingOverflow(by: d)
-            count = m
-            overflow = overflow || o
+        let dims = shape.map(String.init).joined(separator: " x ")
+        let found = n - dataStart
+        // The byte count the dimensions need, or nil when it does not fit in an Int.
+        // The non-zero dimensions must fit in an Int even when another one is 0, so that every
+        // partial product of the shape (as tensors compute it) fits too.
+        var expected: Int? = dtype.byteWidth
+        for d in shape where d != 0 {
+            guard let e = expected else { break }
+            let (m, o) = e.multipliedReportingOverflow(by: d)
+            expected = o ? nil : m
         }
-        let (expected, o2) = count.multipliedReportingOverflow(by: dtype.byteWidth)
-        let found = bytes.count - dataStart
-        if overflow || o2 {
+        if expected != nil && shape.contains(0) { expected = 0 }
+        if let zero = shape.firstIndex(of: 0), found > 0 {
             throw DataError(file: file, location: "header",
-                            problem: "the header dimensions \(shape.map(String.init).joined(separator: " x ")) are impossibly large",
-                            hint: "the file is not a valid IDX file")
+                            problem: "the header dimensions \(dims) hold no values (dimension \(zero + 1) is 0), but \(found) data bytes follow",
+                            hint: "the header is damaged; re-download the file")
         }
-        if expected != found {
-            let dims = shape.map(String.init).joined(separator: " x ")
+        guard let expected else {
+            throw DataError(file: file, location: "header",
+                            problem: "the header dimensions \(dims) are impossibly large (more than \(Int.max) data bytes); the file has \(found) data bytes",
+                            hint: "the header is damaged or this is not an IDX file")
+        }
+        if expected > found {
             throw DataError(file: file, location: "data",
-                            problem: "expected \(expected) data bytes, found \(found)" + (found > expected ? " (\(found - expected) extra)" : ""),
-                            hint: found < expected ? "the file is truncated (header dimensions \(dims)); re-download it"
-                                                   : "the header dimensions \(dims) do not match the data")
+                            problem: "expected \(expected) data bytes, found \(found)",
+                            hint: "the header dimensions \(dims) need more data than the file holds: it is truncated or its header is damaged; re-download it")
         }
+        if expected < found {
+            throw DataError(file: file, location: "byte \(dataStart + expected)",
+                            problem: "expected \(expected) data bytes, found \(found) (\(found - expected) extra)",
+                            hint: "the header dimensions \(dims) do not match the data")
+        }
+        let count = expected / dtype.byteWidth
         let scalars = try NPYReader.decodeScalars(bytes, from: dataStart, count: count, dtype: dtype,
                                                   bigEndian: true, file: file)
         return LoadedArray(tensor: Tensor(shape: shape, scalars: scalars), dtype: dtype, fortranOrder: false,

@@ -96,9 +96,11 @@ public enum NPYReader {
     /// Reads a `.npy` file into a row-major Float32 tensor of the stored shape.
     ///
     /// - Returns: shape as in the header (`[]` for a 0-d array, `[0, 3]` for an empty one).
-    /// - Throws: ``DataError`` for a missing file, bad magic, unsupported version, malformed
-    ///   header, unsupported dtype, or too few / too many data bytes
-    ///   ("expected 1536 data bytes, found 768").
+    /// - Throws: ``DataError`` for a missing file, bad magic, a file cut inside its preamble or
+    ///   header ("truncated .npy header: expected at least 10 bytes, found 6"), unsupported
+    ///   version, malformed header, unsupported dtype, or too few / too many data bytes
+    ///   ("expected 1536 data bytes, found 768"). Header text quoted in a message is escaped and
+    ///   cut short.
     public static func load(path: String) throws -> Tensor {
         try read(path: path).tensor
     }
@@ -118,33 +120,40 @@ public enum NPYReader {
     /// - Throws: as ``load(path:)``.
     public static func read(bytes: [UInt8], file: String) throws -> LoadedArray {
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
-        guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
-            let seen = bytes.prefix(6).map { String(format: "%02x", $0) }.joined(separator: " ")
+        let n = bytes.count
+        func truncated(_ needed: Int, _ what: String) -> DataError {
+            DataError(file: file, location: "header",
+                      problem: "truncated .npy header: expected at least \(needed) bytes, found \(n)" + (n == 0 ? " (the file is empty)" : ""),
+                      hint: "the file ends \(what); re-save it with numpy.save or re-download it")
+        }
+        // The magic string: a file that is a (possibly empty) prefix of it is cut short, any
+        // other is not a .npy file.
+        let seenMagic = Array(bytes.prefix(magic.count))
+        guard seenMagic == Array(magic.prefix(seenMagic.count)) else {
+            let seen = seenMagic.map { String(format: "%02x", $0) }.joined(separator: " ")
             throw DataError(file: file, location: "byte 0",
-                            problem: "not a .npy file: the first 6 bytes must be 93 4e 55 4d 50 59 (\"\\x93NUMPY\"), found \(seen.isEmpty ? "an empty file" : seen)",
+                            problem: "not a .npy file: the first 6 bytes must be 93 4e 55 4d 50 59 (\"\\x93NUMPY\"), found \(seen)",
                             hint: "save arrays with numpy.save")
         }
-        let major = bytes[6], minor = bytes[7]
-        let headerStart: Int
-        let headerLength: Int
-        switch major {
-        case 1:
-            headerStart = 10
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
-        case 2, 3:
-            guard bytes.count >= 12 else {
-                throw DataError(file: file, location: "byte 8", problem: "file ends inside the header length field")
-            }
-            headerStart = 12
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
-        default:
+        guard n > magic.count else { throw truncated(10, n < magic.count ? "inside the magic string" : "after the magic string") }
+        let major = bytes[6]
+        guard (1...3).contains(major) else {
             throw DataError(file: file, location: "byte 6",
-                            problem: "unsupported .npy format version \(major).\(minor) (supported: 1.0, 2.0, 3.0)")
+                            problem: "unsupported .npy format version \(major).\(n > 7 ? String(bytes[7]) : "?") (supported: 1.0, 2.0, 3.0)")
         }
-        guard headerStart + headerLength <= bytes.count else {
+        // Version 1.0 has a 2-byte header length, 2.0 and 3.0 a 4-byte one.
+        let headerStart = major == 1 ? 10 : 12
+        guard n >= headerStart else {
+            throw truncated(headerStart, n < 8 ? "inside the version bytes" : "inside the header length field")
+        }
+        let minor = bytes[7]
+        let headerLength = major == 1
+            ? Int(bytes[8]) | Int(bytes[9]) << 8
+            : Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+        guard headerStart + headerLength <= n else {
             throw DataError(file: file, location: "header",
-                            problem: "header declares \(headerLength) bytes but the file has only \(bytes.count - headerStart) after the length field",
-                            hint: "the file looks truncated")
+                            problem: "truncated .npy header: expected at least \(headerStart + headerLength) bytes (a \(headerLength)-byte header after the \(headerStart)-byte preamble), found \(n)",
+                            hint: "the file ends inside the header; re-save it with numpy.save or re-download it")
         }
         let headerBytes = bytes[headerStart..<(headerStart + headerLength)]
         let headerText: String
@@ -160,19 +169,30 @@ public enum NPYReader {
         let header = try parseHeader(headerText, file: file)
         let (dtype, bigEndian) = try parseDescr(header.descr, file: file)
         let shape = header.shape
-        let count = shape.reduce(1, *)
         let dataStart = headerStart + headerLength
-        let (expected, overflow) = count.multipliedReportingOverflow(by: dtype.byteWidth)
         let found = bytes.count - dataStart
-        if overflow || expected > found {
+        // The byte count of the non-zero extents must fit in an Int even when another extent is
+        // 0: every partial product of the shape (as tensors compute it) then fits too.
+        let (nonZeroBytes, overflow) = shape.reduce((dtype.byteWidth, false)) { acc, d in
+            if acc.1 || d == 0 { return acc }
+            return acc.0.multipliedReportingOverflow(by: d)
+        }
+        if overflow {
+            throw DataError(file: file, location: "header",
+                            problem: "the header shape \(sanitizedForMessage(readerShapeText(shape), limit: 200)) is impossibly large (more than \(Int.max) bytes); the file has \(found) data bytes",
+                            hint: "the header is damaged; re-save the array with numpy.save")
+        }
+        let expected = shape.contains(0) ? 0 : nonZeroBytes
+        let count = expected / dtype.byteWidth
+        if expected > found {
             throw DataError(file: file, location: "data",
-                            problem: "expected \(overflow ? "more than \(Int.max)" : String(expected)) data bytes, found \(found)",
-                            hint: "the file is truncated or its header shape \(readerShapeText(shape)) is wrong; re-save it")
+                            problem: "expected \(expected) data bytes, found \(found)",
+                            hint: "the file is truncated or its header shape \(sanitizedForMessage(readerShapeText(shape), limit: 200)) is wrong; re-save it")
         }
         if expected < found {
             throw DataError(file: file, location: "byte \(dataStart + expected)",
                             problem: "expected \(expected) data bytes, found \(found) (\(found - expected) extra bytes after the array)",
-                            hint: "the header shape \(readerShapeText(shape)) does not match the data; re-save it with numpy.save")
+                            hint: "the header shape \(sanitizedForMessage(readerShapeText(shape), limit: 200)) does not match the data; re-save it with numpy.save")
         }
         var scalars = try decodeScalars(bytes, from: dataStart, count: count, dtype: dtype, bigEndian: bigEndian,
                                         file: file)
@@ -201,12 +221,16 @@ public enum NPYReader {
         do {
             value = try parser.parseAll()
         } catch let e as PyLiteralParser.Failure {
-            throw bad("malformed header dict: \(e.message) at character \(e.offset) in \(text.trimmingCharacters(in: .whitespacesAndNewlines).debugDescription)")
+            let scalars = Array(text.unicodeScalars)
+            let from = max(0, min(e.offset, scalars.count) - 20)
+            var near = String(String.UnicodeScalarView(scalars[from...]))
+            near = near.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw bad("malformed header dict: \(e.message) at character \(e.offset), near '\(from > 0 ? "..." : "")\(sanitizedForMessage(near))'")
         }
         guard case .dict(let pairs) = value else { throw bad("header is not a dict") }
         var dict: [String: PyLiteral] = [:]
         for (k, v) in pairs {
-            guard case .string(let key) = k else { throw bad("header dict key \(k) is not a string") }
+            guard case .string(let key) = k else { throw bad("header dict key \(sanitizedForMessage(k.description)) is not a string") }
             dict[key] = v
         }
         let keys = Set(dict.keys)
@@ -215,18 +239,20 @@ public enum NPYReader {
             throw bad("header lacks key(s) \(required.subtracting(keys).sorted().map { "'\($0)'" }.joined(separator: ", "))")
         }
         if !keys.isSubset(of: required) {
-            throw bad("header has unexpected key(s) \(keys.subtracting(required).sorted().map { "'\($0)'" }.joined(separator: ", "))")
+            let extra = keys.subtracting(required).sorted()
+            let listed = extra.prefix(5).map { "'\(sanitizedForMessage($0))'" }.joined(separator: ", ")
+            throw bad("header has unexpected key(s) \(listed)\(extra.count > 5 ? " and \(extra.count - 5) more" : "")")
         }
         guard case .bool(let fortran) = dict["fortran_order"]! else {
-            throw bad("'fortran_order' must be True or False, found \(dict["fortran_order"]!)")
+            throw bad("'fortran_order' must be True or False, found \(sanitizedForMessage(dict["fortran_order"]!.description))")
         }
         guard case .tuple(let items) = dict["shape"]! else {
-            throw bad("'shape' must be a tuple of integers, found \(dict["shape"]!)")
+            throw bad("'shape' must be a tuple of integers, found \(sanitizedForMessage(dict["shape"]!.description))")
         }
         var shape: [Int] = []
         for item in items {
             guard case .int(let n) = item, n >= 0 else {
-                throw bad("'shape' must hold non-negative integers, found \(item)")
+                throw bad("'shape' must hold non-negative integers, found \(sanitizedForMessage(item.description))")
             }
             shape.append(n)
         }
@@ -236,7 +262,7 @@ public enum NPYReader {
     static func parseDescr(_ descr: PyLiteral, file: String) throws -> (SourceDType, bigEndian: Bool) {
         guard case .string(let s) = descr else {
             throw DataError(file: file, location: "header",
-                            problem: "unsupported dtype: structured arrays (descr \(descr)) are not supported",
+                            problem: "unsupported dtype: structured arrays (descr \(sanitizedForMessage(descr.description))) are not supported",
                             hint: "save a plain numeric array, e.g. arr.astype('float32')")
         }
         var code = Substring(s)
@@ -259,7 +285,7 @@ public enum NPYReader {
             default: what = "supported: b1 u1 i1 u2 i2 u4 i4 u8 i8 f2 f4 f8"
             }
             throw DataError(file: file, location: "header",
-                            problem: "unsupported dtype '\(s)': \(what)",
+                            problem: "unsupported dtype '\(sanitizedForMessage(s))': \(what)",
                             hint: "convert it first, e.g. numpy.save(path, arr.astype('float32'))")
         }
         #if _endian(big)
@@ -401,7 +427,7 @@ struct PyLiteralParser {
     mutating func parseAll() throws -> PyLiteral {
         let v = try value()
         skipSpace()
-        if i < s.count { throw Failure(message: "unexpected '\(s[i])' after the dict", offset: i) }
+        if i < s.count { throw Failure(message: "unexpected '\(sanitizedForMessage(String(s[i])))' after the dict", offset: i) }
         return v
     }
 
@@ -486,7 +512,7 @@ struct PyLiteralParser {
             case "True": return .bool(true)
             case "False": return .bool(false)
             case "None": return .none
-            default: throw Failure(message: "unexpected \(word.isEmpty ? "'\(c)'" : "'\(word)'")", offset: start)
+            default: throw Failure(message: "unexpected '\(sanitizedForMessage(word.isEmpty ? String(c) : word))'", offset: start)
             }
         }
     }

@@ -229,43 +229,63 @@ public final class GAN {
         precondition(z.rank == 2 && z.shape[1] == config.noiseDim, "GAN.trainStep: z \(z.shape), expected [M, \(config.noiseDim)]")
         generator.isTraining = true
         discriminator.isTraining = true
-        let dParams = discriminator.parameters.map(\.value)
-        let gParams = generator.parameters.map(\.value)
 
         let m = config.pack
         precondition(real.shape[0] % m == 0 && z.shape[0] % m == 0, "GAN.trainStep: batch sizes \(real.shape[0]), \(z.shape[0]) not divisible by pack \(m)")
         func packed(_ x: Tensor) -> Tensor { m == 1 ? x : x.reshaped([x.shape[0] / m, m * config.dataDim]) }
-        let fake = generator(z)
-        let realLogits = discriminator(packed(real))
-        // For the simultaneous update one D forward on the fakes serves both losses: the D
-        // loss's gradients are taken with respect to D's parameters only, so none reach G.
-        let fakeLogitsAttached: Tensor? = config.update == .simultaneous ? discriminator(packed(fake)) : nil
-        let fakeLogitsDetached = fakeLogitsAttached ?? discriminator(packed(fake.detached()))
-        let dLoss = Loss.discriminatorLoss(realLogits: realLogits, fakeLogits: fakeLogitsDetached)
-        let dGrads = Tensor.gradients(of: dLoss, wrt: dParams)
-        let meanDReal = realLogits.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(realLogits.count)
-        let meanDFake = fakeLogitsDetached.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(fakeLogitsDetached.count)
-
-        let gLoss: Tensor
-        let gGrads: [Tensor]
+        if recordsStepTensors { lastStep = [:] }
+        func record(_ name: String, _ t: Tensor) { if recordsStepTensors { lastStep[name] = t.detached() } }
+        func recordGrads(_ module: Sequential, _ prefix: String, _ grads: [Tensor]) {
+            guard recordsStepTensors else { return }
+            for ((name, _), g) in zip(module.allNamedParameters(prefix: prefix), grads) { lastStep["grad." + name] = g }
+        }
+        // Graph values live inside the closures below, so the graphs are freed before each
+        // optimiser step and the parameter buffers are updated in place rather than copied.
+        func discriminatorPass(_ fake: Tensor) -> (grads: [Tensor], loss: Float, dReal: Float, dFake: Float, fakeLogits: Tensor) {
+            let realLogits = discriminator(packed(real))
+            let fakeLogits = discriminator(packed(fake))
+            let dLoss = Loss.discriminatorLoss(realLogits: realLogits, fakeLogits: fakeLogits)
+            record("real_logits", realLogits)
+            record("fake_logits", fakeLogits)
+            let sig: (Tensor) -> Float = { t in t.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(t.count) }
+            return (Tensor.gradients(of: dLoss, wrt: discriminator.parameters.map(\.value)), dLoss.item, sig(realLogits), sig(fakeLogits), fakeLogits)
+        }
+        let dLossValue: Float, gLossValue: Float, meanDReal: Float, meanDFake: Float
         switch config.update {
         case .simultaneous:
-            gLoss = Loss.generatorLoss(fakeLogits: fakeLogitsAttached!)
-            gGrads = Tensor.gradients(of: gLoss, wrt: gParams)
+            // One D forward on the (attached) fakes serves both losses: the D loss's gradients
+            // are taken with respect to D's parameters only, so none reach G.
+            let (dGrads, gGrads, gLoss, d): ([Tensor], [Tensor], Float, (Float, Float, Float)) = {
+                let fake = generator(z)
+                record("fake", fake)
+                let pass = discriminatorPass(fake)
+                let gLoss = Loss.generatorLoss(fakeLogits: pass.fakeLogits)
+                return (pass.grads, Tensor.gradients(of: gLoss, wrt: generator.parameters.map(\.value)), gLoss.item, (pass.loss, pass.dReal, pass.dFake))
+            }()
+            recordGrads(discriminator, "discriminator.", dGrads)
+            recordGrads(generator, "generator.", gGrads)
             discriminatorOptimizer.step(gradients: dGrads)
             generatorOptimizer.step(gradients: gGrads)
+            (dLossValue, meanDReal, meanDFake, gLossValue) = (d.0, d.1, d.2, gLoss)
         case .alternating:
-            discriminatorOptimizer.step(gradients: dGrads)
-            gLoss = Loss.generatorLoss(fakeLogits: discriminator(packed(fake)))
-            gGrads = Tensor.gradients(of: gLoss, wrt: gParams)
+            let (gGrads, gLoss, d): ([Tensor], Float, (Float, Float, Float)) = {
+                let fake = generator(z)
+                record("fake", fake)
+                let (dGrads, dLoss, dReal, dFake): ([Tensor], Float, Float, Float) = {
+                    let pass = discriminatorPass(fake.detached())
+                    return (pass.grads, pass.loss, pass.dReal, pass.dFake)
+                }()
+                recordGrads(discriminator, "discriminator.", dGrads)
+                discriminatorOptimizer.step(gradients: dGrads)
+                // The generator loss through the updated D on the same fakes.
+                let gLoss = Loss.generatorLoss(fakeLogits: discriminator(packed(fake)))
+                return (Tensor.gradients(of: gLoss, wrt: generator.parameters.map(\.value)), gLoss.item, (dLoss, dReal, dFake))
+            }()
+            recordGrads(generator, "generator.", gGrads)
             generatorOptimizer.step(gradients: gGrads)
+            (dLossValue, meanDReal, meanDFake, gLossValue) = (d.0, d.1, d.2, gLoss)
         }
-        if recordsStepTensors {
-            lastStep = ["fake": fake.detached(), "real_logits": realLogits.detached(), "fake_logits": fakeLogitsDetached.detached()]
-            for ((name, _), g) in zip(discriminator.allNamedParameters(prefix: "discriminator."), dGrads) { lastStep["grad." + name] = g }
-            for ((name, _), g) in zip(generator.allNamedParameters(prefix: "generator."), gGrads) { lastStep["grad." + name] = g }
-        }
-        return GANStepStats(dLoss: dLoss.item, gLoss: gLoss.item, meanDReal: meanDReal, meanDFake: meanDFake)
+        return GANStepStats(dLoss: dLossValue, gLoss: gLossValue, meanDReal: meanDReal, meanDFake: meanDFake)
     }
 
     /// Generator samples in evaluation mode (BatchNorm uses running statistics), no history.

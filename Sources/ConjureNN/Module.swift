@@ -19,10 +19,13 @@ public final class Parameter {
 
     /// Mutates the elements in place (used by optimisers); the value becomes a new leaf.
     public func update(_ body: (inout [Float]) -> Void) {
-        var v = value.detached()
+        var v = value
+        value = Parameter.placeholder  // drop this reference so the buffer is mutated in place when unshared
         v.withMutableScalars(body)
         value = v.requiringGrad()
     }
+
+    private static let placeholder = Tensor(shape: [0], scalars: [])
 }
 
 /// A non-trainable tensor kept with a layer's state (BatchNorm running statistics).

@@ -1,4 +1,5 @@
 import Foundation
+import CConjureKernels
 
 // MARK: - Broadcasting
 
@@ -210,7 +211,11 @@ extension Tensor {
 
     /// Hyperbolic tangent; derivative `1 - tanh(x)^2`.
     public func tanh() -> Tensor {
-        let y = mapScalars { Foundation.tanh($0) }
+        let n = count
+        let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            if n > 0 { scalars.withUnsafeBufferPointer { conjure_tanh($0.baseAddress!, buf.baseAddress!, n) } }
+            initialised = n
+        }
         let yConst = Tensor(shape: shape, scalars: y)
         return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in
             if GradMode.enabled { let t = x[0].tanh(); return [g * (1 - t * t)] }

@@ -1,4 +1,4 @@
-import ConjureData
+@testable import ConjureData
 import Foundation
 import XCTest
 
@@ -48,12 +48,16 @@ func expectDataError<T>(_ body: @autoclosure () throws -> T, contains fragments:
     }
 }
 
-/// A fresh temporary directory for one test.
-func makeTempDir(_ name: String = #function) -> String {
-    let safe = name.filter { $0.isLetter || $0.isNumber }
-    let dir = NSTemporaryDirectory() + "conjure-data-tests-\(safe)-\(UInt32.random(in: 0...UInt32.max))"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
+extension XCTestCase {
+    /// A fresh temporary directory for one test, removed with everything in it when the test
+    /// ends (pass or fail), so test runs leave nothing behind in the temporary folder.
+    func makeTempDir(_ name: String = #function) -> String {
+        let safe = name.filter { $0.isLetter || $0.isNumber }
+        let dir = NSTemporaryDirectory() + "conjure-data-tests-\(safe)-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
 }
 
 func writeBytes(_ bytes: [UInt8], _ path: String) {
@@ -387,7 +391,7 @@ final class IDXReaderTests: XCTestCase {
         writeBytes([0, 0, 0x0A, 1, 0, 0, 0, 1, 5], dir + "/u-idx1-ubyte")
         expectDataError(try IDXReader.load(path: dir + "/u-idx1-ubyte"), contains: ["unknown IDX type code 0x0a"])
         writeBytes([0, 0, 0x08, 3, 0, 0], dir + "/h-idx3-ubyte")
-        expectDataError(try IDXReader.load(path: dir + "/h-idx3-ubyte"), contains: ["3 dimensions"])
+        expectDataError(try IDXReader.load(path: dir + "/h-idx3-ubyte"), contains: ["truncated IDX header", "3 dimension sizes", "found 6"])
     }
 
     func testSiblingLabelsAreFoundForMNISTNames() throws {
@@ -796,5 +800,302 @@ final class ErrorMessageTests: XCTestCase {
             let e = expectDataError(try body(), contains: [name])
             print("[message] \(e?.description ?? "none")")
         }
+    }
+}
+
+// MARK: - Regression tests: truncated headers, degenerate IDX dimensions, binary CSV, quoting
+
+/// Asserts an error message holds no control characters and stays short.
+func assertPrintableMessage(_ e: DataError?, maxLength: Int = 600, file: StaticString = #filePath, line: UInt = #line) {
+    guard let e else { return }
+    let text = e.description
+    let bad = text.unicodeScalars.first { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) }
+    XCTAssertNil(bad, "message holds control character \(bad.map { String($0.value, radix: 16) } ?? ""): \(text.debugDescription)",
+                 file: file, line: line)
+    XCTAssertLessThanOrEqual(text.count, maxLength, "message too long: \(text.debugDescription)", file: file, line: line)
+}
+
+final class TruncatedHeaderTests: XCTestCase {
+    /// Every cut of a valid file, for each header version, is reported as what it is: a cut
+    /// inside the preamble or header is "truncated .npy header ... found n", never "not a .npy
+    /// file"; a cut in the data is "expected 48 data bytes, found k".
+    func testEveryCutOfAValidNpyFileIsATruncationError() throws {
+        let data = littleEndianBytes((0..<12).map { Float($0).bitPattern })
+        for version: UInt8 in [1, 2, 3] {
+            let whole = npyFile(descr: "<f4", shape: [3, 4], data: data, version: version)
+            let headerEnd = whole.count - data.count
+            XCTAssertEqual(try NPYReader.read(bytes: whole, file: "ok.npy").tensor.scalars, (0..<12).map(Float.init))
+            for n in 0..<whole.count {
+                let e = expectDataError(try NPYReader.read(bytes: Array(whole.prefix(n)), file: "cut.npy"),
+                                        contains: ["cut.npy", "truncated"])
+                guard let e else { continue }
+                XCTAssertFalse(e.description.contains("not a .npy file"), "v\(version) cut at \(n): \(e)")
+                if n < headerEnd {
+                    XCTAssertTrue(e.problem.hasPrefix("truncated .npy header: expected at least "), "v\(version) cut at \(n): \(e)")
+                    XCTAssertTrue(e.problem.contains("found \(n)"), "v\(version) cut at \(n): \(e)")
+                    // The bytes it says are needed are more than are there, and no more than the header needs.
+                    let needed = Int(e.problem.dropFirst("truncated .npy header: expected at least ".count)
+                        .prefix { $0.isNumber })!
+                    XCTAssertGreaterThan(needed, n, "v\(version) cut at \(n): \(e)")
+                    XCTAssertLessThanOrEqual(needed, headerEnd, "v\(version) cut at \(n): \(e)")
+                } else {
+                    XCTAssertTrue(e.problem.contains("expected 48 data bytes, found \(n - headerEnd)"), "v\(version) cut at \(n): \(e)")
+                }
+            }
+        }
+        // The defect as reported: a file that is only the magic string.
+        let dir = makeTempDir()
+        writeBytes([0x93] + Array("NUMPY".utf8), dir + "/magic.npy")
+        let e = expectDataError(try Dataset.load(path: dir + "/magic.npy"),
+                                contains: ["magic.npy", "truncated .npy header: expected at least 10 bytes, found 6"])
+        XCTAssertFalse(e?.description.contains("not a .npy file") ?? true)
+        // Version 2.0 needs 12 bytes before the header.
+        expectDataError(try NPYReader.read(bytes: [0x93] + Array("NUMPY".utf8) + [2, 0, 0x76, 0], file: "v2.npy"),
+                        contains: ["truncated .npy header: expected at least 12 bytes, found 10"])
+        writeBytes([], dir + "/empty.npy")
+        expectDataError(try NPYReader.load(path: dir + "/empty.npy"), contains: ["empty.npy", "found 0", "the file is empty"])
+    }
+
+    /// Shapes whose element count overflows are errors, never a crash, even next to a 0 extent.
+    func testImpossiblyLargeNpyShapes() throws {
+        for shape in [[1 << 40, 1 << 40], [1 << 40, 1 << 40, 0], [Int.max, 2]] {
+            expectDataError(try NPYReader.read(bytes: npyFile(descr: "<f4", shape: shape, data: [1, 2, 3]), file: "big.npy"),
+                            contains: ["big.npy", "impossibly large", "the file has 3 data bytes"])
+        }
+        expectDataError(try NPYReader.read(bytes: npyFile(descr: "<f8", shape: [1 << 20, 1 << 20], data: [1, 2, 3]), file: "big.npy"),
+                        contains: ["expected 8796093022208 data bytes, found 3"])
+        XCTAssertEqual(try NPYReader.read(bytes: npyFile(descr: "<f4", shape: [1 << 40, 0], data: []), file: "e.npy").tensor.shape,
+                       [1 << 40, 0])
+    }
+
+    func testBadMagicIsStillBadMagicWhateverTheLength() {
+        for bytes: [UInt8] in [Array("abc".utf8), [0x93, 0x4E, 0x55, 0x00], [0x93] + Array("NUMPX".utf8) + [1, 0],
+                               [0x93] + Array("NUMPZ".utf8) + [1, 0, 0x76, 0] + [UInt8](repeating: 0x20, count: 0x76)] {
+            let e = expectDataError(try NPYReader.read(bytes: bytes, file: "x.npy"), contains: ["not a .npy file"])
+            XCTAssertFalse(e?.description.contains("truncated") ?? true, "\(bytes.prefix(8)): \(e.map(String.init(describing:)) ?? "")")
+        }
+        expectDataError(try NPYReader.read(bytes: [0x93, 0x4E, 0x55], file: "x.npy"),
+                        contains: ["truncated .npy header: expected at least 10 bytes, found 3"])
+        expectDataError(try NPYReader.read(bytes: [0x93] + Array("NUMPY".utf8) + [9], file: "x.npy"),
+                        contains: ["unsupported .npy format version 9.?"])
+    }
+
+    /// Every cut of a valid IDX file is a truncation error with true byte counts.
+    func testEveryCutOfAValidIDXFileIsATruncationError() throws {
+        let whole = idxFile(type: 0x08, shape: [2, 3, 4], data: (0..<24).map { UInt8($0) })
+        XCTAssertEqual(try IDXReader.read(bytes: whole, file: "ok").tensor.shape, [2, 3, 4])
+        for n in 0..<whole.count {
+            let e = expectDataError(try IDXReader.read(bytes: Array(whole.prefix(n)), file: "cut-idx3-ubyte"),
+                                    contains: ["cut-idx3-ubyte", "truncated"])
+            guard let e else { continue }
+            XCTAssertFalse(e.description.contains("not an IDX file"), "cut at \(n): \(e)")
+            if n < 4 {
+                XCTAssertTrue(e.problem.contains("truncated IDX header: expected at least 4 bytes"), "cut at \(n): \(e)")
+                XCTAssertTrue(e.problem.contains("found \(n)"), "cut at \(n): \(e)")
+            } else if n < 16 {
+                XCTAssertTrue(e.problem.contains("truncated IDX header: expected at least 16 bytes"), "cut at \(n): \(e)")
+                XCTAssertTrue(e.problem.contains("found \(n)"), "cut at \(n): \(e)")
+            } else {
+                XCTAssertTrue(e.problem.contains("expected 24 data bytes, found \(n - 16)"), "cut at \(n): \(e)")
+            }
+        }
+        expectDataError(try IDXReader.read(bytes: [0, 0, 0x08, 255, 0, 0, 0, 1], file: "r-idx"),
+                        contains: ["truncated IDX header: expected at least 1024 bytes", "255 dimension sizes", "found 8"])
+        expectDataError(try IDXReader.read(bytes: [0x61], file: "m-idx"), contains: ["not an IDX file", "found 0x61"])
+        expectDataError(try IDXReader.read(bytes: [0, 0, 0x07], file: "t-idx"), contains: ["unknown IDX type code 0x07"])
+    }
+}
+
+final class IDXDimensionTests: XCTestCase {
+    func testZeroDimensionsIsRejected() {
+        let dir = makeTempDir()
+        for (name, bytes): (String, [UInt8]) in [("a", [0, 0, 0x08, 0]), ("b", [0, 0, 0x08, 0, 42]), ("c", [0, 0, 0x0D, 0, 1, 2, 3, 4])] {
+            let e = expectDataError(try IDXReader.read(bytes: bytes, file: name), contains: ["IDX header declares 0 dimensions"])
+            XCTAssertFalse(e?.description.contains("data bytes") ?? true, e?.description ?? "")
+            XCTAssertEqual(e?.location, "byte 3")
+        }
+        writeBytes([0, 0, 0x08, 0], dir + "/zero-idx0-ubyte")
+        expectDataError(try Dataset.load(path: dir + "/zero-idx0-ubyte"), contains: ["zero-idx0-ubyte", "IDX header declares 0 dimensions"])
+    }
+
+    func testDimensionOfSizeZero() throws {
+        let dir = makeTempDir()
+        // No samples: readable as an empty array, refused as a dataset.
+        writeBytes(idxFile(type: 0x08, shape: [0, 3, 4], data: []), dir + "/n0-idx3-ubyte")
+        XCTAssertEqual(try IDXReader.load(path: dir + "/n0-idx3-ubyte").shape, [0, 3, 4])
+        expectDataError(try Dataset.load(path: dir + "/n0-idx3-ubyte"), contains: ["n0-idx3-ubyte", "dataset has 0 samples"])
+        // Samples without values.
+        writeBytes(idxFile(type: 0x08, shape: [2, 0, 4], data: []), dir + "/w0-idx3-ubyte")
+        expectDataError(try Dataset.load(path: dir + "/w0-idx3-ubyte"), contains: ["each sample has 0 values"])
+        // A zero dimension followed by data: the header is wrong, and the message says which dimension.
+        writeBytes(idxFile(type: 0x08, shape: [2, 0, 4], data: [UInt8](repeating: 7, count: 8)), dir + "/z-idx3-ubyte")
+        expectDataError(try IDXReader.load(path: dir + "/z-idx3-ubyte"),
+                        contains: ["dimensions 2 x 0 x 4 hold no values (dimension 2 is 0)", "8 data bytes follow"])
+        // A zero dimension next to huge ones: an error, not a crash computing the element count.
+        expectDataError(try IDXReader.read(bytes: idxFile(type: 0x0E, shape: [0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF, 0], data: []),
+                                           file: "e"), contains: ["impossibly large"])
+        XCTAssertEqual(try IDXReader.read(bytes: idxFile(type: 0x0E, shape: [0xFFFF_FFFF, 0], data: []), file: "f").tensor.shape,
+                       [0xFFFF_FFFF, 0])
+    }
+
+    func testAbsurdlyLargeDimensions() {
+        // The product overflows Int.
+        let huge = idxFile(type: 0x08, shape: [0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], data: [1, 2, 3])
+        let e1 = expectDataError(try IDXReader.read(bytes: huge, file: "huge-idx3-ubyte"),
+                                 contains: ["4294967295 x 4294967295 x 4294967295", "impossibly large", "3 data bytes"])
+        XCTAssertEqual(e1?.location, "header")
+        // No overflow, but far more than the file holds.
+        let big = idxFile(type: 0x0E, shape: [65536, 65536, 4], data: [1, 2, 3])
+        let e2 = expectDataError(try IDXReader.read(bytes: big, file: "big-idx3"),
+                                 contains: ["expected 137438953472 data bytes, found 3", "65536 x 65536 x 4", "truncated or its header is damaged"])
+        // The message reads cleanly (no nested or empty parentheses as in "(header dimensions )").
+        XCTAssertFalse(e2?.description.contains("( ") ?? true)
+        XCTAssertFalse(e2?.description.contains("dimensions )") ?? true)
+    }
+}
+
+final class BinaryCSVTests: XCTestCase {
+    /// Binary files named .csv are refused up front, with the offset of the first non-text byte.
+    func testBinaryContentIsDetectedEarly() throws {
+        let dir = makeTempDir()
+        func check(_ bytes: [UInt8], offset: Int, _ extra: [String] = [], file: StaticString = #filePath, line: UInt = #line) {
+            let p = dir + "/b.csv"
+            writeBytes(bytes, p)
+            let e = expectDataError(try Dataset.load(path: p),
+                                    contains: ["b.csv", "not a text CSV file (binary content at byte \(offset))"] + extra,
+                                    file: file, line: line)
+            assertPrintableMessage(e, file: file, line: line)
+        }
+        check(Array("1,2\n3,4".utf8) + [0] + Array("\n".utf8), offset: 7, ["0x00 (NUL)", "line 2"])
+        check(Array("x,y\n1,2\n".utf8) + [0xff, 0x31], offset: 8, ["0xff", "not valid UTF-8"])
+        check(Array("a,".utf8) + [0x1b] + Array("[31m\n".utf8), offset: 2, ["0x1b"])
+        check([0xC0, 0x80], offset: 0)                      // overlong NUL
+        check(Array("1,".utf8) + [0xED, 0xA0, 0x80], offset: 2)  // UTF-16 surrogate
+        check(Array("1,".utf8) + [0xE2, 0x82], offset: 2)        // cut sequence at the end
+        check([0xFF, 0xFE] + Array("x,y\n".utf16.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }), offset: 0, ["UTF-16"])
+        // Past the first kilobyte: a NUL found by the eight-bytes-at-a-time scan, at its exact offset.
+        for pad in 0..<9 {
+            var text = Array("a,b\n".utf8)
+            while text.count < 4000 + pad { text += Array("1,2\n".utf8) }
+            let at = text.count
+            check(text + Array("1,".utf8) + [0] + Array("\n".utf8), offset: at + 2)
+            check(text + Array("1,".utf8) + [0x80] + Array("\n".utf8), offset: at + 2)
+        }
+        // Real binary files given a .csv name.
+        for name in ["F01_fortran_3x4_f4.npy", "F09_images_2x3x4-idx3-ubyte", "F30_png_mixed/a_rgb.png"] {
+            try? FileManager.default.removeItem(atPath: dir + "/b.csv")
+            try FileManager.default.copyItem(atPath: casePath(name), toPath: dir + "/b.csv")
+            let e = expectDataError(try Dataset.load(path: dir + "/b.csv"), contains: ["not a text CSV file (binary content at byte "])
+            assertPrintableMessage(e)
+        }
+        // Gzipped binary is inflated first, then refused the same way.
+        writeBytes(Gzip.compress([1, 2, 3, 0, 4]), dir + "/g.csv.gz")
+        expectDataError(try Dataset.load(path: dir + "/g.csv.gz"), contains: ["not a text CSV file (binary content at byte 0)"])
+    }
+
+    func testUTF8TextAndLateControlCharactersAreNotBinary() throws {
+        let dir = makeTempDir()
+        writeBytes(Array("température,größe\n1,2\n".utf8), dir + "/u.csv")
+        XCTAssertEqual(try CSVReader.read(path: dir + "/u.csv").header, ["température", "größe"])
+        // A stray control character deep in a text file is a bad cell, quoted with an escape.
+        var text = "a,b\n"
+        while text.utf8.count < 3000 { text += "1,2\n" }
+        text += "3,\u{1b}[0m\n"
+        writeBytes(Array(text.utf8), dir + "/late.csv")
+        let e = expectDataError(try CSVReader.read(path: dir + "/late.csv"), contains: ["column 2 (b)", "'\\x1b[0m' is not a number"])
+        assertPrintableMessage(e)
+    }
+}
+
+final class MessageQuotingTests: XCTestCase {
+    func testSanitizer() {
+        XCTAssertEqual(sanitizedForMessage("a\u{1b}b\u{7f}\u{0}"), "a\\x1bb\\x7f\\x00")
+        XCTAssertEqual(sanitizedForMessage("tab\there\r\n"), "tab\\there\\r\\n")
+        XCTAssertEqual(sanitizedForMessage("é ü 中 ✓"), "é ü 中 ✓")
+        XCTAssertEqual(sanitizedForMessage("x\u{202e}y\u{85}\u{200b}"), "x\\u{202e}y\\u{85}\\u{200b}")
+        XCTAssertEqual(sanitizedForMessage(String(repeating: "x", count: 40)), String(repeating: "x", count: 40))
+        XCTAssertEqual(sanitizedForMessage(String(repeating: "x", count: 41)), String(repeating: "x", count: 40) + "...")
+        XCTAssertEqual(sanitizedForMessage(String(repeating: "\u{1b}", count: 30)), String(repeating: "\\x1b", count: 10) + "...")
+        XCTAssertEqual(sanitizedForMessage(bytes: [0x61, 0xff, 0x62, 0xC3, 0xA9]), "a\\xffbé")
+        XCTAssertEqual(sanitizedForMessage(bytes: [UInt8](repeating: 0x41, count: 600)), String(repeating: "A", count: 40) + "...")
+        XCTAssertEqual(sanitizedForMessage(bytes: [0xE2, 0x82]), "\\xe2\\x82")
+    }
+
+    /// Whatever a CSV cell, header or label holds, the message quotes it printable and short.
+    func testCSVMessagesQuoteCellsSafely() {
+        let long = String(repeating: "Z", count: 600)
+        let cases: [(String, CSVOptions, [String])] = [
+            ("a,b\n1,\(long)\n", CSVOptions(), ["'" + String(repeating: "Z", count: 40) + "...' is not a number"]),
+            ("x\u{202e}gnp.exe,\(long)\n1,2\n3,\n", CSVOptions(), ["line 3, column 2 (ZZZZ", "...)", "empty cell"]),
+            ("x\u{202e}gnp.exe,\(long)\n,2\n", CSVOptions(), ["line 2, column 1 (x\\u{202e}gnp.exe)", "empty cell"]),
+            ("a,b\n1,\u{9b}\u{85}\n", CSVOptions(), ["'\\u{9b}\\u{85}' is not a number"]),
+            ("1,\(String(repeating: "1", count: 100)).5\n", CSVOptions(labelColumn: .last),
+             ["label '\(String(repeating: "1", count: 40))...' is not a non-negative integer"]),
+            ("1,\(long)\n", CSVOptions(header: .absent, labelColumn: .last), ["'ZZZZ", "...' is not a number"]),
+            ("h\u{85}1,\(long)\n1,2\n", CSVOptions(labelColumn: "nope\u{1b}"), ["no column named 'nope\\x1b'", "'h\\u{85}1'", "'ZZZZ"]),
+        ]
+        for (text, options, fragments) in cases {
+            let e = expectDataError(try CSVReader.read(bytes: Array(text.utf8), file: "q.csv", options: options), contains: fragments)
+            assertPrintableMessage(e, maxLength: 300)
+        }
+        // Many header names: the list is cut too.
+        let header = (0..<784).map { "pixel\($0)" }.joined(separator: ",")
+        let e = expectDataError(try CSVReader.read(bytes: Array((header + "\n").utf8), file: "h.csv",
+                                                   options: CSVOptions(labelColumn: "label")),
+                                contains: ["no column named 'label'", "'pixel9', ... 784 columns in all"])
+        assertPrintableMessage(e, maxLength: 300)
+    }
+
+    /// Text quoted from a .npy header is escaped and cut short too.
+    func testNpyHeaderTextIsQuotedSafely() {
+        func header(_ dict: String) -> [UInt8] {
+            var h = dict
+            while (10 + h.utf8.count + 1) % 64 != 0 { h += " " }
+            h += "\n"
+            return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.utf8.count & 0xff), UInt8(h.utf8.count >> 8)] + Array(h.utf8)
+        }
+        let long = String(repeating: "Q", count: 500)
+        let cases: [([UInt8], [String])] = [
+            (npyFile(descr: "\u{1b}[31m<f4", shape: [1], data: [0, 0, 0, 0]), ["unsupported dtype '\\x1b[31m<f4'"]),
+            (npyFile(descr: long, shape: [1], data: [0, 0, 0, 0]), ["unsupported dtype 'QQQQ", "...'"]),
+            (header("{'descr': '<f4', 'fortran_order': '\(long)', 'shape': (1,), }"), ["'fortran_order' must be True or False", "..."]),
+            (header("{'descr': '<f4', 'fortran_order': False, 'shape': ('\u{7}',), }"), ["found '\\x07'"]),
+            (header("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), '\u{1b}\(long)': 1}"), ["unexpected key(s) '\\x1bQQQ", "...'"]),
+            (header("{'descr': '<f4', \u{1b}\(long)}"), ["malformed header dict", "\\x1b"]),
+            (header("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), } \(long)"), ["malformed header dict", "unexpected 'Q' after the dict"]),
+        ]
+        for (bytes, fragments) in cases {
+            let e = expectDataError(try NPYReader.read(bytes: bytes + [0, 0, 0, 0], file: "h.npy"), contains: fragments)
+            assertPrintableMessage(e, maxLength: 400)
+        }
+        // Latin-1 header bytes that are C1 control characters.
+        let c1 = header("{'descr': '<f4\u{85}', 'fortran_order': False, 'shape': (1,), }").map { $0 == 0xC2 ? 0x20 : $0 }
+        let e = expectDataError(try NPYReader.read(bytes: c1 + [0, 0, 0, 0], file: "c1.npy"), contains: ["unsupported dtype '<f4 \\u{85}'"])
+        assertPrintableMessage(e, maxLength: 400)
+    }
+}
+
+/// Temporary folders made by these tests are gone once each test ends.
+final class TempDirCleanupTests: XCTestCase {
+    private var made: [String] = []
+
+    override func tearDown() {
+        // Teardown blocks (which remove the folders) have run by now.
+        for dir in made {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "\(dir) was left behind")
+        }
+        made = []
+        super.tearDown()
+    }
+
+    func testTempDirIsRemovedAfterTheTest() throws {
+        let dir = makeTempDir()
+        let empty = makeTempDir("empty")
+        try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+        writeBytes([1, 2, 3], dir + "/sub/file.bin")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/sub/file.bin"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: empty))
+        XCTAssertNotEqual(dir, empty)
+        made = [dir, empty]
     }
 }

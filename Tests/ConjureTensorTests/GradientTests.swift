@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import ConjureTensor
 import ConjureTestSupport
@@ -154,5 +155,21 @@ final class SoftmaxTests: XCTestCase {
         let ce = Tensor.softmaxCrossEntropy(logits: x, labels: [1, 2])
         let row2 = log(exp(1.0) + exp(2.0) + exp(3.0)) - 3
         XCTAssertEqual(Double(ce.item), (1000 + row2) / 2, accuracy: 1e-3)
+    }
+}
+
+final class FastMathTests: XCTestCase {
+    /// The vectorised tanh kernel agrees with libm across the range, including the tails, the
+    /// switch point between its series and exp forms, signed zeros and a non-multiple-of-8 tail.
+    func testTanhKernelMatchesLibm() {
+        let xs = stride(from: Float(-20), through: 20, by: 0.000_731).map { $0 } + [0, -0.0, 1e-30, -1e-30, 0.625, -0.625, 100, -100, 1e4, -1e4]
+        let ys = Tensor(shape: [xs.count], scalars: xs).tanh().scalars
+        var worst: Double = 0
+        for (x, y) in zip(xs, ys) {
+            let r = Foundation.tanh(Double(x))
+            worst = max(worst, abs(Double(y) - r) / max(abs(r), 1e-30))
+        }
+        XCTAssertLessThan(worst, 5e-7)
+        XCTAssertEqual(ys[ys.count - 9].sign, .minus, "tanh(-0) keeps its sign")
     }
 }
