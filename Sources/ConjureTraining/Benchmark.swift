@@ -16,6 +16,13 @@ public enum Benchmark {
         public var mflopPerStep: Double
     }
 
+    /// Reference steps/s of the seed-sized step on this machine kind (../shared/bench/REFERENCE.md):
+    /// `[batch: [threads: (PyTorch 2.15 eager CPU wheel, JAX 0.10 lax.scan)]]`.
+    public static let referenceSeed: [Int: [Int: (torch: Double, jaxScan: Double)]] = [
+        64: [1: (240, 400), 2: (332, 569)],
+        256: [1: (88, 113), 2: (142, 193)],
+    ]
+
     /// Runs `repeats` timed runs of `steps` steps after `warmup` steps.
     public static func run(config: GANConfig, batch: Int, threads: Int, warmup: Int = 50, steps: Int = 200,
                            repeats: Int = 7) -> Result {

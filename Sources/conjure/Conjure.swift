@@ -312,10 +312,18 @@ struct Bench: ParsableCommand {
                 if json {
                     print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
                 } else {
-                    print(String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s  %6.1f GFLOP/s",
-                                 b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond,
-                                 r.stepsPerSecondMedian * r.mflopPerStep / 1000))
+                    var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s  %6.1f GFLOP/s",
+                                      b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond,
+                                      r.stepsPerSecondMedian * r.mflopPerStep / 1000)
+                    if model == "seed", let ref = Benchmark.referenceSeed[b]?[t] {
+                        line += String(format: "  x%.2f PyTorch eager (%.0f), x%.2f JAX scan (%.0f)",
+                                       r.stepsPerSecondMedian / ref.torch, ref.torch, r.stepsPerSecondMedian / ref.jaxScan, ref.jaxScan)
+                    }
+                    print(line)
                 }
+            }
+            if model == "seed" && !json {
+                print("reference figures: ../shared/bench/REFERENCE.md (PyTorch 2.15 eager CPU wheel, JAX 0.10 lax.scan, same machine kind); re-run them beside this for a same-session ratio")
             }
             print(String(format: "peak RSS %.1f MB", peakRSSMegabytes()))
         }

@@ -1,0 +1,412 @@
+import Foundation
+
+// MARK: - Initialisation shared by the convolution layers
+
+/// Draws a weight of `shape` and an optional bias of `biasCount` as `initializer` says, weight
+/// first (the order `Linear` uses), with PyTorch's fan-in / fan-out for the layer.
+func convInitialParameters(weightShape: [Int], fanIn: Int, fanOut: Int, biasCount: Int, bias: Bool,
+                       initializer: Initializer, rng: inout RandomGenerator) -> (Parameter, Parameter?) {
+    switch initializer {
+    case .pytorchDefault:
+        // kaiming_uniform(a = sqrt(5)): bound = gain * sqrt(3 / fanIn) = 1 / sqrt(fanIn); bias likewise.
+        let bound = 1 / Float(fanIn).squareRoot()
+        let w = Parameter(.randomUniform(weightShape, low: -bound, high: bound, using: &rng))
+        return (w, bias ? Parameter(.randomUniform([biasCount], low: -bound, high: bound, using: &rng)) : nil)
+    case .normal(let std):
+        return (Parameter(.randomNormal(weightShape, std: std, using: &rng)), bias ? Parameter(.zeros([biasCount])) : nil)
+    case .xavierUniform:
+        let a = (6 / Float(fanIn + fanOut)).squareRoot()
+        return (Parameter(.randomUniform(weightShape, low: -a, high: a, using: &rng)), bias ? Parameter(.zeros([biasCount])) : nil)
+    case .kaimingNormal:
+        return (Parameter(.randomNormal(weightShape, std: (2 / Float(fanIn)).squareRoot(), using: &rng)),
+                bias ? Parameter(.zeros([biasCount])) : nil)
+    }
+}
+
+// MARK: - Convolutions
+
+/// 2-D convolution (cross-correlation) layer (PyTorch's `nn.Conv2d`, dilation 1, groups 1).
+///
+/// - Shapes: input `[N, inChannels, H, W]`, output `[N, outChannels, Ho, Wo]` with
+///   `Ho = (H + 2 padding - kernelSize) / stride + 1`; `weight`
+///   `[outChannels, inChannels, kernelSize, kernelSize]`, `bias` `[outChannels]`.
+/// - Initialisation: PyTorch's default, `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` for weight and bias
+///   with `fanIn = inChannels * kernelSize²` (kaiming_uniform with a = sqrt(5)).
+public final class Conv2d: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let stride: Int
+    public let padding: Int
+    public var isTraining = true
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                bias: Bool = true, initializer: Initializer = .pytorchDefault, rng: inout RandomGenerator) {
+        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0,
+                     "Conv2d: invalid sizes \(inChannels) -> \(outChannels), kernel \(kernelSize), stride \(stride), padding \(padding)")
+        let rf = kernelSize * kernelSize
+        (weight, self.bias) = convInitialParameters(
+            weightShape: [outChannels, inChannels, kernelSize, kernelSize], fanIn: inChannels * rf,
+            fanOut: outChannels * rf, biasCount: outChannels, bias: bias, initializer: initializer, rng: &rng)
+        self.stride = stride
+        self.padding = padding
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { applying(x, weight: weight.value) }
+
+    /// The convolution with `weight` in place of the layer's own (used by ``SpectralNorm``).
+    public func applying(_ x: Tensor, weight: Tensor) -> Tensor {
+        Tensor.conv2d(x, weight: weight, bias: bias?.value, stride: stride, padding: padding)
+    }
+
+    public var namedParameters: [(String, Parameter)] {
+        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
+    }
+}
+
+/// 2-D transposed convolution layer (PyTorch's `nn.ConvTranspose2d`, dilation 1, groups 1).
+///
+/// - Shapes: input `[N, inChannels, H, W]`, output `[N, outChannels, Ho, Wo]` with
+///   `Ho = (H - 1) stride - 2 padding + kernelSize + outputPadding`; `weight`
+///   `[inChannels, outChannels, kernelSize, kernelSize]` (PyTorch's layout), `bias` `[outChannels]`.
+/// - Initialisation: PyTorch's default, `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` for weight and bias
+///   where PyTorch computes `fanIn` from `weight.size(1)`: `fanIn = outChannels * kernelSize²`.
+public final class ConvTranspose2d: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let stride: Int
+    public let padding: Int
+    public let outputPadding: Int
+    public var isTraining = true
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                outputPadding: Int = 0, bias: Bool = true, initializer: Initializer = .pytorchDefault,
+                rng: inout RandomGenerator) {
+        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0
+                     && outputPadding >= 0 && outputPadding < stride,
+                     "ConvTranspose2d: invalid sizes \(inChannels) -> \(outChannels), kernel \(kernelSize), stride \(stride), padding \(padding), outputPadding \(outputPadding)")
+        let rf = kernelSize * kernelSize
+        (weight, self.bias) = convInitialParameters(
+            weightShape: [inChannels, outChannels, kernelSize, kernelSize], fanIn: outChannels * rf,
+            fanOut: inChannels * rf, biasCount: outChannels, bias: bias, initializer: initializer, rng: &rng)
+        self.stride = stride
+        self.padding = padding
+        self.outputPadding = outputPadding
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { applying(x, weight: weight.value) }
+
+    /// The transposed convolution with `weight` in place of the layer's own.
+    public func applying(_ x: Tensor, weight: Tensor) -> Tensor {
+        Tensor.convTranspose2d(x, weight: weight, bias: bias?.value, stride: stride, padding: padding,
+                               outputPadding: outputPadding)
+    }
+
+    public var namedParameters: [(String, Parameter)] {
+        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
+    }
+}
+
+// MARK: - Batch normalisation over channels
+
+/// Batch normalisation per channel over the batch and spatial axes (Ioffe & Szegedy 2015;
+/// PyTorch's `nn.BatchNorm2d`).
+///
+/// Training mode normalises with the batch mean and biased variance over `N·H·W` and updates
+/// the running statistics with `momentum` (the running variance from the unbiased estimate,
+/// factor `M/(M-1)`, `M = N·H·W`); evaluation mode uses the running statistics.
+///
+/// - Shapes: input and output `[N, C, H, W]`; `weight`, `bias`, `running_mean`, `running_var`
+///   `[C]`; `num_batches_tracked` a scalar.
+public final class BatchNorm2d: Layer {
+    public let weight: Parameter
+    public let bias: Parameter
+    public let runningMean: Buffer
+    public let runningVar: Buffer
+    public let numBatchesTracked: Buffer
+    public let eps: Float
+    public let momentum: Float
+    public var isTraining = true
+
+    public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+        precondition(channels > 0, "BatchNorm2d: channel count must be positive, got \(channels)")
+        weight = Parameter(.ones([channels]))
+        bias = Parameter(.zeros([channels]))
+        runningMean = Buffer(.zeros([channels]))
+        runningVar = Buffer(.ones([channels]))
+        numBatchesTracked = Buffer(Tensor(0))
+        self.eps = eps
+        self.momentum = momentum
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let c = weight.shape[0]
+        precondition(x.rank == 4 && x.shape[1] == c, "BatchNorm2d: input \(x.shape) ([N, C, H, W]) for \(c) channels")
+        if !isTraining {
+            let invStd = Tensor(shape: [c], scalars: runningVar.value.scalars.map { 1 / ($0 + eps).squareRoot() })
+            let scale = weight.value * invStd
+            return Tensor.channelAffine(x, scale: scale, shift: bias.value - runningMean.value * scale)
+        }
+        let m = x.shape[0] * x.shape[2] * x.shape[3]
+        precondition(m > 1, "BatchNorm2d: training mode needs more than one value per channel, got input \(x.shape)")
+        let (y, mean, variance) = Tensor.batchNorm2dTraining(x, weight: weight.value, bias: bias.value, eps: eps)
+        let mom = momentum, unbias = Float(m) / Float(m - 1)
+        runningMean.value = Tensor(shape: [c], scalars: zip(runningMean.value.scalars, mean).map { (1 - mom) * $0 + mom * $1 })
+        runningVar.value = Tensor(shape: [c], scalars: zip(runningVar.value.scalars, variance).map { (1 - mom) * $0 + mom * $1 * unbias })
+        numBatchesTracked.value = Tensor(numBatchesTracked.value.item + 1)
+        return y
+    }
+
+    public var namedParameters: [(String, Parameter)] { [("weight", weight), ("bias", bias)] }
+    public var namedBuffers: [(String, Buffer)] {
+        [("running_mean", runningMean), ("running_var", runningVar), ("num_batches_tracked", numBatchesTracked)]
+    }
+}
+
+// MARK: - Spectral normalisation
+
+/// A layer whose `weight` can be spectrally normalised: it can run with a replacement weight.
+public protocol SpectralNormalizable: Layer {
+    var weight: Parameter { get }
+    var bias: Parameter? { get }
+    /// The axis of `weight` that becomes the rows of the matrix whose largest singular value is
+    /// normalised (PyTorch: 0, except 1 for transposed convolutions).
+    var spectralNormAxis: Int { get }
+    /// The layer's map with `weight` in place of its own.
+    func applying(_ x: Tensor, weight: Tensor) -> Tensor
+}
+
+extension Linear: SpectralNormalizable {
+    public var spectralNormAxis: Int { 0 }
+    public func applying(_ x: Tensor, weight: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias?.value) }
+}
+extension Conv2d: SpectralNormalizable {
+    public var spectralNormAxis: Int { 0 }
+}
+extension ConvTranspose2d: SpectralNormalizable {
+    public var spectralNormAxis: Int { 1 }
+}
+
+/// Spectral normalisation of a layer's weight (Miyato et al. 2018), exactly as
+/// `torch.nn.utils.spectral_norm`: the layer runs with `W / σ(W)` where σ is estimated by one
+/// power iteration per training forward on `W_mat` (the weight with ``SpectralNormalizable/spectralNormAxis``
+/// first, reshaped to `[rows, -1]`):
+/// `v ← normalize(W_matᵀ u)`, `u ← normalize(W_mat v)`, `σ = uᵀ W_mat v`, with u and v constants
+/// in the backward (the gradient still flows through σ's dependence on W). Evaluation mode uses
+/// the stored u and v without iterating.
+///
+/// - State dict (PyTorch's names and order): `bias` (if any), `weight_orig`, then buffers
+///   `weight_u` `[rows]`, `weight_v` `[cols]`.
+/// - Shapes: those of the wrapped layer.
+public final class SpectralNorm<Wrapped: SpectralNormalizable>: Layer {
+    public let layer: Wrapped
+    /// The unnormalised weight (`weight_orig`); the same parameter as `layer.weight`.
+    public var weightOrig: Parameter { layer.weight }
+    public let u: Buffer
+    public let v: Buffer
+    public let powerIterations: Int
+    public let eps: Float
+    /// σ from the last forward (no history).
+    public private(set) var lastSigma: Float = .nan
+    public var isTraining = true {
+        didSet { layer.isTraining = isTraining }
+    }
+
+    /// Wraps `layer`; u and v start as normalised N(0, 1) draws from `rng` (u first, as PyTorch).
+    public init(_ layer: Wrapped, powerIterations: Int = 1, eps: Float = 1e-12, rng: inout RandomGenerator) {
+        precondition(powerIterations >= 1, "SpectralNorm: powerIterations must be ≥ 1, got \(powerIterations)")
+        self.layer = layer
+        self.powerIterations = powerIterations
+        self.eps = eps
+        let (rows, cols) = SpectralNorm.matrixSize(layer.weight.shape, axis: layer.spectralNormAxis)
+        u = Buffer(Tensor(shape: [rows], scalars: SpectralNorm.normalized(Tensor.randomNormal([rows], using: &rng).scalars.map(Double.init), eps: eps).map(Float.init)))
+        v = Buffer(Tensor(shape: [cols], scalars: SpectralNorm.normalized(Tensor.randomNormal([cols], using: &rng).scalars.map(Double.init), eps: eps).map(Float.init)))
+    }
+
+    static func matrixSize(_ shape: [Int], axis: Int) -> (Int, Int) {
+        let rows = shape[axis]
+        return (rows, shape.reduce(1, *) / Swift.max(rows, 1))
+    }
+
+    static func normalized(_ x: [Double], eps: Float) -> [Double] {
+        let norm = x.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let d = Swift.max(norm, Double(eps))
+        return x.map { $0 / d }
+    }
+
+    /// The weight as the row-major `[rows, cols]` matrix (axis `spectralNormAxis` first).
+    static func matrix(_ w: Tensor, axis: Int) -> [Float] {
+        if axis == 0 { return w.scalars }
+        var perm = [axis]
+        perm += (0..<w.rank).filter { $0 != axis }
+        return w.detached().permuted(perm).scalars
+    }
+
+    /// `[rows, cols]` matrix in weight layout (the inverse of ``matrix(_:axis:)``).
+    static func toWeightLayout(_ m: [Float], shape: [Int], axis: Int) -> Tensor {
+        if axis == 0 { return Tensor(shape: shape, scalars: m) }
+        var perm = [axis]
+        perm += (0..<shape.count).filter { $0 != axis }
+        var inverse = [Int](repeating: 0, count: perm.count)
+        for (i, a) in perm.enumerated() { inverse[a] = i }
+        return Tensor(shape: perm.map { shape[$0] }, scalars: m).permuted(inverse).detached()
+    }
+
+    /// Runs the power iteration (in training mode) and returns `W / σ` with history to `weight_orig`.
+    public func normalizedWeight() -> Tensor {
+        let w = layer.weight.value
+        let axis = layer.spectralNormAxis
+        let (rows, cols) = SpectralNorm.matrixSize(w.shape, axis: axis)
+        let mat = SpectralNorm.matrix(w, axis: axis)
+        var uu = u.value.scalars.map(Double.init), vv = v.value.scalars.map(Double.init)
+        if isTraining {
+            for _ in 0..<powerIterations {
+                var wtu = [Double](repeating: 0, count: cols)
+                for i in 0..<rows { let ui = uu[i]; for j in 0..<cols { wtu[j] += Double(mat[i * cols + j]) * ui } }
+                vv = SpectralNorm.normalized(wtu, eps: eps)
+                var wv = [Double](repeating: 0, count: rows)
+                for i in 0..<rows { var s = 0.0; for j in 0..<cols { s += Double(mat[i * cols + j]) * vv[j] }; wv[i] = s }
+                uu = SpectralNorm.normalized(wv, eps: eps)
+            }
+            u.value = Tensor(shape: [rows], scalars: uu.map(Float.init))
+            v.value = Tensor(shape: [cols], scalars: vv.map(Float.init))
+        }
+        // σ = uᵀ W_mat v = <W, u vᵀ> with u vᵀ laid out like W: differentiable in W, u and v constant.
+        var outer = [Float](repeating: 0, count: rows * cols)
+        let uf = u.value.scalars, vf = v.value.scalars
+        for i in 0..<rows { for j in 0..<cols { outer[i * cols + j] = uf[i] * vf[j] } }
+        let uvT = SpectralNorm.toWeightLayout(outer, shape: w.shape, axis: axis)
+        let sigma = (w * uvT).sum()
+        lastSigma = sigma.item
+        return w / sigma
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { layer.applying(x, weight: normalizedWeight()) }
+
+    public var namedParameters: [(String, Parameter)] {
+        (layer.bias.map { [("bias", $0)] } ?? []) + [("weight_orig", layer.weight)]
+    }
+    public var namedBuffers: [(String, Buffer)] { [("weight_u", u), ("weight_v", v)] }
+}
+
+// MARK: - Shape layers
+
+/// Flattens every axis after the first: `[N, d1, d2, ...]` → `[N, d1·d2·...]` (PyTorch's `nn.Flatten`).
+public final class Flatten: Layer {
+    public var isTraining = true
+    public init() {}
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        precondition(x.rank >= 1, "Flatten: input \(x.shape) has no batch axis")
+        return x.reshaped([x.shape[0], x.count / Swift.max(x.shape[0], 1)])
+    }
+}
+
+/// Reshapes each sample: `[N, ...]` → `[N] + shape` (one extent of `shape` may be -1), e.g.
+/// `[N, 128·7·7]` → `[N, 128, 7, 7]` in a DCGAN generator (PyTorch's `nn.Unflatten(1, shape)`).
+public final class Reshape: Layer {
+    public let shape: [Int]
+    public var isTraining = true
+    public init(_ shape: [Int]) { self.shape = shape }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        precondition(x.rank >= 1, "Reshape: input \(x.shape) has no batch axis")
+        return x.reshaped([x.shape[0]] + shape)
+    }
+}
+
+// MARK: - Dropout, LayerNorm, Embedding
+
+/// Inverted dropout (Srivastava et al. 2014; PyTorch's `nn.Dropout`): in training each element
+/// is zeroed with probability `p` and the survivors scaled by `1/(1-p)`; identity in evaluation.
+///
+/// The layer owns a generator derived from `rng` at construction, so its masks are reproducible.
+/// - Shapes: any; output like input.
+public final class Dropout: Layer {
+    public let p: Float
+    public var rng: RandomGenerator
+    public var isTraining = true
+
+    public init(_ p: Float = 0.5, rng: inout RandomGenerator) {
+        precondition(p >= 0 && p < 1, "Dropout: probability \(p) outside [0, 1)")
+        self.p = p
+        self.rng = RandomGenerator(seed: rng.next())
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        if !isTraining || p == 0 { return x }
+        let keep = 1 - p, scale = 1 / keep
+        var mask = [Float](repeating: 0, count: x.count)
+        for i in 0..<mask.count { mask[i] = rng.nextUniform() < keep ? scale : 0 }
+        return x * Tensor(shape: x.shape, scalars: mask)
+    }
+}
+
+/// Layer normalisation over the trailing `normalizedShape` axes (Ba et al. 2016; PyTorch's
+/// `nn.LayerNorm`): `y = (x - mean) / sqrt(var + eps) * weight + bias` with the biased variance
+/// of each sample's trailing block.
+///
+/// - Shapes: input `[..., normalizedShape...]`, output the same; `weight`, `bias` `normalizedShape`.
+public final class LayerNorm: Layer {
+    public let normalizedShape: [Int]
+    public let weight: Parameter?
+    public let bias: Parameter?
+    public let eps: Float
+    public var isTraining = true
+
+    public init(_ normalizedShape: [Int], eps: Float = 1e-5, elementwiseAffine: Bool = true) {
+        precondition(!normalizedShape.isEmpty && normalizedShape.allSatisfy { $0 > 0 },
+                     "LayerNorm: invalid normalizedShape \(normalizedShape)")
+        self.normalizedShape = normalizedShape
+        self.eps = eps
+        weight = elementwiseAffine ? Parameter(.ones(normalizedShape)) : nil
+        bias = elementwiseAffine ? Parameter(.zeros(normalizedShape)) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let k = normalizedShape.count
+        precondition(x.rank > k && Array(x.shape.suffix(k)) == normalizedShape,
+                     "LayerNorm: input \(x.shape) does not end in normalizedShape \(normalizedShape)")
+        // Work on [rows, D] so every broadcast is along the leading axis.
+        let d = normalizedShape.reduce(1, *)
+        let flat = x.reshaped([x.count / d, d])
+        let mu = flat.mean(axes: [1], keepDims: true)
+        let centred = flat - mu
+        let variance = (centred * centred).mean(axes: [1], keepDims: true)
+        var y = centred / (variance + eps).sqrt()
+        if let weight, let bias { y = y * weight.value.reshaped([d]) + bias.value.reshaped([d]) }
+        return y.reshaped(x.shape)
+    }
+
+    public var namedParameters: [(String, Parameter)] {
+        if let weight, let bias { return [("weight", weight), ("bias", bias)] }
+        return []
+    }
+}
+
+/// A lookup table of learned vectors (PyTorch's `nn.Embedding`), e.g. class embeddings of a
+/// conditional GAN. Weights start as N(0, 1), as in PyTorch.
+///
+/// - Shapes: input any shape of integer indices stored as Float32 (each in `0..<count`),
+///   output `input.shape + [dimension]`; `weight` `[count, dimension]`.
+public final class Embedding: Layer {
+    public let weight: Parameter
+    public var isTraining = true
+
+    public init(_ count: Int, _ dimension: Int, rng: inout RandomGenerator) {
+        precondition(count > 0 && dimension > 0, "Embedding: sizes must be positive, got \(count) x \(dimension)")
+        weight = Parameter(.randomNormal([count, dimension], using: &rng))
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let count = weight.shape[0]
+        let indices = x.scalars.map { v -> Int in
+            let i = Int(v)
+            precondition(Float(i) == v && i >= 0 && i < count, "Embedding: index \(v) is not an integer in 0..<\(count) (input \(x.shape))")
+            return i
+        }
+        return lookup(indices).reshaped(x.shape + [weight.shape[1]])
+    }
+
+    /// The rows at `indices`: `[indices.count, dimension]`.
+    public func lookup(_ indices: [Int]) -> Tensor { weight.value.gathered(rows: indices) }
+
+    public var namedParameters: [(String, Parameter)] { [("weight", weight)] }
+}
