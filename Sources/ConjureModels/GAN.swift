@@ -19,6 +19,28 @@ public enum OutputActivation: String, Codable, Sendable {
     case identity
 }
 
+/// The adversarial objective.
+public enum GANLoss: String, Codable, Sendable, CaseIterable {
+    /// Binary cross-entropy on logits with the non-saturating generator loss (Goodfellow et al. 2014).
+    case bce
+    /// Least squares: D `½E[(D(x)-1)²] + ½E[D(G(z))²]`, G `½E[(D(G(z))-1)²]` (Mao et al. 2017).
+    case lsgan
+    /// Hinge: D `E[relu(1-D(x))] + E[relu(1+D(G(z)))]`, G `-E[D(G(z))]` (Lim & Ye 2017; Miyato et al. 2018).
+    case hinge
+    /// Wasserstein with gradient penalty: D `E[D(G(z))] - E[D(x)] + λ E[(‖∇D(x̂)‖-1)²]`,
+    /// G `-E[D(G(z))]` (Gulrajani et al. 2017).
+    case wgangp
+}
+
+/// Network family.
+public enum GANArchitecture: String, Codable, Sendable {
+    /// Fully connected networks on flat samples.
+    case mlp
+    /// Convolutional networks (Radford et al. 2016) on `[C, H, W]` images; the 28x28 network of
+    /// ../shared/bench/bench_torch_dcgan.py.
+    case dcgan
+}
+
 /// Hidden-layer activation names.
 public enum HiddenActivation: String, Codable, Sendable {
     case relu, leakyrelu
@@ -54,10 +76,22 @@ public struct GANConfig: Codable, Sendable, Equatable {
     /// PacGAN packing (Lin et al. 2018): the discriminator judges `pack` samples at once,
     /// concatenated into one input of `pack * dataDim`; 1 is the ordinary GAN.
     public var pack: Int = 1
+    /// The adversarial objective.
+    public var loss: GANLoss = .bce
+    /// Discriminator (critic) updates per generator update; each uses its own batch.
+    public var nCritic: Int = 1
+    /// Gradient-penalty weight λ for `wgangp`.
+    public var gpLambda: Float = 10
+    /// Spectral normalisation of every discriminator weight (Miyato et al. 2018).
+    public var spectralNorm: Bool = false
+    public var architecture: GANArchitecture = .mlp
+    /// `[C, H, W]` of samples for the convolutional architecture.
+    public var imageShape: [Int]? = nil
 
     enum CodingKeys: String, CodingKey {
         case preset, noiseDim, dataDim, generatorHidden, generatorActivation, generatorBatchNorm, outputActivation,
-             discriminatorHidden, leakySlope, generatorLR, discriminatorLR, beta1, beta2, eps, update, batchSize, epochs, seed, pack
+             discriminatorHidden, leakySlope, generatorLR, discriminatorLR, beta1, beta2, eps, update, batchSize, epochs, seed, pack,
+             loss, nCritic, gpLambda, spectralNorm, architecture, imageShape
     }
 
     public init(preset: String, noiseDim: Int, dataDim: Int, generatorHidden: [Int], generatorActivation: HiddenActivation,
@@ -85,6 +119,12 @@ public struct GANConfig: Codable, Sendable, Equatable {
                   update: try c.decode(UpdateOrder.self, forKey: .update), batchSize: try c.decode(Int.self, forKey: .batchSize),
                   epochs: try c.decode(Int.self, forKey: .epochs), seed: try c.decode(UInt64.self, forKey: .seed),
                   pack: try c.decodeIfPresent(Int.self, forKey: .pack) ?? 1)
+        loss = try c.decodeIfPresent(GANLoss.self, forKey: .loss) ?? .bce
+        nCritic = try c.decodeIfPresent(Int.self, forKey: .nCritic) ?? 1
+        gpLambda = try c.decodeIfPresent(Float.self, forKey: .gpLambda) ?? 10
+        spectralNorm = try c.decodeIfPresent(Bool.self, forKey: .spectralNorm) ?? false
+        architecture = try c.decodeIfPresent(GANArchitecture.self, forKey: .architecture) ?? .mlp
+        imageShape = try c.decodeIfPresent([Int].self, forKey: .imageShape)
     }
 
     /// The seed's network: G 100 -> 128 ReLU -> 256 ReLU -> 784 tanh; D 784 -> 128 LeakyReLU(0.2)
@@ -105,8 +145,36 @@ public struct GANConfig: Codable, Sendable, Equatable {
         generatorLR: 2e-4, discriminatorLR: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, update: .alternating,
         batchSize: 64, epochs: 100, seed: 0)
 
+    /// `gan` with least-squares losses (Mao et al. 2017).
+    public static let lsganPreset: GANConfig = { var c = ganPreset; c.preset = "lsgan"; c.loss = .lsgan; return c }()
+
+    /// WGAN-GP (Gulrajani et al. 2017): the `gan` networks (the critic has no BatchNorm), λ = 10,
+    /// 5 critic steps per generator step, Adam(1e-4, 0.5, 0.9).
+    public static let wganGPPreset: GANConfig = {
+        var c = ganPreset
+        c.preset = "wgan-gp"; c.loss = .wgangp; c.nCritic = 5; c.gpLambda = 10
+        c.generatorLR = 1e-4; c.discriminatorLR = 1e-4; c.beta1 = 0.5; c.beta2 = 0.9
+        return c
+    }()
+
+    /// Hinge loss with a spectrally normalised discriminator (Miyato et al. 2018), Adam(2e-4, 0.5, 0.999).
+    public static let hingeSNPreset: GANConfig = { var c = ganPreset; c.preset = "hinge-sn"; c.loss = .hinge; c.spectralNorm = true; return c }()
+
+    /// DCGAN for 28x28 (Radford et al. 2016), exactly the network of ../shared/bench/bench_torch_dcgan.py:
+    /// G Linear 100->6272, BatchNorm1d, ReLU, [128,7,7], ConvTranspose2d 128->64 k4 s2 p1, BatchNorm2d,
+    /// ReLU, ConvTranspose2d 64->1 k4 s2 p1, tanh; D Conv2d 1->64 k4 s2 p1, LeakyReLU 0.2, Conv2d
+    /// 64->128 k4 s2 p1, BatchNorm2d, LeakyReLU 0.2, Flatten, Linear 6272->1. Adam(2e-4, 0.5, 0.999).
+    public static let dcganPreset: GANConfig = {
+        var c = ganPreset
+        c.preset = "dcgan"; c.architecture = .dcgan; c.imageShape = [1, 28, 28]
+        c.generatorHidden = []; c.generatorBatchNorm = []; c.discriminatorHidden = []; c.epochs = 20
+        return c
+    }()
+
     /// Named presets.
-    public static let presets: [String: GANConfig] = ["seed": seedPreset, "gan": ganPreset]
+    public static let presets: [String: GANConfig] = [
+        "seed": seedPreset, "gan": ganPreset, "lsgan": lsganPreset, "wgan-gp": wganGPPreset, "hinge-sn": hingeSNPreset, "dcgan": dcganPreset,
+    ]
 
     /// Checks the options, naming the first bad one.
     public func validate() throws {
@@ -137,6 +205,17 @@ public struct GANConfig: Codable, Sendable, Equatable {
         }
         if batchSize > 1 << 20 { throw bad("--batch-size", "must be at most 1048576, got \(batchSize)") }
         if !(leakySlope >= 0 && leakySlope < 1) { throw bad("--leaky-slope", "must be in [0, 1), got \(leakySlope)") }
+        if nCritic < 1 || nCritic > 100 { throw bad("--n-critic", "must be between 1 and 100, got \(nCritic)") }
+        if nCritic > 1 && update == .simultaneous { throw bad("--n-critic", "needs --update alternating") }
+        if !(gpLambda >= 0 && gpLambda.isFinite) { throw bad("--gp-lambda", "must be a non-negative number, got \(gpLambda)") }
+        if architecture == .dcgan {
+            guard let shape = imageShape, shape.count == 3, shape[1] == 28, shape[2] == 28, shape[0] >= 1, shape[0] <= 4,
+                  shape.reduce(1, *) == dataDim else {
+                throw bad("--model dcgan", "needs 28x28 images with 1-4 channels, got samples of shape \(imageShape.map { "\($0)" } ?? "[\(dataDim)]")",
+                          )
+            }
+            if pack != 1 { throw bad("--pack", "packing is available for the MLP architecture only") }
+        }
         if pack < 1 || batchSize % pack != 0 || batchSize / pack < 2 {
             throw bad("--pack", "must be at least 1 and divide the batch size \(batchSize) into groups of at least 2, got \(pack)")
         }
@@ -189,29 +268,47 @@ public final class GAN {
     public init(config: GANConfig, rng: inout RandomGenerator) {
         self.config = config
         var g: [any Layer] = []
-        var width = config.noiseDim
-        for (i, h) in config.generatorHidden.enumerated() {
-            g.append(Linear(width, h, rng: &rng))
-            if config.generatorBatchNorm[i] { g.append(BatchNorm1d(h)) }
-            g.append(Activation(config.generatorActivation == .relu ? .relu : .leakyRelu(config.leakySlope)))
-            width = h
+        var d: [any Layer] = []
+        func sn<L: SpectralNormalizable>(_ layer: L) -> any Layer {
+            config.spectralNorm ? SpectralNorm(layer, rng: &rng) : layer
         }
-        g.append(Linear(width, config.dataDim, rng: &rng))
+        switch config.architecture {
+        case .mlp:
+            var width = config.noiseDim
+            for (i, h) in config.generatorHidden.enumerated() {
+                g.append(Linear(width, h, rng: &rng))
+                if config.generatorBatchNorm[i] { g.append(BatchNorm1d(h)) }
+                g.append(Activation(config.generatorActivation == .relu ? .relu : .leakyRelu(config.leakySlope)))
+                width = h
+            }
+            g.append(Linear(width, config.dataDim, rng: &rng))
+            width = config.dataDim * config.pack
+            for h in config.discriminatorHidden {
+                d.append(sn(Linear(width, h, rng: &rng)))
+                d.append(Activation(.leakyRelu(config.leakySlope)))
+                width = h
+            }
+            d.append(sn(Linear(width, 1, rng: &rng)))
+        case .dcgan:
+            let c = config.imageShape?[0] ?? 1
+            g = [Linear(config.noiseDim, 128 * 7 * 7, rng: &rng), BatchNorm1d(128 * 7 * 7), Activation(.relu), Reshape([128, 7, 7]),
+                 ConvTranspose2d(128, 64, kernelSize: 4, stride: 2, padding: 1, rng: &rng), BatchNorm2d(64), Activation(.relu),
+                 ConvTranspose2d(64, c, kernelSize: 4, stride: 2, padding: 1, rng: &rng)]
+            d.append(sn(Conv2d(c, 64, kernelSize: 4, stride: 2, padding: 1, rng: &rng)))
+            d.append(Activation(.leakyRelu(config.leakySlope)))
+            d.append(sn(Conv2d(64, 128, kernelSize: 4, stride: 2, padding: 1, rng: &rng)))
+            // No BatchNorm in a critic with a gradient penalty (Gulrajani et al. 2017) or with spectral norm.
+            if config.loss != .wgangp && !config.spectralNorm { d.append(BatchNorm2d(128)) }
+            d.append(Activation(.leakyRelu(config.leakySlope)))
+            d.append(Flatten())
+            d.append(sn(Linear(128 * 7 * 7, 1, rng: &rng)))
+        }
         switch config.outputActivation {
         case .tanh: g.append(Activation(.tanh))
         case .sigmoid: g.append(Activation(.sigmoid))
         case .identity: break
         }
         generator = Sequential(g)
-
-        var d: [any Layer] = []
-        width = config.dataDim * config.pack
-        for h in config.discriminatorHidden {
-            d.append(Linear(width, h, rng: &rng))
-            d.append(Activation(.leakyRelu(config.leakySlope)))
-            width = h
-        }
-        d.append(Linear(width, 1, rng: &rng))
         discriminator = Sequential(d)
 
         generatorOptimizer = Adam(parameters: generator.parameters, lr: config.generatorLR,
@@ -220,7 +317,43 @@ public final class GAN {
                                       betas: (config.beta1, config.beta2), eps: config.eps)
     }
 
-    /// One training step on a real batch and a latent batch.
+    /// Flat samples `[N, dataDim]` as the discriminator's input: packed `[N/m, m·dataDim]`
+    /// (PacGAN) or images `[N, C, H, W]` (DCGAN).
+    func discriminatorInput(_ x: Tensor) -> Tensor {
+        switch config.architecture {
+        case .mlp: return config.pack == 1 ? x : x.reshaped([x.shape[0] / config.pack, config.pack * config.dataDim])
+        case .dcgan: return x.reshaped([x.shape[0]] + (config.imageShape ?? [1, 28, 28]))
+        }
+    }
+
+    /// The generator as a map from `z` `[N, noiseDim]` to flat samples `[N, dataDim]`.
+    func generate(_ z: Tensor) -> Tensor {
+        let y = generator(z)
+        return y.rank == 2 ? y : y.reshaped([y.shape[0], config.dataDim])
+    }
+
+    /// The discriminator loss of ``GANConfig/loss`` (without the gradient penalty).
+    public func discriminatorLoss(real r: Tensor, fake f: Tensor) -> Tensor {
+        switch config.loss {
+        case .bce: return Loss.discriminatorLoss(realLogits: r, fakeLogits: f)
+        case .lsgan: return ((r - 1).squared().mean() + f.squared().mean()) * 0.5
+        case .hinge: return (1 - r).relu().mean() + (f + 1).relu().mean()
+        case .wgangp: return f.mean() - r.mean()
+        }
+    }
+
+    /// The generator loss of ``GANConfig/loss``.
+    public func generatorLoss(fake f: Tensor) -> Tensor {
+        switch config.loss {
+        case .bce: return Loss.generatorLoss(fakeLogits: f)
+        case .lsgan: return (f - 1).squared().mean() * 0.5
+        case .hinge, .wgangp: return -f.mean()
+        }
+    }
+
+    /// One training step on a real batch and a latent batch: a discriminator update, and a
+    /// generator update on every ``GANConfig/nCritic``-th step (counted by the discriminator
+    /// optimiser's step, so a resumed run keeps the rhythm).
     ///
     /// - Shapes: `real` `[N, dataDim]` (normalised), `z` `[M, noiseDim]`.
     @discardableResult
@@ -229,37 +362,42 @@ public final class GAN {
         precondition(z.rank == 2 && z.shape[1] == config.noiseDim, "GAN.trainStep: z \(z.shape), expected [M, \(config.noiseDim)]")
         generator.isTraining = true
         discriminator.isTraining = true
-
         let m = config.pack
         precondition(real.shape[0] % m == 0 && z.shape[0] % m == 0, "GAN.trainStep: batch sizes \(real.shape[0]), \(z.shape[0]) not divisible by pack \(m)")
-        func packed(_ x: Tensor) -> Tensor { m == 1 ? x : x.reshaped([x.shape[0] / m, m * config.dataDim]) }
         if recordsStepTensors { lastStep = [:] }
         func record(_ name: String, _ t: Tensor) { if recordsStepTensors { lastStep[name] = t.detached() } }
         func recordGrads(_ module: Sequential, _ prefix: String, _ grads: [Tensor]) {
             guard recordsStepTensors else { return }
             for ((name, _), g) in zip(module.allNamedParameters(prefix: prefix), grads) { lastStep["grad." + name] = g }
         }
+        let meanOutput: (Tensor) -> Float = config.loss == .bce
+            ? { t in t.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(t.count) }
+            : { t in t.scalars.reduce(0, +) / Float(t.count) }
         // Graph values live inside the closures below, so the graphs are freed before each
         // optimiser step and the parameter buffers are updated in place rather than copied.
         func discriminatorPass(_ fake: Tensor) -> (grads: [Tensor], loss: Float, dReal: Float, dFake: Float, fakeLogits: Tensor) {
-            let realLogits = discriminator(packed(real))
-            let fakeLogits = discriminator(packed(fake))
-            let dLoss = Loss.discriminatorLoss(realLogits: realLogits, fakeLogits: fakeLogits)
+            let realLogits = discriminator(discriminatorInput(real))
+            let fakeLogits = discriminator(discriminatorInput(fake))
+            var dLoss = discriminatorLoss(real: realLogits, fake: fakeLogits)
+            if config.loss == .wgangp {
+                var epsRNG = RandomGenerator(seed: config.seed ^ 0x6750_656E_616C_7479, stream: UInt64(discriminatorOptimizer.stepCount))
+                dLoss = dLoss + wganGradientPenalty(critic: { self.discriminator(self.discriminatorInput($0)) }, real: real,
+                                                    fake: fake.detached(), lambda: config.gpLambda, rng: &epsRNG)
+            }
             record("real_logits", realLogits)
             record("fake_logits", fakeLogits)
-            let sig: (Tensor) -> Float = { t in t.scalars.reduce(0) { $0 + Tensor.stableSigmoid($1) } / Float(t.count) }
-            return (Tensor.gradients(of: dLoss, wrt: discriminator.parameters.map(\.value)), dLoss.item, sig(realLogits), sig(fakeLogits), fakeLogits)
+            return (Tensor.gradients(of: dLoss, wrt: discriminator.parameters.map(\.value)), dLoss.item,
+                    meanOutput(realLogits), meanOutput(fakeLogits), fakeLogits)
         }
         let dLossValue: Float, gLossValue: Float, meanDReal: Float, meanDFake: Float
-        switch config.update {
-        case .simultaneous:
+        if config.update == .simultaneous && config.nCritic == 1 {
             // One D forward on the (attached) fakes serves both losses: the D loss's gradients
             // are taken with respect to D's parameters only, so none reach G.
             let (dGrads, gGrads, gLoss, d): ([Tensor], [Tensor], Float, (Float, Float, Float)) = {
-                let fake = generator(z)
+                let fake = generate(z)
                 record("fake", fake)
                 let pass = discriminatorPass(fake)
-                let gLoss = Loss.generatorLoss(fakeLogits: pass.fakeLogits)
+                let gLoss = generatorLoss(fake: pass.fakeLogits)
                 return (pass.grads, Tensor.gradients(of: gLoss, wrt: generator.parameters.map(\.value)), gLoss.item, (pass.loss, pass.dReal, pass.dFake))
             }()
             recordGrads(discriminator, "discriminator.", dGrads)
@@ -267,22 +405,25 @@ public final class GAN {
             discriminatorOptimizer.step(gradients: dGrads)
             generatorOptimizer.step(gradients: gGrads)
             (dLossValue, meanDReal, meanDFake, gLossValue) = (d.0, d.1, d.2, gLoss)
-        case .alternating:
-            let (gGrads, gLoss, d): ([Tensor], Float, (Float, Float, Float)) = {
-                let fake = generator(z)
+        } else {
+            let (gGrads, gLoss, d): ([Tensor]?, Float, (Float, Float, Float)) = {
+                let fake = generate(z)
                 record("fake", fake)
-                let (dGrads, dLoss, dReal, dFake): ([Tensor], Float, Float, Float) = {
+                let (dGrads, dLoss, dReal, dFake, gLossBefore): ([Tensor], Float, Float, Float, Float) = {
                     let pass = discriminatorPass(fake.detached())
-                    return (pass.grads, pass.loss, pass.dReal, pass.dFake)
+                    return (pass.grads, pass.loss, pass.dReal, pass.dFake, generatorLoss(fake: pass.fakeLogits.detached()).item)
                 }()
                 recordGrads(discriminator, "discriminator.", dGrads)
                 discriminatorOptimizer.step(gradients: dGrads)
+                guard discriminatorOptimizer.stepCount % config.nCritic == 0 else { return (nil, gLossBefore, (dLoss, dReal, dFake)) }
                 // The generator loss through the updated D on the same fakes.
-                let gLoss = Loss.generatorLoss(fakeLogits: discriminator(packed(fake)))
+                let gLoss = generatorLoss(fake: discriminator(discriminatorInput(fake)))
                 return (Tensor.gradients(of: gLoss, wrt: generator.parameters.map(\.value)), gLoss.item, (dLoss, dReal, dFake))
             }()
-            recordGrads(generator, "generator.", gGrads)
-            generatorOptimizer.step(gradients: gGrads)
+            if let gGrads {
+                recordGrads(generator, "generator.", gGrads)
+                generatorOptimizer.step(gradients: gGrads)
+            }
             (dLossValue, meanDReal, meanDFake, gLossValue) = (d.0, d.1, d.2, gLoss)
         }
         return GANStepStats(dLoss: dLossValue, gLoss: gLossValue, meanDReal: meanDReal, meanDFake: meanDFake)
@@ -295,7 +436,7 @@ public final class GAN {
         let was = generator.isTraining
         generator.isTraining = false
         defer { generator.isTraining = was }
-        return withoutGrad { generator(z) }
+        return withoutGrad { generate(z) }
     }
 
     /// Parameters and buffers of both networks, `generator.*` then `discriminator.*`.

@@ -228,6 +228,7 @@ public final class Trainer {
             var model = o.model
             data = try PreparedData.load(o)
             model.dataDim = data.train.shape[1]
+            if model.architecture == .dcgan { model.imageShape = data.imageShape }
             try model.validate()
             var rng = RandomGenerator(seed: model.seed)
             gan = GAN(config: model, rng: &rng)

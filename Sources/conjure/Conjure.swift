@@ -90,6 +90,10 @@ struct Train: ParsableCommand {
     @Option(help: "Update order: simultaneous or alternating.") var update: String?
     @Option(parsing: .unconditional, help: "Random seed (weights, batches, z).") var seed: UInt64?
     @Option(parsing: .unconditional, help: "PacGAN packing: the discriminator judges this many samples at once.") var pack: Int?
+    @Option(help: "Adversarial loss: bce, lsgan, hinge or wgangp.") var loss: String?
+    @Option(parsing: .unconditional, help: "Discriminator (critic) steps per generator step.") var nCritic: Int?
+    @Option(parsing: .unconditional, help: "Gradient-penalty weight for wgangp.") var gpLambda: Float?
+    @Flag(help: "Spectral normalisation on every discriminator weight.") var spectralNorm = false
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
@@ -119,7 +123,8 @@ struct Train: ParsableCommand {
                 ("--lr-g", lrG != nil), ("--lr-d", lrD != nil), ("--beta1", beta1 != nil), ("--beta2", beta2 != nil),
                 ("--update", update != nil), ("--seed", seed != nil), ("--pack", pack != nil), ("--normalize", normalize != nil),
                 ("--data-range", dataRange != nil), ("--clean", clean != nil), ("--label-column", labelColumn != nil),
-                ("--held-out", heldOut != nil), ("--overwrite", overwrite),
+                ("--held-out", heldOut != nil), ("--overwrite", overwrite), ("--loss", loss != nil), ("--n-critic", nCritic != nil),
+                ("--gp-lambda", gpLambda != nil), ("--spectral-norm", spectralNorm),
             ]
             if let given = fixed.first(where: { $0.1 }) {
                 throw ConfigError(option: given.0, problem: "cannot be changed when resuming: the run continues with the configuration in its checkpoint",
@@ -164,6 +169,13 @@ struct Train: ParsableCommand {
         }
         if let v = seed { config.seed = v }
         if let v = pack { config.pack = v }
+        if let v = loss {
+            guard let l = GANLoss(rawValue: v.lowercased()) else { throw ConfigError(option: "--loss", problem: "expected bce, lsgan, hinge or wgangp, got '\(v)'") }
+            config.loss = l
+        }
+        if let v = nCritic { config.nCritic = v }
+        if let v = gpLambda { config.gpLambda = v }
+        if spectralNorm { config.spectralNorm = true }
         if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
             throw ConfigError(option: "--name", problem: "'\(name)' is not a plain folder name")
         }

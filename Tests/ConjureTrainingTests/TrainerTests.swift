@@ -161,3 +161,57 @@ final class TrainerTests: XCTestCase {
         XCTAssertGreaterThan(samples.maxValue - samples.minValue, 10)
     }
 }
+
+/// Every preset trains a few steps with finite losses, is deterministic for a seed, and its
+/// checkpoint resumes exactly and samples in the data's units.
+final class PresetTests: XCTestCase {
+    func testEveryPresetTrainsResumesAndSamples() throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-presets-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let mnist = try sharedPath("data/mnist_5k.csv.gz").path
+        for (name, preset) in GANConfig.presets.sorted(by: { $0.key < $1.key }) {
+            var config = preset
+            config.batchSize = 16
+            config.epochs = 1
+            func options(_ run: String) -> TrainOptions {
+                var o = TrainOptions(runDirectory: tmp.appendingPathComponent("\(name)-\(run)").path, model: config)
+                o.data = mnist
+                o.progress = .quiet
+                o.sampleEvery = 0
+                o.checkpointEvery = 0
+                o.maxSteps = 12
+                return o
+            }
+            let full = try Trainer(options: options("full")).run()
+            XCTAssertEqual(full.steps, 12, name)
+            XCTAssert(full.last.map { $0.dLoss.isFinite && $0.gLoss.isFinite } ?? false, "\(name): finite losses")
+            var a = options("split"); a.maxSteps = 7
+            _ = try Trainer(options: a).run()
+            a.maxSteps = 12; a.resume = true
+            _ = try Trainer(options: a).run()
+            let ca = try Checkpoint.read(path: full.runDirectory + "/checkpoints/latest.safetensors")
+            let cb = try Checkpoint.read(path: a.runDirectory + "/checkpoints/latest.safetensors")
+            let sa = Dictionary(uniqueKeysWithValues: ca.gan.stateDict()), sb = Dictionary(uniqueKeysWithValues: cb.gan.stateDict())
+            XCTAssertEqual(Set(sa.keys), Set(sb.keys), name)
+            for (k, v) in sa { XCTAssertEqual(v.scalars, sb[k]!.scalars, "\(name): \(k) differs after resume") }
+            var rng = RandomGenerator(seed: 3)
+            let samples = ca.run.normalization.inverse(ca.gan.sample(z: Tensor.randomNormal([4, config.noiseDim], using: &rng)))
+            XCTAssertEqual(samples.shape, [4, 784], name)
+            XCTAssert(samples.scalars.allSatisfy { $0 >= -0.01 && $0 <= 255.01 }, "\(name): samples in 0..255")
+        }
+    }
+
+    func testLossFamiliesMatchTheirFormulas() {
+        var rng = RandomGenerator(seed: 1)
+        let r = Tensor(shape: [3, 1], scalars: [2, -1, 0.5]), f = Tensor(shape: [2, 1], scalars: [-0.5, 1.5])
+        func gan(_ loss: GANLoss) -> GAN {
+            var c = GANConfig.seedPreset; c.loss = loss; c.dataDim = 4; c.noiseDim = 2; c.generatorHidden = [4, 4]; c.discriminatorHidden = [4]
+            return GAN(config: c, rng: &rng)
+        }
+        XCTAssertEqual(gan(.lsgan).discriminatorLoss(real: r, fake: f).item, Float(0.5 * ((1 + 4 + 0.25) / 3) + 0.5 * ((0.25 + 2.25) / 2)), accuracy: 1e-6)
+        XCTAssertEqual(gan(.hinge).discriminatorLoss(real: r, fake: f).item, Float((0 + 2 + 0.5) / 3 + (0.5 + 2.5) / 2), accuracy: 1e-6)
+        XCTAssertEqual(gan(.wgangp).discriminatorLoss(real: r, fake: f).item, Float(0.5 - 0.5), accuracy: 1e-6)
+        XCTAssertEqual(gan(.hinge).generatorLoss(fake: f).item, -0.5, accuracy: 1e-6)
+        XCTAssertEqual(gan(.lsgan).generatorLoss(fake: f).item, Float(0.5 * (2.25 + 0.25) / 2), accuracy: 1e-6)
+    }
+}
