@@ -49,6 +49,7 @@ public enum Benchmark {
     /// Matrix-product FLOPs of one step: every Linear's forward (2·N·in·out) and its backward
     /// (input and weight gradients where needed), for G once, D on real and fake, D again for G.
     public static func flopsPerStep(_ c: GANConfig, batch n: Int) -> Double {
+        guard c.architecture == .mlp else { return .nan }  // counted for the MLP networks only
         func layers(_ sizes: [Int]) -> [(Int, Int)] { zip(sizes, sizes.dropFirst()).map { ($0, $1) } }
         let g = layers([c.noiseDim] + c.generatorHidden + [c.dataDim])
         let d = layers([c.dataDim] + c.discriminatorHidden + [1])

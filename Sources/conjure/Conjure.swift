@@ -317,8 +317,9 @@ struct Bench: ParsableCommand {
                 runs.append((bt[0], bt[1]))
             }
             let startup = BenchStartup.measure(config: config)
-            print(String(format: "model %@: %.1f MFLOP/step at batch 64; start-up to first step %.3f s", model,
-                         Benchmark.flopsPerStep(config, batch: 64) / 1e6, startup))
+            let mflop = Benchmark.flopsPerStep(config, batch: 64) / 1e6
+            print("model \(model): " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
+                  + String(format: "start-up to first step %.3f s", startup))
             for (b, t) in runs {
                 let r = Benchmark.run(config: config, batch: b, threads: t, warmup: warmup, steps: steps, repeats: repeats)
                 if json {
