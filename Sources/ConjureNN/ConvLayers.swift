@@ -149,10 +149,8 @@ public final class BatchNorm2d: Layer {
         let m = x.shape[0] * x.shape[2] * x.shape[3]
         precondition(m > 1, "BatchNorm2d: training mode needs more than one value per channel, got input \(x.shape)")
         let (y, mean, variance) = Tensor.batchNorm2dTraining(x, weight: weight.value, bias: bias.value, eps: eps)
-        let mom = momentum, unbias = Float(m) / Float(m - 1)
-        runningMean.value = Tensor(shape: [c], scalars: zip(runningMean.value.scalars, mean).map { (1 - mom) * $0 + mom * $1 })
-        runningVar.value = Tensor(shape: [c], scalars: zip(runningVar.value.scalars, variance).map { (1 - mom) * $0 + mom * $1 * unbias })
-        numBatchesTracked.value = Tensor(numBatchesTracked.value.item + 1)
+        foldRunningStatistics(runningMean: runningMean, runningVar: runningVar, numBatchesTracked: numBatchesTracked,
+                              mean: mean, variance: variance, count: m, momentum: momentum)
         return y
     }
 

@@ -107,12 +107,8 @@ public final class BatchNorm1d: Layer {
         let n = x.shape[0]
         precondition(n > 1, "BatchNorm1d: training mode needs more than one sample per batch, got \(x.shape)")
         let (y, mean, variance) = Tensor.batchNormTraining(x, weight: weight.value, bias: bias.value, eps: eps)
-        // Running statistics (no gradient); the running variance uses the unbiased estimate.
-        let m = momentum
-        let unbias = Float(n) / Float(n - 1)
-        runningMean.value = Tensor(shape: [f], scalars: zip(runningMean.value.scalars, mean).map { (1 - m) * $0 + m * $1 })
-        runningVar.value = Tensor(shape: [f], scalars: zip(runningVar.value.scalars, variance).map { (1 - m) * $0 + m * $1 * unbias })
-        numBatchesTracked.value = Tensor(numBatchesTracked.value.item + 1)
+        foldRunningStatistics(runningMean: runningMean, runningVar: runningVar, numBatchesTracked: numBatchesTracked,
+                              mean: mean, variance: variance, count: n, momentum: momentum)
         return y
     }
 
@@ -120,4 +116,16 @@ public final class BatchNorm1d: Layer {
     public var namedBuffers: [(String, Buffer)] {
         [("running_mean", runningMean), ("running_var", runningVar), ("num_batches_tracked", numBatchesTracked)]
     }
+}
+
+/// BatchNorm's running statistics after one training batch (PyTorch's rule):
+/// `running = (1 - momentum) running + momentum batch`, the variance term unbiased by
+/// `count / (count - 1)` where `count` is the number of values per feature.
+func foldRunningStatistics(runningMean: Buffer, runningVar: Buffer, numBatchesTracked: Buffer,
+                           mean: [Float], variance: [Float], count: Int, momentum m: Float) {
+    let unbias = Float(count) / Float(count - 1)
+    let f = mean.count
+    runningMean.value = Tensor(shape: [f], scalars: zip(runningMean.value.scalars, mean).map { (1 - m) * $0 + m * $1 })
+    runningVar.value = Tensor(shape: [f], scalars: zip(runningVar.value.scalars, variance).map { (1 - m) * $0 + m * $1 * unbias })
+    numBatchesTracked.value = Tensor(numBatchesTracked.value.item + 1)
 }

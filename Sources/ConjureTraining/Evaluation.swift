@@ -151,15 +151,7 @@ public enum Evaluator {
             if let path = o.classifier {
                 classifier = try ClassifierTool.load(path: path)
             } else if runData.all.labels != nil {
-                let path = runDir + "/classifier.safetensors"
-                if !FileManager.default.fileExists(atPath: path) {
-                    log("training the domain classifier on the run's training split (saved to \(path))")
-                    let t = try ClassifierTool.train(dataset: runData.all, train: runData.train, heldOut: runData.heldOut,
-                                                     normalization: stats, epochs: 30, seed: run.model.seed)
-                    try ClassifierTool.save(t, to: path)
-                    log(String(format: "domain classifier: held-out accuracy %.4f", t.heldOutAccuracy))
-                }
-                classifier = try ClassifierTool.load(path: path)
+                classifier = try domainClassifier(runDirectory: runDir, runData: runData, run: run, log: log)
             }
         }
         let featuresOf: (Tensor) -> Tensor
@@ -285,6 +277,20 @@ public enum Evaluator {
         for (k, v) in table { text += k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v + "\n" }
         for w in Set(warnings) { text += "warning: \(w)\n" }
         return Outcome(report: report, table: text, path: out)
+    }
+
+    /// The run's domain classifier, `<run>/classifier.safetensors`, trained on the run's training
+    /// split (30 epochs) and saved there when missing.
+    static func domainClassifier(runDirectory: String, runData: RunData, run: RunConfig, log: (String) -> Void) throws -> ClassifierTool.Loaded {
+        let path = runDirectory + "/classifier.safetensors"
+        if !FileManager.default.fileExists(atPath: path) {
+            log("training the domain classifier on the run's training split (saved to \(path))")
+            let t = try ClassifierTool.train(dataset: runData.all, train: runData.train, heldOut: runData.heldOut,
+                                             normalization: run.normalization, epochs: 30, seed: run.model.seed)
+            try ClassifierTool.save(t, to: path)
+            log(String(format: "domain classifier: held-out accuracy %.4f", t.heldOutAccuracy))
+        }
+        return try ClassifierTool.load(path: path)
     }
 
     /// Samples given in the data's units must lie in the data's range (a [0, 1] file for 0..255

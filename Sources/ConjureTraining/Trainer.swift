@@ -465,14 +465,7 @@ final class InTrainingEvaluator {
         let stats = run.normalization
         let real = stats.apply(runData.all.subset(runData.heldOut).samples)
         if runData.all.labels != nil {
-            let path = runDirectory + "/classifier.safetensors"
-            if !FileManager.default.fileExists(atPath: path) {
-                log("training the domain classifier for --eval-every on the training split")
-                let t = try ClassifierTool.train(dataset: runData.all, train: runData.train, heldOut: runData.heldOut,
-                                                 normalization: stats, epochs: 30, seed: run.model.seed)
-                try ClassifierTool.save(t, to: path)
-            }
-            let c = try ClassifierTool.load(path: path)
+            let c = try Evaluator.domainClassifier(runDirectory: runDirectory, runData: runData, run: run, log: log)
             features = { c.classifier.features(c.normalization.apply(stats.inverse($0))) }
             space = "classifier"
         } else {
