@@ -103,6 +103,21 @@ public enum AtomicFile {
         guard !path.isEmpty else {
             throw DataError(file: path, problem: "cannot write: empty file name")
         }
+        // Write through a symbolic link to its target (replacing the link itself would break
+        // it), and refuse to replace anything that is not a regular file (a FIFO, a device).
+        var path = path
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            if (st.st_mode & S_IFMT) == S_IFLNK {
+                path = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+                if stat(path, &st) != 0 { st = stat() }
+            }
+            let kind = st.st_mode & S_IFMT
+            if kind != 0 && kind != S_IFREG {
+                throw DataError(file: path, problem: kind == S_IFDIR ? "is a directory" : "is not a regular file",
+                                hint: "choose a file path to write to")
+            }
+        }
         if createDirectories { try createParentDirectories(of: path) }
         let (directory, name) = splitPath(path)
         let tempPath = uniqueTemporaryPath(directory: directory, name: name)

@@ -113,9 +113,9 @@ public struct GaussianStats: Sendable, Codable, Equatable {
     }
 
     static func singularWarning(count: Int, dimension: Int) -> String? {
-        count < dimension
-            ? "covariance is singular: N = \(count) < D = \(dimension); FID is biased, use more samples"
-            : nil
+        if count < dimension { return "covariance is singular: N = \(count) < D = \(dimension); FID is biased, use more samples" }
+        if count == dimension { return "covariance is singular: N = D = \(count) (N - 1 < D); FID is biased, use more samples" }
+        return nil
     }
 }
 

@@ -91,6 +91,11 @@ public enum ClassifierTool {
         do { try clf.net.loadStateDict(tensors, prefix: "classifier.") } catch let e as StateDictError {
             throw DataError(file: path, location: "tensor '\(e.key)'", problem: e.problem)
         }
+        for (name, p) in clf.net.allNamedParameters(prefix: "classifier.") {
+            if let i = p.value.scalars.firstIndex(where: { !$0.isFinite }) {
+                throw DataError(file: path, location: "tensor '\(name)'", problem: "element \(i) is \(p.value.scalars[i]); the classifier holds non-finite weights")
+            }
+        }
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         let hash = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         return Loaded(classifier: clf, normalization: norm, sha256: hash,

@@ -37,6 +37,14 @@ public enum Evaluator {
     public static let allMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture"]
     public static let defaultMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture"]
 
+    /// A JSON encoder that writes non-finite numbers as the strings "inf", "-inf", "nan".
+    public static func jsonEncoder(pretty: Bool = false) -> JSONEncoder {
+        let e = JSONEncoder()
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        e.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+        return e
+    }
+
     /// The run directory of a checkpoint in `<run>/checkpoints/`, else the checkpoint's folder.
     public static func runDirectory(ofCheckpoint path: String) -> String {
         let dir = (path as NSString).deletingLastPathComponent
@@ -80,10 +88,18 @@ public enum Evaluator {
         if !unknown.isEmpty {
             throw ConfigError(option: "--metrics", problem: "unknown metric(s) \(unknown.joined(separator: ", "))", hint: "choose from \(allMetrics.joined(separator: ","))")
         }
-        if o.count < 2 || o.count > 1_000_000 { throw ConfigError(option: "--count", problem: "must be between 2 and 1000000, got \(o.count)") }
-        if o.kidSubsets < 1 { throw ConfigError(option: "--kid-subsets", problem: "must be at least 1") }
-        if o.kidSubsetSize < 2 { throw ConfigError(option: "--kid-subset-size", problem: "must be at least 2") }
-        if o.prK < 1 || o.dcK < 1 { throw ConfigError(option: "--k", problem: "must be at least 1") }
+        if o.metrics.isEmpty { throw ConfigError(option: "--metrics", problem: "no metric given", hint: "choose from \(allMetrics.joined(separator: ","))") }
+        if o.count < 2 || o.count > 200_000 { throw ConfigError(option: "--count", problem: "must be between 2 and 200000, got \(o.count)") }
+        if o.kidSubsets < 1 || o.kidSubsets > 10_000 { throw ConfigError(option: "--kid-subsets", problem: "must be between 1 and 10000, got \(o.kidSubsets)") }
+        if o.kidSubsetSize < 2 { throw ConfigError(option: "--kid-subset-size", problem: "must be at least 2, got \(o.kidSubsetSize)") }
+        if o.prK < 1 { throw ConfigError(option: "--pr-k", problem: "must be at least 1, got \(o.prK)") }
+        if o.dcK < 1 { throw ConfigError(option: "--dc-k", problem: "must be at least 1, got \(o.dcK)") }
+        if let out = o.output {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out, isDirectory: &isDir), isDir.boolValue {
+                throw ConfigError(option: "--out", problem: "\(out) is a directory", hint: "give a file name such as eval.json")
+            }
+        }
 
         let loaded = try Checkpoint.read(path: o.checkpoint)
         let run = loaded.run
@@ -96,7 +112,8 @@ public enum Evaluator {
         var referenceLabels: [Int]?
         var referenceSource: String
         if let path = o.reference {
-            var ds = try Dataset.load(path: path, options: DatasetOptions(labelColumn: runData.all.labels == nil ? nil : nil))
+            let isCSV = (try? Dataset.detectFormat(path: path)) == .csv
+            var ds = try Dataset.load(path: path, options: DatasetOptions(labelColumn: isCSV ? try PreparedData.defaultCSVLabelColumn(path: path) : nil))
             ds = ds.flattened()
             guard ds.featureCount == run.model.dataDim else {
                 throw DataError(file: path, problem: "samples have \(ds.featureCount) values, the model's have \(run.model.dataDim)")
@@ -121,9 +138,10 @@ public enum Evaluator {
         var samplesSource: String
         if let path = o.samplesFile {
             let raw = try NPYReader.load(path: path)
-            guard raw.rank >= 2, raw.shape[0] >= 2, raw.count / raw.shape[0] == run.model.dataDim else {
+            guard raw.rank >= 2, raw.shape[0] >= 1, raw.count / raw.shape[0] == run.model.dataDim else {
                 throw DataError(file: path, problem: "samples of shape \(raw.shape) do not match the model's \(run.model.dataDim) values per sample")
             }
+            guard raw.shape[0] >= 2 else { throw DataError(file: path, problem: "holds \(raw.shape[0]) sample; metrics need at least 2") }
             guard raw.scalars.allSatisfy({ $0.isFinite }) else { throw DataError(file: path, problem: "samples contain NaN or infinite values") }
             let flat = raw.reshaped([raw.shape[0], run.model.dataDim])
             try checkScale(flat, stats: stats, file: path)
@@ -142,12 +160,37 @@ public enum Evaluator {
             samplesSource = "generator at step \(loaded.progress.step), seed \(o.seed)"
         }
 
+        // Every requested metric must be computable here; say which cannot, before any work.
+        let isMixture = Mixture2D(rawValue: run.data) != nil
+        let willHaveClassifier = !isMixture && (o.classifier != nil || runData.all.labels != nil)
+        var inapplicable: [String: String] = [:]
+        for metric in o.metrics {
+            let why: String?
+            switch metric {
+            case "fid", "kid", "pr", "dc": why = isMixture ? "2-D mixture runs are scored with 'mixture'" : nil
+            case "score", "modes": why = willHaveClassifier ? nil : "needs a domain classifier (labelled data or --classifier)"
+            case "memorization": why = isMixture || runData.heldOut.isEmpty ? "needs image data with a held-out split" : nil
+            case "mixture": why = isMixture ? nil : "only for the built-in 2-D mixtures (ring8, grid25, moons)"
+            default: why = nil
+            }
+            if let why { inapplicable[metric] = why }
+        }
+        let requested = o.metrics.filter { inapplicable[$0] == nil }
+        if o.metrics != defaultMetrics, let (m, why) = inapplicable.sorted(by: { $0.key < $1.key }).first {
+            throw ConfigError(option: "--metrics", problem: "'\(m)' cannot be computed for this run: \(why)")
+        }
+        if o.floor && isMixture { throw ConfigError(option: "--floor", problem: "not available for 2-D mixture runs") }
+        let needed = [("pr", o.prK), ("dc", o.dcK)].filter { requested.contains($0.0) }.map { $0.1 + 1 }.max() ?? 2
+        if samples.shape[0] < needed || reference.shape[0] < needed {
+            let (what, n) = samples.shape[0] < needed ? (o.samplesFile ?? "--count", samples.shape[0]) : (o.reference ?? "the held-out split", reference.shape[0])
+            throw ConfigError(option: what, problem: "\(n) samples; the requested metrics need at least \(needed) (k + 1 for pr/dc)")
+        }
         // Feature space: the domain classifier's penultimate layer when the data has labels.
         let runDir = runDirectory(ofCheckpoint: o.checkpoint)
         var featureInfo: [String: Any] = [:]
         var classifier: ClassifierTool.Loaded?
-        let wantsFeatures = o.metrics.contains { ["fid", "kid", "pr", "dc", "score", "modes"].contains($0) }
-        if wantsFeatures && Mixture2D(rawValue: run.data) == nil {
+        let wantsFeatures = requested.contains { ["fid", "kid", "pr", "dc", "score", "modes"].contains($0) }
+        if wantsFeatures && !isMixture {
             if let path = o.classifier {
                 classifier = try ClassifierTool.load(path: path)
             } else if runData.all.labels != nil {
@@ -167,10 +210,12 @@ public enum Evaluator {
         } else {
             featuresOf = { $0 }
             featureInfo = ["space": "pixels (normalised data values; no labelled data for a domain classifier)"]
-            if wantsFeatures && Mixture2D(rawValue: run.data) == nil {
+            if wantsFeatures && !isMixture {
                 warnings.append("metrics computed in pixel space: the data has no labels to train a domain classifier; values are not comparable with feature-based FID")
             }
         }
+
+        var pendingImages: [() throws -> Void] = []
 
         var results: [String: Any] = [:]
         var table: [(String, String)] = []
@@ -182,33 +227,33 @@ public enum Evaluator {
         }() : nil
 
         func encode<T: Encodable>(_ v: T) throws -> Any {
-            try JSONSerialization.jsonObject(with: JSONEncoder().encode(v))
+            try JSONSerialization.jsonObject(with: Evaluator.jsonEncoder().encode(v))
         }
         func featureMetrics(_ fake: Tensor, _ real: Tensor, into out: inout [String: Any], label: String) throws {
-            if o.metrics.contains("fid") {
+            if requested.contains("fid") {
                 let r = try Metrics.fid(real: real, fake: fake)
                 out["fid"] = try encode(r)
                 warnings += r.warnings
                 table.append(("FID" + label, String(format: "%.4f", r.value)))
             }
-            if o.metrics.contains("kid") {
+            if requested.contains("kid") {
                 let r = try Metrics.kid(real: real, fake: fake, subsets: o.kidSubsets, subsetSize: o.kidSubsetSize, seed: o.seed)
                 out["kid"] = try encode(r)
                 warnings += r.warnings
                 table.append(("KID" + label, String(format: "%.5f ± %.5f", r.mean, r.std)))
             }
-            if o.metrics.contains("pr") {
+            if requested.contains("pr") {
                 let r = try Metrics.precisionRecall(real: real, fake: fake, k: o.prK)
                 out["precision_recall"] = try encode(r)
                 table.append(("precision / recall (k=\(o.prK))" + label, String(format: "%.4f / %.4f", r.precision, r.recall)))
             }
-            if o.metrics.contains("dc") {
+            if requested.contains("dc") {
                 let r = try Metrics.densityCoverage(real: real, fake: fake, k: o.dcK)
                 out["density_coverage"] = try encode(r)
                 table.append(("density / coverage (k=\(o.dcK))" + label, String(format: "%.4f / %.4f", r.density, r.coverage)))
             }
         }
-        if Mixture2D(rawValue: run.data) == nil {
+        if !isMixture {
             try featureMetrics(fakeFeatures, realFeatures, into: &results, label: "")
             if let t = trainSubset {
                 var floorResults: [String: Any] = [:]
@@ -218,12 +263,12 @@ public enum Evaluator {
         }
         if let c = classifier {
             let probs = c.classifier.probabilities(c.normalization.apply(stats.inverse(samples)))
-            if o.metrics.contains("score") {
+            if requested.contains("score") {
                 let r = try Metrics.classifierScore(probabilities: probs, splits: 1)
                 results["classifier_score"] = try encode(r)
                 table.append(("classifier score (IS)", String(format: "%.4f", r.mean)))
             }
-            if o.metrics.contains("modes") {
+            if requested.contains("modes") {
                 var refDist: [Double]? = nil
                 if let labels = referenceLabels, let k = Optional(c.classifier.classes) {
                     refDist = Metrics.labelDistribution(labels: labels, classCount: k)
@@ -234,20 +279,20 @@ public enum Evaluator {
                 if let cf = r.confidentFraction { table.append(("confident (p >= 0.9)", String(format: "%.3f", cf))) }
             }
         }
-        if o.metrics.contains("memorization") && Mixture2D(rawValue: run.data) == nil && !runData.heldOut.isEmpty {
+        if requested.contains("memorization") {
             let trainImages = stats.apply(runData.all.subset(runData.train).samples)
             let held = stats.apply(runData.all.subset(runData.heldOut).samples)
             let m = try Memorization.measure(samples: samples, train: trainImages, heldOut: held)
             var r = try encode(m) as! [String: Any]
             if let shape = run.imageShape {
                 let path = runDir + "/memorization-closest.png"
-                try m.writeClosestPairs(samples: samples, train: trainImages, shape: shape, stats: stats, to: path)
+                pendingImages.append { try m.writeClosestPairs(samples: samples, train: trainImages, shape: shape, stats: stats, to: path) }
                 r["closest_pairs_png"] = path
             }
             results["memorization"] = r
             table.append(("memorised (NN < \(String(format: "%.3f", m.threshold)))", String(format: "%.4f", m.fraction)))
         }
-        if o.metrics.contains("mixture"), let mix = Mixture2D(rawValue: run.data) {
+        if requested.contains("mixture"), let mix = Mixture2D(rawValue: run.data) {
             let raw = stats.inverse(samples)
             var e: [String: Any] = [:]
             if mix != .moons {
@@ -257,7 +302,7 @@ public enum Evaluator {
                 table.append(("high quality", String(format: "%.1f%%", 100 * r.highQualityFraction)))
             }
             let path = runDir + "/samples/scatter.png"
-            try Scatter.write(points: raw, modes: mix, to: path)
+            pendingImages.append { try Scatter.write(points: raw, modes: mix, to: path) }
             e["scatter_png"] = path
             results["mixture"] = e
         }
@@ -267,10 +312,12 @@ public enum Evaluator {
             "samples": ["source": samplesSource, "count": samples.shape[0]],
             "reference": ["source": referenceSource, "count": reference.shape[0]],
             "features": featureInfo, "metrics": results, "warnings": warnings,
+            "skipped_metrics": inapplicable.mapValues { $0 },
         ]
         let out = o.output ?? runDir + "/eval.json"
         let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: out, createDirectories: true)
+        for write in pendingImages { try write() }
         let width = table.map(\.0.count).max() ?? 0
         var text = "samples: \(samples.shape[0]) (\(samplesSource)); reference: \(reference.shape[0]) (\(referenceSource))\n"
         text += "features: \(featureInfo["space"] ?? "")\n"
@@ -295,11 +342,14 @@ public enum Evaluator {
 
     /// Samples given in the data's units must lie in the data's range (a [0, 1] file for 0..255
     /// data is an error, not a silently bad score).
-    static func checkScale(_ x: Tensor, stats: NormalizationStats, file: String) throws {
+    public static func checkScale(_ x: Tensor, stats: NormalizationStats, file: String) throws {
         guard stats.kind == .symmetric || stats.kind == .unit else { return }
         let span = stats.high - stats.low
         let lo = Double(x.minValue), hi = Double(x.maxValue)
-        if lo < stats.low - 0.05 * span || hi > stats.high + 0.05 * span || (hi - lo) < 0.1 * span {
+        // A constant file (a collapsed generator) is legitimate; values spread over a small
+        // fraction of the range ([0, 1] floats for 0..255 data) are not.
+        let narrow = hi > lo && hi - lo < 0.1 * span
+        if lo < stats.low - 0.05 * span || hi > stats.high + 0.05 * span || narrow {
             throw DataError(file: file, problem: String(format: "values span [%g, %g] but the model's data are in [%g, %g]: samples on the wrong scale", lo, hi, stats.low, stats.high),
                             hint: "give samples in the data's own units (e.g. 0..255 pixels), as `conjure sample --out X.npy` writes them")
         }

@@ -233,7 +233,10 @@ public final class Trainer {
             var rng = RandomGenerator(seed: model.seed)
             gan = GAN(config: model, rng: &rng)
             let heldHash = data.heldOut.isEmpty ? nil : sha256Hex(data.heldOut.map(String.init).joined(separator: ","))
-            run = RunConfig(model: model, data: data.source, normalization: data.normalization, imageShape: data.imageShape,
+            // The data path is recorded absolute so evaluate and resume work from any directory.
+            let source = Mixture2D(rawValue: data.source) != nil && !fm.fileExists(atPath: data.source)
+                ? data.source : URL(fileURLWithPath: data.source).standardizedFileURL.path
+            run = RunConfig(model: model, data: source, normalization: data.normalization, imageShape: data.imageShape,
                             trainSamples: data.train.shape[0], heldOutFraction: o.heldOutFraction, heldOutIndicesSHA256: heldHash,
                             logEvery: o.logEvery, sampleEvery: o.sampleEvery, checkpointEvery: o.checkpointEvery, threads: o.threads)
             if Mixture2D(rawValue: data.source) != nil { run.syntheticCount = o.syntheticCount }

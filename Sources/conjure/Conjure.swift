@@ -412,6 +412,11 @@ struct ClassifierCommand: ParsableCommand {
                 guard x.rank >= 2, x.count / max(x.shape[0], 1) == loaded.classifier.inputDim else {
                     throw DataError(file: samples, problem: "samples of shape \(x.shape) do not match the classifier's \(loaded.classifier.inputDim) inputs")
                 }
+                guard threshold > 0 && threshold <= 1 else { throw ConfigError(option: "--threshold", problem: "must be in (0, 1], got \(threshold)") }
+                if let i = x.scalars.firstIndex(where: { !$0.isFinite }) {
+                    throw DataError(file: samples, location: "element \(i)", problem: "contains NaN or infinite values")
+                }
+                try Evaluator.checkScale(x, stats: loaded.normalization, file: samples)
                 let s = ClassifierTool.score(loaded, samples: x, threshold: threshold)
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -469,14 +474,21 @@ struct MetricsCommand: ParsableCommand {
             func load(_ p: String) throws -> Tensor {
                 let t = try NPYReader.load(path: p)
                 guard t.rank >= 2 else { throw DataError(file: p, problem: "expected an array [N, D] (or [N, C, H, W]), got shape \(t.shape)") }
-                guard t.scalars.allSatisfy({ $0.isFinite }) else { throw DataError(file: p, problem: "contains NaN or infinite values") }
+                guard t.shape[0] >= 2 else { throw DataError(file: p, problem: "holds \(t.shape[0]) rows; metrics need at least 2") }
+                guard t.count / t.shape[0] >= 1 else { throw DataError(file: p, problem: "rows have 0 values (shape \(t.shape))") }
+                if let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
+                    throw DataError(file: p, location: "row \(i / (t.count / t.shape[0]))", problem: "contains NaN or infinite values")
+                }
                 return t.reshaped([t.shape[0], -1])
             }
+            if splits < 1 || splits > 1000 { throw ConfigError(option: "--splits", problem: "must be between 1 and 1000, got \(splits)") }
+            if kidSubsets < 1 || kidSubsets > 10_000 { throw ConfigError(option: "--kid-subsets", problem: "must be between 1 and 10000, got \(kidSubsets)") }
+            if let k, k < 1 { throw ConfigError(option: "--k", problem: "must be at least 1, got \(k)") }
             let x = try load(a)
             let value: Data
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let enc = Evaluator.jsonEncoder(pretty: true)
             if name == "score" {
+                if b != nil { throw ConfigError(option: "B", problem: "score takes one array of class probabilities") }
                 value = try enc.encode(try Metrics.classifierScore(probabilities: x, splits: splits))
             } else {
                 guard let b else { throw ConfigError(option: "B", problem: "\(name) needs two arrays") }

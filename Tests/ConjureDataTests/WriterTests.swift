@@ -320,10 +320,23 @@ final class WriterTests: XCTestCase {
         XCTAssertThrowsError(try AtomicFile.write([1, 2], to: out)) { error in
             guard let e = error as? DataError else { return XCTFail("not a DataError: \(error)") }
             XCTAssertEqual(e.file, out)
-            XCTAssertTrue(e.problem.contains("rename"), e.problem)
+            XCTAssertTrue(e.problem.contains("is a directory"), e.problem)
         }
         XCTAssertEqual(try listing(), ["adir"])
         XCTAssertEqual(try listing(out), ["inner"])
+    }
+
+    /// A symbolic link is written through (its target replaced, the link kept); a FIFO is refused.
+    func testAtomicWriteFollowsSymlinksAndRefusesSpecialFiles() throws {
+        let target = path("target.bin"), link = path("link.bin")
+        try AtomicFile.write([1], to: target)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        try AtomicFile.write([2, 3], to: link)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link), target)
+        XCTAssertEqual(try [UInt8](Data(contentsOf: URL(fileURLWithPath: target))), [2, 3])
+        let fifo = path("fifo")
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        XCTAssertThrowsError(try AtomicFile.write([1], to: fifo)) { XCTAssert("\($0)".contains("not a regular file"), "\($0)") }
     }
 
     func testAtomicWriteKeepsOldFileWhenBodyThrows() throws {

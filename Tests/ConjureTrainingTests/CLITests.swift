@@ -186,3 +186,40 @@ extension CLITests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("s.npy").path))
     }
 }
+
+extension CLITests {
+    /// Regressions found by testing evaluate and metrics with bad inputs.
+    func testMetricsAndEvaluateRejectBadInputsClearly() throws {
+        let empty = try sharedPath("cases/F06_empty_0x3_f4.npy").path
+        var r = try conjure(["metrics", "fid", empty, empty], expectFailure: true)
+        XCTAssert(r.err.contains("F06_empty_0x3_f4.npy") && !r.err.contains("crashed"), r.err)
+        let real = try sharedPath("fixtures/metrics/real.npy").path
+        r = try conjure(["metrics", "kid", real, real, "--kid-subsets", "100000000"], expectFailure: true)
+        XCTAssert(r.err.contains("--kid-subsets"), r.err)
+        // Evaluate from another directory, with a labelled CSV as reference.
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        try conjure(["train", "--data", digits, "--name", "e", "--epochs", "1", "--batch-size", "32", "--g-hidden", "16", "--g-batchnorm", "0",
+                     "--d-hidden", "16", "--noise-dim", "8", "--quiet"])
+        let ckpt = tmp.appendingPathComponent("runs/e/checkpoints/latest.safetensors").path
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["evaluate", "--checkpoint", ckpt, "--count", "50", "--reference", digits, "--metrics", "fid,pr", "--out", "/dev/null/x.json"]
+        p.currentDirectoryURL = URL(fileURLWithPath: "/")
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run(); p.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertFalse(text.contains("no such file or folder") && text.contains("digits_8x8"), "the run's data path is absolute: \(text)")
+        try? FileManager.default.removeItem(at: tmp.appendingPathComponent("runs/e/classifier.safetensors"))
+        r = try conjure(["evaluate", "--checkpoint", ckpt, "--count", "50", "--metrics", "mixture"], expectFailure: true)
+        XCTAssert(r.err.contains("mixture"), r.err)
+        r = try conjure(["evaluate", "--checkpoint", ckpt, "--count", "50", "--pr-k", "0"], expectFailure: true)
+        XCTAssert(r.err.contains("--pr-k"), r.err)
+        r = try conjure(["evaluate", "--checkpoint", ckpt, "--count", "3"], expectFailure: true)
+        XCTAssert(r.err.contains("--count"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/e/eval.json").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/e/classifier.safetensors").path),
+                       "no classifier trained for a request that fails validation")
+    }
+}
