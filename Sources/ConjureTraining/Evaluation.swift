@@ -7,8 +7,9 @@ import ConjureNN
 /// Options of `conjure evaluate`.
 public struct EvaluateOptions: Sendable {
     public var checkpoint: String
-    /// Samples drawn from the generator (ignored with `samplesFile`).
-    public var count: Int = 10_000
+    /// Samples drawn from the generator (ignored with `samplesFile`); nil: 10 000, or 2500
+    /// for the 2-D mixtures (the VEEGAN/PacGAN protocol).
+    public var count: Int? = nil
     /// Seed of the latent batches (and of KID's subsets).
     public var seed: UInt64 = 0
     /// Metric names: fid, kid, pr, dc, score, modes, memorization, mixture.
@@ -89,7 +90,7 @@ public enum Evaluator {
             throw ConfigError(option: "--metrics", problem: "unknown metric(s) \(unknown.joined(separator: ", "))", hint: "choose from \(allMetrics.joined(separator: ","))")
         }
         if o.metrics.isEmpty { throw ConfigError(option: "--metrics", problem: "no metric given", hint: "choose from \(allMetrics.joined(separator: ","))") }
-        if o.count < 2 || o.count > 200_000 { throw ConfigError(option: "--count", problem: "must be between 2 and 200000, got \(o.count)") }
+        if let c = o.count, c < 2 || c > 200_000 { throw ConfigError(option: "--count", problem: "must be between 2 and 200000, got \(c)") }
         if o.kidSubsets < 1 || o.kidSubsets > 10_000 { throw ConfigError(option: "--kid-subsets", problem: "must be between 1 and 10000, got \(o.kidSubsets)") }
         if o.kidSubsetSize < 2 { throw ConfigError(option: "--kid-subset-size", problem: "must be at least 2, got \(o.kidSubsetSize)") }
         if o.prK < 1 { throw ConfigError(option: "--pr-k", problem: "must be at least 1, got \(o.prK)") }
@@ -150,7 +151,7 @@ public enum Evaluator {
         } else {
             var rng = RandomGenerator(seed: o.seed, stream: 3)
             var parts: [Tensor] = []
-            var left = o.count
+            var left = o.count ?? (Mixture2D(rawValue: run.data) != nil ? 2500 : 10_000)
             while left > 0 {
                 let b = min(left, 1000)
                 parts.append(loaded.gan.sample(z: Tensor.randomNormal([b, run.model.noiseDim], using: &rng)))
