@@ -87,11 +87,14 @@ public struct GANConfig: Codable, Sendable, Equatable {
     public var architecture: GANArchitecture = .mlp
     /// `[C, H, W]` of samples for the convolutional architecture.
     public var imageShape: [Int]? = nil
+    /// Class count of a conditional GAN (Mirza & Osindero 2014): the one-hot label is
+    /// concatenated to `z` and to the discriminator's input. 0: unconditional.
+    public var conditionalClasses: Int = 0
 
     enum CodingKeys: String, CodingKey {
         case preset, noiseDim, dataDim, generatorHidden, generatorActivation, generatorBatchNorm, outputActivation,
              discriminatorHidden, leakySlope, generatorLR, discriminatorLR, beta1, beta2, eps, update, batchSize, epochs, seed, pack,
-             loss, nCritic, gpLambda, spectralNorm, architecture, imageShape
+             loss, nCritic, gpLambda, spectralNorm, architecture, imageShape, conditionalClasses
     }
 
     public init(preset: String, noiseDim: Int, dataDim: Int, generatorHidden: [Int], generatorActivation: HiddenActivation,
@@ -125,6 +128,7 @@ public struct GANConfig: Codable, Sendable, Equatable {
         spectralNorm = try c.decodeIfPresent(Bool.self, forKey: .spectralNorm) ?? false
         architecture = try c.decodeIfPresent(GANArchitecture.self, forKey: .architecture) ?? .mlp
         imageShape = try c.decodeIfPresent([Int].self, forKey: .imageShape)
+        conditionalClasses = try c.decodeIfPresent(Int.self, forKey: .conditionalClasses) ?? 0
     }
 
     /// The seed's network: G 100 -> 128 ReLU -> 256 ReLU -> 784 tanh; D 784 -> 128 LeakyReLU(0.2)
@@ -171,9 +175,13 @@ public struct GANConfig: Codable, Sendable, Equatable {
         return c
     }()
 
+    /// Class-conditional MLP GAN (Mirza & Osindero 2014): the `gan` networks with one-hot labels
+    /// concatenated to `z` and to the discriminator input; the class count comes from the data.
+    public static let cganPreset: GANConfig = { var c = ganPreset; c.preset = "cgan"; c.conditionalClasses = 10; return c }()
+
     /// Named presets.
     public static let presets: [String: GANConfig] = [
-        "seed": seedPreset, "gan": ganPreset, "lsgan": lsganPreset, "wgan-gp": wganGPPreset, "hinge-sn": hingeSNPreset, "dcgan": dcganPreset,
+        "seed": seedPreset, "gan": ganPreset, "lsgan": lsganPreset, "wgan-gp": wganGPPreset, "hinge-sn": hingeSNPreset, "dcgan": dcganPreset, "cgan": cganPreset,
     ]
 
     /// Checks the options, naming the first bad one.
@@ -206,6 +214,12 @@ public struct GANConfig: Codable, Sendable, Equatable {
         if batchSize > 1 << 20 { throw bad("--batch-size", "must be at most 1048576, got \(batchSize)") }
         if !(leakySlope >= 0 && leakySlope < 1) { throw bad("--leaky-slope", "must be in [0, 1), got \(leakySlope)") }
         if nCritic < 1 || nCritic > 100 { throw bad("--n-critic", "must be between 1 and 100, got \(nCritic)") }
+        if conditionalClasses < 0 || conditionalClasses == 1 || conditionalClasses > 10_000 {
+            throw bad("--model cgan", "needs labels with 2 to 10000 classes, got \(conditionalClasses)")
+        }
+        if conditionalClasses > 0 && (architecture != .mlp || pack != 1) {
+            throw bad("--model cgan", "conditioning is available for the MLP architecture without packing")
+        }
         if nCritic > 1 && update == .simultaneous { throw bad("--n-critic", "needs --update alternating") }
         if !(gpLambda >= 0 && gpLambda.isFinite) { throw bad("--gp-lambda", "must be a non-negative number, got \(gpLambda)") }
         if architecture == .dcgan {
@@ -260,6 +274,30 @@ public final class GAN {
     /// When true, ``trainStep(real:z:)`` keeps its intermediate values in ``lastStep``
     /// (`fake`, `real_logits`, `fake_logits`, `grad.generator.0.weight`, ...) for inspection.
     public var recordsStepTensors = false
+    /// Labels `i mod K` for `n` samples of a conditional GAN (balanced classes), nil otherwise.
+    public func balancedLabels(_ n: Int, offset: Int = 0) -> [Int]? {
+        config.conditionalClasses > 0 ? (0..<n).map { ($0 + offset) % config.conditionalClasses } : nil
+    }
+
+    /// One-hot labels `[N, K]` of the batch being generated or judged (conditional GANs).
+    var currentLabels: Tensor?
+
+    /// One-hot `[N, K]` labels for a conditional GAN, nil for an unconditional one.
+    ///
+    /// - Precondition: labels are given exactly when the GAN is conditional, in `0..<K`.
+    func oneHot(_ labels: [Int]?, count n: Int) -> Tensor? {
+        let k = config.conditionalClasses
+        guard k > 0 else {
+            precondition(labels == nil, "GAN: labels given to an unconditional GAN")
+            return nil
+        }
+        guard let labels else { preconditionFailure("GAN: a conditional GAN needs labels") }
+        precondition(labels.count == n && labels.allSatisfy { $0 >= 0 && $0 < k }, "GAN: \(labels.count) labels for \(n) samples, each in 0..<\(k)")
+        var v = [Float](repeating: 0, count: n * k)
+        for (i, l) in labels.enumerated() { v[i * k + l] = 1 }
+        return Tensor(shape: [n, k], scalars: v)
+    }
+
     /// The values kept by the last step when ``recordsStepTensors`` is on.
     public private(set) var lastStep: [String: Tensor] = [:]
 
@@ -274,7 +312,7 @@ public final class GAN {
         }
         switch config.architecture {
         case .mlp:
-            var width = config.noiseDim
+            var width = config.noiseDim + config.conditionalClasses
             for (i, h) in config.generatorHidden.enumerated() {
                 g.append(Linear(width, h, rng: &rng))
                 if config.generatorBatchNorm[i] { g.append(BatchNorm1d(h)) }
@@ -282,7 +320,7 @@ public final class GAN {
                 width = h
             }
             g.append(Linear(width, config.dataDim, rng: &rng))
-            width = config.dataDim * config.pack
+            width = config.dataDim * config.pack + config.conditionalClasses
             for h in config.discriminatorHidden {
                 d.append(sn(Linear(width, h, rng: &rng)))
                 d.append(Activation(.leakyRelu(config.leakySlope)))
@@ -320,6 +358,7 @@ public final class GAN {
     /// Flat samples `[N, dataDim]` as the discriminator's input: packed `[N/m, m·dataDim]`
     /// (PacGAN) or images `[N, C, H, W]` (DCGAN).
     func discriminatorInput(_ x: Tensor) -> Tensor {
+        if let y = currentLabels { return Tensor.concat([x, y], axis: 1) }
         switch config.architecture {
         case .mlp: return config.pack == 1 ? x : x.reshaped([x.shape[0] / config.pack, config.pack * config.dataDim])
         case .dcgan: return x.reshaped([x.shape[0]] + (config.imageShape ?? [1, 28, 28]))
@@ -328,7 +367,7 @@ public final class GAN {
 
     /// The generator as a map from `z` `[N, noiseDim]` to flat samples `[N, dataDim]`.
     func generate(_ z: Tensor) -> Tensor {
-        let y = generator(z)
+        let y = generator(currentLabels.map { Tensor.concat([z, $0], axis: 1) } ?? z)
         return y.rank == 2 ? y : y.reshaped([y.shape[0], config.dataDim])
     }
 
@@ -356,8 +395,12 @@ public final class GAN {
     /// optimiser's step, so a resumed run keeps the rhythm).
     ///
     /// - Shapes: `real` `[N, dataDim]` (normalised), `z` `[M, noiseDim]`.
+    /// - Parameter labels: class labels of the real batch (conditional GANs; the fakes are
+    ///   generated for the same labels).
     @discardableResult
-    public func trainStep(real: Tensor, z: Tensor) -> GANStepStats {
+    public func trainStep(real: Tensor, z: Tensor, labels: [Int]? = nil) -> GANStepStats {
+        currentLabels = oneHot(labels, count: real.shape[0])
+        defer { currentLabels = nil }
         precondition(real.rank == 2 && real.shape[1] == config.dataDim, "GAN.trainStep: real batch \(real.shape), expected [N, \(config.dataDim)]")
         precondition(z.rank == 2 && z.shape[1] == config.noiseDim, "GAN.trainStep: z \(z.shape), expected [M, \(config.noiseDim)]")
         generator.isTraining = true
@@ -432,7 +475,9 @@ public final class GAN {
     /// Generator samples in evaluation mode (BatchNorm uses running statistics), no history.
     ///
     /// - Shapes: `z` `[N, noiseDim]` → `[N, dataDim]` in the normalised range.
-    public func sample(z: Tensor) -> Tensor {
+    public func sample(z: Tensor, labels: [Int]? = nil) -> Tensor {
+        currentLabels = oneHot(labels, count: z.shape[0])
+        defer { currentLabels = nil }
         let was = generator.isTraining
         generator.isTraining = false
         defer { generator.isTraining = was }

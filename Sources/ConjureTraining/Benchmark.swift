@@ -31,11 +31,11 @@ public enum Benchmark {
         let gan = GAN(config: config, rng: &rng)
         let real = Tensor.randomUniform([batch, config.dataDim], low: -1, high: 1, using: &rng)
         let zs = (0..<8).map { _ in Tensor.randomNormal([batch, config.noiseDim], using: &rng) }
-        for i in 0..<warmup { gan.trainStep(real: real, z: zs[i % zs.count]) }
+        for i in 0..<warmup { gan.trainStep(real: real, z: zs[i % zs.count], labels: gan.balancedLabels(batch)) }
         var rates: [Double] = []
         for _ in 0..<repeats {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            for i in 0..<steps { gan.trainStep(real: real, z: zs[i % zs.count]) }
+            for i in 0..<steps { gan.trainStep(real: real, z: zs[i % zs.count], labels: gan.balancedLabels(batch)) }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             rates.append(Double(steps) / dt)
         }

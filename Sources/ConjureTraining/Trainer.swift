@@ -229,6 +229,13 @@ public final class Trainer {
             data = try PreparedData.load(o)
             model.dataDim = data.train.shape[1]
             if model.architecture == .dcgan { model.imageShape = data.imageShape }
+            if model.conditionalClasses > 0 {
+                guard let labels = data.labels, let top = labels.max() else {
+                    throw ConfigError(option: "--model \(model.preset)", problem: "a conditional GAN needs labelled data; \(data.source) has no labels",
+                                      hint: "use an image CSV with a label column (--label-column) or IDX images with their labels file")
+                }
+                model.conditionalClasses = top + 1
+            }
             try model.validate()
             var rng = RandomGenerator(seed: model.seed)
             gan = GAN(config: model, rng: &rng)
@@ -318,7 +325,7 @@ public final class Trainer {
                 let idx = batches[progress.batchInEpoch]
                 let real = data.train.gathered(rows: idx)
                 let z = Tensor.randomNormal([idx.count, model.noiseDim], using: &progress.noiseRNG)
-                let stats = gan.trainStep(real: real, z: z)
+                let stats = gan.trainStep(real: real, z: z, labels: model.conditionalClasses > 0 ? idx.map { data.labels![$0] } : nil)
                 guard stats.dLoss.isFinite && stats.gLoss.isFinite else {
                     throw TrainingError(step: progress.step, problem: "the losses became non-finite (d_loss \(stats.dLoss), g_loss \(stats.gLoss))",
                                         hint: "lower the learning rates or check the data" + (staging == nil ? "; the last checkpoint is kept" : ""))
@@ -355,7 +362,7 @@ public final class Trainer {
                 }
                 if o.sampleEvery > 0 && progress.step % o.sampleEvery == 0, let shape = run.imageShape {
                     let path = String(format: "/samples/step-%06d.png", progress.step)
-                    try writeGrid(gan.sample(z: fixedZ), shape: shape, stats: run.normalization, to: dir + path)
+                    try writeGrid(gan.sample(z: fixedZ, labels: gan.balancedLabels(64)), shape: shape, stats: run.normalization, to: dir + path)
                     written.insert(o.runDirectory + path)
                 }
                 if o.checkpointEvery > 0 && progress.step % o.checkpointEvery == 0 && progress.step < stopAt {
@@ -370,7 +377,7 @@ public final class Trainer {
         try checkpoint(progress)
         if progress.step == totalSteps, let shape = run.imageShape {
             let path = o.runDirectory + "/samples/final.png"
-            try writeGrid(gan.sample(z: fixedZ), shape: shape, stats: run.normalization, to: path)
+            try writeGrid(gan.sample(z: fixedZ, labels: gan.balancedLabels(64)), shape: shape, stats: run.normalization, to: path)
             written.insert(path)
         }
         if interrupted { log("interrupted at step \(progress.step): checkpoint written; continue with --resume") }
@@ -482,7 +489,7 @@ final class InTrainingEvaluator {
     }
 
     func measure(_ gan: GAN) throws -> [String: Any] {
-        let fake = features(gan.sample(z: z))
+        let fake = features(gan.sample(z: z, labels: gan.balancedLabels(z.shape[0])))
         let fid = try Metrics.fid(real: realFeatures, fake: fake)
         let kid = try Metrics.kid(real: realFeatures, fake: fake, subsets: 10, subsetSize: min(500, realFeatures.shape[0], fake.shape[0]), seed: seed)
         return ["fid": fid.value, "kid": kid.mean, "kid_std": kid.std, "eval_samples": fake.shape[0], "eval_space": space]

@@ -233,6 +233,7 @@ struct Sample: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed of the latent z.") var seed: UInt64 = 0
     @Option(help: "Output: X.png (a grid) or X.npy (float32 [N, C, H, W] or [N, D] in the data's own units).") var out: String
     @Option(parsing: .unconditional, help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
+    @Option(parsing: .unconditional, help: "Class to generate (conditional models; default: classes in turn).") var label: Int?
 
     func run() {
         runReporting {
@@ -244,7 +245,10 @@ struct Sample: ParsableCommand {
             let loaded = try Checkpoint.read(path: checkpoint)
             var rng = RandomGenerator(seed: seed, stream: 3)
             let z = Tensor.randomNormal([count, loaded.run.model.noiseDim], using: &rng)
-            let samples = loaded.gan.sample(z: z)
+            let k = loaded.run.model.conditionalClasses
+            if let label, k == 0 { throw ConfigError(option: "--label", problem: "the model is not conditional (label \(label) given)") }
+            if let label, label < 0 || label >= k { throw ConfigError(option: "--label", problem: "must be in 0..<\(k), got \(label)") }
+            let samples = loaded.gan.sample(z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.gan.balancedLabels(count))
             if ext == "npy" {
                 let units = loaded.run.normalization.inverse(samples)
                 let shaped = loaded.run.imageShape.map { units.reshaped([count] + $0) } ?? units
@@ -359,7 +363,7 @@ enum BenchStartup {
         var rng = RandomGenerator(seed: 0)
         let gan = GAN(config: config, rng: &rng)
         let real = Tensor.randomUniform([64, config.dataDim], low: -1, high: 1, using: &rng)
-        gan.trainStep(real: real, z: Tensor.randomNormal([64, config.noiseDim], using: &rng))
+        gan.trainStep(real: real, z: Tensor.randomNormal([64, config.noiseDim], using: &rng), labels: gan.balancedLabels(64))
         return processUptime()
     }
 

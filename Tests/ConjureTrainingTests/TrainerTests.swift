@@ -195,7 +195,7 @@ final class PresetTests: XCTestCase {
             XCTAssertEqual(Set(sa.keys), Set(sb.keys), name)
             for (k, v) in sa { XCTAssertEqual(v.scalars, sb[k]!.scalars, "\(name): \(k) differs after resume") }
             var rng = RandomGenerator(seed: 3)
-            let samples = ca.run.normalization.inverse(ca.gan.sample(z: Tensor.randomNormal([4, config.noiseDim], using: &rng)))
+            let samples = ca.run.normalization.inverse(ca.gan.sample(z: Tensor.randomNormal([4, config.noiseDim], using: &rng), labels: ca.gan.balancedLabels(4)))
             XCTAssertEqual(samples.shape, [4, 784], name)
             XCTAssert(samples.scalars.allSatisfy { $0 >= -0.01 && $0 <= 255.01 }, "\(name): samples in 0..255")
         }
