@@ -117,25 +117,9 @@ public final class ConvTranspose2d: Layer {
 ///
 /// - Shapes: input and output `[N, C, H, W]`; `weight`, `bias`, `running_mean`, `running_var`
 ///   `[C]`; `num_batches_tracked` a scalar.
-public final class BatchNorm2d: Layer {
-    public let weight: Parameter
-    public let bias: Parameter
-    public let runningMean: Buffer
-    public let runningVar: Buffer
-    public let numBatchesTracked: Buffer
-    public let eps: Float
-    public let momentum: Float
-    public var isTraining = true
-
+public final class BatchNorm2d: BatchNormBase, Layer {
     public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
-        precondition(channels > 0, "BatchNorm2d: channel count must be positive, got \(channels)")
-        weight = Parameter(.ones([channels]))
-        bias = Parameter(.zeros([channels]))
-        runningMean = Buffer(.zeros([channels]))
-        runningVar = Buffer(.ones([channels]))
-        numBatchesTracked = Buffer(Tensor(0))
-        self.eps = eps
-        self.momentum = momentum
+        super.init(features: channels, eps: eps, momentum: momentum, layer: "BatchNorm2d")
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -149,14 +133,8 @@ public final class BatchNorm2d: Layer {
         let m = x.shape[0] * x.shape[2] * x.shape[3]
         precondition(m > 1, "BatchNorm2d: training mode needs more than one value per channel, got input \(x.shape)")
         let (y, mean, variance) = Tensor.batchNorm2dTraining(x, weight: weight.value, bias: bias.value, eps: eps)
-        foldRunningStatistics(runningMean: runningMean, runningVar: runningVar, numBatchesTracked: numBatchesTracked,
-                              mean: mean, variance: variance, count: m, momentum: momentum)
+        foldRunningStatistics(mean: mean, variance: variance, count: m)
         return y
-    }
-
-    public var namedParameters: [(String, Parameter)] { [("weight", weight), ("bias", bias)] }
-    public var namedBuffers: [(String, Buffer)] {
-        [("running_mean", runningMean), ("running_var", runningVar), ("num_batches_tracked", numBatchesTracked)]
     }
 }
 

@@ -77,24 +77,9 @@ public final class Activation: Layer {
 ///
 /// - Shapes: input and output `[N, features]`; `weight`, `bias`, `running_mean`,
 ///   `running_var` `[features]`; `num_batches_tracked` a scalar.
-public final class BatchNorm1d: Layer {
-    public let weight: Parameter
-    public let bias: Parameter
-    public let runningMean: Buffer
-    public let runningVar: Buffer
-    public let numBatchesTracked: Buffer
-    public let eps: Float
-    public let momentum: Float
-    public var isTraining = true
-
+public final class BatchNorm1d: BatchNormBase, Layer {
     public init(_ features: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
-        weight = Parameter(.ones([features]))
-        bias = Parameter(.zeros([features]))
-        runningMean = Buffer(.zeros([features]))
-        runningVar = Buffer(.ones([features]))
-        numBatchesTracked = Buffer(Tensor(0))
-        self.eps = eps
-        self.momentum = momentum
+        super.init(features: features, eps: eps, momentum: momentum, layer: "BatchNorm1d")
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -107,25 +92,49 @@ public final class BatchNorm1d: Layer {
         let n = x.shape[0]
         precondition(n > 1, "BatchNorm1d: training mode needs more than one sample per batch, got \(x.shape)")
         let (y, mean, variance) = Tensor.batchNormTraining(x, weight: weight.value, bias: bias.value, eps: eps)
-        foldRunningStatistics(runningMean: runningMean, runningVar: runningVar, numBatchesTracked: numBatchesTracked,
-                              mean: mean, variance: variance, count: n, momentum: momentum)
+        foldRunningStatistics(mean: mean, variance: variance, count: n)
         return y
+    }
+}
+
+/// State shared by the batch-norm layers: affine `weight`/`bias` and the running statistics,
+/// in PyTorch's `state_dict` order (`weight`, `bias`, `running_mean`, `running_var`,
+/// `num_batches_tracked`).
+public class BatchNormBase {
+    public let weight: Parameter
+    public let bias: Parameter
+    public let runningMean: Buffer
+    public let runningVar: Buffer
+    public let numBatchesTracked: Buffer
+    public let eps: Float
+    public let momentum: Float
+    public var isTraining = true
+
+    init(features: Int, eps: Float, momentum: Float, layer: String) {
+        precondition(features > 0, "\(layer): feature count must be positive, got \(features)")
+        weight = Parameter(.ones([features]))
+        bias = Parameter(.zeros([features]))
+        runningMean = Buffer(.zeros([features]))
+        runningVar = Buffer(.ones([features]))
+        numBatchesTracked = Buffer(Tensor(0))
+        self.eps = eps
+        self.momentum = momentum
     }
 
     public var namedParameters: [(String, Parameter)] { [("weight", weight), ("bias", bias)] }
     public var namedBuffers: [(String, Buffer)] {
         [("running_mean", runningMean), ("running_var", runningVar), ("num_batches_tracked", numBatchesTracked)]
     }
-}
 
-/// BatchNorm's running statistics after one training batch (PyTorch's rule):
-/// `running = (1 - momentum) running + momentum batch`, the variance term unbiased by
-/// `count / (count - 1)` where `count` is the number of values per feature.
-func foldRunningStatistics(runningMean: Buffer, runningVar: Buffer, numBatchesTracked: Buffer,
-                           mean: [Float], variance: [Float], count: Int, momentum m: Float) {
-    let unbias = Float(count) / Float(count - 1)
-    let f = mean.count
-    runningMean.value = Tensor(shape: [f], scalars: zip(runningMean.value.scalars, mean).map { (1 - m) * $0 + m * $1 })
-    runningVar.value = Tensor(shape: [f], scalars: zip(runningVar.value.scalars, variance).map { (1 - m) * $0 + m * $1 * unbias })
-    numBatchesTracked.value = Tensor(numBatchesTracked.value.item + 1)
+    /// Running statistics after one training batch (PyTorch's rule):
+    /// `running = (1 - momentum) running + momentum batch`, the variance term unbiased by
+    /// `count / (count - 1)` where `count` is the number of values per feature.
+    func foldRunningStatistics(mean: [Float], variance: [Float], count: Int) {
+        let m = momentum
+        let unbias = Float(count) / Float(count - 1)
+        let f = mean.count
+        runningMean.value = Tensor(shape: [f], scalars: zip(runningMean.value.scalars, mean).map { (1 - m) * $0 + m * $1 })
+        runningVar.value = Tensor(shape: [f], scalars: zip(runningVar.value.scalars, variance).map { (1 - m) * $0 + m * $1 * unbias })
+        numBatchesTracked.value = Tensor(numBatchesTracked.value.item + 1)
+    }
 }
