@@ -7,7 +7,7 @@ import ConjureNN
 /// and in every checkpoint's `__metadata__` (key `config`).
 public struct RunConfig: Codable, Sendable, Equatable {
     /// The model and its optimisation.
-    public var model: GANConfig
+    public var model: ModelConfig
     /// The data file the run trains on (as given).
     public var data: String
     /// Normalisation of the data; `inverse` maps samples back to the data's units.
@@ -29,7 +29,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
     /// Samples generated for a built-in synthetic data set (nil for files).
     public var syntheticCount: Int?
 
-    public init(model: GANConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, trainSamples: Int,
+    public init(model: ModelConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, trainSamples: Int,
                 heldOutFraction: Double, heldOutIndicesSHA256: String?, logEvery: Int, sampleEvery: Int,
                 checkpointEvery: Int, threads: Int) {
         self.model = model
@@ -82,8 +82,8 @@ public struct TrainingProgress: Sendable, Equatable {
 public enum Checkpoint {
     public static let format = "conjure.checkpoint.v1"
 
-    public static func write(gan: GAN, run: RunConfig, progress: TrainingProgress, to path: String) throws {
-        let tensors = gan.stateDict() + gan.optimizerStateDict()
+    public static func write(model: any GenerativeModel, run: RunConfig, progress: TrainingProgress, to path: String) throws {
+        let tensors = model.stateDict() + model.optimizerStateDict()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let normJSON = String(decoding: try encoder.encode(run.normalization), as: UTF8.self)
@@ -101,12 +101,12 @@ public enum Checkpoint {
 
     /// A loaded checkpoint: the model (with optimiser state) and where training stood.
     public struct Loaded {
-        public var gan: GAN
+        public var model: any GenerativeModel
         public var run: RunConfig
         public var progress: TrainingProgress
     }
 
-    /// Reads a checkpoint written by ``write(gan:run:progress:to:)``.
+    /// Reads a checkpoint written by ``write(model:run:progress:to:)``.
     ///
     /// - Throws: ``DataError`` naming the file when it is not a Conjure checkpoint, a field is
     ///   missing or malformed, or a tensor is missing or has the wrong shape.
@@ -138,15 +138,18 @@ public enum Checkpoint {
             }
         }
         var rng = RandomGenerator(seed: run.model.seed)
-        let gan = GAN(config: run.model, rng: &rng)
+        do { try run.model.validate() } catch {
+            throw bad("the configuration is not valid: \(error)")
+        }
+        let model = run.model.makeModel(rng: &rng)
         do {
-            try gan.loadStateDict(tensors)
-            try gan.loadOptimizerStateDict(tensors)
+            try model.loadStateDict(tensors)
+            try model.loadOptimizerStateDict(tensors)
         } catch let e as StateDictError {
             throw DataError(file: path, location: "tensor '\(e.key)'", problem: e.problem,
                             hint: "the checkpoint does not match its own config; was it edited?")
         }
         let progress = TrainingProgress(step: step, epoch: epoch, batchInEpoch: batch, noiseRNG: RandomGenerator(state: words))
-        return Loaded(gan: gan, run: run, progress: progress)
+        return Loaded(model: model, run: run, progress: progress)
     }
 }

@@ -154,7 +154,7 @@ public enum Evaluator {
             var left = o.count ?? (Mixture2D(rawValue: run.data) != nil ? 2500 : 10_000)
             while left > 0 {
                 let b = min(left, 1000)
-                parts.append(loaded.gan.sample(z: Tensor.randomNormal([b, run.model.noiseDim], using: &rng), labels: loaded.gan.balancedLabels(b, offset: left)))
+                parts.append(loaded.model.sample(z: Tensor.randomNormal([b, run.model.latentDim], using: &rng), labels: loaded.model.balancedLabels(b, offset: left)))
                 left -= b
             }
             samples = Tensor.concat(parts, axis: 0)

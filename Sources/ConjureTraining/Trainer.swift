@@ -10,7 +10,7 @@ public struct TrainOptions: Sendable {
     public var dataDirectory: String = "data"
     /// The run directory, e.g. `runs/demo`.
     public var runDirectory: String
-    public var model: GANConfig
+    public var model: ModelConfig
     /// Normalisation; nil picks the one matching the generator's output (tanh: symmetric,
     /// sigmoid: unit, identity: zscore).
     public var normalization: Normalization?
@@ -47,9 +47,13 @@ public struct TrainOptions: Sendable {
 
     public enum ProgressStyle: Sendable, Equatable { case automatic, lines, live, quiet }
 
-    public init(runDirectory: String, model: GANConfig) {
+    public init(runDirectory: String, model: ModelConfig) {
         self.runDirectory = runDirectory
         self.model = model
+    }
+
+    public init(runDirectory: String, model: GANConfig) {
+        self.init(runDirectory: runDirectory, model: .gan(model))
     }
 }
 
@@ -60,7 +64,8 @@ public struct TrainSummary: Sendable {
     /// Epochs completed (fractional).
     public var epochs: Double
     public var seconds: Double
-    public var last: GANStepStats?
+    /// Statistics of the last step (`d_loss`, `g_loss`, ... for a GAN).
+    public var last: StepMetrics?
     public var files: [String]
     /// True when SIGINT/SIGTERM stopped training early (a checkpoint was written).
     public var interrupted: Bool
@@ -161,7 +166,7 @@ public struct PreparedData {
     }
 }
 
-/// The GAN training loop: batches, steps, logging, sample grids and checkpoints.
+/// The training loop of any model family: batches, steps, logging, sample grids and checkpoints.
 public final class Trainer {
     public let options: TrainOptions
     let log: (String) -> Void
@@ -192,7 +197,7 @@ public final class Trainer {
         if o.resume && o.overwrite { throw ConfigError(option: "--overwrite", problem: "cannot be combined with --resume") }
 
         let fm = FileManager.default
-        var gan: GAN
+        var net: any GenerativeModel
         var run: RunConfig
         var progress: TrainingProgress
         let data: PreparedData
@@ -207,7 +212,7 @@ public final class Trainer {
                                   hint: fm.fileExists(atPath: o.runDirectory) ? "the run stopped before its first checkpoint; start it again with --overwrite" : "start the run without --resume")
             }
             let loaded = try Checkpoint.read(path: checkpointPath)
-            (gan, run, progress) = (loaded.gan, loaded.run, loaded.progress)
+            (net, run, progress) = (loaded.model, loaded.run, loaded.progress)
             if let e = o.resumeEpochs { run.model.epochs = e }
             var dataOptions = o
             dataOptions.data = run.data
@@ -228,7 +233,7 @@ public final class Trainer {
             var model = o.model
             data = try PreparedData.load(o)
             model.dataDim = data.train.shape[1]
-            if model.architecture == .dcgan { model.imageShape = data.imageShape }
+            if model.needsImages { model.imageShape = data.imageShape }
             if model.conditionalClasses > 0 {
                 guard let labels = data.labels, let top = labels.max() else {
                     throw ConfigError(option: "--model \(model.preset)", problem: "a conditional GAN needs labelled data; \(data.source) has no labels",
@@ -238,7 +243,7 @@ public final class Trainer {
             }
             try model.validate()
             var rng = RandomGenerator(seed: model.seed)
-            gan = GAN(config: model, rng: &rng)
+            net = model.makeModel(rng: &rng)
             let heldHash = data.heldOut.isEmpty ? nil : sha256Hex(data.heldOut.map(String.init).joined(separator: ","))
             // The data path is recorded absolute so evaluate and resume work from any directory.
             let source = Mixture2D(rawValue: data.source) != nil && !fm.fileExists(atPath: data.source)
@@ -256,7 +261,7 @@ public final class Trainer {
             try AtomicFile.write(try run.jsonData(), to: stage + "/config.json", createDirectories: true)
         }
         do {
-            return try train(gan: gan, run: run, progress: &progress, data: data, dir: &dir, staging: &staging, start: start)
+            return try train(net: net, run: run, progress: &progress, data: data, dir: &dir, staging: &staging, start: start)
         } catch {
             if let staging { try? fm.removeItem(atPath: staging) }
             throw error
@@ -264,7 +269,7 @@ public final class Trainer {
     }
 
     /// The training loop proper; `dir` is where files go (the staging folder until promoted).
-    private func train(gan: GAN, run: RunConfig, progress: inout TrainingProgress, data: PreparedData, dir: inout String,
+    private func train(net: any GenerativeModel, run: RunConfig, progress: inout TrainingProgress, data: PreparedData, dir: inout String,
                        staging: inout String?, start: Date) throws -> TrainSummary {
         let o = options
         let fm = FileManager.default
@@ -276,7 +281,7 @@ public final class Trainer {
         let totalSteps = perEpoch * model.epochs
         let stopAt = min(totalSteps, o.maxSteps ?? totalSteps)
         var fixedRNG = RandomGenerator(seed: model.seed, stream: 2)
-        let fixedZ = Tensor.randomNormal([64, model.noiseDim], using: &fixedRNG)
+        let fixedZ = Tensor.randomNormal([64, model.latentDim], using: &fixedRNG)
 
         let metricsPath = dir + "/metrics.jsonl"
         if !fm.fileExists(atPath: metricsPath) { fm.createFile(atPath: metricsPath, contents: nil) }
@@ -299,7 +304,7 @@ public final class Trainer {
         var written: Set<String> = []
         func checkpoint(_ p: TrainingProgress) throws {
             try promote()
-            try Checkpoint.write(gan: gan, run: run, progress: p, to: checkpointPath)
+            try Checkpoint.write(model: net, run: run, progress: p, to: checkpointPath)
             written.insert(checkpointPath)
         }
 
@@ -314,9 +319,11 @@ public final class Trainer {
 
         Interrupt.install()
         defer { Interrupt.uninstall() }
-        var window = (d: 0.0, g: 0.0, dr: 0.0, df: 0.0, n: 0)
+        // Sums of each step statistic over the current logging window, in the model's order.
+        var window: [(name: String, sum: Double)] = []
+        var windowSteps = 0
         var windowStart = DispatchTime.now().uptimeNanoseconds
-        var last: GANStepStats?
+        var last: StepMetrics?
         var interrupted = false
         training: while progress.step < stopAt {
             let batches = sampler.batches(epoch: progress.epoch)
@@ -324,37 +331,40 @@ public final class Trainer {
                 if Interrupt.requested { interrupted = true; break training }
                 let idx = batches[progress.batchInEpoch]
                 let real = data.train.gathered(rows: idx)
-                let z = Tensor.randomNormal([idx.count, model.noiseDim], using: &progress.noiseRNG)
-                let stats = gan.trainStep(real: real, z: z, labels: model.conditionalClasses > 0 ? idx.map { data.labels![$0] } : nil)
-                guard stats.dLoss.isFinite && stats.gLoss.isFinite else {
-                    throw TrainingError(step: progress.step, problem: "the losses became non-finite (d_loss \(stats.dLoss), g_loss \(stats.gLoss))",
+                let z = Tensor.randomNormal([idx.count, model.latentDim], using: &progress.noiseRNG)
+                let stats = net.train(batch: real, z: z, labels: model.conditionalClasses > 0 ? idx.map { data.labels![$0] } : nil)
+                if let bad = stats.firstNonFinite {
+                    throw TrainingError(step: progress.step, problem: "the losses became non-finite (\(stats.values.map { "\($0.name) \($0.value)" }.joined(separator: ", "))); first \(bad.name)",
                                         hint: "lower the learning rates or check the data" + (staging == nil ? "; the last checkpoint is kept" : ""))
                 }
                 last = stats
                 progress.step += 1
                 progress.batchInEpoch += 1
-                window.d += Double(stats.dLoss); window.g += Double(stats.gLoss)
-                window.dr += Double(stats.meanDReal); window.df += Double(stats.meanDFake); window.n += 1
+                if window.isEmpty { window = stats.values.map { ($0.name, 0) } }
+                for (i, v) in stats.values.enumerated() { window[i].sum += Double(v.value) }
+                windowSteps += 1
                 let epochDone = progress.batchInEpoch == batches.count
 
                 if progress.step % o.logEvery == 0 || progress.step == stopAt {
                     let now = DispatchTime.now().uptimeNanoseconds
                     let secs = max(Double(now - windowStart) / 1e9, 1e-9)
-                    let n = Double(window.n)
-                    let record: [String: Any] = [
+                    let n = Double(windowSteps)
+                    let means = window.map { (name: $0.name, value: $0.sum / n) }
+                    var record: [String: Any] = [
                         "step": progress.step, "epoch": Double(progress.step) / Double(perEpoch),
-                        "d_loss": window.d / n, "g_loss": window.g / n, "d_real": window.dr / n, "d_fake": window.df / n,
                         "samples_per_sec": n * Double(model.batchSize) / secs,
                     ]
+                    for m in means { record[m.name] = m.value }
                     let line = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
                     metrics.write(line + Data("\n".utf8))
                     reporter.report(step: progress.step, epoch: Double(progress.step) / Double(perEpoch),
-                                    dLoss: window.d / n, gLoss: window.g / n, samplesPerSec: n * Double(model.batchSize) / secs)
-                    window = (0, 0, 0, 0, 0)
+                                    losses: means.prefix(2).map { $0 }, samplesPerSec: n * Double(model.batchSize) / secs)
+                    window = []
+                    windowSteps = 0
                     windowStart = now
                 }
                 if let ev = evaluator, progress.step % o.evalEvery == 0 || progress.step == stopAt {
-                    var record = try ev.measure(gan)
+                    var record = try ev.measure(net)
                     record["step"] = progress.step
                     record["epoch"] = Double(progress.step) / Double(perEpoch)
                     record["wall_seconds"] = Date().timeIntervalSince(start)
@@ -362,7 +372,7 @@ public final class Trainer {
                 }
                 if o.sampleEvery > 0 && progress.step % o.sampleEvery == 0, let shape = run.imageShape {
                     let path = String(format: "/samples/step-%06d.png", progress.step)
-                    try writeGrid(gan.sample(z: fixedZ, labels: gan.balancedLabels(64)), shape: shape, stats: run.normalization, to: dir + path)
+                    try writeGrid(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), shape: shape, stats: run.normalization, to: dir + path)
                     written.insert(o.runDirectory + path)
                 }
                 if o.checkpointEvery > 0 && progress.step % o.checkpointEvery == 0 && progress.step < stopAt {
@@ -377,7 +387,7 @@ public final class Trainer {
         try checkpoint(progress)
         if progress.step == totalSteps, let shape = run.imageShape {
             let path = o.runDirectory + "/samples/final.png"
-            try writeGrid(gan.sample(z: fixedZ, labels: gan.balancedLabels(64)), shape: shape, stats: run.normalization, to: path)
+            try writeGrid(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), shape: shape, stats: run.normalization, to: path)
             written.insert(path)
         }
         if interrupted { log("interrupted at step \(progress.step): checkpoint written; continue with --resume") }
@@ -436,13 +446,15 @@ final class ProgressReporter {
         self.log = log
     }
 
-    func report(step: Int, epoch: Double, dLoss: Double, gLoss: Double, samplesPerSec: Double) {
+    /// - Parameter losses: the first statistics of the step (d_loss and g_loss for a GAN).
+    func report(step: Int, epoch: Double, losses: [(name: String, value: Double)], samplesPerSec: Double) {
         if quiet { return }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let done = step - startStep
         let eta = done > 0 ? elapsed / Double(done) * Double(totalSteps - step) : 0
-        let line = String(format: "step %d/%d  epoch %.2f  d_loss %.4f  g_loss %.4f  %.0f samples/s  ETA %@",
-                          step, totalSteps, epoch, dLoss, gLoss, samplesPerSec, formatDuration(eta))
+        let shown = losses.map { String(format: "%@ %.4f", $0.name, $0.value) }.joined(separator: "  ")
+        let line = String(format: "step %d/%d  epoch %.2f  %@  %.0f samples/s  ETA %@",
+                          step, totalSteps, epoch, shown, samplesPerSec, formatDuration(eta))
         if live {
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
         } else {
@@ -484,12 +496,12 @@ final class InTrainingEvaluator {
         }
         realFeatures = features(real)
         var rng = RandomGenerator(seed: seed, stream: 4)
-        z = Tensor.randomNormal([count, run.model.noiseDim], using: &rng)
+        z = Tensor.randomNormal([count, run.model.latentDim], using: &rng)
         self.seed = seed
     }
 
-    func measure(_ gan: GAN) throws -> [String: Any] {
-        let fake = features(gan.sample(z: z, labels: gan.balancedLabels(z.shape[0])))
+    func measure(_ model: any GenerativeModel) throws -> [String: Any] {
+        let fake = features(model.sample(z: z, labels: model.balancedLabels(z.shape[0], offset: 0)))
         let fid = try Metrics.fid(real: realFeatures, fake: fake)
         let kid = try Metrics.kid(real: realFeatures, fake: fake, subsets: 10, subsetSize: min(500, realFeatures.shape[0], fake.shape[0]), seed: seed)
         return ["fid": fid.value, "kid": kid.mean, "kid_std": kid.std, "eval_samples": fake.shape[0], "eval_space": space]

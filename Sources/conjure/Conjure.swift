@@ -216,7 +216,7 @@ struct Train: ParsableCommand {
         runReporting {
             let summary = try Trainer(options: try makeOptions()).run()
             var lines = ["trained to step \(summary.steps) (" + String(format: "%.2f", summary.epochs) + " epochs) in \(formatDuration(summary.seconds))"]
-            if let s = summary.last { lines.append(String(format: "last step: d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f", s.dLoss, s.gLoss, s.meanDReal, s.meanDFake)) }
+            if let s = summary.last { lines.append("last step: " + s.values.map { String(format: "%@ %.4f", $0.name, $0.value) }.joined(separator: "  ")) }
             lines.append("run directory: \(summary.runDirectory)/")
             lines.append("  config.json, metrics.jsonl")
             for f in summary.files { lines.append("  " + f.replacingOccurrences(of: summary.runDirectory + "/", with: "")) }
@@ -244,11 +244,11 @@ struct Sample: ParsableCommand {
             if let c = columns, c < 1 { throw ConfigError(option: "--columns", problem: "must be at least 1, got \(c)") }
             let loaded = try Checkpoint.read(path: checkpoint)
             var rng = RandomGenerator(seed: seed, stream: 3)
-            let z = Tensor.randomNormal([count, loaded.run.model.noiseDim], using: &rng)
+            let z = Tensor.randomNormal([count, loaded.run.model.latentDim], using: &rng)
             let k = loaded.run.model.conditionalClasses
             if let label, k == 0 { throw ConfigError(option: "--label", problem: "the model is not conditional (label \(label) given)") }
             if let label, label < 0 || label >= k { throw ConfigError(option: "--label", problem: "must be in 0..<\(k), got \(label)") }
-            let samples = loaded.gan.sample(z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.gan.balancedLabels(count))
+            let samples = loaded.model.sample(z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.model.balancedLabels(count, offset: 0))
             if ext == "npy" {
                 let units = loaded.run.normalization.inverse(samples)
                 let shaped = loaded.run.imageShape.map { units.reshaped([count] + $0) } ?? units

@@ -1,0 +1,111 @@
+import Foundation
+import ConjureNN
+
+/// The configuration of any model family Conjure trains, as saved in `config.json` and in
+/// checkpoints: the family's own configuration plus a `family` key (`gan` when absent, so runs
+/// written before other families existed still load).
+public enum ModelConfig: Codable, Sendable, Equatable {
+    case gan(GANConfig)
+
+    /// Every named preset of every family, for `conjure train --model NAME`.
+    public static var presets: [String: ModelConfig] {
+        var all: [String: ModelConfig] = [:]
+        for (k, v) in GANConfig.presets { all[k] = .gan(v) }
+        return all
+    }
+
+    /// Preset names, sorted, for help texts and errors.
+    public static var presetNames: [String] { presets.keys.sorted() }
+
+    public var family: String {
+        switch self {
+        case .gan: return "gan"
+        }
+    }
+
+    /// The GAN configuration, nil for other families.
+    public var gan: GANConfig? {
+        if case .gan(let c) = self { return c }
+        return nil
+    }
+
+    public var preset: String {
+        switch self { case .gan(let c): return c.preset }
+    }
+
+    /// Size of the latent `z`.
+    public var latentDim: Int {
+        switch self { case .gan(let c): return c.noiseDim }
+    }
+
+    /// Flattened size of one sample.
+    public var dataDim: Int {
+        get { switch self { case .gan(let c): return c.dataDim } }
+        set { switch self { case .gan(var c): c.dataDim = newValue; self = .gan(c) } }
+    }
+
+    public var batchSize: Int {
+        get { switch self { case .gan(let c): return c.batchSize } }
+        set { switch self { case .gan(var c): c.batchSize = newValue; self = .gan(c) } }
+    }
+
+    public var epochs: Int {
+        get { switch self { case .gan(let c): return c.epochs } }
+        set { switch self { case .gan(var c): c.epochs = newValue; self = .gan(c) } }
+    }
+
+    public var seed: UInt64 {
+        get { switch self { case .gan(let c): return c.seed } }
+        set { switch self { case .gan(var c): c.seed = newValue; self = .gan(c) } }
+    }
+
+    /// Class count of a conditional model (0: unconditional).
+    public var conditionalClasses: Int {
+        get { switch self { case .gan(let c): return c.conditionalClasses } }
+        set { switch self { case .gan(var c): c.conditionalClasses = newValue; self = .gan(c) } }
+    }
+
+    /// True when the model needs `[C, H, W]` images (convolutional networks).
+    public var needsImages: Bool {
+        switch self { case .gan(let c): return c.architecture != .mlp }
+    }
+
+    /// `[C, H, W]` of samples for convolutional networks.
+    public var imageShape: [Int]? {
+        get { switch self { case .gan(let c): return c.imageShape } }
+        set { switch self { case .gan(var c): c.imageShape = newValue; self = .gan(c) } }
+    }
+
+    /// The range the model's samples live in, which decides the data normalisation.
+    public var outputActivation: OutputActivation {
+        switch self { case .gan(let c): return c.outputActivation }
+    }
+
+    /// Checks the options, naming the first bad one.
+    public func validate() throws {
+        switch self { case .gan(let c): try c.validate() }
+    }
+
+    /// A freshly initialised model from `rng`.
+    public func makeModel(rng: inout RandomGenerator) -> any GenerativeModel {
+        switch self { case .gan(let c): return GAN(config: c, rng: &rng) }
+    }
+
+    enum FamilyKey: String, CodingKey { case family }
+
+    public init(from decoder: Decoder) throws {
+        let family = try decoder.container(keyedBy: FamilyKey.self).decodeIfPresent(String.self, forKey: .family) ?? "gan"
+        switch family {
+        case "gan": self = .gan(try GANConfig(from: decoder))
+        default:
+            throw DecodingError.dataCorruptedError(forKey: .family, in: try decoder.container(keyedBy: FamilyKey.self),
+                                                   debugDescription: "unknown model family '\(family)'")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: FamilyKey.self)
+        try c.encode(family, forKey: .family)
+        switch self { case .gan(let g): try g.encode(to: encoder) }
+    }
+}
