@@ -36,8 +36,8 @@ public enum GANLoss: String, Codable, Sendable, CaseIterable {
 public enum GANArchitecture: String, Codable, Sendable {
     /// Fully connected networks on flat samples.
     case mlp
-    /// Convolutional networks (Radford et al. 2016) on `[C, H, W]` images; the 28x28 network of
-    /// ../shared/bench/bench_torch_dcgan.py.
+    /// Convolutional networks (Radford et al. 2016) on square 28, 32 or 64 px `[C, H, W]` images;
+    /// at 28x28 the network of ../shared/bench/bench_torch_dcgan.py (see ``GANConfig/dcganPreset``).
     case dcgan
 }
 
@@ -164,10 +164,25 @@ public struct GANConfig: Codable, Sendable, Equatable {
     /// Hinge loss with a spectrally normalised discriminator (Miyato et al. 2018), Adam(2e-4, 0.5, 0.999).
     public static let hingeSNPreset: GANConfig = { var c = ganPreset; c.preset = "hinge-sn"; c.loss = .hinge; c.spectralNorm = true; return c }()
 
-    /// DCGAN for 28x28 (Radford et al. 2016), exactly the network of ../shared/bench/bench_torch_dcgan.py:
-    /// G Linear 100->6272, BatchNorm1d, ReLU, [128,7,7], ConvTranspose2d 128->64 k4 s2 p1, BatchNorm2d,
-    /// ReLU, ConvTranspose2d 64->1 k4 s2 p1, tanh; D Conv2d 1->64 k4 s2 p1, LeakyReLU 0.2, Conv2d
-    /// 64->128 k4 s2 p1, BatchNorm2d, LeakyReLU 0.2, Flatten, Linear 6272->1. Adam(2e-4, 0.5, 0.999).
+    /// DCGAN (Radford et al. 2016) on `[C, H, W]` images, C in 1...4; the network is chosen by the
+    /// image size (``imageShape``, set from the data by the trainer; the preset's default is
+    /// `[1, 28, 28]`). Adam(2e-4, 0.5, 0.999), BCE, alternating update.
+    ///
+    /// - 28x28: exactly the network of ../shared/bench/bench_torch_dcgan.py, PyTorch's default
+    ///   initialisation: G Linear 100->6272, BatchNorm1d, ReLU, [128,7,7], ConvTranspose2d 128->64
+    ///   k4 s2 p1, BatchNorm2d, ReLU, ConvTranspose2d 64->C k4 s2 p1, tanh; D Conv2d C->64 k4 s2 p1,
+    ///   LeakyReLU 0.2, Conv2d 64->128 k4 s2 p1, BatchNorm2d, LeakyReLU 0.2, Flatten, Linear 6272->1.
+    /// - 64x64: the PyTorch DCGAN example (ngf = ndf = 64, no conv biases): G [100,1,1],
+    ///   ConvTranspose2d 100->512 k4 s1 p0 (4x4), then 512->256->128->64 k4 s2 p1 (8, 16, 32), each
+    ///   BatchNorm2d + ReLU, ConvTranspose2d 64->C k4 s2 p1 (64x64), tanh; D Conv2d C->64 k4 s2 p1,
+    ///   LeakyReLU 0.2 (no BatchNorm), 64->128->256->512 k4 s2 p1 each BatchNorm2d + LeakyReLU 0.2
+    ///   (down to 4x4), Conv2d 512->1 k4 s1 p0, logits `[N, 1]`. Conv weights N(0, 0.02),
+    ///   BatchNorm weights N(1, 0.02), biases 0.
+    /// - 32x32: the same with one stage fewer (G 100->256 at 4x4, 128, 64, C; D C->64->128->256, 256->1).
+    ///
+    /// With `loss` `wgangp` or `spectralNorm` the discriminator has no BatchNorm (and, at 32/64 px,
+    /// keeps its conv biases). State-dict names: `generator.0` is the `Reshape` (no parameters) at
+    /// 32/64 px, so `generator.1.weight` is the first ConvTranspose2d.
     public static let dcganPreset: GANConfig = {
         var c = ganPreset
         c.preset = "dcgan"; c.architecture = .dcgan; c.imageShape = [1, 28, 28]
@@ -179,9 +194,16 @@ public struct GANConfig: Codable, Sendable, Equatable {
     /// concatenated to `z` and to the discriminator input; the class count comes from the data.
     public static let cganPreset: GANConfig = { var c = ganPreset; c.preset = "cgan"; c.conditionalClasses = 10; return c }()
 
+    /// Class-conditional DCGAN (Mirza & Osindero 2014 on Radford et al. 2016): the `dcgan`
+    /// networks with the one-hot label concatenated to `z` (first layer input `noiseDim + K`) and
+    /// given to the discriminator as K constant `H x W` maps after the image channels (first
+    /// conv input `C + K`); the class count comes from the data. `conjure sample --label 7`.
+    public static let cdcganPreset: GANConfig = { var c = dcganPreset; c.preset = "cdcgan"; c.conditionalClasses = 10; return c }()
+
     /// Named presets.
     public static let presets: [String: GANConfig] = [
         "seed": seedPreset, "gan": ganPreset, "lsgan": lsganPreset, "wgan-gp": wganGPPreset, "hinge-sn": hingeSNPreset, "dcgan": dcganPreset, "cgan": cganPreset,
+        "cdcgan": cdcganPreset,
     ]
 
     /// Checks the options, naming the first bad one.
@@ -217,16 +239,16 @@ public struct GANConfig: Codable, Sendable, Equatable {
         if conditionalClasses < 0 || conditionalClasses == 1 || conditionalClasses > 10_000 {
             throw bad("--model cgan", "needs labels with 2 to 10000 classes, got \(conditionalClasses)")
         }
-        if conditionalClasses > 0 && (architecture != .mlp || pack != 1) {
-            throw bad("--model cgan", "conditioning is available for the MLP architecture without packing")
+        if conditionalClasses > 0 && pack != 1 {
+            throw bad("--model \(preset)", "conditioning is not available with packing (--pack \(pack))")
         }
         if nCritic > 1 && update == .simultaneous { throw bad("--n-critic", "needs --update alternating") }
         if !(gpLambda >= 0 && gpLambda.isFinite) { throw bad("--gp-lambda", "must be a non-negative number, got \(gpLambda)") }
         if architecture == .dcgan {
-            guard let shape = imageShape, shape.count == 3, shape[1] == 28, shape[2] == 28, shape[0] >= 1, shape[0] <= 4,
+            guard let shape = imageShape, shape.count == 3, shape[1] == shape[2], [28, 32, 64].contains(shape[1]), shape[0] >= 1, shape[0] <= 4,
                   shape.reduce(1, *) == dataDim else {
-                throw bad("--model dcgan", "needs 28x28 images with 1-4 channels, got samples of shape \(imageShape.map { "\($0)" } ?? "[\(dataDim)]")",
-                          )
+                throw ConfigError(option: "--model \(preset)", problem: "needs square 28x28, 32x32 or 64x64 images with 1-4 channels, got samples of shape \(imageShape.map { "\($0)" } ?? "[\(dataDim)]")",
+                                  hint: "resize or pad the images to one of those sizes, or use an MLP preset such as gan")
             }
             if pack != 1 { throw bad("--pack", "packing is available for the MLP architecture only") }
         }
@@ -301,8 +323,8 @@ public final class GAN {
     /// The values kept by the last step when ``recordsStepTensors`` is on.
     public private(set) var lastStep: [String: Tensor] = [:]
 
-    /// Builds the networks with PyTorch's default initialisation from `rng`
-    /// (generator first, then discriminator).
+    /// Builds the networks with PyTorch's default initialisation from `rng` (DCGAN's N(0, 0.02)
+    /// for the 32 and 64 px DCGANs), generator first, then discriminator.
     public init(config: GANConfig, rng: inout RandomGenerator) {
         self.config = config
         var g: [any Layer] = []
@@ -328,18 +350,53 @@ public final class GAN {
             }
             d.append(sn(Linear(width, 1, rng: &rng)))
         case .dcgan:
-            let c = config.imageShape?[0] ?? 1
-            g = [Linear(config.noiseDim, 128 * 7 * 7, rng: &rng), BatchNorm1d(128 * 7 * 7), Activation(.relu), Reshape([128, 7, 7]),
-                 ConvTranspose2d(128, 64, kernelSize: 4, stride: 2, padding: 1, rng: &rng), BatchNorm2d(64), Activation(.relu),
-                 ConvTranspose2d(64, c, kernelSize: 4, stride: 2, padding: 1, rng: &rng)]
-            d.append(sn(Conv2d(c, 64, kernelSize: 4, stride: 2, padding: 1, rng: &rng)))
-            d.append(Activation(.leakyRelu(config.leakySlope)))
-            d.append(sn(Conv2d(64, 128, kernelSize: 4, stride: 2, padding: 1, rng: &rng)))
+            let shape = config.imageShape ?? [1, 28, 28]
+            // A conditional DCGAN takes z ++ one-hot label and judges image ++ K label maps.
+            let c = shape[0], k = config.conditionalClasses, nz = config.noiseDim + k
             // No BatchNorm in a critic with a gradient penalty (Gulrajani et al. 2017) or with spectral norm.
-            if config.loss != .wgangp && !config.spectralNorm { d.append(BatchNorm2d(128)) }
-            d.append(Activation(.leakyRelu(config.leakySlope)))
-            d.append(Flatten())
-            d.append(sn(Linear(128 * 7 * 7, 1, rng: &rng)))
+            let criticBatchNorm = config.loss != .wgangp && !config.spectralNorm
+            if shape[1] == 28 {
+                g = [Linear(nz, 128 * 7 * 7, rng: &rng), BatchNorm1d(128 * 7 * 7), Activation(.relu), Reshape([128, 7, 7]),
+                     ConvTranspose2d(128, 64, kernelSize: 4, stride: 2, padding: 1, rng: &rng), BatchNorm2d(64), Activation(.relu),
+                     ConvTranspose2d(64, c, kernelSize: 4, stride: 2, padding: 1, rng: &rng)]
+                d.append(sn(Conv2d(c + k, 64, kernelSize: 4, stride: 2, padding: 1, rng: &rng)))
+                d.append(Activation(.leakyRelu(config.leakySlope)))
+                d.append(sn(Conv2d(64, 128, kernelSize: 4, stride: 2, padding: 1, rng: &rng)))
+                if criticBatchNorm { d.append(BatchNorm2d(128)) }
+                d.append(Activation(.leakyRelu(config.leakySlope)))
+                d.append(Flatten())
+                d.append(sn(Linear(128 * 7 * 7, 1, rng: &rng)))
+            } else {
+                // 32 or 64 px: the PyTorch DCGAN example (ngf = ndf = 64, 4x4 kernels, no conv
+                // biases, conv weights N(0, 0.02), BatchNorm weights N(1, 0.02)); 4x4 maps double
+                // per stage up to the image size. A critic without BatchNorm keeps its conv biases.
+                let dcganInit = Initializer.normal(std: 0.02)
+                func batchNorm(_ channels: Int) -> BatchNorm2d {
+                    let bn = BatchNorm2d(channels)
+                    bn.weight.assign(.randomNormal([channels], mean: 1, std: 0.02, using: &rng))
+                    return bn
+                }
+                let stages = shape[1] == 64 ? 4 : 3
+                var width = 64 << (stages - 1)
+                g = [Reshape([nz, 1, 1]), ConvTranspose2d(nz, width, kernelSize: 4, stride: 1, padding: 0, bias: false, initializer: dcganInit, rng: &rng),
+                     batchNorm(width), Activation(.relu)]
+                for _ in 1..<stages {
+                    g += [ConvTranspose2d(width, width / 2, kernelSize: 4, stride: 2, padding: 1, bias: false, initializer: dcganInit, rng: &rng),
+                          batchNorm(width / 2), Activation(.relu)]
+                    width /= 2
+                }
+                g.append(ConvTranspose2d(width, c, kernelSize: 4, stride: 2, padding: 1, bias: false, initializer: dcganInit, rng: &rng))
+                d.append(sn(Conv2d(c + k, width, kernelSize: 4, stride: 2, padding: 1, bias: !criticBatchNorm, initializer: dcganInit, rng: &rng)))
+                d.append(Activation(.leakyRelu(config.leakySlope)))
+                for _ in 1..<stages {
+                    d.append(sn(Conv2d(width, width * 2, kernelSize: 4, stride: 2, padding: 1, bias: !criticBatchNorm, initializer: dcganInit, rng: &rng)))
+                    if criticBatchNorm { d.append(batchNorm(width * 2)) }
+                    d.append(Activation(.leakyRelu(config.leakySlope)))
+                    width *= 2
+                }
+                d.append(sn(Conv2d(width, 1, kernelSize: 4, stride: 1, padding: 0, bias: !criticBatchNorm, initializer: dcganInit, rng: &rng)))
+                d.append(Flatten())  // [N, 1, 1, 1] logits -> [N, 1]
+            }
         }
         switch config.outputActivation {
         case .tanh: g.append(Activation(.tanh))
@@ -358,10 +415,16 @@ public final class GAN {
     /// Flat samples `[N, dataDim]` as the discriminator's input: packed `[N/m, m·dataDim]`
     /// (PacGAN) or images `[N, C, H, W]` (DCGAN).
     func discriminatorInput(_ x: Tensor) -> Tensor {
-        if let y = currentLabels { return Tensor.concat([x, y], axis: 1) }
+        if let y = currentLabels, config.architecture == .mlp { return Tensor.concat([x, y], axis: 1) }
         switch config.architecture {
         case .mlp: return config.pack == 1 ? x : x.reshaped([x.shape[0] / config.pack, config.pack * config.dataDim])
-        case .dcgan: return x.reshaped([x.shape[0]] + (config.imageShape ?? [1, 28, 28]))
+        case .dcgan:
+            let shape = config.imageShape ?? [1, 28, 28]
+            let images = x.reshaped([x.shape[0]] + shape)
+            guard let y = currentLabels else { return images }
+            // Conditional: the one-hot label as K constant maps after the image channels, [N, C + K, H, W].
+            let (n, k) = (y.shape[0], y.shape[1])
+            return Tensor.concat([images, y.reshaped([n, k, 1, 1]).expanded(to: [n, k, shape[1], shape[2]])], axis: 1)
         }
     }
 
