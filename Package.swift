@@ -45,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "conjure",
             dependencies: [
-                "ConjureTraining",
+                "ConjureTraining", "ConjureOptim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),

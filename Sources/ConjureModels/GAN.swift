@@ -90,11 +90,26 @@ public struct GANConfig: Codable, Sendable, Equatable {
     /// Class count of a conditional GAN (Mirza & Osindero 2014): the one-hot label is
     /// concatenated to `z` and to the discriminator's input. 0: unconditional.
     public var conditionalClasses: Int = 0
+    /// The optimiser of both networks (Adam by default; `beta1`/`beta2` are Adam's betas).
+    public var optimizer: OptimizerKind = .adam
+    /// Weight decay: decoupled for AdamW (PyTorch's default 0.01 is not applied here: 0 means
+    /// none), an L2 term added to the gradient for Adam and RMSprop.
+    public var weightDecay: Float = 0
+    /// Learning-rate schedule over the run's total steps, applied to both networks.
+    public var lrSchedule: LRSchedule = .constant
+    /// Clips the total L2 norm of each network's gradients to this value before each update
+    /// (`torch.nn.utils.clip_grad_norm_`); nil: no clipping.
+    public var clipGradNorm: Float? = nil
+    /// Exponential moving average of the generator's weights with this decay, updated after
+    /// every generator step; when set, ``GAN/sample(z:labels:)`` (and so `sample`, `evaluate`
+    /// and the grids) uses the averaged weights (Yazıcı et al. 2019). nil: off.
+    public var emaDecay: Float? = nil
 
     enum CodingKeys: String, CodingKey {
         case preset, noiseDim, dataDim, generatorHidden, generatorActivation, generatorBatchNorm, outputActivation,
              discriminatorHidden, leakySlope, generatorLR, discriminatorLR, beta1, beta2, eps, update, batchSize, epochs, seed, pack,
-             loss, nCritic, gpLambda, spectralNorm, architecture, imageShape, conditionalClasses
+             loss, nCritic, gpLambda, spectralNorm, architecture, imageShape, conditionalClasses,
+             optimizer, weightDecay, lrSchedule, clipGradNorm, emaDecay
     }
 
     public init(preset: String, noiseDim: Int, dataDim: Int, generatorHidden: [Int], generatorActivation: HiddenActivation,
@@ -129,6 +144,11 @@ public struct GANConfig: Codable, Sendable, Equatable {
         architecture = try c.decodeIfPresent(GANArchitecture.self, forKey: .architecture) ?? .mlp
         imageShape = try c.decodeIfPresent([Int].self, forKey: .imageShape)
         conditionalClasses = try c.decodeIfPresent(Int.self, forKey: .conditionalClasses) ?? 0
+        optimizer = try c.decodeIfPresent(OptimizerKind.self, forKey: .optimizer) ?? .adam
+        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? 0
+        lrSchedule = try c.decodeIfPresent(LRSchedule.self, forKey: .lrSchedule) ?? .constant
+        clipGradNorm = try c.decodeIfPresent(Float.self, forKey: .clipGradNorm)
+        emaDecay = try c.decodeIfPresent(Float.self, forKey: .emaDecay)
     }
 
     /// The seed's network: G 100 -> 128 ReLU -> 256 ReLU -> 784 tanh; D 784 -> 128 LeakyReLU(0.2)
@@ -237,12 +257,15 @@ public struct GANConfig: Codable, Sendable, Equatable {
         if !(leakySlope >= 0 && leakySlope < 1) { throw bad("--leaky-slope", "must be in [0, 1), got \(leakySlope)") }
         if nCritic < 1 || nCritic > 100 { throw bad("--n-critic", "must be between 1 and 100, got \(nCritic)") }
         if conditionalClasses < 0 || conditionalClasses == 1 || conditionalClasses > 10_000 {
-            throw bad("--model cgan", "needs labels with 2 to 10000 classes, got \(conditionalClasses)")
+            throw bad("--model \(preset)", "needs labels with 2 to 10000 classes, got \(conditionalClasses)")
         }
         if conditionalClasses > 0 && pack != 1 {
             throw bad("--model \(preset)", "conditioning is not available with packing (--pack \(pack))")
         }
         if nCritic > 1 && update == .simultaneous { throw bad("--n-critic", "needs --update alternating") }
+        if !(weightDecay >= 0 && weightDecay < 1) { throw bad("--weight-decay", "must be in [0, 1), got \(weightDecay)") }
+        if let m = clipGradNorm, !(m > 0 && m.isFinite) { throw bad("--clip-grad-norm", "must be a positive number, got \(m)") }
+        if let d = emaDecay, !(d > 0 && d < 1) { throw bad("--ema", "the decay must be in (0, 1), e.g. 0.999, got \(d)") }
         if !(gpLambda >= 0 && gpLambda.isFinite) { throw bad("--gp-lambda", "must be a non-negative number, got \(gpLambda)") }
         if architecture == .dcgan {
             guard let shape = imageShape, shape.count == 3, shape[1] == shape[2], [28, 32, 64].contains(shape[1]), shape[0] >= 1, shape[0] <= 4,
@@ -256,19 +279,6 @@ public struct GANConfig: Codable, Sendable, Equatable {
             throw bad("--pack", "must be at least 1 and divide the batch size \(batchSize) into groups of at least 2, got \(pack)")
         }
     }
-}
-
-/// A bad option or configuration value.
-public struct ConfigError: Error, CustomStringConvertible {
-    public var option: String
-    public var problem: String
-    public var hint: String?
-    public init(option: String, problem: String, hint: String? = nil) {
-        self.option = option
-        self.problem = problem
-        self.hint = hint
-    }
-    public var description: String { "\(option): \(problem)" + (hint.map { " (\($0))" } ?? "") }
 }
 
 /// Statistics of one GAN training step.
@@ -291,8 +301,10 @@ public final class GAN {
     public let config: GANConfig
     public let generator: Sequential
     public let discriminator: Sequential
-    public let generatorOptimizer: Adam
-    public let discriminatorOptimizer: Adam
+    public let generatorOptimizer: any Optimizer
+    public let discriminatorOptimizer: any Optimizer
+    /// The moving average of the generator's parameters when ``GANConfig/emaDecay`` is set.
+    public let generatorEMA: EMA?
     /// When true, ``trainStep(real:z:)`` keeps its intermediate values in ``lastStep``
     /// (`fake`, `real_logits`, `fake_logits`, `grad.generator.0.weight`, ...) for inspection.
     public var recordsStepTensors = false
@@ -406,10 +418,27 @@ public final class GAN {
         generator = Sequential(g)
         discriminator = Sequential(d)
 
-        generatorOptimizer = Adam(parameters: generator.parameters, lr: config.generatorLR,
-                                  betas: (config.beta1, config.beta2), eps: config.eps)
-        discriminatorOptimizer = Adam(parameters: discriminator.parameters, lr: config.discriminatorLR,
-                                      betas: (config.beta1, config.beta2), eps: config.eps)
+        generatorOptimizer = config.optimizer.make(parameters: generator.parameters, lr: config.generatorLR,
+                                                   betas: (config.beta1, config.beta2), eps: config.eps, weightDecay: config.weightDecay)
+        discriminatorOptimizer = config.optimizer.make(parameters: discriminator.parameters, lr: config.discriminatorLR,
+                                                       betas: (config.beta1, config.beta2), eps: config.eps, weightDecay: config.weightDecay)
+        let gParams = generator.parameters
+        generatorEMA = config.emaDecay.map { EMA(parameters: gParams, decay: $0) }
+    }
+
+    /// A discriminator update, after gradient-norm clipping when configured.
+    func stepDiscriminator(_ grads: [Tensor]) {
+        var g = grads
+        if let m = config.clipGradNorm { clipGradNorm(&g, maxNorm: m) }
+        discriminatorOptimizer.step(gradients: g)
+    }
+
+    /// A generator update, after gradient-norm clipping when configured; then the EMA update.
+    func stepGenerator(_ grads: [Tensor]) {
+        var g = grads
+        if let m = config.clipGradNorm { clipGradNorm(&g, maxNorm: m) }
+        generatorOptimizer.step(gradients: g)
+        generatorEMA?.update(generator.parameters)
     }
 
     /// Flat samples `[N, dataDim]` as the discriminator's input: packed `[N/m, m·dataDim]`
@@ -508,8 +537,8 @@ public final class GAN {
             }()
             recordGrads(discriminator, "discriminator.", dGrads)
             recordGrads(generator, "generator.", gGrads)
-            discriminatorOptimizer.step(gradients: dGrads)
-            generatorOptimizer.step(gradients: gGrads)
+            stepDiscriminator(dGrads)
+            stepGenerator(gGrads)
             (dLossValue, meanDReal, meanDFake, gLossValue) = (d.0, d.1, d.2, gLoss)
         } else {
             let (gGrads, gLoss, d): ([Tensor]?, Float, (Float, Float, Float)) = {
@@ -520,7 +549,7 @@ public final class GAN {
                     return (pass.grads, pass.loss, pass.dReal, pass.dFake, generatorLoss(fake: pass.fakeLogits.detached()).item)
                 }()
                 recordGrads(discriminator, "discriminator.", dGrads)
-                discriminatorOptimizer.step(gradients: dGrads)
+                stepDiscriminator(dGrads)
                 guard discriminatorOptimizer.stepCount % config.nCritic == 0 else { return (nil, gLossBefore, (dLoss, dReal, dFake)) }
                 // The generator loss through the updated D on the same fakes.
                 let gLoss = generatorLoss(fake: discriminator(discriminatorInput(fake)))
@@ -528,14 +557,15 @@ public final class GAN {
             }()
             if let gGrads {
                 recordGrads(generator, "generator.", gGrads)
-                generatorOptimizer.step(gradients: gGrads)
+                stepGenerator(gGrads)
             }
             (dLossValue, meanDReal, meanDFake, gLossValue) = (d.0, d.1, d.2, gLoss)
         }
         return GANStepStats(dLoss: dLossValue, gLoss: gLossValue, meanDReal: meanDReal, meanDFake: meanDFake)
     }
 
-    /// Generator samples in evaluation mode (BatchNorm uses running statistics), no history.
+    /// Generator samples in evaluation mode (BatchNorm uses running statistics), no history,
+    /// with the averaged weights when ``GANConfig/emaDecay`` is set.
     ///
     /// - Shapes: `z` `[N, noiseDim]` → `[N, dataDim]` in the normalised range.
     public func sample(z: Tensor, labels: [Int]? = nil) -> Tensor {
@@ -544,18 +574,41 @@ public final class GAN {
         let was = generator.isTraining
         generator.isTraining = false
         defer { generator.isTraining = was }
+        guard let ema = generatorEMA else { return withoutGrad { generate(z) } }
+        let params = generator.parameters
+        let trained = params.map(\.value)
+        for (p, a) in zip(params, ema.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
+        defer { for (p, v) in zip(params, trained) { p.assign(v) } }
         return withoutGrad { generate(z) }
     }
 
-    /// Parameters and buffers of both networks, `generator.*` then `discriminator.*`.
+    /// The generator's averaged weights as `generator_ema.NAME` (same names and shapes as the
+    /// generator's parameters), empty without EMA.
+    func emaStateDict() -> [(String, Tensor)] {
+        guard let ema = generatorEMA else { return [] }
+        return zip(generator.allNamedParameters(prefix: "generator_ema."), ema.averages).map { ($0.0, Tensor(shape: $0.1.shape, scalars: $1)) }
+    }
+
+    /// Parameters and buffers of both networks, `generator.*` then `discriminator.*`, then the
+    /// averaged generator weights `generator_ema.*` when EMA is on.
     public func stateDict() -> [(String, Tensor)] {
-        generator.stateDict(prefix: "generator.") + discriminator.stateDict(prefix: "discriminator.")
+        generator.stateDict(prefix: "generator.") + discriminator.stateDict(prefix: "discriminator.") + emaStateDict()
     }
 
     /// Loads both networks from `state_dict` names.
     public func loadStateDict(_ values: [String: Tensor]) throws {
         try generator.loadStateDict(values, prefix: "generator.")
         try discriminator.loadStateDict(values, prefix: "discriminator.")
+        if let ema = generatorEMA {
+            var averages: [[Float]] = []
+            for (name, p) in generator.allNamedParameters(prefix: "generator_ema.") {
+                guard let t = values[name], t.shape == p.shape else {
+                    throw StateDictError(key: name, problem: "missing or not of shape \(p.shape) (the run averages the generator's weights)")
+                }
+                averages.append(t.scalars)
+            }
+            ema.load(averages)
+        }
     }
 
     /// Both optimisers' state, prefixed `optimizer.generator.` and `optimizer.discriminator.`.

@@ -1,5 +1,6 @@
 import Foundation
 import ConjureNN
+import ConjureOptim
 
 /// The configuration of any model family Conjure trains, as saved in `config.json` and in
 /// checkpoints: the family's own configuration plus a `family` key (`gan` when absent, so runs
@@ -79,6 +80,11 @@ public enum ModelConfig: Codable, Sendable, Equatable {
     /// The range the model's samples live in, which decides the data normalisation.
     public var outputActivation: OutputActivation {
         switch self { case .gan(let c): return c.outputActivation }
+    }
+
+    /// The learning-rate schedule over the run's steps.
+    public var lrSchedule: LRSchedule {
+        switch self { case .gan(let c): return c.lrSchedule }
     }
 
     /// Checks the options, naming the first bad one.

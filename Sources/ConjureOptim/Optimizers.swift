@@ -7,6 +7,11 @@ import CConjureKernels
 public protocol Optimizer: AnyObject {
     /// The parameters this optimiser updates, in order.
     var parameters: [Parameter] { get }
+    /// The learning rate used by the next ``step(gradients:)``; a schedule sets it before each
+    /// step (`opt.lr = baseLR * schedule.factor(step: s, totalSteps: n)`).
+    var lr: Float { get set }
+    /// Updates applied so far (saved as `step` by optimisers whose rule depends on it).
+    var stepCount: Int { get }
     /// Applies one update with `gradients[i]` for `parameters[i]`.
     func step(gradients: [Tensor])
     /// The optimiser state by name (PyTorch's names: `exp_avg`, `exp_avg_sq`,
@@ -27,6 +32,8 @@ public final class SGD: Optimizer {
     public let nesterov: Bool
     public let weightDecay: Float
     var buffers: [[Float]?]
+    /// Updates applied since construction (SGD's rule does not depend on it, so it is not saved).
+    public private(set) var stepCount = 0
 
     public init(parameters: [Parameter], lr: Float, momentum: Float = 0, dampening: Float = 0,
                 nesterov: Bool = false, weightDecay: Float = 0) {
@@ -43,6 +50,7 @@ public final class SGD: Optimizer {
 
     public func step(gradients: [Tensor]) {
         precondition(gradients.count == parameters.count, "SGD.step: \(gradients.count) gradients for \(parameters.count) parameters")
+        stepCount += 1
         for (i, p) in parameters.enumerated() {
             var g = gradients[i].scalars
             let pv = p.value.scalars
@@ -75,6 +83,8 @@ public final class SGD: Optimizer {
 /// `m = β1 m + (1-β1) g`, `v = β2 v + (1-β2) g²`,
 /// `p -= lr / (1-β1^t) * m / (sqrt(v) / sqrt(1-β2^t) + eps)`.
 /// Defaults lr 1e-3, betas (0.9, 0.999), eps 1e-8 as in the paper and PyTorch.
+/// `weightDecay` is L2 regularisation folded into the gradient (`g += weightDecay * p`, coupled,
+/// as PyTorch's Adam); for decoupled weight decay use ``AdamW``, which runs this class.
 public final class Adam: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float
@@ -83,34 +93,49 @@ public final class Adam: Optimizer {
     public let weightDecay: Float
     /// Number of steps taken (PyTorch's per-parameter `step`, shared here).
     public private(set) var stepCount: Int = 0
+    /// AdamW's decoupled decay λ: `p *= 1 - lr * λ` before each update (0 for Adam).
+    let decoupledWeightDecay: Float
+    /// The public name in precondition messages (`Adam` or `AdamW`).
+    let name: String
     var expAvg: [[Float]]
     var expAvgSq: [[Float]]
 
-    public init(parameters: [Parameter], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
-                eps: Float = 1e-8, weightDecay: Float = 0) {
-        precondition(lr >= 0, "Adam: lr must be non-negative, got \(lr)")
-        precondition((0..<1).contains(betas.0) && (0..<1).contains(betas.1), "Adam: betas must be in [0, 1), got \(betas)")
+    public convenience init(parameters: [Parameter], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
+                            eps: Float = 1e-8, weightDecay: Float = 0) {
+        self.init(parameters: parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupledWeightDecay: 0, name: "Adam")
+    }
+
+    init(parameters: [Parameter], lr: Float, betas: (Float, Float), eps: Float, weightDecay: Float,
+         decoupledWeightDecay: Float, name: String) {
+        precondition(lr >= 0, "\(name): lr must be non-negative, got \(lr)")
+        precondition((0..<1).contains(betas.0) && (0..<1).contains(betas.1), "\(name): betas must be in [0, 1), got \(betas)")
         self.parameters = parameters
         self.lr = lr
         self.betas = betas
         self.eps = eps
         self.weightDecay = weightDecay
+        self.decoupledWeightDecay = decoupledWeightDecay
+        self.name = name
         expAvg = parameters.map { [Float](repeating: 0, count: $0.value.count) }
         expAvgSq = expAvg
     }
 
     public func step(gradients: [Tensor]) {
-        precondition(gradients.count == parameters.count, "Adam.step: \(gradients.count) gradients for \(parameters.count) parameters")
+        precondition(gradients.count == parameters.count, "\(name).step: \(gradients.count) gradients for \(parameters.count) parameters")
         stepCount += 1
         let (b1, b2) = betas
         let bc1 = 1 - pow(Double(b1), Double(stepCount))
         let bc2 = 1 - pow(Double(b2), Double(stepCount))
         let stepSize = Float(Double(lr) / bc1)
         let invSqrtBc2 = Float(1 / bc2.squareRoot())
-        let eps = self.eps, wd = weightDecay
+        let eps = self.eps, wd = weightDecay, decoupled = decoupledWeightDecay
+        let decay = Float(1 - Double(lr) * Double(decoupled))
         for (i, p) in parameters.enumerated() {
-            precondition(gradients[i].shape == p.shape, "Adam.step: gradient \(gradients[i].shape) for parameter \(p.shape)")
+            precondition(gradients[i].shape == p.shape, "\(name).step: gradient \(gradients[i].shape) for parameter \(p.shape)")
             p.update { w in
+                if decoupled != 0 {  // AdamW: decay first, then the Adam update of the decayed weights
+                    w.withUnsafeMutableBufferPointer { wp in for j in 0..<wp.count { wp[j] *= decay } }
+                }
                 Adam.update(w: &w, g: gradients[i].scalars, m: &expAvg[i], v: &expAvgSq[i], b1: b1, b2: b2,
                             stepSize: stepSize, invSqrtBc2: invSqrtBc2, eps: eps, weightDecay: wd)
             }
@@ -154,5 +179,24 @@ public final class Adam: Optimizer {
         }
         guard let s = state["step"] else { throw StateDictError(key: "step", problem: "missing") }
         stepCount = Int(s.item)
+    }
+}
+
+/// The optimisers a model configuration can name (`--optimizer`).
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
+    /// ``Adam`` (coupled L2 weight decay when `weightDecay` > 0, as `torch.optim.Adam`).
+    case adam
+    /// ``AdamW``: decoupled weight decay (Loshchilov & Hutter 2019).
+    case adamw
+    /// ``RMSprop`` with PyTorch's defaults (`alpha` 0.99, no momentum, not centred; Hinton 2012).
+    case rmsprop
+
+    /// An optimiser of this kind over `parameters`. `betas` are Adam's (β1, β2); RMSprop ignores them.
+    public func make(parameters: [Parameter], lr: Float, betas: (Float, Float), eps: Float, weightDecay: Float) -> any Optimizer {
+        switch self {
+        case .adam: return Adam(parameters: parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay)
+        case .adamw: return AdamW(parameters: parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay)
+        case .rmsprop: return RMSprop(parameters: parameters, lr: lr, eps: eps, weightDecay: weightDecay)
+        }
     }
 }

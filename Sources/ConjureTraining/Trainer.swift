@@ -1,6 +1,7 @@
 import Foundation
 import ConjureData
 import ConjureModels
+import ConjureOptim
 import ConjureMetrics
 
 /// Options of `conjure train` beyond the model configuration.
@@ -332,6 +333,9 @@ public final class Trainer {
                 let idx = batches[progress.batchInEpoch]
                 let real = data.train.gathered(rows: idx)
                 let z = Tensor.randomNormal([idx.count, model.latentDim], using: &progress.noiseRNG)
+                if model.lrSchedule != .constant {
+                    net.setLearningRateFactor(model.lrSchedule.factor(step: progress.step, totalSteps: totalSteps))
+                }
                 let stats = net.train(batch: real, z: z, labels: model.conditionalClasses > 0 ? idx.map { data.labels![$0] } : nil)
                 if let bad = stats.firstNonFinite {
                     throw TrainingError(step: progress.step, problem: "the losses became non-finite (\(stats.values.map { "\($0.name) \($0.value)" }.joined(separator: ", "))); first \(bad.name)",

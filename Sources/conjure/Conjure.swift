@@ -2,6 +2,7 @@ import ArgumentParser
 import ConjureData
 import ConjureMetrics
 import ConjureModels
+import ConjureOptim
 import ConjureTraining
 import Foundation
 
@@ -94,6 +95,13 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Discriminator (critic) steps per generator step.") var nCritic: Int?
     @Option(parsing: .unconditional, help: "Gradient-penalty weight for wgangp.") var gpLambda: Float?
     @Flag(help: "Spectral normalisation on every discriminator weight.") var spectralNorm = false
+    @Option(help: "Optimiser of both networks: adam, adamw or rmsprop (default adam).") var optimizer: String?
+    @Option(parsing: .unconditional, help: "Weight decay (decoupled for adamw, an L2 term for adam and rmsprop; default 0).") var weightDecay: Float?
+    @Option(help: "Learning-rate schedule over the run: constant, linear or cosine (decay to --lr-final-factor).") var lrSchedule: String?
+    @Option(parsing: .unconditional, help: "Linear learning-rate warm-up over this many steps (default 0).") var lrWarmupSteps: Int?
+    @Option(parsing: .unconditional, help: "Learning-rate factor reached at the end of a linear or cosine schedule (default 0).") var lrFinalFactor: Float?
+    @Option(parsing: .unconditional, help: "Clip each network's total gradient L2 norm to this value.") var clipGradNorm: Float?
+    @Option(parsing: .unconditional, help: "Average the generator's weights with this decay (e.g. 0.999) and sample with the average.") var ema: Float?
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
@@ -124,7 +132,9 @@ struct Train: ParsableCommand {
                 ("--update", update != nil), ("--seed", seed != nil), ("--pack", pack != nil), ("--normalize", normalize != nil),
                 ("--data-range", dataRange != nil), ("--clean", clean != nil), ("--label-column", labelColumn != nil),
                 ("--held-out", heldOut != nil), ("--overwrite", overwrite), ("--loss", loss != nil), ("--n-critic", nCritic != nil),
-                ("--gp-lambda", gpLambda != nil), ("--spectral-norm", spectralNorm),
+                ("--gp-lambda", gpLambda != nil), ("--spectral-norm", spectralNorm), ("--optimizer", optimizer != nil),
+                ("--weight-decay", weightDecay != nil), ("--lr-schedule", lrSchedule != nil), ("--lr-warmup-steps", lrWarmupSteps != nil),
+                ("--lr-final-factor", lrFinalFactor != nil), ("--clip-grad-norm", clipGradNorm != nil), ("--ema", ema != nil),
             ]
             if let given = fixed.first(where: { $0.1 }) {
                 throw ConfigError(option: given.0, problem: "cannot be changed when resuming: the run continues with the configuration in its checkpoint",
@@ -176,6 +186,19 @@ struct Train: ParsableCommand {
         if let v = nCritic { config.nCritic = v }
         if let v = gpLambda { config.gpLambda = v }
         if spectralNorm { config.spectralNorm = true }
+        if let v = optimizer {
+            guard let k = OptimizerKind(rawValue: v.lowercased()) else {
+                throw ConfigError(option: "--optimizer", problem: "expected \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(v)'")
+            }
+            config.optimizer = k
+        }
+        if let v = weightDecay { config.weightDecay = v }
+        if lrSchedule != nil || lrWarmupSteps != nil || lrFinalFactor != nil {
+            config.lrSchedule = try LRSchedule.parse(lrSchedule ?? config.lrSchedule.kind.rawValue, warmupSteps: lrWarmupSteps ?? config.lrSchedule.warmupSteps,
+                                                     finalFactor: lrFinalFactor ?? config.lrSchedule.finalFactor)
+        }
+        if let v = clipGradNorm { config.clipGradNorm = v }
+        if let v = ema { config.emaDecay = v }
         if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
             throw ConfigError(option: "--name", problem: "'\(name)' is not a plain folder name")
         }

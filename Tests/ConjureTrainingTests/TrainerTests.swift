@@ -2,6 +2,8 @@ import Foundation
 import XCTest
 import ConjureData
 import ConjureModels
+import ConjureOptim
+import ConjureNN
 import ConjureTestSupport
 @testable import ConjureTraining
 
@@ -93,6 +95,49 @@ final class TrainerTests: XCTestCase {
             func keep(_ l: String) -> Bool { !straddle.contains { l.hasPrefix($0) } }
             XCTAssertEqual(ma.filter(keep), mb.filter(keep), "losses logged by the resumed run")
             XCTAssertEqual(mb.count, ma.count + (stopAt % 10 == 0 ? 0 : 1))
+        }
+    }
+
+    /// The training options of issue 5 (AdamW / RMSprop, a warm-up + cosine schedule,
+    /// gradient clipping, generator EMA) survive a checkpoint: stopping and resuming gives the
+    /// same weights, optimiser state and averages as the uninterrupted run; and they matter.
+    func testResumeWithOptimizerScheduleClippingAndEMA() throws {
+        for kind in [OptimizerKind.adamw, .rmsprop] {
+            func configured(_ name: String) throws -> TrainOptions {
+                var o = try options(name)
+                var g = o.model.gan!
+                g.optimizer = kind
+                g.weightDecay = 0.01
+                g.lrSchedule = LRSchedule(.cosine, warmupSteps: 10, finalFactor: 0.1)
+                g.clipGradNorm = 5
+                g.emaDecay = 0.9
+                if kind == .rmsprop { g.generatorLR = 5e-5; g.discriminatorLR = 5e-5 }
+                o.model = .gan(g)
+                return o
+            }
+            let a = try configured("a-\(kind)")
+            _ = try Trainer(options: a).run()
+            var b = try configured("b-\(kind)")
+            b.maxSteps = 47
+            _ = try Trainer(options: b).run()
+            b.maxSteps = nil
+            b.resume = true
+            _ = try Trainer(options: b).run()
+            let ta = try tensors(a.runDirectory + "/checkpoints/latest.safetensors")
+            let tb = try tensors(b.runDirectory + "/checkpoints/latest.safetensors")
+            XCTAssertEqual(Set(ta.keys), Set(tb.keys))
+            for (k, v) in ta { XCTAssertEqual(v.scalars, tb[k]!.scalars, "\(kind): \(k) differs after resume") }
+            XCTAssertEqual(ta["generator_ema.0.weight"]?.shape, [32, 16], "\(kind): averaged weights saved under generator_ema.*")
+            XCTAssertNotEqual(ta["generator_ema.0.weight"]?.scalars, ta["generator.0.weight"]?.scalars)
+            if kind == .rmsprop { XCTAssertNotNil(ta["optimizer.generator.0.square_avg"]) } else { XCTAssertNotNil(ta["optimizer.generator.0.exp_avg"]) }
+            // The loaded model samples with the averaged weights.
+            let loaded = try Checkpoint.read(path: a.runDirectory + "/checkpoints/latest.safetensors")
+            let gan = loaded.model as! GAN
+            let z = Tensor(shape: [3, 16], scalars: (0..<48).map { Float($0 % 7) / 7 - 0.5 })
+            let withEMA = gan.sample(z: z)
+            for (p, (_, t)) in zip(gan.generator.parameters, gan.generator.allNamedParameters(prefix: "generator_ema.").map { ($0.0, ta[$0.0]!) }) { p.assign(t) }
+            gan.generator.isTraining = false
+            XCTAssertEqual(withEMA.scalars, withoutGrad { gan.generator(z) }.scalars, "\(kind): sample() uses the generator_ema weights")
         }
     }
 
