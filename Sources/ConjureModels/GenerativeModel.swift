@@ -54,3 +54,24 @@ extension GAN: GenerativeModel {
         discriminatorOptimizer.lr = config.discriminatorLR * factor
     }
 }
+
+extension VAE: GenerativeModel {
+    public var latentDim: Int { config.latentDim }
+
+    /// One step on the negative ELBO; `z` is the reparameterisation noise. Statistics `loss`
+    /// (negative ELBO), `reconstruction` and `kl`, nats per sample.
+    public func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics {
+        precondition(labels == nil, "VAE: labels given to an unconditional model")
+        let s = trainStep(x: real, eps: z)
+        return StepMetrics([("loss", s.loss), ("reconstruction", s.reconstruction), ("kl", s.kl)])
+    }
+
+    public func sample(z: Tensor, labels: [Int]?) -> Tensor {
+        precondition(labels == nil, "VAE: labels given to an unconditional model")
+        return sample(z: z)
+    }
+
+    public func balancedLabels(_ n: Int, offset: Int) -> [Int]? { nil }
+
+    public func setLearningRateFactor(_ factor: Float) { optimizer.lr = config.lr * factor }
+}

@@ -7,11 +7,13 @@ import ConjureOptim
 /// written before other families existed still load).
 public enum ModelConfig: Codable, Sendable, Equatable {
     case gan(GANConfig)
+    case vae(VAEConfig)
 
     /// Every named preset of every family, for `conjure train --model NAME`.
     public static var presets: [String: ModelConfig] {
         var all: [String: ModelConfig] = [:]
         for (k, v) in GANConfig.presets { all[k] = .gan(v) }
+        for (k, v) in VAEConfig.presets { all[k] = .vae(v) }
         return all
     }
 
@@ -21,6 +23,7 @@ public enum ModelConfig: Codable, Sendable, Equatable {
     public var family: String {
         switch self {
         case .gan: return "gan"
+        case .vae: return "vae"
         }
     }
 
@@ -30,71 +33,107 @@ public enum ModelConfig: Codable, Sendable, Equatable {
         return nil
     }
 
+    /// The VAE configuration, nil for other families.
+    public var vae: VAEConfig? {
+        if case .vae(let c) = self { return c }
+        return nil
+    }
+
     public var preset: String {
-        switch self { case .gan(let c): return c.preset }
+        switch self { case .gan(let c): return c.preset; case .vae(let c): return c.preset }
     }
 
     /// Size of the latent `z`.
     public var latentDim: Int {
-        switch self { case .gan(let c): return c.noiseDim }
+        switch self { case .gan(let c): return c.noiseDim; case .vae(let c): return c.latentDim }
     }
 
     /// Flattened size of one sample.
     public var dataDim: Int {
-        get { switch self { case .gan(let c): return c.dataDim } }
-        set { switch self { case .gan(var c): c.dataDim = newValue; self = .gan(c) } }
+        get { switch self { case .gan(let c): return c.dataDim; case .vae(let c): return c.dataDim } }
+        set {
+            switch self {
+            case .gan(var c): c.dataDim = newValue; self = .gan(c)
+            case .vae(var c): c.dataDim = newValue; self = .vae(c)
+            }
+        }
     }
 
     public var batchSize: Int {
-        get { switch self { case .gan(let c): return c.batchSize } }
-        set { switch self { case .gan(var c): c.batchSize = newValue; self = .gan(c) } }
+        get { switch self { case .gan(let c): return c.batchSize; case .vae(let c): return c.batchSize } }
+        set {
+            switch self {
+            case .gan(var c): c.batchSize = newValue; self = .gan(c)
+            case .vae(var c): c.batchSize = newValue; self = .vae(c)
+            }
+        }
     }
 
     public var epochs: Int {
-        get { switch self { case .gan(let c): return c.epochs } }
-        set { switch self { case .gan(var c): c.epochs = newValue; self = .gan(c) } }
+        get { switch self { case .gan(let c): return c.epochs; case .vae(let c): return c.epochs } }
+        set {
+            switch self {
+            case .gan(var c): c.epochs = newValue; self = .gan(c)
+            case .vae(var c): c.epochs = newValue; self = .vae(c)
+            }
+        }
     }
 
     public var seed: UInt64 {
-        get { switch self { case .gan(let c): return c.seed } }
-        set { switch self { case .gan(var c): c.seed = newValue; self = .gan(c) } }
+        get { switch self { case .gan(let c): return c.seed; case .vae(let c): return c.seed } }
+        set {
+            switch self {
+            case .gan(var c): c.seed = newValue; self = .gan(c)
+            case .vae(var c): c.seed = newValue; self = .vae(c)
+            }
+        }
     }
 
     /// Class count of a conditional model (0: unconditional).
     public var conditionalClasses: Int {
-        get { switch self { case .gan(let c): return c.conditionalClasses } }
-        set { switch self { case .gan(var c): c.conditionalClasses = newValue; self = .gan(c) } }
+        get { switch self { case .gan(let c): return c.conditionalClasses; case .vae: return 0 } }
+        set {
+            switch self {
+            case .gan(var c): c.conditionalClasses = newValue; self = .gan(c)
+            case .vae: precondition(newValue == 0, "ModelConfig: VAEs are not conditional")
+            }
+        }
     }
 
     /// True when the model needs `[C, H, W]` images (convolutional networks).
     public var needsImages: Bool {
-        switch self { case .gan(let c): return c.architecture != .mlp }
+        switch self { case .gan(let c): return c.architecture != .mlp; case .vae(let c): return c.architecture != .mlp }
     }
 
     /// `[C, H, W]` of samples for convolutional networks.
     public var imageShape: [Int]? {
-        get { switch self { case .gan(let c): return c.imageShape } }
-        set { switch self { case .gan(var c): c.imageShape = newValue; self = .gan(c) } }
+        get { switch self { case .gan(let c): return c.imageShape; case .vae(let c): return c.imageShape } }
+        set {
+            switch self {
+            case .gan(var c): c.imageShape = newValue; self = .gan(c)
+            case .vae(var c): c.imageShape = newValue; self = .vae(c)
+            }
+        }
     }
 
     /// The range the model's samples live in, which decides the data normalisation.
     public var outputActivation: OutputActivation {
-        switch self { case .gan(let c): return c.outputActivation }
+        switch self { case .gan(let c): return c.outputActivation; case .vae(let c): return c.outputActivation }
     }
 
     /// The learning-rate schedule over the run's steps.
     public var lrSchedule: LRSchedule {
-        switch self { case .gan(let c): return c.lrSchedule }
+        switch self { case .gan(let c): return c.lrSchedule; case .vae(let c): return c.lrSchedule }
     }
 
     /// Checks the options, naming the first bad one.
     public func validate() throws {
-        switch self { case .gan(let c): try c.validate() }
+        switch self { case .gan(let c): try c.validate(); case .vae(let c): try c.validate() }
     }
 
     /// A freshly initialised model from `rng`.
     public func makeModel(rng: inout RandomGenerator) -> any GenerativeModel {
-        switch self { case .gan(let c): return GAN(config: c, rng: &rng) }
+        switch self { case .gan(let c): return GAN(config: c, rng: &rng); case .vae(let c): return VAE(config: c, rng: &rng) }
     }
 
     enum FamilyKey: String, CodingKey { case family }
@@ -103,6 +142,7 @@ public enum ModelConfig: Codable, Sendable, Equatable {
         let family = try decoder.container(keyedBy: FamilyKey.self).decodeIfPresent(String.self, forKey: .family) ?? "gan"
         switch family {
         case "gan": self = .gan(try GANConfig(from: decoder))
+        case "vae": self = .vae(try VAEConfig(from: decoder))
         default:
             throw DecodingError.dataCorruptedError(forKey: .family, in: try decoder.container(keyedBy: FamilyKey.self),
                                                    debugDescription: "unknown model family '\(family)'")
@@ -112,6 +152,6 @@ public enum ModelConfig: Codable, Sendable, Equatable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: FamilyKey.self)
         try c.encode(family, forKey: .family)
-        switch self { case .gan(let g): try g.encode(to: encoder) }
+        switch self { case .gan(let g): try g.encode(to: encoder); case .vae(let v): try v.encode(to: encoder) }
     }
 }

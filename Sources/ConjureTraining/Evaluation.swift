@@ -25,6 +25,8 @@ public struct EvaluateOptions: Sendable {
     public var kidSubsetSize: Int = 1000
     public var prK: Int = 3
     public var dcK: Int = 5
+    /// Importance samples per image for the IWAE bound of a VAE (Burda et al. 2016 use 5000).
+    public var iwaeK: Int = 1000
     /// Also evaluate training images against the reference (the metrics' floor).
     public var floor = false
     /// Where to write the report; default `eval.json` in the run directory.
@@ -35,8 +37,8 @@ public struct EvaluateOptions: Sendable {
 
 /// `conjure evaluate`: generator samples (or a file of samples) against held-out real data.
 public enum Evaluator {
-    public static let allMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture"]
-    public static let defaultMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture"]
+    public static let allMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture", "elbo"]
+    public static let defaultMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture", "elbo"]
 
     /// A JSON encoder that writes non-finite numbers as the strings "inf", "-inf", "nan".
     public static func jsonEncoder(pretty: Bool = false) -> JSONEncoder {
@@ -95,6 +97,7 @@ public enum Evaluator {
         if o.kidSubsetSize < 2 { throw ConfigError(option: "--kid-subset-size", problem: "must be at least 2, got \(o.kidSubsetSize)") }
         if o.prK < 1 { throw ConfigError(option: "--pr-k", problem: "must be at least 1, got \(o.prK)") }
         if o.dcK < 1 { throw ConfigError(option: "--dc-k", problem: "must be at least 1, got \(o.dcK)") }
+        if o.iwaeK < 1 || o.iwaeK > 100_000 { throw ConfigError(option: "--iwae-k", problem: "must be between 1 and 100000, got \(o.iwaeK)") }
         if let out = o.output {
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: out, isDirectory: &isDir), isDir.boolValue {
@@ -172,6 +175,7 @@ public enum Evaluator {
             case "score", "modes": why = willHaveClassifier ? nil : "needs a domain classifier (labelled data or --classifier)"
             case "memorization": why = isMixture || runData.heldOut.isEmpty ? "needs image data with a held-out split" : nil
             case "mixture": why = isMixture ? nil : "only for the built-in 2-D mixtures (ring8, grid25, moons)"
+            case "elbo": why = run.model.vae == nil ? "only for VAE runs (a likelihood bound needs an encoder)" : nil
             default: why = nil
             }
             if let why { inapplicable[metric] = why }
@@ -293,6 +297,12 @@ public enum Evaluator {
             results["memorization"] = r
             table.append(("memorised (NN < \(String(format: "%.3f", m.threshold)))", String(format: "%.4f", m.fraction)))
         }
+        if requested.contains("elbo"), let vae = loaded.model as? VAE {
+            let r = try likelihoodBounds(vae, reference: reference, k: o.iwaeK, seed: o.seed)
+            results["elbo"] = r.report
+            table.append(("negative ELBO (nats)", String(format: "%.2f", r.negativeELBO)))
+            table.append(("IWAE bound, k=\(o.iwaeK) (nats)", String(format: "%.2f", r.iwae)))
+        }
         if requested.contains("mixture"), let mix = Mixture2D(rawValue: run.data) {
             let raw = stats.inverse(samples)
             var e: [String: Any] = [:]
@@ -325,6 +335,38 @@ public enum Evaluator {
         for (k, v) in table { text += k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v + "\n" }
         for w in Set(warnings) { text += "warning: \(w)\n" }
         return Outcome(report: report, table: text, path: out)
+    }
+
+    /// Negative ELBO and the IWAE bound (Burda et al. 2016) of a VAE on reference data, nats per
+    /// image. With dynamic binarisation in training, the reference is binarised once with
+    /// Bernoulli draws from `seed` (the binarised-MNIST test protocol); the ELBO uses one
+    /// reparameterisation sample per image with the closed-form KL.
+    static func likelihoodBounds(_ vae: VAE, reference: Tensor, k: Int, seed: UInt64) throws -> (negativeELBO: Double, iwae: Double, report: [String: Any]) {
+        var x = reference
+        let bernoulli = vae.config.likelihood == .bernoulli
+        if bernoulli, let bad = x.scalars.first(where: { !($0 >= 0 && $0 <= 1) }) {
+            throw DataError(file: "reference", problem: "holds the value \(bad) outside [0, 1]; a Bernoulli VAE models data in [0, 1]")
+        }
+        var rng = RandomGenerator(seed: seed, stream: 11)
+        let binarized = bernoulli && vae.config.binarize
+        if binarized { x = VAE.binarized(x, using: &rng) }
+        var elbo = 0.0
+        let n = x.shape[0]
+        for start in stride(from: 0, to: n, by: 500) {
+            let rows = Array(start..<min(n, start + 500))
+            let part = x.gathered(rows: rows)
+            let eps = Tensor.randomNormal([rows.count, vae.config.latentDim], using: &rng)
+            elbo += vae.negativeELBO(x: part, eps: eps).scalars.reduce(0.0) { $0 + Double($1) }
+        }
+        elbo /= Double(n)
+        let iw = vae.iwaeBound(x: x, k: k, rng: &rng)
+        let iwae = iw.reduce(0, +) / Double(n)
+        let report: [String: Any] = [
+            "negative_elbo_nats": elbo, "iwae_nats": iwae, "iwae_k": k, "images": n,
+            "data": binarized ? "reference binarised once (Bernoulli draws, seed \(seed))" : "reference as is",
+            "likelihood": vae.config.likelihood.rawValue,
+        ]
+        return (elbo, iwae, report)
     }
 
     /// The run's domain classifier, `<run>/classifier.safetensors`, trained on the run's training

@@ -69,7 +69,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "Data file (.npy, IDX[.gz], CSV[.gz]) or PNG folder. Default: data/train-images-idx3-ubyte[.gz] or data/mnist_5k.csv.gz.")
     var data: String?
-    @Option(help: "Model preset: \(GANConfig.presets.keys.sorted().joined(separator: ", ")) (default gan).")
+    @Option(help: "Model preset: \(ModelConfig.presetNames.joined(separator: ", ")) (default gan).")
     var model: String?
     @Option(help: "Run name; the run directory is <runs-dir>/<name>.")
     var name: String = "default"
@@ -102,6 +102,13 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Learning-rate factor reached at the end of a linear or cosine schedule (default 0).") var lrFinalFactor: Float?
     @Option(parsing: .unconditional, help: "Clip each network's total gradient L2 norm to this value.") var clipGradNorm: Float?
     @Option(parsing: .unconditional, help: "Average the generator's weights with this decay (e.g. 0.999) and sample with the average.") var ema: Float?
+    @Option(parsing: .unconditional, help: "VAE: size of the latent z (default 50).") var latentDim: Int?
+    @Option(help: "VAE: encoder hidden widths, e.g. 200,200 (MLP).") var encoderHidden: String?
+    @Option(help: "VAE: decoder hidden widths, e.g. 200,200 (MLP).") var decoderHidden: String?
+    @Option(help: "VAE: decoder likelihood, bernoulli (data in [0,1]) or gaussian.") var likelihood: String?
+    @Option(parsing: .unconditional, help: "VAE: learning rate (default 1e-3).") var lr: Float?
+    @Option(parsing: .unconditional, help: "VAE: KL warm-up steps (the KL weight rises linearly to 1; default 0).") var klWarmup: Int?
+    @Flag(help: "VAE: train on the data as is instead of dynamically binarised draws.") var noBinarize = false
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
@@ -135,16 +142,111 @@ struct Train: ParsableCommand {
                 ("--gp-lambda", gpLambda != nil), ("--spectral-norm", spectralNorm), ("--optimizer", optimizer != nil),
                 ("--weight-decay", weightDecay != nil), ("--lr-schedule", lrSchedule != nil), ("--lr-warmup-steps", lrWarmupSteps != nil),
                 ("--lr-final-factor", lrFinalFactor != nil), ("--clip-grad-norm", clipGradNorm != nil), ("--ema", ema != nil),
-            ]
+            ] + vaeOnlyOptions
             if let given = fixed.first(where: { $0.1 }) {
                 throw ConfigError(option: given.0, problem: "cannot be changed when resuming: the run continues with the configuration in its checkpoint",
                                   hint: "only --epochs, --max-steps, --threads and the logging options apply with --resume")
             }
         }
         let model = self.model ?? "gan"
-        guard var config = GANConfig.presets[model] else {
-            throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(GANConfig.presets.keys.sorted().joined(separator: ", "))")
+        guard let preset = ModelConfig.presets[model] else {
+            throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(ModelConfig.presetNames.joined(separator: ", "))")
         }
+        let chosen: ModelConfig
+        switch preset {
+        case .gan(let c): chosen = .gan(try ganConfig(c))
+        case .vae(let c): chosen = .vae(try vaeConfig(c))
+        }
+        if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
+            throw ConfigError(option: "--name", problem: "'\(name)' is not a plain folder name")
+        }
+        var o = TrainOptions(runDirectory: runsDir + "/" + name, model: chosen)
+        o.data = data
+        if let v = normalize {
+            guard let n = Normalization(rawValue: v.lowercased()) else {
+                throw ConfigError(option: "--normalize", problem: "expected symmetric, unit, zscore or none, got '\(v)'")
+            }
+            o.normalization = n
+        }
+        if let v = dataRange {
+            let p = v.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard p.count == 2, let lo = p[0], let hi = p[1], lo.isFinite, hi.isFinite, lo < hi else {
+                throw ConfigError(option: "--data-range", problem: "expected LOW,HIGH with LOW < HIGH, got '\(v)'")
+            }
+            o.dataRange = lo...hi
+        }
+        guard let c = CleanPolicy(rawValue: clean ?? "error") else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean ?? "")'") }
+        o.clean = c
+        o.labelColumn = labelColumn.map { ColumnSelector(parsing: $0) }
+        o.heldOutFraction = heldOut ?? 0.1
+        if resume { o.resumeEpochs = epochs }
+        o.logEvery = logEvery
+        o.sampleEvery = sampleEvery
+        o.checkpointEvery = checkpointEvery
+        o.maxSteps = maxSteps
+        o.threads = threads
+        o.evalEvery = evalEvery
+        o.evalCount = evalCount
+        o.resume = resume
+        o.overwrite = overwrite
+        o.progress = quiet ? .quiet : (plain ? .lines : .automatic)
+        return o
+    }
+
+    /// The options that apply to one family only, for refusing them on the other.
+    var vaeOnlyOptions: [(String, Bool)] {
+        [("--latent-dim", latentDim != nil), ("--encoder-hidden", encoderHidden != nil), ("--decoder-hidden", decoderHidden != nil),
+         ("--likelihood", likelihood != nil), ("--lr", lr != nil), ("--kl-warmup", klWarmup != nil), ("--no-binarize", noBinarize)]
+    }
+    var ganOnlyOptions: [(String, Bool)] {
+        [("--noise-dim", noiseDim != nil), ("--g-hidden", gHidden != nil), ("--d-hidden", dHidden != nil), ("--g-batchnorm", gBatchnorm != nil),
+         ("--g-activation", gActivation != nil), ("--output", output != nil), ("--leaky-slope", leakySlope != nil), ("--lr-g", lrG != nil),
+         ("--lr-d", lrD != nil), ("--update", update != nil), ("--pack", pack != nil), ("--loss", loss != nil), ("--n-critic", nCritic != nil),
+         ("--gp-lambda", gpLambda != nil), ("--spectral-norm", spectralNorm), ("--optimizer", optimizer != nil), ("--weight-decay", weightDecay != nil),
+         ("--clip-grad-norm", clipGradNorm != nil), ("--ema", ema != nil)]
+    }
+
+    /// `current` with the schedule options given.
+    func schedule(_ current: LRSchedule) throws -> LRSchedule {
+        guard lrSchedule != nil || lrWarmupSteps != nil || lrFinalFactor != nil else { return current }
+        return try LRSchedule.parse(lrSchedule ?? current.kind.rawValue, warmupSteps: lrWarmupSteps ?? current.warmupSteps,
+                                    finalFactor: lrFinalFactor ?? current.finalFactor)
+    }
+
+    /// The VAE preset `c` with the options given.
+    func vaeConfig(_ c: VAEConfig) throws -> VAEConfig {
+        if let given = ganOnlyOptions.first(where: { $0.1 }) {
+            throw ConfigError(option: given.0, problem: "applies to GAN presets only; --model \(c.preset) is a VAE",
+                              hint: given.0 == "--noise-dim" ? "use --latent-dim" : (given.0.hasPrefix("--lr-") ? "use --lr" : nil))
+        }
+        var config = c
+        if let v = epochs { config.epochs = v }
+        if let v = batchSize { config.batchSize = v }
+        if let v = latentDim { config.latentDim = v }
+        if let v = encoderHidden { config.encoderHidden = try parseIntList(v, option: "--encoder-hidden") }
+        if let v = decoderHidden { config.decoderHidden = try parseIntList(v, option: "--decoder-hidden") }
+        if let v = likelihood {
+            guard let l = VAELikelihood(rawValue: v.lowercased()) else { throw ConfigError(option: "--likelihood", problem: "expected bernoulli or gaussian, got '\(v)'") }
+            config.likelihood = l
+            config.binarize = l == .bernoulli
+        }
+        if noBinarize { config.binarize = false }
+        if let v = lr { config.lr = v }
+        if let v = beta1 { config.beta1 = v }
+        if let v = beta2 { config.beta2 = v }
+        if let v = klWarmup { config.klWarmupSteps = v }
+        if let v = seed { config.seed = v }
+        config.lrSchedule = try schedule(config.lrSchedule)
+        return config
+    }
+
+    /// The GAN preset `c` with the options given.
+    func ganConfig(_ c: GANConfig) throws -> GANConfig {
+        if let given = vaeOnlyOptions.first(where: { $0.1 }) {
+            throw ConfigError(option: given.0, problem: "applies to VAE presets only; --model \(c.preset) is a GAN",
+                              hint: given.0 == "--latent-dim" ? "use --noise-dim" : (given.0 == "--lr" ? "use --lr-g and --lr-d" : nil))
+        }
+        var config = c
         if let v = epochs { config.epochs = v }
         if let v = batchSize { config.batchSize = v }
         if let v = noiseDim { config.noiseDim = v }
@@ -193,46 +295,10 @@ struct Train: ParsableCommand {
             config.optimizer = k
         }
         if let v = weightDecay { config.weightDecay = v }
-        if lrSchedule != nil || lrWarmupSteps != nil || lrFinalFactor != nil {
-            config.lrSchedule = try LRSchedule.parse(lrSchedule ?? config.lrSchedule.kind.rawValue, warmupSteps: lrWarmupSteps ?? config.lrSchedule.warmupSteps,
-                                                     finalFactor: lrFinalFactor ?? config.lrSchedule.finalFactor)
-        }
+        config.lrSchedule = try schedule(config.lrSchedule)
         if let v = clipGradNorm { config.clipGradNorm = v }
         if let v = ema { config.emaDecay = v }
-        if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
-            throw ConfigError(option: "--name", problem: "'\(name)' is not a plain folder name")
-        }
-        var o = TrainOptions(runDirectory: runsDir + "/" + name, model: config)
-        o.data = data
-        if let v = normalize {
-            guard let n = Normalization(rawValue: v.lowercased()) else {
-                throw ConfigError(option: "--normalize", problem: "expected symmetric, unit, zscore or none, got '\(v)'")
-            }
-            o.normalization = n
-        }
-        if let v = dataRange {
-            let p = v.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-            guard p.count == 2, let lo = p[0], let hi = p[1], lo.isFinite, hi.isFinite, lo < hi else {
-                throw ConfigError(option: "--data-range", problem: "expected LOW,HIGH with LOW < HIGH, got '\(v)'")
-            }
-            o.dataRange = lo...hi
-        }
-        guard let c = CleanPolicy(rawValue: clean ?? "error") else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean ?? "")'") }
-        o.clean = c
-        o.labelColumn = labelColumn.map { ColumnSelector(parsing: $0) }
-        o.heldOutFraction = heldOut ?? 0.1
-        if resume { o.resumeEpochs = epochs }
-        o.logEvery = logEvery
-        o.sampleEvery = sampleEvery
-        o.checkpointEvery = checkpointEvery
-        o.maxSteps = maxSteps
-        o.threads = threads
-        o.evalEvery = evalEvery
-        o.evalCount = evalCount
-        o.resume = resume
-        o.overwrite = overwrite
-        o.progress = quiet ? .quiet : (plain ? .lines : .automatic)
-        return o
+        return config
     }
 
     func run() {
@@ -467,6 +533,7 @@ struct Evaluate: ParsableCommand {
     @Option(parsing: .unconditional, help: "KID subset size (clamped to the sample counts).") var kidSubsetSize: Int = 1000
     @Option(parsing: .unconditional, help: "k for precision/recall.") var prK: Int = 3
     @Option(parsing: .unconditional, help: "k for density/coverage.") var dcK: Int = 5
+    @Option(parsing: .unconditional, help: "Importance samples per image for a VAE's IWAE bound.") var iwaeK: Int = 1000
     @Flag(help: "Also score training images against the reference (the metrics' floor).") var floor = false
     @Option(help: "Report path (default: eval.json in the run directory).") var out: String?
 
@@ -476,7 +543,7 @@ struct Evaluate: ParsableCommand {
             o.count = count; o.seed = seed
             o.metrics = metrics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
             o.classifier = classifier; o.reference = reference; o.samplesFile = samples
-            o.kidSubsets = kidSubsets; o.kidSubsetSize = kidSubsetSize; o.prK = prK; o.dcK = dcK; o.floor = floor; o.output = out
+            o.kidSubsets = kidSubsets; o.kidSubsetSize = kidSubsetSize; o.prK = prK; o.dcK = dcK; o.iwaeK = iwaeK; o.floor = floor; o.output = out
             let outcome = try Evaluator.run(o) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             print(outcome.table + "wrote \(outcome.path)")
         }

@@ -141,6 +141,49 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// The VAE through the trainer: run files, exact resume, and `evaluate`'s likelihood
+    /// bounds (the IWAE bound is tighter than the ELBO; both finite and positive).
+    func testVAERunResumesExactlyAndEvaluatesBounds() throws {
+        func vaeOptions(_ name: String) throws -> TrainOptions {
+            var o = try options(name, epochs: 3)
+            var v = VAEConfig.mlpPreset
+            v.encoderHidden = [32]; v.decoderHidden = [32]; v.latentDim = 4; v.batchSize = 50; v.epochs = 3; v.seed = 3
+            o.model = .vae(v)
+            return o
+        }
+        let a = try vaeOptions("vae-a")
+        let full = try Trainer(options: a).run()
+        XCTAssertEqual(full.last.map { $0.values.map(\.name) }, ["loss", "reconstruction", "kl"])
+        var b = try vaeOptions("vae-b")
+        b.maxSteps = 50
+        _ = try Trainer(options: b).run()
+        b.maxSteps = nil
+        b.resume = true
+        _ = try Trainer(options: b).run()
+        let ta = try tensors(a.runDirectory + "/checkpoints/latest.safetensors")
+        let tb = try tensors(b.runDirectory + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(Set(ta.keys), Set(tb.keys))
+        XCTAssertNotNil(ta["encoder.0.weight"]); XCTAssertNotNil(ta["decoder.2.weight"]); XCTAssertNotNil(ta["optimizer.0.exp_avg"])
+        for (k, v) in ta { XCTAssertEqual(v.scalars, tb[k]!.scalars, "VAE: \(k) differs after resume") }
+        let config = try String(contentsOfFile: a.runDirectory + "/config.json", encoding: .utf8)
+        XCTAssert(config.contains("\"family\" : \"vae\""), config)
+        var e = EvaluateOptions(checkpoint: a.runDirectory + "/checkpoints/latest.safetensors")
+        e.metrics = ["elbo"]
+        e.iwaeK = 200
+        let out = try Evaluator.run(e, log: { _ in })
+        let r = (out.report["metrics"] as! [String: Any])["elbo"] as! [String: Any]
+        let elbo = r["negative_elbo_nats"] as! Double, iwae = r["iwae_nats"] as! Double
+        XCTAssert(elbo.isFinite && elbo > 0 && iwae > 0, "\(r)")
+        XCTAssertLessThan(iwae, elbo, "the IWAE bound is at least as tight as the ELBO")
+        XCTAssertGreaterThan(iwae, elbo - 10, "and close to it for a small latent space")
+        // A GAN run has no likelihood bound to report.
+        let g = try options("gan-for-elbo", epochs: 1)
+        _ = try Trainer(options: g).run()
+        var eg = EvaluateOptions(checkpoint: g.runDirectory + "/checkpoints/latest.safetensors")
+        eg.metrics = ["elbo"]
+        XCTAssertThrowsError(try Evaluator.run(eg, log: { _ in })) { XCTAssertEqual(($0 as? ConfigError)?.option, "--metrics") }
+    }
+
     /// The metric line without its timing fields.
     func strip(_ line: Substring) -> String {
         var obj = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? [:]

@@ -1,0 +1,610 @@
+import Foundation
+import ConjureNN
+import ConjureOptim
+
+/// Network family of a variational autoencoder.
+public enum VAEArchitecture: String, Codable, Sendable, CaseIterable {
+    /// Fully connected encoder and decoder on flat samples.
+    case mlp
+    /// Convolutional encoder and transposed-convolutional decoder on `[C, H, W]` images
+    /// (28x28 or 32x32).
+    case conv
+}
+
+/// The decoder's observation model `p(x|z)`.
+public enum VAELikelihood: String, Codable, Sendable, CaseIterable {
+    /// Independent Bernoulli per dimension: the decoder outputs logits, data must lie in [0, 1].
+    /// `-log p(x|z) = Σ_d softplus(l_d) - l_d x_d` (binary cross-entropy on logits).
+    case bernoulli
+    /// Independent Gaussian per dimension: the decoder outputs the mean `μ`, the standard
+    /// deviation is ``VAEConfig/gaussianSigma`` or learned per dimension.
+    /// `-log p(x|z) = Σ_d ½ log 2π + log σ_d + ½ ((x_d - μ_d) / σ_d)²`.
+    case gaussian
+}
+
+/// Hidden-layer non-linearity of a VAE.
+public enum VAEActivation: String, Codable, Sendable, CaseIterable {
+    case relu, tanh
+}
+
+/// Everything that defines a variational autoencoder (Kingma & Welling 2014) and its
+/// optimisation. A preset is only a set of defaults.
+///
+/// The encoder maps a sample to `[μ, log σ²]` of a diagonal Gaussian `q(z|x)` over
+/// `latentDim` dimensions; the prior is `p(z) = N(0, I)`; the decoder maps `z` to the
+/// parameters of ``likelihood``. Training minimises the negative evidence lower bound
+/// `-ELBO = E_q[-log p(x|z)] + KL(q(z|x) ‖ p(z))` in nats per sample.
+public struct VAEConfig: Codable, Sendable, Equatable {
+    public var preset: String
+    /// Size of the latent `z`.
+    public var latentDim: Int
+    /// Flattened size of one data sample (784 for 28x28 MNIST).
+    public var dataDim: Int
+    /// Hidden widths of the MLP encoder, input side first (must be empty for `conv`).
+    public var encoderHidden: [Int]
+    /// Hidden widths of the MLP decoder, latent side first (must be empty for `conv`).
+    public var decoderHidden: [Int]
+    /// Non-linearity after every hidden layer (both architectures).
+    public var activation: VAEActivation
+    public var architecture: VAEArchitecture
+    /// `[C, H, W]` of samples; required for `conv` (28x28 or 32x32, 1-4 channels), optional for
+    /// `mlp` (used for image grids), and then its product must equal `dataDim`.
+    public var imageShape: [Int]?
+    public var likelihood: VAELikelihood
+    /// Fixed standard deviation of the Gaussian likelihood (in data units); nil learns one
+    /// log standard deviation per data dimension (parameter `log_sigma`, initialised to 0,
+    /// clamped to ``VAE/logSigmaRange``). Ignored for the Bernoulli likelihood.
+    public var gaussianSigma: Float?
+    /// The encoder's log-variance is clamped to this range before use (gradients pass inside
+    /// the range only), so `exp(log σ²)` neither overflows nor underflows in Float32:
+    /// the default `-30...20` allows standard deviations from 3e-7 to 2.2e4.
+    public var logvarClamp: ClosedRange<Float>
+    /// Dynamic binarisation (Salakhutdinov & Murray 2008): each training batch `x` is
+    /// replaced by fresh Bernoulli(`x`) draws, the standard protocol for binarised MNIST.
+    /// Only acts with the Bernoulli likelihood; evaluation never binarises.
+    public var binarize: Bool
+    /// KL warm-up (Bowman et al. 2016; Sønderby et al. 2016): the KL term's weight in the
+    /// training objective rises linearly from `1/klWarmupSteps` to 1 over this many steps.
+    /// 0: no warm-up. Reported losses are always the true negative ELBO.
+    public var klWarmupSteps: Int
+    public var lr: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var eps: Float
+    public var batchSize: Int
+    public var epochs: Int
+    public var seed: UInt64
+    /// Learning-rate schedule over the run's total steps.
+    public var lrSchedule: LRSchedule = .constant
+
+    enum CodingKeys: String, CodingKey {
+        case preset, latentDim, dataDim, encoderHidden, decoderHidden, activation, architecture, imageShape, likelihood,
+             gaussianSigma, logvarClamp, binarize, klWarmupSteps, lr, beta1, beta2, eps, batchSize, epochs, seed, lrSchedule
+    }
+
+    /// A configuration; `binarize` defaults to true for the Bernoulli likelihood.
+    public init(preset: String = "custom", latentDim: Int = 50, dataDim: Int = 784, encoderHidden: [Int] = [200, 200],
+                decoderHidden: [Int] = [200, 200], activation: VAEActivation = .relu, architecture: VAEArchitecture = .mlp,
+                imageShape: [Int]? = nil, likelihood: VAELikelihood = .bernoulli, gaussianSigma: Float? = nil,
+                logvarClamp: ClosedRange<Float> = -30...20, binarize: Bool? = nil, klWarmupSteps: Int = 0,
+                lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                batchSize: Int = 100, epochs: Int = 100, seed: UInt64 = 0) {
+        self.preset = preset; self.latentDim = latentDim; self.dataDim = dataDim
+        self.encoderHidden = encoderHidden; self.decoderHidden = decoderHidden; self.activation = activation
+        self.architecture = architecture; self.imageShape = imageShape; self.likelihood = likelihood
+        self.gaussianSigma = gaussianSigma; self.logvarClamp = logvarClamp
+        self.binarize = binarize ?? (likelihood == .bernoulli); self.klWarmupSteps = klWarmupSteps
+        self.lr = lr; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+        self.batchSize = batchSize; self.epochs = epochs; self.seed = seed
+    }
+
+    /// Decodes a configuration; keys other than `latentDim` and `dataDim` fall back to the
+    /// defaults of ``init(preset:latentDim:dataDim:encoderHidden:decoderHidden:activation:architecture:imageShape:likelihood:gaussianSigma:logvarClamp:binarize:klWarmupSteps:lr:beta1:beta2:eps:batchSize:epochs:seed:)``.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = VAEConfig()
+        let likelihood = try c.decodeIfPresent(VAELikelihood.self, forKey: .likelihood) ?? d.likelihood
+        self.init(
+            preset: try c.decodeIfPresent(String.self, forKey: .preset) ?? d.preset,
+            latentDim: try c.decode(Int.self, forKey: .latentDim),
+            dataDim: try c.decode(Int.self, forKey: .dataDim),
+            encoderHidden: try c.decodeIfPresent([Int].self, forKey: .encoderHidden) ?? d.encoderHidden,
+            decoderHidden: try c.decodeIfPresent([Int].self, forKey: .decoderHidden) ?? d.decoderHidden,
+            activation: try c.decodeIfPresent(VAEActivation.self, forKey: .activation) ?? d.activation,
+            architecture: try c.decodeIfPresent(VAEArchitecture.self, forKey: .architecture) ?? d.architecture,
+            imageShape: try c.decodeIfPresent([Int].self, forKey: .imageShape),
+            likelihood: likelihood,
+            gaussianSigma: try c.decodeIfPresent(Float.self, forKey: .gaussianSigma),
+            logvarClamp: try c.decodeIfPresent(ClosedRange<Float>.self, forKey: .logvarClamp) ?? d.logvarClamp,
+            binarize: try c.decodeIfPresent(Bool.self, forKey: .binarize),
+            klWarmupSteps: try c.decodeIfPresent(Int.self, forKey: .klWarmupSteps) ?? d.klWarmupSteps,
+            lr: try c.decodeIfPresent(Float.self, forKey: .lr) ?? d.lr,
+            beta1: try c.decodeIfPresent(Float.self, forKey: .beta1) ?? d.beta1,
+            beta2: try c.decodeIfPresent(Float.self, forKey: .beta2) ?? d.beta2,
+            eps: try c.decodeIfPresent(Float.self, forKey: .eps) ?? d.eps,
+            batchSize: try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize,
+            epochs: try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs,
+            seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed)
+        lrSchedule = try c.decodeIfPresent(LRSchedule.self, forKey: .lrSchedule) ?? .constant
+    }
+
+    /// The MLP VAE of Burda et al. 2016 (one stochastic layer) for MNIST: encoder 784 -> 200 ->
+    /// 200 -> 2·50, decoder 50 -> 200 -> 200 -> 784 Bernoulli logits, dynamically binarised
+    /// data, Adam(1e-3, 0.9, 0.999, 1e-8), batch 100. Hidden layers use ReLU, which fits
+    /// several times faster than the paper's tanh at the same learning rate (set
+    /// `activation = .tanh` for the paper's network; the paper also uses Adam ε = 1e-4 and a
+    /// 3280-epoch learning-rate schedule).
+    public static let mlpPreset = VAEConfig(
+        preset: "vae", latentDim: 50, dataDim: 784, encoderHidden: [200, 200], decoderHidden: [200, 200],
+        activation: .relu, architecture: .mlp, likelihood: .bernoulli, binarize: true,
+        lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, batchSize: 100, epochs: 100, seed: 0)
+
+    /// A convolutional VAE for 28x28 images: encoder Conv2d C->32 k4 s2 p1, ReLU, Conv2d
+    /// 32->64 k4 s2 p1, ReLU, Flatten, Linear 3136 -> 2·50; decoder Linear 50 -> 3136, ReLU,
+    /// [64, 7, 7], ConvTranspose2d 64->32 k4 s2 p1, ReLU, ConvTranspose2d 32->C k4 s2 p1
+    /// (Bernoulli logits). 32x32 images use 8x8 in place of 7x7.
+    public static let convPreset: VAEConfig = {
+        var c = mlpPreset
+        c.preset = "conv-vae"; c.architecture = .conv
+        c.encoderHidden = []; c.decoderHidden = []; c.imageShape = [1, 28, 28]; c.epochs = 20
+        return c
+    }()
+
+    /// Named presets.
+    public static let presets: [String: VAEConfig] = ["vae": mlpPreset, "conv-vae": convPreset]
+
+    /// The range of the model's samples (decoder means), which decides the data normalisation:
+    /// `sigmoid` ([0, 1]) for the Bernoulli likelihood, `identity` for the Gaussian one.
+    public var outputActivation: OutputActivation { likelihood == .bernoulli ? .sigmoid : .identity }
+
+    /// Side of the encoder's last feature map for the convolutional architecture (7 or 8).
+    var convSide: Int { (imageShape?[1] ?? 28) / 4 }
+
+    /// Checks the options, naming the first bad one.
+    ///
+    /// - Throws: ``ConfigError`` naming the option and the problem.
+    public func validate() throws {
+        func bad(_ option: String, _ problem: String) -> ConfigError { ConfigError(option: option, problem: problem) }
+        if latentDim <= 0 || latentDim > 1 << 16 { throw bad("--latent-dim", "must be between 1 and 65536, got \(latentDim)") }
+        if dataDim <= 0 { throw bad("data", "sample size must be positive, got \(dataDim)") }
+        if encoderHidden.contains(where: { $0 <= 0 }) { throw bad("--encoder-hidden", "widths must be positive, got \(encoderHidden)") }
+        if decoderHidden.contains(where: { $0 <= 0 }) { throw bad("--decoder-hidden", "widths must be positive, got \(decoderHidden)") }
+        if !(lr > 0 && lr.isFinite) { throw bad("--lr", "must be a positive number, got \(lr)") }
+        if !(0..<1).contains(beta1) { throw bad("--beta1", "must be in [0, 1), got \(beta1)") }
+        if !(0..<1).contains(beta2) { throw bad("--beta2", "must be in [0, 1), got \(beta2)") }
+        if !(eps > 0 && eps.isFinite) { throw bad("--eps", "must be positive, got \(eps)") }
+        if batchSize < 1 || batchSize > 1 << 20 { throw bad("--batch-size", "must be between 1 and 1048576, got \(batchSize)") }
+        if epochs < 1 { throw bad("--epochs", "must be at least 1, got \(epochs)") }
+        if !(logvarClamp.lowerBound.isFinite && logvarClamp.upperBound.isFinite && logvarClamp.lowerBound < logvarClamp.upperBound
+             && logvarClamp.lowerBound >= -80 && logvarClamp.upperBound <= 80) {
+            throw bad("--logvar-clamp", "must be a finite range lo < hi within [-80, 80] (exp stays finite in Float32), got \(logvarClamp)")
+        }
+        if let s = gaussianSigma, !(s > 0 && s.isFinite) { throw bad("--sigma", "must be a positive number, got \(s)") }
+        if klWarmupSteps < 0 { throw bad("--kl-warmup", "must be 0 (off) or a positive number of steps, got \(klWarmupSteps)") }
+        if let shape = imageShape, shape.count != 3 || shape.contains(where: { $0 <= 0 }) || shape.reduce(1, *) != dataDim {
+            throw bad("imageShape", "must be [C, H, W] with C·H·W = \(dataDim), got \(shape)")
+        }
+        let count: Double
+        switch architecture {
+        case .mlp:
+            let e = [dataDim] + encoderHidden + [2 * latentDim], d = [latentDim] + decoderHidden + [dataDim]
+            count = zip(e, e.dropFirst()).reduce(0.0) { $0 + Double($1.0 + 1) * Double($1.1) }
+                + zip(d, d.dropFirst()).reduce(0.0) { $0 + Double($1.0 + 1) * Double($1.1) }
+        case .conv:
+            guard let shape = imageShape, shape.count == 3, (1...4).contains(shape[0]), shape[1] == shape[2],
+                  shape[1] == 28 || shape[1] == 32, shape.reduce(1, *) == dataDim else {
+                throw bad("--model conv-vae", "needs 28x28 or 32x32 images with 1-4 channels, got samples of shape \(imageShape.map { "\($0)" } ?? "[\(dataDim)]")")
+            }
+            if !encoderHidden.isEmpty { throw bad("--encoder-hidden", "is for the MLP architecture; the conv encoder has fixed layers") }
+            if !decoderHidden.isEmpty { throw bad("--decoder-hidden", "is for the MLP architecture; the conv decoder has fixed layers") }
+            let f = Double(64 * convSide * convSide)
+            count = (f + 1) * Double(3 * latentDim) + f + Double(2 * (shape[0] * 32 * 16 + 32 * 64 * 16))
+        }
+        // Refuse models that cannot be allocated rather than crash (as GANConfig does).
+        if count > Double(1 << 28) {
+            throw bad("--encoder-hidden/--decoder-hidden/--latent-dim", String(format: "the model would have %.3g parameters (%.1f GiB with gradients and Adam state); the limit is 2^28", count, count * 16 / 1_073_741_824))
+        }
+    }
+}
+
+/// Statistics of one VAE training step, in nats per sample (means over the batch).
+public struct VAEStepStats: Sendable, Equatable {
+    /// The negative ELBO `reconstruction + kl` (an upper bound on `-log p(x)`), nats/sample.
+    /// Always the unweighted bound, also during KL warm-up.
+    public var loss: Float
+    /// `E_q[-log p(x|z)]` estimated with the one reparameterised sample, nats/sample.
+    public var reconstruction: Float
+    /// `KL(q(z|x) ‖ N(0, I))` in closed form, nats/sample.
+    public var kl: Float
+    /// The KL weight used in this step's objective (1 without warm-up).
+    public var klWeight: Float
+
+    public init(loss: Float, reconstruction: Float, kl: Float, klWeight: Float) {
+        self.loss = loss; self.reconstruction = reconstruction; self.kl = kl; self.klWeight = klWeight
+    }
+}
+
+/// A variational autoencoder (Kingma & Welling 2014) with its Adam optimiser.
+///
+/// `q(z|x) = N(μ(x), diag(exp(logvar(x))))`, `p(z) = N(0, I)`, `p(x|z)` Bernoulli (logits) or
+/// Gaussian (mean) per ``VAEConfig/likelihood``. Samples are flat `[N, dataDim]` everywhere;
+/// the convolutional networks see them as `[N, C, H, W]`.
+///
+/// State-dict names follow PyTorch for a module with an `encoder` and a `decoder`
+/// `nn.Sequential` (and a `log_sigma` `nn.Parameter` for a learned Gaussian scale):
+/// `encoder.0.weight` `[200, 784]`, ..., `encoder.4.bias` `[100]`, `decoder.0.weight` `[200, 50]`, ...
+public final class VAE {
+    public let config: VAEConfig
+    /// Maps `[N, dataDim]` (MLP) or `[N, C, H, W]` (conv) to `[N, 2·latentDim]`: `μ` in the
+    /// first half of each row, `log σ²` (before clamping) in the second.
+    public let encoder: Sequential
+    /// Maps `z` `[N, latentDim]` to Bernoulli logits or Gaussian means, `[N, dataDim]` (MLP)
+    /// or `[N, C, H, W]` (conv).
+    public let decoder: Sequential
+    /// Learned per-dimension `log σ` `[dataDim]` of the Gaussian likelihood, nil otherwise.
+    public let logSigma: Parameter?
+    public let optimizer: Adam
+
+    /// The range a learned Gaussian `log σ` is clamped to (σ from 9e-4 to 1100). Data
+    /// dimensions that are constant would otherwise drive σ to 0 and the likelihood to
+    /// infinity.
+    public static let logSigmaRange: ClosedRange<Float> = -7...7
+
+    /// All trainable parameters in optimiser order: `log_sigma` (if any), encoder, decoder.
+    public var parameters: [Parameter] { (logSigma.map { [$0] } ?? []) + encoder.parameters + decoder.parameters }
+
+    /// Builds the networks with PyTorch's default initialisation from `rng` (encoder first,
+    /// then decoder) and an Adam optimiser over ``parameters``.
+    ///
+    /// - Precondition: `config` is valid (see ``VAEConfig/validate()``).
+    public init(config: VAEConfig, rng: inout RandomGenerator) {
+        self.config = config
+        let kind: Activation.Kind = config.activation == .relu ? .relu : .tanh
+        func activation() -> Activation { Activation(kind) }
+        var e: [any Layer] = []
+        var d: [any Layer] = []
+        let l = config.latentDim
+        switch config.architecture {
+        case .mlp:
+            var width = config.dataDim
+            for h in config.encoderHidden {
+                e.append(Linear(width, h, rng: &rng)); e.append(activation()); width = h
+            }
+            e.append(Linear(width, 2 * l, rng: &rng))
+            width = l
+            for h in config.decoderHidden {
+                d.append(Linear(width, h, rng: &rng)); d.append(activation()); width = h
+            }
+            d.append(Linear(width, config.dataDim, rng: &rng))
+        case .conv:
+            precondition(config.imageShape?.count == 3, "VAE: the conv architecture needs imageShape [C, H, W], got \(String(describing: config.imageShape))")
+            let c = config.imageShape![0], s = config.convSide
+            e = [Conv2d(c, 32, kernelSize: 4, stride: 2, padding: 1, rng: &rng), activation(),
+                 Conv2d(32, 64, kernelSize: 4, stride: 2, padding: 1, rng: &rng), activation(),
+                 Flatten(), Linear(64 * s * s, 2 * l, rng: &rng)]
+            d = [Linear(l, 64 * s * s, rng: &rng), activation(), Reshape([64, s, s]),
+                 ConvTranspose2d(64, 32, kernelSize: 4, stride: 2, padding: 1, rng: &rng), activation(),
+                 ConvTranspose2d(32, c, kernelSize: 4, stride: 2, padding: 1, rng: &rng)]
+        }
+        encoder = Sequential(e)
+        decoder = Sequential(d)
+        logSigma = config.likelihood == .gaussian && config.gaussianSigma == nil ? Parameter(.zeros([config.dataDim])) : nil
+        optimizer = Adam(parameters: (logSigma.map { [$0] } ?? []) + encoder.parameters + decoder.parameters,
+                         lr: config.lr, betas: (config.beta1, config.beta2), eps: config.eps)
+    }
+
+    // MARK: - Loss terms
+
+    /// `KL(N(μ, diag(exp(logvar))) ‖ N(0, I)) = ½ Σ_j (μ_j² + exp(logvar_j) - 1 - logvar_j)`
+    /// per row, in nats (Kingma & Welling 2014, appendix B).
+    ///
+    /// - Shapes: `mu`, `logvar` `[N, L]` → `[N]`.
+    public static func gaussianKL(mu: Tensor, logvar: Tensor) -> Tensor {
+        precondition(mu.rank == 2 && mu.shape == logvar.shape, "VAE.gaussianKL: mu \(mu.shape), logvar \(logvar.shape)")
+        return (mu.squared() + logvar.exp() - logvar - 1).sum(axes: [1]) * 0.5
+    }
+
+    /// Bernoulli negative log-likelihood `-log p(x|l) = Σ_d softplus(l_d) - l_d x_d` per row, in
+    /// nats: binary cross-entropy on logits summed over dimensions, in the stable form
+    /// `max(l, 0) - l x + log1p(exp(-|l|))` (accumulated in Double).
+    ///
+    /// - Shapes: `logits`, `x` `[N, D]` → `[N]`; `x` in [0, 1] (a constant).
+    public static func bernoulliNLL(logits: Tensor, x: Tensor) -> Tensor {
+        precondition(logits.rank == 2 && logits.shape == x.shape, "VAE.bernoulliNLL: logits \(logits.shape), x \(x.shape)")
+        return (logits.softplus() - logits * x.detached()).sum(axes: [1])
+    }
+
+    /// Gaussian negative log-likelihood per row, in nats, with the `log 2π` constant so that
+    /// values are true (differential) nats:
+    /// `Σ_d ½ log 2π + log σ_d + ½ ((x_d - μ_d) / σ_d)²`.
+    ///
+    /// - Shapes: `mean`, `x` `[N, D]`; `logSigma` `[D]` or a scalar → `[N]`.
+    public static func gaussianNLL(mean: Tensor, logSigma: Tensor, x: Tensor) -> Tensor {
+        precondition(mean.rank == 2 && mean.shape == x.shape && (logSigma.count == 1 || logSigma.shape == [x.shape[1]]),
+                     "VAE.gaussianNLL: mean \(mean.shape), logSigma \(logSigma.shape), x \(x.shape)")
+        let d = x.shape[1]
+        let ls = logSigma.count == 1 ? logSigma.reshaped([]) : logSigma
+        let standardized = (x.detached() - mean) * (-ls).exp()
+        let perSampleLogSigma = logSigma.count == 1 ? ls * Float(d) : ls.sum()
+        return standardized.squared().sum(axes: [1]) * 0.5 + (perSampleLogSigma + Float(0.5 * Foundation.log(2 * Double.pi) * Double(d)))
+    }
+
+    // MARK: - Networks
+
+    /// Flat `[N, dataDim]` view of a batch given flat or as `[N, C, H, W]`.
+    func flat(_ x: Tensor, _ op: String) -> Tensor {
+        precondition(x.rank >= 2 && x.shape[0] > 0 && x.count == x.shape[0] * config.dataDim,
+                     "\(op): batch \(x.shape), expected [N, \(config.dataDim)]")
+        return x.rank == 2 ? x : x.reshaped([x.shape[0], config.dataDim])
+    }
+
+    /// `q(z|x)`: the mean and the clamped log-variance.
+    ///
+    /// - Shapes: `x` `[N, dataDim]` → `mu`, `logvar` `[N, latentDim]`. Records autodiff
+    ///   history unless called inside `withoutGrad`.
+    public func encode(_ x: Tensor) -> (mu: Tensor, logvar: Tensor) {
+        let xs = flat(x, "VAE.encode")
+        let input = config.architecture == .conv ? xs.reshaped([xs.shape[0]] + config.imageShape!) : xs
+        let h = encoder(input)
+        let l = config.latentDim
+        return (h.slice(axis: 1, 0..<l), h.slice(axis: 1, l..<(2 * l)).clamped(config.logvarClamp.lowerBound, config.logvarClamp.upperBound))
+    }
+
+    /// The decoder's output, flat: Bernoulli logits or Gaussian means `[N, dataDim]`.
+    func decodeRaw(_ z: Tensor) -> Tensor {
+        let y = decoder(z)
+        return y.rank == 2 ? y : y.reshaped([y.shape[0], config.dataDim])
+    }
+
+    /// The likelihood's `log σ` (learned and clamped, or fixed), nil for Bernoulli.
+    func currentLogSigma() -> Tensor? {
+        guard config.likelihood == .gaussian else { return nil }
+        if let p = logSigma { return p.value.clamped(VAE.logSigmaRange.lowerBound, VAE.logSigmaRange.upperBound) }
+        return Tensor(Foundation.log(config.gaussianSigma ?? 1))
+    }
+
+    /// `-log p(x|z)` per row from the decoder output.
+    func reconstructionNLL(decoded: Tensor, x: Tensor) -> Tensor {
+        switch config.likelihood {
+        case .bernoulli: return VAE.bernoulliNLL(logits: decoded, x: x)
+        case .gaussian: return VAE.gaussianNLL(mean: decoded, logSigma: currentLogSigma()!, x: x)
+        }
+    }
+
+    func checkNoise(_ eps: Tensor, rows n: Int, _ op: String) {
+        precondition(eps.shape == [n, config.latentDim], "\(op): eps \(eps.shape), expected [\(n), \(config.latentDim)]")
+    }
+
+    func checkBernoulliData(_ x: Tensor, _ op: String) {
+        guard config.likelihood == .bernoulli else { return }
+        if let i = x.scalars.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
+            preconditionFailure("\(op): x element \(i) of batch \(x.shape) is \(x.scalars[i]); the Bernoulli likelihood needs data in [0, 1]")
+        }
+    }
+
+    /// The two terms of the negative ELBO per sample with one reparameterised sample
+    /// `z = μ + exp(logvar / 2) · eps`, differentiable with respect to the parameters. The
+    /// networks run in their current mode; no binarisation.
+    ///
+    /// - Shapes: `x` `[N, dataDim]`, `eps` `[N, latentDim]` (standard normal) →
+    ///   `reconstruction` `-log p(x|z)` `[N]` and `kl` `KL(q(z|x) ‖ p(z))` `[N]`, nats.
+    /// - Source: Kingma & Welling 2014, eq. 10 (the SGVB estimator with analytic KL).
+    public func elboTerms(x: Tensor, eps: Tensor) -> (reconstruction: Tensor, kl: Tensor) {
+        let xs = flat(x, "VAE.elboTerms")
+        checkNoise(eps, rows: xs.shape[0], "VAE.elboTerms")
+        let (mu, logvar) = encode(xs)
+        let z = mu + (logvar * 0.5).exp() * eps
+        return (reconstructionNLL(decoded: decodeRaw(z), x: xs), VAE.gaussianKL(mu: mu, logvar: logvar))
+    }
+
+    /// Runs `body` with both networks in evaluation mode and no autodiff history.
+    func evaluating<R>(_ body: () -> R) -> R {
+        let (e, d) = (encoder.isTraining, decoder.isTraining)
+        encoder.isTraining = false
+        decoder.isTraining = false
+        defer { encoder.isTraining = e; decoder.isTraining = d }
+        return withoutGrad(body)
+    }
+
+    /// The negative ELBO per sample, `-log p(x|z) + KL(q(z|x) ‖ p(z))` with the given noise,
+    /// in evaluation mode, without autodiff history and without binarisation. An upper bound
+    /// on `-log p(x)` in expectation over `eps`.
+    ///
+    /// - Shapes: `x` `[N, dataDim]`, `eps` `[N, latentDim]` → `[N]`, nats.
+    public func negativeELBO(x: Tensor, eps: Tensor) -> Tensor {
+        checkBernoulliData(x, "VAE.negativeELBO")
+        return evaluating {
+            let t = elboTerms(x: x, eps: eps)
+            return t.reconstruction + t.kl
+        }
+    }
+
+    // MARK: - Training
+
+    /// Bernoulli(`x`) draws: 1 where a uniform draw `u` in [0, 1) is below `x`, else 0 (one
+    /// draw per element, in order).
+    ///
+    /// - Shapes: any, with elements in [0, 1]; the result has the same shape.
+    public static func binarized(_ x: Tensor, using rng: inout RandomGenerator) -> Tensor {
+        var out = [Float](repeating: 0, count: x.count)
+        x.scalars.withUnsafeBufferPointer { p in
+            for i in 0..<p.count where rng.nextUniform() < p[i] { out[i] = 1 }
+        }
+        return Tensor(shape: x.shape, scalars: out)
+    }
+
+    /// The KL weight of the training objective at optimiser step `t` (1-based):
+    /// `min(1, t / klWarmupSteps)`, 1 without warm-up.
+    public func klWeight(atStep t: Int) -> Float {
+        config.klWarmupSteps > 0 ? Swift.min(1, Float(t) / Float(config.klWarmupSteps)) : 1
+    }
+
+    /// Salt of the binarisation stream (so it differs from other streams of the same seed).
+    static let binarizationSalt: UInt64 = 0x4269_6E61_7269_7A65
+
+    /// One Adam step on the mean negative ELBO of a batch (Kingma & Welling 2014, algorithm 1).
+    ///
+    /// With ``VAEConfig/binarize`` (and the Bernoulli likelihood) the batch is first replaced
+    /// by Bernoulli(`x`) draws from a generator derived from (`seed`, optimiser step), so a
+    /// resumed run repeats the same draws. The objective is `mean(reconstruction) + w ·
+    /// mean(kl)` with the warm-up weight `w` of ``klWeight(atStep:)``.
+    ///
+    /// - Shapes: `x` `[N, dataDim]` (in [0, 1] for Bernoulli), `eps` `[N, latentDim]` standard
+    ///   normal noise for `z = μ + exp(logvar / 2) · eps`.
+    /// - Returns: the batch means of the terms, nats per sample.
+    @discardableResult
+    public func trainStep(x: Tensor, eps: Tensor) -> VAEStepStats {
+        var xs = flat(x, "VAE.trainStep")
+        checkNoise(eps, rows: xs.shape[0], "VAE.trainStep")
+        checkBernoulliData(xs, "VAE.trainStep")
+        encoder.isTraining = true
+        decoder.isTraining = true
+        if config.binarize && config.likelihood == .bernoulli {
+            var r = RandomGenerator(seed: config.seed ^ VAE.binarizationSalt, stream: UInt64(optimizer.stepCount))
+            xs = VAE.binarized(xs, using: &r)
+        }
+        let w = klWeight(atStep: optimizer.stepCount + 1)
+        // The graph lives inside the closure, so it is freed before the optimiser step and the
+        // parameter buffers are updated in place.
+        let (grads, recon, kl): ([Tensor], Float, Float) = {
+            let t = elboTerms(x: xs, eps: eps)
+            let recon = t.reconstruction.mean(), kl = t.kl.mean()
+            let objective = w == 1 ? recon + kl : recon + kl * w
+            return (Tensor.gradients(of: objective, wrt: parameters.map(\.value)), recon.item, kl.item)
+        }()
+        optimizer.step(gradients: grads)
+        return VAEStepStats(loss: recon + kl, reconstruction: recon, kl: kl, klWeight: w)
+    }
+
+    // MARK: - Evaluation and sampling
+
+    /// `log p(x, z) - log q(z|x)` for one `z = μ + σ·eps` per row, in nats, evaluated in Double
+    /// from the Float32 terms. `log p(z) - log q(z|x) = ½ Σ_j (eps_j² + logvar_j - z_j²)`
+    /// (the `log 2π` terms cancel).
+    ///
+    /// - Shapes: `x` `[N, dataDim]`, `eps` `[N, latentDim]` → N values.
+    public func logImportanceWeights(x: Tensor, eps: Tensor) -> [Double] {
+        evaluating {
+            let xs = flat(x, "VAE.logImportanceWeights")
+            checkNoise(eps, rows: xs.shape[0], "VAE.logImportanceWeights")
+            let (mu, logvar) = encode(xs)
+            return logWeights(x: xs, mu: mu, logvar: logvar, eps: eps)
+        }
+    }
+
+    func logWeights(x: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor) -> [Double] {
+        let z = mu + (logvar * 0.5).exp() * eps
+        let nll = reconstructionNLL(decoded: decodeRaw(z), x: x).scalars
+        let n = x.shape[0], l = config.latentDim
+        var out = [Double](repeating: 0, count: n)
+        for i in 0..<n {
+            var s = 0.0
+            for j in (i * l)..<((i + 1) * l) {
+                let e = Double(eps.scalars[j]), zz = Double(z.scalars[j])
+                s += e * e + Double(logvar.scalars[j]) - zz * zz
+            }
+            out[i] = 0.5 * s - Double(nll[i])
+        }
+        return out
+    }
+
+    /// The importance-weighted estimate of `-log p(x)` per sample (Burda et al. 2016, eq. 8):
+    /// `-log (1/k Σ_i p(x, z_i) / q(z_i|x))` with `z_i ~ q(z|x)`, the log-sum-exp in Double.
+    /// Its expectation is an upper bound on `-log p(x)` that tightens as `k` grows; `k = 1`
+    /// is the negative ELBO with a Monte Carlo KL term.
+    ///
+    /// Runs in evaluation mode without autodiff history, at most `maxRows` rows of `N·k` at
+    /// a time, so memory stays bounded. The noise equals one draw
+    /// `Tensor.randomNormal([N·k, latentDim], using: &rng)` whatever `maxRows` is; row `r`
+    /// belongs to sample `r / k`.
+    ///
+    /// - Shapes: `x` `[N, dataDim]` (not binarised here) → N values, nats.
+    public func iwaeBound(x: Tensor, k: Int, rng: inout RandomGenerator, maxRows: Int = 1024) -> [Double] {
+        precondition(k >= 1, "VAE.iwaeBound: k must be at least 1, got \(k)")
+        let xs = flat(x, "VAE.iwaeBound")
+        checkBernoulliData(xs, "VAE.iwaeBound")
+        let n = xs.shape[0], total = n * k
+        // Even chunks keep the Box–Muller pairs aligned with a single draw.
+        let chunk = Swift.max(2, maxRows - maxRows % 2)
+        var logW = [Double](repeating: 0, count: total)
+        evaluating {
+            var start = 0
+            while start < total {
+                let rows = Swift.min(chunk, total - start)
+                let first = start / k, last = (start + rows - 1) / k
+                let (mu, logvar) = encode(xs.slice(axis: 0, first..<(last + 1)))
+                let owners = (start..<(start + rows)).map { $0 / k - first }
+                let eps = Tensor.randomNormal([rows, config.latentDim], using: &rng)
+                let w = logWeights(x: xs.gathered(rows: owners.map { $0 + first }), mu: mu.gathered(rows: owners),
+                                   logvar: logvar.gathered(rows: owners), eps: eps)
+                for (i, v) in w.enumerated() { logW[start + i] = v }
+                start += rows
+            }
+        }
+        let logK = Foundation.log(Double(k))
+        return (0..<n).map { i in
+            let ws = logW[(i * k)..<((i + 1) * k)]
+            let m = ws.max()!
+            guard m.isFinite else { return -m }
+            let s = ws.reduce(0.0) { $0 + Foundation.exp($1 - m) }
+            return -(m + Foundation.log(s) - logK)
+        }
+    }
+
+    /// The decoder's mean `E[x|z]` (sigmoid of the logits for Bernoulli, the mean for
+    /// Gaussian), in evaluation mode without autodiff history.
+    ///
+    /// - Shapes: `z` `[N, latentDim]` → `[N, dataDim]`.
+    public func sample(z: Tensor) -> Tensor {
+        precondition(z.rank == 2 && z.shape[1] == config.latentDim, "VAE.sample: z \(z.shape), expected [N, \(config.latentDim)]")
+        return evaluating {
+            let y = decodeRaw(z)
+            return config.likelihood == .bernoulli ? y.sigmoid() : y
+        }
+    }
+
+    /// The decoder's mean at the posterior mean `z = μ(x)` (deterministic), in evaluation
+    /// mode without autodiff history.
+    ///
+    /// - Shapes: `x` `[N, dataDim]` → `[N, dataDim]`.
+    public func reconstruct(x: Tensor) -> Tensor {
+        let mu = evaluating { encode(x).mu }
+        return sample(z: mu)
+    }
+
+    // MARK: - State
+
+    /// Parameters and buffers: `log_sigma` (learned Gaussian scale only), `encoder.*`, `decoder.*`.
+    public func stateDict() -> [(String, Tensor)] {
+        (logSigma.map { [("log_sigma", $0.value.detached())] } ?? [])
+            + encoder.stateDict(prefix: "encoder.") + decoder.stateDict(prefix: "decoder.")
+    }
+
+    /// Loads every parameter from `state_dict` names.
+    ///
+    /// - Throws: ``StateDictError`` naming a missing key or a shape mismatch.
+    public func loadStateDict(_ values: [String: Tensor]) throws {
+        if let p = logSigma {
+            guard let v = values["log_sigma"] else { throw StateDictError(key: "log_sigma", problem: "missing") }
+            guard v.shape == p.shape else { throw StateDictError(key: "log_sigma", problem: "shape \(v.shape) does not match the model's \(p.shape)") }
+            p.assign(v)
+        }
+        try encoder.loadStateDict(values, prefix: "encoder.")
+        try decoder.loadStateDict(values, prefix: "decoder.")
+    }
+
+    /// The optimiser's state, prefixed `optimizer.` (`optimizer.0.exp_avg`, ..., `optimizer.step`),
+    /// parameters numbered in ``parameters`` order.
+    public func optimizerStateDict() -> [(String, Tensor)] {
+        optimizer.stateDict().map { ("optimizer." + $0.0, $0.1) }
+    }
+
+    /// Loads the optimiser's state from `optimizer.*` names.
+    ///
+    /// - Throws: ``StateDictError`` naming a missing or mis-sized entry.
+    public func loadOptimizerStateDict(_ values: [String: Tensor]) throws {
+        var out: [String: Tensor] = [:]
+        for (k, v) in values where k.hasPrefix("optimizer.") { out[String(k.dropFirst("optimizer.".count))] = v }
+        try optimizer.loadStateDict(out)
+    }
+}
