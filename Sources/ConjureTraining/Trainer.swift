@@ -243,6 +243,12 @@ public final class Trainer {
                 model.conditionalClasses = top + 1
             }
             try model.validate()
+            if let v = model.vae, v.likelihood == .bernoulli,
+               let bad = data.train.scalars.first(where: { !($0 >= 0 && $0 <= 1) }) {
+                throw ConfigError(option: o.dataRange != nil ? "--data-range" : "--normalize",
+                                  problem: "the Bernoulli likelihood of --model \(v.preset) needs data in [0, 1]; \(data.source) scales to values such as \(bad)",
+                                  hint: "use --normalize unit with the data's true range, or --likelihood gaussian")
+            }
             var rng = RandomGenerator(seed: model.seed)
             net = model.makeModel(rng: &rng)
             let heldHash = data.heldOut.isEmpty ? nil : sha256Hex(data.heldOut.map(String.init).joined(separator: ","))
