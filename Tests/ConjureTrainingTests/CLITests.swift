@@ -70,6 +70,42 @@ final class CLITests: XCTestCase {
         XCTAssert(inspect.out.contains("1797"), inspect.out)
     }
 
+    /// Every preset through the command line on 300 MNIST digits: a few training steps, an
+    /// interrupted run resumed to the same weights, `sample` (PNG grid and .npy in 0..255,
+    /// `--label` for conditional presets) and `evaluate`.
+    func testEveryPresetTrainsResumesSamplesAndEvaluates() throws {
+        let bytes = try Gzip.readFile(atPath: try sharedPath("data/mnist_5k.csv.gz").path)
+        let all = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        let rows = stride(from: 0, to: all.count, by: all.count / 300).map { all[$0] }  // the file is sorted by label
+        let csv = tmp.appendingPathComponent("mnist300.csv")
+        try (rows.joined(separator: "\n") + "\n").write(to: csv, atomically: true, encoding: .utf8)
+        try conjure(["classifier", "train", "--data", csv.path, "--epochs", "3", "--out", "c.safetensors"])
+        let presets = ["seed", "gan", "lsgan", "wgan-gp", "hinge-sn", "cgan", "dcgan", "cdcgan", "vae", "conv-vae"]
+        let listed = try conjure(["train", "--help"]).out
+        for p in presets { XCTAssert(listed.contains(p), "train --help lists \(p)") }
+        for preset in presets {
+            let common = ["train", "--data", csv.path, "--model", preset, "--batch-size", "16", "--epochs", "1", "--quiet", "--checkpoint-every", "4"]
+            try conjure(common + ["--name", "\(preset)-a", "--max-steps", "8"])
+            try conjure(common + ["--name", "\(preset)-b", "--max-steps", "5"])
+            try conjure(["train", "--name", "\(preset)-b", "--resume", "--max-steps", "8", "--quiet"])
+            let a = try SafeTensors.read(path: tmp.appendingPathComponent("runs/\(preset)-a/checkpoints/latest.safetensors").path)
+            let b = try SafeTensors.read(path: tmp.appendingPathComponent("runs/\(preset)-b/checkpoints/latest.safetensors").path)
+            XCTAssertEqual(a.order, b.order, preset)
+            for name in a.order { XCTAssertEqual(a.tensors[name]?.tensor?.scalars, b.tensors[name]?.tensor?.scalars, "\(preset): \(name) after resume") }
+            let ckpt = "runs/\(preset)-a/checkpoints/latest.safetensors"
+            let label = preset.hasPrefix("c") && preset != "conv-vae" ? ["--label", "3"] : []
+            try conjure(["sample", "--checkpoint", ckpt, "--count", "20", "--out", "\(preset).npy"] + label)
+            let x = try NPYReader.load(path: tmp.appendingPathComponent("\(preset).npy").path)
+            XCTAssertEqual(x.shape, [20, 1, 28, 28], preset)
+            XCTAssert(x.scalars.allSatisfy { $0 >= -1e-3 && $0 <= 255.001 }, "\(preset): samples in 0..255")
+            try conjure(["sample", "--checkpoint", ckpt, "--count", "16", "--out", "\(preset).png"] + label)
+            let metrics = preset.contains("vae") ? "fid,elbo" : "fid"
+            let e = try conjure(["evaluate", "--checkpoint", ckpt, "--count", "100", "--classifier", "c.safetensors", "--metrics", metrics, "--iwae-k", "10"])
+            XCTAssert(e.out.contains("FID"), "\(preset): \(e.out)")
+            if preset.contains("vae") { XCTAssert(e.out.contains("IWAE bound"), e.out) }
+        }
+    }
+
     func testBadInputsGiveOneClearErrorAndWriteNothing() throws {
         let cases: [([String], String)] = [
             (["train", "--data", try sharedPath("cases/F05_truncated_8x3x4x4_f4.npy").path, "--name", "x"], "expected 1536 data bytes, found 768"),
