@@ -101,7 +101,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Linear learning-rate warm-up over this many steps (default 0).") var lrWarmupSteps: Int?
     @Option(parsing: .unconditional, help: "Learning-rate factor reached at the end of a linear or cosine schedule (default 0).") var lrFinalFactor: Float?
     @Option(parsing: .unconditional, help: "Clip each network's total gradient L2 norm to this value.") var clipGradNorm: Float?
-    @Option(parsing: .unconditional, help: "Average the generator's weights with this decay (e.g. 0.999) and sample with the average.") var ema: Float?
+    @Option(parsing: .unconditional, help: "Average the generator's weights with this decay (e.g. 0.999) and sample with the average; 0 turns it off.") var ema: Float?
     @Option(parsing: .unconditional, help: "VAE: size of the latent z (default 50).") var latentDim: Int?
     @Option(help: "VAE: encoder hidden widths, e.g. 200,200 (MLP).") var encoderHidden: String?
     @Option(help: "VAE: decoder hidden widths, e.g. 200,200 (MLP).") var decoderHidden: String?
@@ -297,7 +297,7 @@ struct Train: ParsableCommand {
         if let v = weightDecay { config.weightDecay = v }
         config.lrSchedule = try schedule(config.lrSchedule)
         if let v = clipGradNorm { config.clipGradNorm = v }
-        if let v = ema { config.emaDecay = v }
+        if let v = ema { config.emaDecay = v == 0 ? nil : v }
         return config
     }
 
