@@ -27,9 +27,9 @@ for spec in "$@"; do
     echo "== $preset ($minutes min) $extra"
     start=$(date +%s)
     # shellcheck disable=SC2086
-    timeout -s INT "$((minutes * 60))" "$BIN" train --data "$DATA" --model "$preset" --name "$name" --runs-dir "$RUNS" \
+    timeout --preserve-status -s INT "$((minutes * 60))" "$BIN" train --data "$DATA" --model "$preset" --name "$name" --runs-dir "$RUNS" \
         --overwrite --epochs 100000 --sample-every 0 --checkpoint-every 2000 --plain --log-every 500 $extra \
-        >"$RUNS/$name.log" 2>&1 || [ $? -eq 130 ] || { echo "training $preset failed: see $RUNS/$name.log"; exit 1; }
+        >"$RUNS/$name.log" 2>&1 || [ $? -eq 130 ] || { echo "training $preset failed: see $RUNS/$name.log"; exit 1; }  # 130: stopped at the budget
     seconds=$(($(date +%s) - start))
     ckpt="$RUNS/$name/checkpoints/latest.safetensors"
     "$BIN" sample --checkpoint "$ckpt" --count 64 --seed 1 --out "$OUT/$name.png"
