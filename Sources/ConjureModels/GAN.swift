@@ -100,7 +100,8 @@ public struct GANConfig: Codable, Sendable, Equatable {
     /// Clips the total L2 norm of each network's gradients to this value before each update
     /// (`torch.nn.utils.clip_grad_norm_`); nil: no clipping.
     public var clipGradNorm: Float? = nil
-    /// Exponential moving average of the generator's weights with this decay, updated after
+    /// Exponential moving average of the generator's weights with this decay (warmed up as
+    /// `min(decay, (1+t)/(10+t))` at generator step t, TensorFlow's rule), updated after
     /// every generator step; when set, ``GAN/sample(z:labels:)`` (and so `sample`, `evaluate`
     /// and the grids) uses the averaged weights (Yazıcı et al. 2019). nil: off.
     public var emaDecay: Float? = nil
@@ -441,7 +442,7 @@ public final class GAN {
         var g = grads
         if let m = config.clipGradNorm { clipGradNorm(&g, maxNorm: m) }
         generatorOptimizer.step(gradients: g)
-        generatorEMA?.update(generator.parameters)
+        generatorEMA?.update(generator.parameters, step: generatorOptimizer.stepCount)
     }
 
     /// Flat samples `[N, dataDim]` as the discriminator's input: packed `[N/m, m·dataDim]`

@@ -15,10 +15,19 @@ public final class EMA {
         averages = parameters.map { startAtZero ? [Float](repeating: 0, count: $0.value.count) : $0.value.scalars }
     }
 
-    /// Folds the parameters' current values into the averages.
-    public func update(_ parameters: [Parameter]) {
+    /// The decay used for the `step`-th update (1-based) with warm-up: `min(decay, (1 + step) /
+    /// (10 + step))`, TensorFlow's `ExponentialMovingAverage(num_updates:)` rule, so the
+    /// initial weights are forgotten quickly in short runs (0.5 at step 8, 0.99 at step 890).
+    public func decay(atStep step: Int) -> Float {
+        min(decay, Float(1 + step) / Float(10 + step))
+    }
+
+    /// Folds the parameters' current values into the averages, with the warm-up decay of
+    /// ``decay(atStep:)`` when `step` (the number of updates so far, this one included) is
+    /// given, else with `decay`.
+    public func update(_ parameters: [Parameter], step: Int? = nil) {
         precondition(parameters.count == averages.count, "EMA.update: \(parameters.count) parameters for \(averages.count) averages")
-        let d = decay
+        let d = step.map { decay(atStep: $0) } ?? decay
         for (i, p) in parameters.enumerated() {
             let w = p.value.scalars
             averages[i].withUnsafeMutableBufferPointer { a in for j in 0..<a.count { a[j] = d * a[j] + (1 - d) * w[j] } }

@@ -317,4 +317,24 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(nan[0].scalars[0], 3)
         XCTAssertEqual(nan[1].scalars, [1])
     }
+
+    /// EMA with warm-up: the t-th update uses min(decay, (1+t)/(10+t)); reference in Double.
+    func testEMAWarmupDecay() {
+        let p = Parameter(Tensor(shape: [2], scalars: [1, -2]))
+        let ema = EMA(parameters: [p], decay: 0.99)
+        XCTAssertEqual(ema.decay(atStep: 1), 2 / 11, accuracy: 1e-7)
+        XCTAssertEqual(ema.decay(atStep: 890), 0.99, accuracy: 1e-6)
+        XCTAssertEqual(ema.decay(atStep: 5000), 0.99)
+        var ref: [Double] = [1, -2]
+        for t in 1...30 {
+            let w: [Float] = [Float(t) * 0.5, -Float(t)]
+            p.assign(Tensor(shape: [2], scalars: w))
+            ema.update([p], step: t)
+            let d = min(0.99, Double(1 + t) / Double(10 + t))
+            for j in 0..<2 { ref[j] = d * ref[j] + (1 - d) * Double(w[j]) }
+        }
+        assertClose(ema.averages[0], ref.map { Float($0) }, rtol: 1e-5)
+        // Without warm-up the initial value would still weigh 0.99^30 = 0.74.
+        XCTAssertGreaterThan(ema.averages[0][0], 10)
+    }
 }
