@@ -12,8 +12,9 @@ public enum Benchmark {
         public var stepsPerSecondMin: Double
         public var stepsPerSecondMax: Double
         public var samplesPerSecond: Double
-        /// MFLOP of matrix products per step (forward and backward).
-        public var mflopPerStep: Double
+        /// MFLOP of matrix products per step (forward and backward); nil where not counted
+        /// (convolutional networks).
+        public var mflopPerStep: Double?
     }
 
     /// Reference steps/s of the seed-sized step on this machine kind (../shared/bench/REFERENCE.md):
@@ -43,7 +44,7 @@ public enum Benchmark {
         let median = rates[rates.count / 2]
         return Result(model: config.preset, batch: batch, threads: threads, stepsPerSecondMedian: median,
                       stepsPerSecondMin: rates.first!, stepsPerSecondMax: rates.last!,
-                      samplesPerSecond: median * Double(batch), mflopPerStep: flopsPerStep(config, batch: batch) / 1e6)
+                      samplesPerSecond: median * Double(batch), mflopPerStep: { let f = flopsPerStep(config, batch: batch); return f.isNaN ? nil : f / 1e6 }())
     }
 
     /// Matrix-product FLOPs of one step: every Linear's forward (2·N·in·out) and its backward

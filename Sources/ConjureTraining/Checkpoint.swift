@@ -127,6 +127,14 @@ public enum Checkpoint {
               let batch = file.metadata["batch_in_epoch"].flatMap(Int.init) else {
             throw bad("'step', 'epoch' or 'batch_in_epoch' is missing or not an integer")
         }
+        guard step >= 0, epoch >= 0, batch >= 0, batch <= step else {
+            throw bad("'step' \(step), 'epoch' \(epoch) and 'batch_in_epoch' \(batch) are not a training position (negative or inconsistent)",
+                      "the checkpoint was edited; use one written by `conjure train`")
+        }
+        if let shape = run.imageShape, shape.count != 3 || shape.contains(where: { $0 < 1 }) || shape.reduce(1, *) != run.model.dataDim {
+            throw bad("the config's imageShape \(shape) does not match the model's \(run.model.dataDim) values per sample",
+                      "the checkpoint was edited; use one written by `conjure train`")
+        }
         let words = (file.metadata["rng_state"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw bad("'rng_state' is missing or malformed") }
         var tensors: [String: Tensor] = [:]

@@ -37,6 +37,8 @@ public struct EvaluateOptions: Sendable {
 
 /// `conjure evaluate`: generator samples (or a file of samples) against held-out real data.
 public enum Evaluator {
+    /// The largest sample size compared in pixel space (covariances are D x D in Double).
+    public static let maxPixelFeatures = 4096
     public static let allMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture", "elbo"]
     public static let defaultMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture", "elbo"]
 
@@ -171,7 +173,10 @@ public enum Evaluator {
         for metric in o.metrics {
             let why: String?
             switch metric {
-            case "fid", "kid", "pr", "dc": why = isMixture ? "2-D mixture runs are scored with 'mixture'" : nil
+            case "fid", "kid", "pr", "dc":
+                why = isMixture ? "2-D mixture runs are scored with 'mixture'"
+                    : !willHaveClassifier && run.model.dataDim > Evaluator.maxPixelFeatures
+                    ? "without labels it would work in pixel space, and \(run.model.dataDim) values per sample are more than \(Evaluator.maxPixelFeatures) (pass --classifier)" : nil
             case "score", "modes": why = willHaveClassifier ? nil : "needs a domain classifier (labelled data or --classifier)"
             case "memorization": why = isMixture || runData.heldOut.isEmpty ? "needs image data with a held-out split" : nil
             case "mixture": why = isMixture ? nil : "only for the built-in 2-D mixtures (ring8, grid25, moons)"
@@ -214,7 +219,7 @@ public enum Evaluator {
                            "classifier_held_out_accuracy": c.heldOutAccuracy as Any]
         } else {
             featuresOf = { $0 }
-            featureInfo = ["space": "pixels (normalised data values; no labelled data for a domain classifier)"]
+            featureInfo = ["space": wantsFeatures ? "pixels (normalised data values; no labelled data for a domain classifier)" : "none (no feature-based metric requested)"]
             if wantsFeatures && !isMixture {
                 warnings.append("metrics computed in pixel space: the data has no labels to train a domain classifier; values are not comparable with feature-based FID")
             }

@@ -226,6 +226,16 @@ public final class Trainer {
                 throw DataError(file: run.data, problem: "the data changed since the checkpoint was written (normalisation or sample count differ)",
                                 hint: "resume with the same data file")
             }
+            let perEpoch = BatchSampler(count: run.trainSamples, batchSize: run.model.batchSize, seed: run.model.seed).batchesPerEpoch
+            guard progress.batchInEpoch < perEpoch, progress.step == progress.epoch * perEpoch + progress.batchInEpoch else {
+                throw DataError(file: checkpointPath, location: "__metadata__",
+                                problem: "step \(progress.step), epoch \(progress.epoch) and batch_in_epoch \(progress.batchInEpoch) do not agree with \(perEpoch) batches per epoch",
+                                hint: "the checkpoint was edited; use one written by `conjure train`")
+            }
+            if let e = o.resumeEpochs, run.model.lrSchedule.kind != .constant, e != loaded.run.model.epochs {
+                throw ConfigError(option: "--epochs", problem: "cannot change the length of a run with a \(run.model.lrSchedule.kind.rawValue) learning-rate schedule: the schedule would restart from a different curve",
+                                  hint: "start a new run, or resume without --epochs")
+            }
         } else {
             if fm.fileExists(atPath: o.runDirectory) && !o.overwrite {
                 throw ConfigError(option: "--name", problem: "\(o.runDirectory) already exists",
@@ -239,6 +249,12 @@ public final class Trainer {
                 guard let labels = data.labels, let top = labels.max() else {
                     throw ConfigError(option: "--model \(model.preset)", problem: "a conditional GAN needs labelled data; \(data.source) has no labels",
                                       hint: "use an image CSV with a label column (--label-column) or IDX images with their labels file")
+                }
+                let present = Set(labels)
+                if present.count != top + 1 || labels.contains(where: { $0 < 0 }) {
+                    let missing = (0...max(top, 0)).filter { !present.contains($0) }.prefix(5).map(String.init).joined(separator: ", ")
+                    throw DataError(file: data.source, problem: "a conditional model needs class labels 0..K-1 that all occur; the labels run to \(top) but \(missing.isEmpty ? "some are negative" : "\(missing)... never occur")",
+                                    hint: "renumber the classes 0..K-1")
                 }
                 model.conditionalClasses = top + 1
             }
@@ -501,6 +517,10 @@ final class InTrainingEvaluator {
             features = { c.classifier.features(c.normalization.apply(stats.inverse($0))) }
             space = "classifier"
         } else {
+            guard run.model.dataDim <= Evaluator.maxPixelFeatures else {
+                throw ConfigError(option: "--eval-every", problem: "the data has no labels for a domain classifier, and pixel-space FID of \(run.model.dataDim) values per sample is too costly (limit \(Evaluator.maxPixelFeatures))",
+                                  hint: "use labelled data, or evaluate afterwards with `conjure evaluate --classifier FILE`")
+            }
             features = { $0 }
             space = "pixels"
         }

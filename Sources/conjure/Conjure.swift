@@ -59,7 +59,7 @@ struct Conjure: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "conjure",
-        abstract: "Train, sample and evaluate generative models (GANs) on your own data.",
+        abstract: "Train, sample and evaluate generative models (GANs and VAEs) on your own data.",
         subcommands: [Train.self, Sample.self, Evaluate.self, MetricsCommand.self, DataCommand.self, ClassifierCommand.self, Bench.self])
 }
 
@@ -209,6 +209,9 @@ struct Train: ParsableCommand {
     /// `current` with the schedule options given.
     func schedule(_ current: LRSchedule) throws -> LRSchedule {
         guard lrSchedule != nil || lrWarmupSteps != nil || lrFinalFactor != nil else { return current }
+        if lrFinalFactor != nil && (lrSchedule ?? current.kind.rawValue).lowercased() == "constant" {
+            throw ConfigError(option: "--lr-final-factor", problem: "has no effect with a constant learning rate", hint: "add --lr-schedule linear or cosine")
+        }
         return try LRSchedule.parse(lrSchedule ?? current.kind.rawValue, warmupSteps: lrWarmupSteps ?? current.warmupSteps,
                                     finalFactor: lrFinalFactor ?? current.finalFactor)
     }
@@ -245,6 +248,13 @@ struct Train: ParsableCommand {
         if let given = vaeOnlyOptions.first(where: { $0.1 }) {
             throw ConfigError(option: given.0, problem: "applies to VAE presets only; --model \(c.preset) is a GAN",
                               hint: given.0 == "--latent-dim" ? "use --noise-dim" : (given.0 == "--lr" ? "use --lr-g and --lr-d" : nil))
+        }
+        if c.architecture == .dcgan, let given = [("--g-hidden", gHidden != nil), ("--d-hidden", dHidden != nil), ("--g-batchnorm", gBatchnorm != nil),
+                                                  ("--g-activation", gActivation != nil)].first(where: { $0.1 }) {
+            throw ConfigError(option: given.0, problem: "applies to the MLP presets; --model \(c.preset) has fixed convolutional networks")
+        }
+        if optimizer?.lowercased() == "rmsprop", let given = [("--beta1", beta1 != nil), ("--beta2", beta2 != nil)].first(where: { $0.1 }) {
+            throw ConfigError(option: given.0, problem: "is an Adam setting; RMSprop uses PyTorch's alpha 0.99 and no momentum")
         }
         var config = c
         if let v = epochs { config.epochs = v }
@@ -401,7 +411,10 @@ struct Bench: ParsableCommand {
 
     func run() {
         runReporting {
-            guard let config = GANConfig.presets[model] else { throw ConfigError(option: "--model", problem: "unknown preset '\(model)'") }
+            guard let config = GANConfig.presets[model] else {
+                if VAEConfig.presets[model] != nil { throw ConfigError(option: "--model", problem: "bench measures the GAN presets only; '\(model)' is a VAE") }
+                throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(GANConfig.presets.keys.sorted().joined(separator: ", "))")
+            }
             guard repeats >= 1, steps >= 1, warmup >= 0 else { throw ConfigError(option: "--repeats/--steps/--warmup", problem: "must be positive") }
             var runs: [(Int, Int)] = []
             for part in configs.split(separator: ",") {
@@ -418,9 +431,9 @@ struct Bench: ParsableCommand {
                 if json {
                     print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
                 } else {
-                    var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s  %6.1f GFLOP/s",
-                                      b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond,
-                                      r.stepsPerSecondMedian * r.mflopPerStep / 1000)
+                    var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s",
+                                      b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond)
+                    if let m = r.mflopPerStep { line += String(format: "  %6.1f GFLOP/s", r.stepsPerSecondMedian * m / 1000) }
                     if model == "seed", let ref = Benchmark.referenceSeed[b]?[t] {
                         line += String(format: "  x%.2f PyTorch eager (%.0f), x%.2f JAX scan (%.0f)",
                                        r.stepsPerSecondMedian / ref.torch, ref.torch, r.stepsPerSecondMedian / ref.jaxScan, ref.jaxScan)

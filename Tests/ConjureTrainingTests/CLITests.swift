@@ -259,3 +259,51 @@ extension CLITests {
                        "no classifier trained for a request that fails validation")
     }
 }
+
+extension CLITests {
+    /// Regressions found by a tester of the model-family and optimiser options: edited
+    /// checkpoint positions and shapes, sparse class labels, options that would do nothing.
+    func testEditedCheckpointsSparseLabelsAndIneffectiveOptionsAreErrors() throws {
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        let small = ["--g-hidden", "16", "--g-batchnorm", "0", "--d-hidden", "16", "--noise-dim", "8", "--quiet", "--batch-size", "32"]
+        try conjure(["train", "--data", digits, "--name", "r", "--epochs", "2", "--max-steps", "60"] + small)
+        let path = tmp.appendingPathComponent("runs/r/checkpoints/latest.safetensors").path
+        let file = try SafeTensors.read(path: path)
+        let values = file.order.map { ($0, file.tensors[$0]!) }
+        for (key, value, needle) in [("batch_in_epoch", "-1", "training position"), ("batch_in_epoch", "46", "batches per epoch"),
+                                     ("step", "-5", "training position")] {
+            var meta = file.metadata
+            meta[key] = value
+            try SafeTensors.write(values: values, metadata: meta, to: path)
+            let r = try conjure(["train", "--name", "r", "--resume"], expectFailure: true)
+            XCTAssertEqual(r.status, 1, "\(key)=\(value): \(r.err)")
+            XCTAssert(r.err.contains(needle) && r.err.split(separator: "\n").count == 1, "\(key)=\(value): \(r.err)")
+        }
+        var meta = file.metadata
+        meta["config"] = meta["config"]!.replacingOccurrences(of: "\"imageShape\" : [\n    1,\n    8,\n    8\n  ]", with: "\"imageShape\" : [\n    1,\n    9,\n    8\n  ]")
+        XCTAssertNotEqual(meta["config"], file.metadata["config"], "the test edits the image shape")
+        try SafeTensors.write(values: values, metadata: meta, to: path)
+        var r = try conjure(["sample", "--checkpoint", path, "--out", "s.npy"], expectFailure: true)
+        XCTAssert(r.err.contains("imageShape"), r.err)
+        // EMA tensors without EMA in the configuration.
+        meta = file.metadata
+        meta["config"] = meta["config"]!.replacingOccurrences(of: "\"emaDecay\" : 0.999", with: "\"emaDecay\" : null")
+        try SafeTensors.write(values: values, metadata: meta, to: path)
+        r = try conjure(["sample", "--checkpoint", path, "--out", "s.npy"], expectFailure: true)
+        XCTAssert(r.err.contains("generator_ema"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("s.npy").path))
+
+        // Class labels with gaps.
+        let rows = (0..<40).map { i in (0..<64).map { _ in String(Int.random(in: 0...16)) }.joined(separator: ",") + ",\(i % 2 == 0 ? 0 : 1000)" }
+        try (rows.joined(separator: "\n") + "\n").write(to: tmp.appendingPathComponent("gaps.csv"), atomically: true, encoding: .utf8)
+        r = try conjure(["train", "--data", "gaps.csv", "--model", "cgan", "--name", "g", "--label-column", "-1", "--batch-size", "8", "--quiet"], expectFailure: true)
+        XCTAssert(r.err.contains("0..K-1"), r.err)
+        // Options that would silently do nothing.
+        for (args, option) in [(["--model", "dcgan", "--g-hidden", "10"], "--g-hidden"), (["--lr-final-factor", "0.5"], "--lr-final-factor"),
+                               (["--optimizer", "rmsprop", "--beta1", "0.3"], "--beta1")] {
+            r = try conjure(["train", "--data", digits, "--name", "x"] + args, expectFailure: true)
+            XCTAssert(r.err.hasPrefix("error: \(option)"), "\(args): \(r.err)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/x").path))
+    }
+}
