@@ -145,6 +145,10 @@ public struct PreparedData {
         }()
         switch (kind, o.model.outputActivation) {
         case (.symmetric, .sigmoid), (.zscore, .sigmoid), (.zscore, .tanh), (.none, .tanh), (.none, .sigmoid):
+            if let v = o.model.vae {
+                throw ConfigError(option: "--normalize", problem: "\(kind.rawValue) data does not suit the \(v.likelihood.rawValue) likelihood of --model \(v.preset)",
+                                  hint: v.likelihood == .bernoulli ? "use --normalize unit, or --likelihood gaussian" : "use --normalize zscore, unit or none")
+            }
             throw ConfigError(option: "--normalize", problem: "\(kind.rawValue) data cannot be matched by a \(o.model.outputActivation.rawValue) generator output",
                               hint: "use symmetric with tanh, unit with sigmoid, zscore or none with identity")
         default: break

@@ -148,7 +148,7 @@ struct Train: ParsableCommand {
                                   hint: "only --epochs, --max-steps, --threads and the logging options apply with --resume")
             }
         }
-        let model = self.model ?? "gan"
+        let model = (self.model ?? "gan").lowercased()
         guard let preset = ModelConfig.presets[model] else {
             throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(ModelConfig.presetNames.joined(separator: ", "))")
         }
