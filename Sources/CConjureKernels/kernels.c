@@ -63,3 +63,9 @@ void conjure_tanh(const float *restrict x, float *restrict y, size_t n) {
         y[i] = copysignf(t, xi);
     }
 }
+
+CONJURE_CLONES
+void conjure_ema_update(float *restrict avg, const float *restrict w, size_t n, float decay) {
+    const float keep = decay, take = 1.0f - decay;
+    for (size_t i = 0; i < n; i++) avg[i] = keep * avg[i] + take * w[i];
+}

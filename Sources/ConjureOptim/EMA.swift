@@ -1,4 +1,5 @@
 import ConjureNN
+import CConjureKernels
 
 /// Exponential moving average of parameters, `ema = decay * ema + (1 - decay) * w` after each
 /// step (used for generator weights in GAN training, e.g. Karras et al. 2018). The averages
@@ -30,7 +31,12 @@ public final class EMA {
         let d = step.map { decay(atStep: $0) } ?? decay
         for (i, p) in parameters.enumerated() {
             let w = p.value.scalars
-            averages[i].withUnsafeMutableBufferPointer { a in for j in 0..<a.count { a[j] = d * a[j] + (1 - d) * w[j] } }
+            precondition(w.count == averages[i].count, "EMA.update: parameter \(i) has \(w.count) values, its average \(averages[i].count)")
+            // A vectorised C kernel (AVX-512/AVX2/baseline chosen at run time).
+            averages[i].withUnsafeMutableBufferPointer { a in
+                guard a.count > 0 else { return }
+                w.withUnsafeBufferPointer { wp in conjure_ema_update(a.baseAddress!, wp.baseAddress!, a.count, d) }
+            }
         }
     }
 

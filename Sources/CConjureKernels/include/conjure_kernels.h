@@ -9,6 +9,9 @@
 void conjure_adam_update(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, size_t n,
                          float b1, float b2, float step_size, float inv_sqrt_bc2, float eps, float weight_decay);
 
+/// One exponential-moving-average step over flat buffers: avg = decay * avg + (1 - decay) * w.
+void conjure_ema_update(float *restrict avg, const float *restrict w, size_t n, float decay);
+
 #endif
 
 /// y = tanh(x): 1 - 2/(e^{2|x|} + 1) for |x| >= 0.625, the odd Taylor series to x^17 below;
