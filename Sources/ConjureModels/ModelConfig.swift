@@ -39,54 +39,50 @@ public enum ModelConfig: Codable, Sendable, Equatable {
         return nil
     }
 
+    /// A field both families have, read from or written to the configuration held.
+    subscript<T>(gan g: WritableKeyPath<GANConfig, T>, vae v: WritableKeyPath<VAEConfig, T>) -> T {
+        get {
+            switch self {
+            case .gan(let c): return c[keyPath: g]
+            case .vae(let c): return c[keyPath: v]
+            }
+        }
+        set {
+            switch self {
+            case .gan(var c): c[keyPath: g] = newValue; self = .gan(c)
+            case .vae(var c): c[keyPath: v] = newValue; self = .vae(c)
+            }
+        }
+    }
+
     public var preset: String {
-        switch self { case .gan(let c): return c.preset; case .vae(let c): return c.preset }
+        self[gan: \.preset, vae: \.preset]
     }
 
     /// Size of the latent `z`.
     public var latentDim: Int {
-        switch self { case .gan(let c): return c.noiseDim; case .vae(let c): return c.latentDim }
+        self[gan: \.noiseDim, vae: \.latentDim]
     }
 
     /// Flattened size of one sample.
     public var dataDim: Int {
-        get { switch self { case .gan(let c): return c.dataDim; case .vae(let c): return c.dataDim } }
-        set {
-            switch self {
-            case .gan(var c): c.dataDim = newValue; self = .gan(c)
-            case .vae(var c): c.dataDim = newValue; self = .vae(c)
-            }
-        }
+        get { self[gan: \.dataDim, vae: \.dataDim] }
+        set { self[gan: \.dataDim, vae: \.dataDim] = newValue }
     }
 
     public var batchSize: Int {
-        get { switch self { case .gan(let c): return c.batchSize; case .vae(let c): return c.batchSize } }
-        set {
-            switch self {
-            case .gan(var c): c.batchSize = newValue; self = .gan(c)
-            case .vae(var c): c.batchSize = newValue; self = .vae(c)
-            }
-        }
+        get { self[gan: \.batchSize, vae: \.batchSize] }
+        set { self[gan: \.batchSize, vae: \.batchSize] = newValue }
     }
 
     public var epochs: Int {
-        get { switch self { case .gan(let c): return c.epochs; case .vae(let c): return c.epochs } }
-        set {
-            switch self {
-            case .gan(var c): c.epochs = newValue; self = .gan(c)
-            case .vae(var c): c.epochs = newValue; self = .vae(c)
-            }
-        }
+        get { self[gan: \.epochs, vae: \.epochs] }
+        set { self[gan: \.epochs, vae: \.epochs] = newValue }
     }
 
     public var seed: UInt64 {
-        get { switch self { case .gan(let c): return c.seed; case .vae(let c): return c.seed } }
-        set {
-            switch self {
-            case .gan(var c): c.seed = newValue; self = .gan(c)
-            case .vae(var c): c.seed = newValue; self = .vae(c)
-            }
-        }
+        get { self[gan: \.seed, vae: \.seed] }
+        set { self[gan: \.seed, vae: \.seed] = newValue }
     }
 
     /// Class count of a conditional model (0: unconditional).
@@ -107,13 +103,8 @@ public enum ModelConfig: Codable, Sendable, Equatable {
 
     /// `[C, H, W]` of samples for convolutional networks.
     public var imageShape: [Int]? {
-        get { switch self { case .gan(let c): return c.imageShape; case .vae(let c): return c.imageShape } }
-        set {
-            switch self {
-            case .gan(var c): c.imageShape = newValue; self = .gan(c)
-            case .vae(var c): c.imageShape = newValue; self = .vae(c)
-            }
-        }
+        get { self[gan: \.imageShape, vae: \.imageShape] }
+        set { self[gan: \.imageShape, vae: \.imageShape] = newValue }
     }
 
     /// The range the model's samples live in, which decides the data normalisation.
@@ -123,7 +114,7 @@ public enum ModelConfig: Codable, Sendable, Equatable {
 
     /// The learning-rate schedule over the run's steps.
     public var lrSchedule: LRSchedule {
-        switch self { case .gan(let c): return c.lrSchedule; case .vae(let c): return c.lrSchedule }
+        self[gan: \.lrSchedule, vae: \.lrSchedule]
     }
 
     /// Checks the options, naming the first bad one.

@@ -44,6 +44,24 @@ final class TrainerTests: XCTestCase {
         return out
     }
 
+    /// Stops `b` after `stopAt` steps, resumes it to the end, and asserts that its final
+    /// checkpoint holds exactly the tensors of the uninterrupted run `a` (already trained).
+    /// Returns `a`'s tensors.
+    @discardableResult
+    func assertStopAndResumeMatches(_ a: TrainOptions, _ b: TrainOptions, stopAt: Int, _ label: String) throws -> [String: Tensor] {
+        var b = b
+        b.maxSteps = stopAt
+        XCTAssertEqual(try Trainer(options: b).run().steps, stopAt, label)
+        b.maxSteps = nil
+        b.resume = true
+        _ = try Trainer(options: b).run()
+        let ta = try tensors(a.runDirectory + "/checkpoints/latest.safetensors")
+        let tb = try tensors(b.runDirectory + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(Set(ta.keys), Set(tb.keys), label)
+        for (k, v) in ta { XCTAssertEqual(v.scalars, tb[k]!.scalars, "\(label): \(k) differs after resume at \(stopAt)") }
+        return ta
+    }
+
     func testRunDirectoryContentsAndCheckpointNames() throws {
         let o = try options("run")
         let summary = try Trainer(options: o).run()
@@ -77,16 +95,8 @@ final class TrainerTests: XCTestCase {
         for stopAt in [40, 67] {  // at a checkpoint and between checkpoints, mid-epoch
             let a = try options("a\(stopAt)")
             _ = try Trainer(options: a).run()
-            var b = try options("b\(stopAt)")
-            b.maxSteps = stopAt
-            XCTAssertEqual(try Trainer(options: b).run().steps, stopAt)
-            b.maxSteps = nil
-            b.resume = true
-            _ = try Trainer(options: b).run()
-            let ta = try tensors(a.runDirectory + "/checkpoints/latest.safetensors")
-            let tb = try tensors(b.runDirectory + "/checkpoints/latest.safetensors")
-            XCTAssertEqual(Set(ta.keys), Set(tb.keys))
-            for (k, v) in ta { XCTAssertEqual(v.scalars, tb[k]!.scalars, "\(k) differs after resume at \(stopAt)") }
+            let b = try options("b\(stopAt)")
+            try assertStopAndResumeMatches(a, b, stopAt: stopAt, "gan")
             let ma = try String(contentsOfFile: a.runDirectory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { strip($0) }
             let mb = try String(contentsOfFile: b.runDirectory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { strip($0) }
             // The stopped run logs its last partial window (step k), and the line whose window
@@ -117,16 +127,7 @@ final class TrainerTests: XCTestCase {
             }
             let a = try configured("a-\(kind)")
             _ = try Trainer(options: a).run()
-            var b = try configured("b-\(kind)")
-            b.maxSteps = 47
-            _ = try Trainer(options: b).run()
-            b.maxSteps = nil
-            b.resume = true
-            _ = try Trainer(options: b).run()
-            let ta = try tensors(a.runDirectory + "/checkpoints/latest.safetensors")
-            let tb = try tensors(b.runDirectory + "/checkpoints/latest.safetensors")
-            XCTAssertEqual(Set(ta.keys), Set(tb.keys))
-            for (k, v) in ta { XCTAssertEqual(v.scalars, tb[k]!.scalars, "\(kind): \(k) differs after resume") }
+            let ta = try assertStopAndResumeMatches(a, try configured("b-\(kind)"), stopAt: 47, "\(kind)")
             XCTAssertEqual(ta["generator_ema.0.weight"]?.shape, [32, 16], "\(kind): averaged weights saved under generator_ema.*")
             XCTAssertNotEqual(ta["generator_ema.0.weight"]?.scalars, ta["generator.0.weight"]?.scalars)
             if kind == .rmsprop { XCTAssertNotNil(ta["optimizer.generator.0.square_avg"]) } else { XCTAssertNotNil(ta["optimizer.generator.0.exp_avg"]) }
@@ -154,17 +155,8 @@ final class TrainerTests: XCTestCase {
         let a = try vaeOptions("vae-a")
         let full = try Trainer(options: a).run()
         XCTAssertEqual(full.last.map { $0.values.map(\.name) }, ["loss", "reconstruction", "kl"])
-        var b = try vaeOptions("vae-b")
-        b.maxSteps = 50
-        _ = try Trainer(options: b).run()
-        b.maxSteps = nil
-        b.resume = true
-        _ = try Trainer(options: b).run()
-        let ta = try tensors(a.runDirectory + "/checkpoints/latest.safetensors")
-        let tb = try tensors(b.runDirectory + "/checkpoints/latest.safetensors")
-        XCTAssertEqual(Set(ta.keys), Set(tb.keys))
+        let ta = try assertStopAndResumeMatches(a, try vaeOptions("vae-b"), stopAt: 50, "VAE")
         XCTAssertNotNil(ta["encoder.0.weight"]); XCTAssertNotNil(ta["decoder.2.weight"]); XCTAssertNotNil(ta["optimizer.0.exp_avg"])
-        for (k, v) in ta { XCTAssertEqual(v.scalars, tb[k]!.scalars, "VAE: \(k) differs after resume") }
         let config = try String(contentsOfFile: a.runDirectory + "/config.json", encoding: .utf8)
         XCTAssert(config.contains("\"family\" : \"vae\""), config)
         var e = EvaluateOptions(checkpoint: a.runDirectory + "/checkpoints/latest.safetensors")
