@@ -35,7 +35,10 @@ public final class EMA {
             // A vectorised C kernel (AVX-512/AVX2/baseline chosen at run time).
             averages[i].withUnsafeMutableBufferPointer { a in
                 guard a.count > 0 else { return }
-                w.withUnsafeBufferPointer { wp in conjure_ema_update(a.baseAddress!, wp.baseAddress!, a.count, d) }
+                w.withUnsafeBufferPointer { wp in
+                    let (a0, w0) = (a.baseAddress!, wp.baseAddress!)
+                    Parallel.forRanges(a.count) { r in conjure_ema_update(a0 + r.lowerBound, w0 + r.lowerBound, r.count, d) }
+                }
             }
         }
     }

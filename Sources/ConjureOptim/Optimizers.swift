@@ -151,8 +151,11 @@ public final class Adam: Optimizer {
             m.withUnsafeMutableBufferPointer { mp in
                 v.withUnsafeMutableBufferPointer { vp in
                     g.withUnsafeBufferPointer { gp in
-                        conjure_adam_update(wp.baseAddress!, gp.baseAddress!, mp.baseAddress!, vp.baseAddress!, n,
-                                            b1, b2, stepSize, invSqrtBc2, eps, wd)
+                        let (w0, g0, m0, v0) = (wp.baseAddress!, gp.baseAddress!, mp.baseAddress!, vp.baseAddress!)
+                        Parallel.forRanges(n) { r in
+                            let o = r.lowerBound
+                            conjure_adam_update(w0 + o, g0 + o, m0 + o, v0 + o, r.count, b1, b2, stepSize, invSqrtBc2, eps, wd)
+                        }
                     }
                 }
             }

@@ -31,21 +31,19 @@ struct ConvGeometry: Equatable {
 /// `image[b, ci, oh*sh - ph + i, ow*sw - pw + j]` (0 in the padding), so a whole batch takes
 /// one GEMM. GEMM results in channel-major order `[f, n, l]` are transposed to `[n, f, l]`.
 enum ConvKernels {
-    /// Splits `0..<count` into at most `activeProcessorCount` chunks run concurrently when
-    /// `work` (elements touched) is large enough to pay for the threads.
+    /// Splits `0..<count` into at most ``Parallel/threads`` chunks run concurrently when
+    /// `work` (elements touched) is large enough to pay for the hand-off.
     @inline(__always)
     static func parallelChunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
-        let threads = min(count, ProcessInfo.processInfo.activeProcessorCount)
+        let threads = min(count, Parallel.threads)
         if threads <= 1 || work < 1 << 16 {
             body(0..<count)
             return
         }
         let per = (count + threads - 1) / threads
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: threads) { t in
-                let lo = t * per, hi = min(count, lo + per)
-                if lo < hi { body(lo..<hi) }
-            }
+        Parallel.forEach(threads) { t in
+            let lo = t * per, hi = min(count, lo + per)
+            if lo < hi { body(lo..<hi) }
         }
     }
 

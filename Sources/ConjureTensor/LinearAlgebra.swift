@@ -4,13 +4,48 @@ import CBLAS
 
 /// `C = alpha * op(A) * op(B) + beta * C` with row-major operands (`cblas_sgemm`).
 ///
+/// Products of at least ``Parallel/gemmSplitFLOPs`` are split into row blocks of `C` (or column
+/// blocks when `C` is wider than tall) computed concurrently by ``Parallel``'s threads; every
+/// element's accumulation is unchanged by the split.
+///
 /// - Parameters: `m, n, k` are the extents of `op(A)` `[m, k]` and `op(B)` `[k, n]`.
 @inline(__always)
 public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>) {
-    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                blasint(m), blasint(n), blasint(k), alpha, a, blasint(transposeA ? m : k),
-                b, blasint(transposeB ? k : n), beta, c, blasint(n))
+    let lda = transposeA ? m : k, ldb = transposeB ? k : n, ldc = n
+    let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
+    let threads = Parallel.threads
+    if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs && max(m, n) >= 32 {
+        let alongRows = m >= n
+        let extent = alongRows ? m : n
+        // Blocks of 16 rows/columns; every block must stay above OpenBLAS's small-matrix limit
+        // (its SkylakeX-family kernels take products of at most 1e6 multiply-adds by another
+        // path with another accumulation order), so a split result equals the unsplit one.
+        var parts = min(threads, extent / 16)
+        var per = 0
+        while parts > 1 {
+            per = ((extent + parts - 1) / parts + 15) / 16 * 16
+            let smallest = extent - (parts - 1) * per
+            if smallest > 0 && Double(smallest) * Double(alongRows ? n : m) * Double(k) > 1e6 { break }
+            parts -= 1
+        }
+        if parts > 1 {
+        let count = (extent + per - 1) / per
+        Parallel.forEach(count) { i in
+            let lo = i * per, len = min(extent, lo + per) - lo
+            if alongRows {
+                cblas_sgemm(CblasRowMajor, ta, tb, blasint(len), blasint(n), blasint(k), alpha,
+                            a + (transposeA ? lo : lo * lda), blasint(lda), b, blasint(ldb), beta, c + lo * ldc, blasint(ldc))
+            } else {
+                cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(len), blasint(k), alpha,
+                            a, blasint(lda), b + (transposeB ? lo * ldb : lo), blasint(ldb), beta, c + lo, blasint(ldc))
+            }
+        }
+        return
+        }
+    }
+    cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda),
+                b, blasint(ldb), beta, c, blasint(ldc))
 }
 
 extension Tensor {

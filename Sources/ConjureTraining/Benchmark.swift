@@ -27,7 +27,8 @@ public enum Benchmark {
     /// Runs `repeats` timed runs of `steps` steps after `warmup` steps.
     public static func run(config: GANConfig, batch: Int, threads: Int, warmup: Int = 50, steps: Int = 200,
                            repeats: Int = 7) -> Result {
-        BLAS.setThreads(threads)
+        Parallel.setThreads(threads)
+        Allocator.keepFreedBuffers()
         var rng = RandomGenerator(seed: 0)
         let gan = GAN(config: config, rng: &rng)
         let real = Tensor.randomUniform([batch, config.dataDim], low: -1, high: 1, using: &rng)

@@ -301,7 +301,8 @@ public final class Trainer {
         let o = options
         let fm = FileManager.default
         if data.dropped > 0 { log("cleaning: dropped \(data.dropped) samples with missing or non-finite values from \(data.source)") }
-        BLAS.setThreads(o.threads)
+        Parallel.setThreads(o.threads)
+        Allocator.keepFreedBuffers()
         let model = run.model
         let sampler = BatchSampler(count: data.train.shape[0], batchSize: model.batchSize, seed: model.seed)
         let perEpoch = sampler.batchesPerEpoch

@@ -195,6 +195,34 @@ final class TrainerTests: XCTestCase {
         XCTAssertNotEqual(ta["generator.0.weight"]!.scalars, tc["generator.0.weight"]!.scalars)
     }
 
+    /// `--threads 2` splits products, optimiser and EMA updates and convolution passes across
+    /// the pool (thresholds lowered so every op of this small model splits); the weights must
+    /// be bit-identical to the one-thread run's.
+    func testTwoThreadsGiveTheSameWeightsAsOne() throws {
+        let (gemm, elementwise) = (Parallel.gemmSplitFLOPs, Parallel.elementwiseSplitCount)
+        defer { Parallel.gemmSplitFLOPs = gemm; Parallel.elementwiseSplitCount = elementwise; Parallel.setThreads(1) }
+        Parallel.gemmSplitFLOPs = 1
+        Parallel.elementwiseSplitCount = 16
+        var one = try options("t1", epochs: 1), two = try options("t2", epochs: 1)
+        // Layers wide enough that the products split (OpenBLAS's small products never do).
+        var config = GANConfig.ganPreset
+        config.generatorHidden = [128, 1024]
+        config.generatorBatchNorm = [false, true]
+        config.discriminatorHidden = [1024, 128]
+        config.noiseDim = 16
+        config.batchSize = 32
+        config.epochs = 1
+        one.model = .gan(config); two.model = .gan(config)
+        one.sampleEvery = 0; two.sampleEvery = 0
+        two.threads = 2
+        for o in [one, two] { _ = try Trainer(options: o).run() }
+        let t1 = try tensors(one.runDirectory + "/checkpoints/latest.safetensors")
+        let t2 = try tensors(two.runDirectory + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(Set(t1.keys), Set(t2.keys))
+        XCTAssertGreaterThan(t1.count, 20)
+        for (k, v) in t1 { XCTAssertEqual(v.scalars, t2[k]!.scalars, "\(k) differs between 1 and 2 threads") }
+    }
+
     func testBadOptionsAndFilesLeaveNoRunDirectory() throws {
         var bad: [TrainOptions] = []
         var o = try options("bad1"); o.model.batchSize = 5000; bad.append(o)           // larger than the data

@@ -1,6 +1,7 @@
 #ifndef CONJURE_KERNELS_H
 #define CONJURE_KERNELS_H
 #include <stddef.h>
+#include "conjure_pool.h"
 
 /// One Adam step over flat buffers (PyTorch's formula, bias corrections folded into
 /// step_size = lr / (1 - beta1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - beta2^t)):

@@ -1,0 +1,20 @@
+#ifndef CONJURE_POOL_H
+#define CONJURE_POOL_H
+
+/// A task of a parallel loop: runs iteration `index` with the caller's context.
+typedef void (*conjure_task_fn)(void *ctx, long index);
+
+/// Sets how many threads (the calling thread included) `conjure_parallel_for` uses, 1...64.
+void conjure_pool_set_threads(int n);
+/// The thread count set by `conjure_pool_set_threads` (1 by default).
+int conjure_pool_threads(void);
+/// Runs `fn(ctx, i)` for every `i` in 0..<count across the pool's threads and the calling
+/// thread, returning when all have run. Iterations may run in any order and concurrently.
+/// Not reentrant: call it from one thread at a time, and not from inside a task.
+void conjure_parallel_for(long count, conjure_task_fn fn, void *ctx);
+
+/// glibc: serve allocations up to 32 MiB from the heap (`M_MMAP_THRESHOLD`) and trim the heap
+/// only above 512 MiB free (`M_TRIM_THRESHOLD`), so freed buffers are reused without page faults.
+void conjure_keep_freed_buffers(void);
+
+#endif

@@ -1,0 +1,72 @@
+import CBLAS
+import CConjureKernels
+
+/// Conjure's per-operation parallelism: a fork-join pool of `threads` threads (the caller
+/// included) that large matrix products, optimiser updates and other big element-wise passes
+/// split their work across. Small operations stay on the calling thread, where a hand-off would
+/// cost more than it saves.
+///
+/// OpenBLAS is kept at one thread while the pool has more: its own threads collapse on the
+/// small GEMMs of a training step as soon as another process competes for a core, and two
+/// threading layers would oversubscribe the cores. Splitting a product into row or column
+/// blocks leaves every output element's accumulation order unchanged, so results are the same
+/// for any thread count.
+public enum Parallel {
+    /// Sets the thread count (1...64), the calling thread included; OpenBLAS is set to one
+    /// thread.
+    public static func setThreads(_ n: Int) {
+        conjure_pool_set_threads(Int32(max(1, min(64, n))))
+        openblas_set_num_threads(1)
+    }
+
+    /// The pool's thread count (1 unless ``setThreads(_:)`` was called).
+    public static var threads: Int { Int(conjure_pool_threads()) }
+
+    /// Products of at least this many FLOPs (2·m·n·k) are split across the pool.
+    public static var gemmSplitFLOPs = 1 << 20
+    /// Element-wise passes over at least this many elements are split across the pool.
+    public static var elementwiseSplitCount = 1 << 16
+
+    /// Runs `body(i)` for every `i` in `0..<count`, concurrently across the pool; returns when
+    /// all have run. Nested calls, and calls while another thread uses the pool, run serially.
+    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 0 { return }
+        if count == 1 || threads == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { escaping in
+            var f = escaping
+            withUnsafeMutablePointer(to: &f) { p in conjure_parallel_for(count, parallelTrampoline, p) }
+        }
+    }
+
+    /// Splits `0..<n` into at most ``threads`` contiguous ranges of at least `minimum` elements
+    /// (aligned to `alignment`) and runs `body` on each, concurrently.
+    public static func forRanges(_ n: Int, minimum: Int = elementwiseSplitCount, alignment: Int = 16,
+                                 _ body: (Range<Int>) -> Void) {
+        let parts = min(threads, max(1, n / max(1, minimum)))
+        if parts <= 1 { body(0..<n); return }
+        let per = ((n + parts - 1) / parts + alignment - 1) / alignment * alignment
+        let count = (n + per - 1) / per
+        forEach(count) { i in body(i * per..<min(n, (i + 1) * per)) }
+    }
+}
+
+private func parallelTrampoline(_ context: UnsafeMutableRawPointer?, _ index: Int) {
+    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+}
+
+/// Process-wide memory settings for training loops.
+public enum Allocator {
+    /// Keeps freed tensor buffers in the heap for reuse instead of returning them to the kernel.
+    ///
+    /// glibc serves allocations above its `mmap` threshold (128 KiB at start) with fresh pages
+    /// and trims the heap top on free, so every step of a training loop page-faults its large
+    /// activations and gradients back in. Raising `M_MMAP_THRESHOLD` to 32 MiB and
+    /// `M_TRIM_THRESHOLD` to 512 MiB lets a step reuse the previous step's memory; the peak
+    /// resident size is unchanged. Calling it again has no further effect.
+    public static func keepFreedBuffers() {
+        conjure_keep_freed_buffers()
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import XCTest
+import ConjureTensor
+
+/// The fork-join pool and the products split across it: every iteration runs exactly once, and
+/// a split product is bit-identical to the one-thread product.
+final class ParallelTests: XCTestCase {
+    override func tearDown() { Parallel.setThreads(1) }
+
+    func testForEachRunsEveryIterationOnceAndNestedLoopsRunSerially() {
+        for threads in [1, 2, 3] {
+            Parallel.setThreads(threads)
+            for count in [0, 1, 2, 7, 1000] {
+                var hits = [Int](repeating: 0, count: count * 5)
+                hits.withUnsafeMutableBufferPointer { h in
+                    Parallel.forEach(count) { i in
+                        h[i * 5] += 1
+                        // A nested loop must not deadlock or lose iterations.
+                        Parallel.forEach(4) { j in h[i * 5 + 1 + j] += 1 }
+                    }
+                }
+                XCTAssertEqual(hits, [Int](repeating: 1, count: count * 5), "threads \(threads), count \(count)")
+            }
+        }
+    }
+
+    func testForRangesCoversTheRangeWithoutOverlap() {
+        Parallel.setThreads(2)
+        for n in [0, 5, 65_536, 200_003] {
+            var seen = [UInt8](repeating: 0, count: n)
+            seen.withUnsafeMutableBufferPointer { s in
+                Parallel.forRanges(n, minimum: 1000) { r in for i in r { s[i] += 1 } }
+            }
+            XCTAssertTrue(seen.allSatisfy { $0 == 1 }, "n \(n)")
+        }
+    }
+
+    /// Row and column splits of every transpose combination reproduce the one-thread product
+    /// exactly (same accumulation per element), including shapes that do not divide evenly.
+    func testSplitProductsAreBitIdenticalToOneThread() {
+        var rng = RandomGenerator(seed: 5)
+        let shapes = [(256, 128, 784), (64, 784, 256), (100, 33, 517), (37, 300, 64), (512, 1, 128)]
+        for (m, n, k) in shapes {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a = Tensor.randomNormal(ta ? [k, m] : [m, k], using: &rng)
+                let b = Tensor.randomNormal(tb ? [n, k] : [k, n], using: &rng)
+                Parallel.setThreads(1)
+                let one = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+                Parallel.setThreads(2)
+                let two = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+                XCTAssertEqual(one.scalars, two.scalars, "\(m)x\(n)x\(k) ta \(ta) tb \(tb)")
+                // And the product is right: one element against a Double dot product.
+                let (i, j) = (m / 2, n - 1)
+                var acc = 0.0
+                for p in 0..<k {
+                    acc += Double(ta ? a.scalars[p * m + i] : a.scalars[i * k + p]) * Double(tb ? b.scalars[j * k + p] : b.scalars[p * n + j])
+                }
+                XCTAssertEqual(Double(two.scalars[i * n + j]), acc, accuracy: 1e-3 * max(1, abs(acc)))
+            }
+        }
+    }
+}
