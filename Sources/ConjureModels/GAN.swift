@@ -7,6 +7,11 @@ public enum UpdateOrder: String, Codable, Sendable, CaseIterable {
     case simultaneous
     /// D step first; then the generator loss through the updated D on the same fakes.
     case alternating
+    /// D step first (on fakes drawn without a graph); then the generator loss on a fresh latent
+    /// batch through the updated D: one more generator forward pass per step. This is the step
+    /// of the Keras GAN examples and of ../shared/bench's reference scripts. The fresh `z` is
+    /// drawn from a generator seeded by (seed, generator step), so resumed runs are exact.
+    case alternatingFresh = "alternating-fresh"
 }
 
 /// Output non-linearity of the generator, matched to the data normalisation.
@@ -555,8 +560,9 @@ public final class GAN {
             stepGenerator(gGrads)
             (dLossValue, meanDReal, meanDFake, gLossValue) = (d.0, d.1, d.2, gLoss)
         } else {
+            let fresh = config.update == .alternatingFresh
             let (gGrads, gLoss, d): ([Tensor]?, Float, (Float, Float, Float)) = {
-                let fake = generate(z)
+                let fake = fresh ? withoutGrad { generate(z) } : generate(z)
                 record("fake", fake)
                 let (dGrads, dLoss, dReal, dFake, gLossBefore): ([Tensor], Float, Float, Float, Float) = {
                     let pass = discriminatorPass(fake.detached())
@@ -565,8 +571,15 @@ public final class GAN {
                 recordGrads(discriminator, "discriminator.", dGrads)
                 stepDiscriminator(dGrads)
                 guard discriminatorOptimizer.stepCount % config.nCritic == 0 else { return (nil, gLossBefore, (dLoss, dReal, dFake)) }
-                // The generator loss through the updated D on the same fakes.
-                let gLoss = generatorLoss(fake: discriminator(discriminatorInput(fake)))
+                // The generator loss through the updated D, on the same fakes or on fresh ones.
+                let gFake: Tensor
+                if fresh {
+                    var zRNG = RandomGenerator(seed: config.seed ^ 0x6672_6573_685F_7A00, stream: UInt64(generatorOptimizer.stepCount))
+                    gFake = generate(Tensor.randomNormal(z.shape, using: &zRNG))
+                } else {
+                    gFake = fake
+                }
+                let gLoss = generatorLoss(fake: discriminator(discriminatorInput(gFake)))
                 return (Tensor.gradients(of: gLoss, wrt: generator.parameters.map(\.value)), gLoss.item, (dLoss, dReal, dFake))
             }()
             if let gGrads {

@@ -6,6 +6,8 @@ import ConjureModels
 public enum Benchmark {
     public struct Result: Codable, Sendable {
         public var model: String
+        /// The update order timed (`simultaneous`, `alternating`, `alternating-fresh`).
+        public var update: String
         public var batch: Int
         public var threads: Int
         public var stepsPerSecondMedian: Double
@@ -18,11 +20,17 @@ public enum Benchmark {
     }
 
     /// Reference steps/s of the seed-sized step on this machine kind (../shared/bench/REFERENCE.md):
-    /// `[batch: [threads: (PyTorch 2.15 eager CPU wheel, JAX 0.10 lax.scan)]]`.
+    /// `[batch: [threads: (PyTorch 2.15 eager CPU wheel, JAX 0.10 lax.scan)]]`. The reference
+    /// step is the `alternating-fresh` update on the seed networks.
     public static let referenceSeed: [Int: [Int: (torch: Double, jaxScan: Double)]] = [
         64: [1: (240, 400), 2: (332, 569)],
         256: [1: (88, 113), 2: (142, 193)],
     ]
+
+    /// Reference steps/s of the `gan` preset's step (alternating, EMA 0.999) with PyTorch 2.13
+    /// eager (CPU wheel) on this machine kind, from scripts/bench_torch_gan.py (median of 7 × 200
+    /// steps): `[batch: [threads: steps/s]]`.
+    public static let referenceGANTorch: [Int: [Int: Double]] = [64: [1: 48.3, 2: 74.4]]
 
     /// Runs `repeats` timed runs of `steps` steps after `warmup` steps.
     public static func run(config: GANConfig, batch: Int, threads: Int, warmup: Int = 50, steps: Int = 200,
@@ -43,7 +51,7 @@ public enum Benchmark {
         }
         rates.sort()
         let median = rates[rates.count / 2]
-        return Result(model: config.preset, batch: batch, threads: threads, stepsPerSecondMedian: median,
+        return Result(model: config.preset, update: config.update.rawValue, batch: batch, threads: threads, stepsPerSecondMedian: median,
                       stepsPerSecondMin: rates.first!, stepsPerSecondMax: rates.last!,
                       samplesPerSecond: median * Double(batch), mflopPerStep: { let f = flopsPerStep(config, batch: batch); return f.isNaN ? nil : f / 1e6 }())
     }
@@ -63,8 +71,15 @@ public enum Benchmark {
         // D: forward real + fake, backward weights for both, inputs except the first layer.
         let dFirst = 2.0 * Double(n * d[0].0 * d[0].1)
         let dStep = 2 * df + 2 * (2 * df - dFirst)
-        // G step: D forward on fakes and D backward to its input (no weight gradients).
-        let dForG = df + df
+        // G step: D backward to its input (no weight gradients), after a D forward on the
+        // fakes unless the D step's forward serves (simultaneous), and after a second G forward
+        // on a fresh z (alternating-fresh, the reference scripts' step).
+        let dForG: Double
+        switch c.update {
+        case .simultaneous: dForG = df
+        case .alternating: dForG = df + df
+        case .alternatingFresh: dForG = df + df + gf
+        }
         return gTotal + dStep + dForG
     }
 }

@@ -22,7 +22,12 @@ func fail(_ error: Error) -> Never {
 }
 
 /// Runs `body`, turning thrown errors into one clear line and exit code 1.
+/// Threads used when `--threads` is not given: the cores available, at most 8.
+let defaultThreads = min(8, ProcessInfo.processInfo.activeProcessorCount)
+
 func runReporting(_ body: () throws -> Void) {
+    Parallel.setThreads(defaultThreads)  // commands without --threads (sample, evaluate) use every core
+    Allocator.keepFreedBuffers()
     do { try body() } catch { fail(error) }
 }
 
@@ -88,7 +93,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Discriminator learning rate.") var lrD: Float?
     @Option(parsing: .unconditional, help: "Adam beta1.") var beta1: Float?
     @Option(parsing: .unconditional, help: "Adam beta2.") var beta2: Float?
-    @Option(help: "Update order: simultaneous or alternating.") var update: String?
+    @Option(help: "Update order: simultaneous, alternating, or alternating-fresh (G step on a fresh z).") var update: String?
     @Option(parsing: .unconditional, help: "Random seed (weights, batches, z).") var seed: UInt64?
     @Option(parsing: .unconditional, help: "PacGAN packing: the discriminator judges this many samples at once.") var pack: Int?
     @Option(help: "Adversarial loss: bce, lsgan, hinge or wgangp.") var loss: String?
@@ -120,7 +125,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Steps between sample grids (0: final grid only).") var sampleEvery: Int = 1000
     @Option(parsing: .unconditional, help: "Steps between checkpoints.") var checkpointEvery: Int = 1000
     @Option(parsing: .unconditional, help: "Stop after this many steps (resume later with --resume).") var maxSteps: Int?
-    @Option(parsing: .unconditional, help: "OpenBLAS threads.") var threads: Int = 1
+    @Option(parsing: .unconditional, help: "Threads for matrix products and large element-wise passes (default: the cores available, at most 8). Results are identical for any count.") var threads: Int?
     @Option(parsing: .unconditional, help: "Steps between FID/KID measurements against the held-out split (logged to metrics.jsonl; 0: never).") var evalEvery: Int = 0
     @Option(parsing: .unconditional, help: "Samples per in-training measurement.") var evalCount: Int = 2000
     @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
@@ -184,7 +189,7 @@ struct Train: ParsableCommand {
         o.sampleEvery = sampleEvery
         o.checkpointEvery = checkpointEvery
         o.maxSteps = maxSteps
-        o.threads = threads
+        o.threads = threads ?? defaultThreads
         o.evalEvery = evalEvery
         o.evalCount = evalCount
         o.resume = resume
@@ -286,7 +291,7 @@ struct Train: ParsableCommand {
         if let v = beta1 { config.beta1 = v }
         if let v = beta2 { config.beta2 = v }
         if let v = update {
-            guard let u = UpdateOrder(rawValue: v.lowercased()) else { throw ConfigError(option: "--update", problem: "expected simultaneous or alternating, got '\(v)'") }
+            guard let u = UpdateOrder(rawValue: v.lowercased()) else { throw ConfigError(option: "--update", problem: "expected simultaneous, alternating or alternating-fresh, got '\(v)'") }
             config.update = u
         }
         if let v = seed { config.seed = v }
@@ -407,11 +412,12 @@ struct Bench: ParsableCommand {
     @Option(parsing: .unconditional, help: "Steps per repeat.") var steps: Int = 200
     @Option(parsing: .unconditional, help: "Warm-up steps.") var warmup: Int = 50
     @Option(help: "Configurations as BATCHxTHREADS, e.g. 64x1,64x2,256x2.") var configs: String = "64x1,64x2,256x1,256x2"
+    @Option(help: "Update order to time: simultaneous, alternating or alternating-fresh (default: alternating-fresh for seed, the reference scripts' step; the preset's own otherwise).") var update: String?
     @Flag(help: "Print JSON lines.") var json = false
 
     func run() {
         runReporting {
-            guard let config = GANConfig.presets[model] else {
+            guard var config = GANConfig.presets[model.lowercased()] else {
                 if VAEConfig.presets[model] != nil { throw ConfigError(option: "--model", problem: "bench measures the GAN presets only; '\(model)' is a VAE") }
                 throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(GANConfig.presets.keys.sorted().joined(separator: ", "))")
             }
@@ -422,9 +428,20 @@ struct Bench: ParsableCommand {
                 guard bt.count == 2, bt[0] >= 2, bt[1] >= 1 else { throw ConfigError(option: "--configs", problem: "'\(part)' is not BATCHxTHREADS") }
                 runs.append((bt[0], bt[1]))
             }
+            let isSeed = config.preset == "seed"
+            if let update {
+                guard let u = UpdateOrder(rawValue: update.lowercased()) else {
+                    throw ConfigError(option: "--update", problem: "expected simultaneous, alternating or alternating-fresh, got '\(update)'")
+                }
+                config.update = u
+            } else if isSeed {
+                config.update = .alternatingFresh
+            }
+            if config.nCritic > 1 && config.update == .simultaneous { throw ConfigError(option: "--update", problem: "\(config.preset) has n_critic \(config.nCritic), which needs an alternating update") }
             let startup = BenchStartup.measure(config: config)
             let mflop = Benchmark.flopsPerStep(config, batch: 64) / 1e6
-            print("model \(model): " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
+            let stepName = config.update == .alternatingFresh && isSeed ? "alternating-fresh, the reference scripts' step" : config.update.rawValue
+            print("model \(config.preset), \(stepName) update: " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
                   + String(format: "start-up to first step %.3f s", startup))
             for (b, t) in runs {
                 let r = Benchmark.run(config: config, batch: b, threads: t, warmup: warmup, steps: steps, repeats: repeats)
@@ -434,15 +451,21 @@ struct Bench: ParsableCommand {
                     var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s",
                                       b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond)
                     if let m = r.mflopPerStep { line += String(format: "  %6.1f GFLOP/s", r.stepsPerSecondMedian * m / 1000) }
-                    if model == "seed", let ref = Benchmark.referenceSeed[b]?[t] {
+                    let comparable = config.update == .alternatingFresh
+                    if isSeed && comparable, let ref = Benchmark.referenceSeed[b]?[t] {
                         line += String(format: "  x%.2f PyTorch eager (%.0f), x%.2f JAX scan (%.0f)",
                                        r.stepsPerSecondMedian / ref.torch, ref.torch, r.stepsPerSecondMedian / ref.jaxScan, ref.jaxScan)
+                    }
+                    if config == GANConfig.ganPreset, let ref = Benchmark.referenceGANTorch[b]?[t] {
+                        line += String(format: "  x%.2f PyTorch eager (%.1f)", r.stepsPerSecondMedian / ref, ref)
                     }
                     print(line)
                 }
             }
-            if model == "seed" && !json {
+            if isSeed && config.update == .alternatingFresh && !json {
                 print("reference figures: ../shared/bench/REFERENCE.md (PyTorch 2.15 eager CPU wheel, JAX 0.10 lax.scan, same machine kind); re-run them beside this for a same-session ratio")
+            } else if config == GANConfig.ganPreset && !json {
+                print("reference figures: scripts/bench_torch_gan.py (PyTorch 2.13 eager CPU wheel, this machine kind, 2026-11-29); re-run it beside this for a same-session ratio")
             }
             print(String(format: "peak RSS %.1f MB", peakRSSMegabytes()))
         }
