@@ -70,6 +70,21 @@ public struct TrainSummary: Sendable {
     public var files: [String]
     /// True when SIGINT/SIGTERM stopped training early (a checkpoint was written).
     public var interrupted: Bool
+    /// Seconds from process start to the end of this run's first training step (Linux
+    /// `/proc`), nil when no step ran.
+    public var startupSeconds: Double? = nil
+}
+
+/// Seconds since this process started (from `/proc/self/stat` and `/proc/uptime`; NaN where
+/// they cannot be read).
+public func processUptime() -> Double {
+    // /proc/self/stat field 22 is the start time in clock ticks since boot.
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let uptimeText = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return .nan }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 19, let ticks = Double(fields[19]), let up = Double(uptimeText.split(separator: " ")[0]) else { return .nan }
+    return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 /// SIGINT/SIGTERM during training: finish the current step, write a checkpoint, stop.
@@ -117,7 +132,18 @@ public struct PreparedData {
         if o.labelColumn != nil && format != .csv {
             throw ConfigError(option: "--label-column", problem: "applies to CSV files only; \(path) is \(format.rawValue)")
         }
-        if format == .csv && o.labelColumn == nil { options.labelColumn = try defaultCSVLabelColumn(path: path) }
+        if format == .csv && o.labelColumn == nil {
+            // Parse once for the common case, an image CSV whose last column is the label
+            // (MNIST): the load with that label column is kept when its shape and integer values
+            // meet ``defaultCSVLabelColumn(path:)``'s rule; otherwise the file is probed first.
+            var last = options
+            last.labelColumn = .last
+            if let ds = try? Dataset.load(path: path, options: last), ds.samples.rank == 2 {
+                let pixels = ds.samples.shape[1], side = Int(Double(pixels).squareRoot().rounded())
+                if pixels > 1 && side * side == pixels && ds.samples.scalars.allSatisfy({ abs($0) < 8e6 ? Float(Int32($0)) == $0 : $0 == $0.rounded() }) { return ds }
+            }
+            options.labelColumn = try defaultCSVLabelColumn(path: path)
+        }
         return try Dataset.load(path: path, options: options)
     }
 
@@ -301,7 +327,10 @@ public final class Trainer {
         let o = options
         let fm = FileManager.default
         if data.dropped > 0 { log("cleaning: dropped \(data.dropped) samples with missing or non-finite values from \(data.source)") }
-        Parallel.setThreads(o.threads)
+        // More threads than cores only adds contention (the pool's threads spin briefly).
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let threads = min(o.threads, cores)
+        Parallel.setThreads(threads)
         Allocator.keepFreedBuffers()
         let model = run.model
         let sampler = BatchSampler(count: data.train.shape[0], batchSize: model.batchSize, seed: model.seed)
@@ -341,7 +370,7 @@ public final class Trainer {
         let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
         if o.progress != .quiet {
             log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
-                + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(o.threads)"
+                + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(threads)" + (threads < o.threads ? " (\(o.threads) asked; \(cores) cores)" : "")
                 + (progress.step > 0 ? ", resuming at step \(progress.step)" : ""))
         }
 
@@ -352,6 +381,7 @@ public final class Trainer {
         var windowSteps = 0
         var windowStart = DispatchTime.now().uptimeNanoseconds
         var last: StepMetrics?
+        var startup: Double?
         var interrupted = false
         training: while progress.step < stopAt {
             let batches = sampler.batches(epoch: progress.epoch)
@@ -369,6 +399,7 @@ public final class Trainer {
                                         hint: "lower the learning rates or check the data" + (staging == nil ? "; the last checkpoint is kept" : ""))
                 }
                 last = stats
+                if startup == nil { startup = processUptime() }
                 progress.step += 1
                 progress.batchInEpoch += 1
                 if window.isEmpty { window = stats.values.map { ($0.name, 0) } }
@@ -423,7 +454,8 @@ public final class Trainer {
         }
         if interrupted { log("interrupted at step \(progress.step): checkpoint written; continue with --resume") }
         return TrainSummary(runDirectory: o.runDirectory, steps: progress.step, epochs: Double(progress.step) / Double(max(perEpoch, 1)),
-                            seconds: Date().timeIntervalSince(start), last: last, files: written.sorted(), interrupted: interrupted)
+                            seconds: Date().timeIntervalSince(start), last: last, files: written.sorted(), interrupted: interrupted,
+                            startupSeconds: startup)
     }
 
     /// Keeps only the metric lines with `step <= step`.

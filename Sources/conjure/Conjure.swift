@@ -319,7 +319,9 @@ struct Train: ParsableCommand {
     func run() {
         runReporting {
             let summary = try Trainer(options: try makeOptions()).run()
-            var lines = ["trained to step \(summary.steps) (" + String(format: "%.2f", summary.epochs) + " epochs) in \(formatDuration(summary.seconds))"]
+            var lines = ["trained to step \(summary.steps) (" + String(format: "%.2f", summary.epochs) + " epochs) in \(formatDuration(summary.seconds))"
+                         + (summary.startupSeconds.map { String(format: "; start-up to first step %.2f s", $0) } ?? "")
+                         + String(format: ", peak RSS %.0f MB", peakRSSMegabytes())]
             if let s = summary.last { lines.append("last step: " + s.values.map { String(format: "%@ %.4f", $0.name, $0.value) }.joined(separator: "  ")) }
             lines.append("run directory: \(summary.runDirectory)/")
             lines.append("  config.json, metrics.jsonl")
@@ -490,16 +492,6 @@ enum BenchStartup {
         let real = Tensor.randomUniform([64, config.dataDim], low: -1, high: 1, using: &rng)
         gan.trainStep(real: real, z: Tensor.randomNormal([64, config.noiseDim], using: &rng), labels: gan.balancedLabels(64))
         return processUptime()
-    }
-
-    static func processUptime() -> Double {
-        // /proc/self/stat field 22 is the start time in clock ticks since boot.
-        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
-              let uptimeText = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return .nan }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, let ticks = Double(fields[19]), let up = Double(uptimeText.split(separator: " ")[0]) else { return .nan }
-        return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Same-session speed comparison: `conjure bench` next to the reference scripts, interleaved over
+# several rounds (these machines are noisy), printing each figure's median over the rounds and
+# Conjure's ratio to it.
+#
+#   PY=/path/to/venv/bin/python ROUNDS=3 scripts/bench_compare.sh [seed] [gan] [dcgan]
+#
+# PY needs torch (and jax + optax for the JAX rows; they are skipped when missing). The reference
+# scripts are ../shared/bench/*.py (BENCH_DIR overrides) and scripts/bench_torch_gan.py. One-thread
+# JAX runs are pinned to one core with taskset, as in ../shared/bench/REFERENCE.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.build/release/conjure}
+PY=${PY:-python3}
+ROUNDS=${ROUNDS:-3}
+BENCH_DIR=${BENCH_DIR:-../shared/bench}
+export BENCH_DIR
+MODELS=("$@")
+[ ${#MODELS[@]} -eq 0 ] && MODELS=(seed gan dcgan)
+[ -x "$BIN" ] || { echo "bench_compare: $BIN not found; run 'swift build -c release' first" >&2; exit 1; }
+[ -d "$BENCH_DIR" ] || { echo "bench_compare: reference scripts not found in $BENCH_DIR" >&2; exit 1; }
+"$PY" -c "import torch" 2>/dev/null || { echo "bench_compare: $PY cannot import torch" >&2; exit 1; }
+HAVE_JAX=0
+"$PY" -c "import jax, optax" 2>/dev/null && HAVE_JAX=1
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+
+# One line per measurement: KEY VALUE (steps/s).
+ref() {  # ref KEY SCRIPT ARGS...
+    local key=$1; shift
+    local v
+    v=$("$@" 2>/dev/null | sed -n 's/^RESULT //p' | "$PY" -c "import json,sys; print(json.load(sys.stdin)['steps_per_s_median'])") || v=""
+    [ -n "$v" ] && echo "$key $v" >> "$OUT"
+}
+conj() {  # conj MODEL CONFIGS EXTRA...
+    local model=$1 configs=$2; shift 2
+    "$BIN" bench --model "$model" --configs "$configs" --json "$@" | grep '^{' | "$PY" -c "
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    print('conjure/%s/%dx%d %s' % (r['model'], r['batch'], r['threads'], r['stepsPerSecondMedian']))" >> "$OUT"
+}
+
+for round in $(seq "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    for m in "${MODELS[@]}"; do
+        case $m in
+        seed)
+            conj seed 64x1,64x2,256x1,256x2
+            for c in "64 1" "64 2" "256 1" "256 2"; do
+                set -- $c
+                ref "torch/seed/${1}x$2" "$PY" "$BENCH_DIR/bench_torch.py" --batch "$1" --threads "$2"
+                if [ $HAVE_JAX = 1 ]; then
+                    if [ "$2" = 1 ]; then
+                        ref "jaxscan/seed/${1}x$2" taskset -c 0 "$PY" "$BENCH_DIR/bench_jax.py" --variant scan --batch "$1" --threads 1
+                    else
+                        ref "jaxscan/seed/${1}x$2" "$PY" "$BENCH_DIR/bench_jax.py" --variant scan --batch "$1" --threads "$2"
+                    fi
+                fi
+            done ;;
+        gan)
+            conj gan 64x1,64x2
+            for t in 1 2; do ref "torch/gan/64x$t" "$PY" scripts/bench_torch_gan.py --batch 64 --threads $t; done ;;
+        dcgan)
+            conj dcgan 64x1,64x2 --repeats 5 --steps 20 --warmup 5
+            for t in 1 2; do ref "torch/dcgan/64x$t" "$PY" "$BENCH_DIR/bench_torch_dcgan.py" --batch 64 --threads $t; done ;;
+        *) echo "bench_compare: unknown model '$m' (seed, gan, dcgan)" >&2; exit 1 ;;
+        esac
+    done
+done
+
+"$PY" - "$OUT" <<'EOF'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    runs[k].append(float(v))
+med = {k: statistics.median(v) for k, v in runs.items()}
+print("| model | batch x threads | Conjure steps/s | PyTorch eager | ratio | JAX lax.scan | ratio |")
+print("|---|---|---|---|---|---|---|")
+for k in sorted(med):
+    if not k.startswith("conjure/"):
+        continue
+    _, model, cfg = k.split("/")
+    c = med[k]
+    row = [model, cfg, "%.1f (%s)" % (c, ", ".join("%.1f" % x for x in runs[k]))]
+    for fw in ("torch", "jaxscan"):
+        r = med.get("%s/%s/%s" % (fw, model, cfg))
+        row += ["%.1f" % r, "x%.2f" % (c / r)] if r else ["", ""]
+    print("| " + " | ".join(row) + " |")
+EOF
