@@ -58,8 +58,16 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
     /// Standard normal pair by the Box–Muller transform, in Double.
     @inline(__always)
     public mutating func nextNormalPair() -> (Float, Float) {
-        let u1 = 1.0 - nextUniformDouble()  // (0, 1]
-        let u2 = nextUniformDouble()
+        let a = next(), b = next()
+        return RandomGenerator.boxMuller(a, b)
+    }
+
+    /// The Box–Muller transform of two raw draws (each taken as a Double uniform like
+    /// ``nextUniformDouble()``): `u1 = 1 - U(a)` in (0, 1], `u2 = U(b)`.
+    @inline(__always)
+    static func boxMuller(_ a: UInt64, _ b: UInt64) -> (Float, Float) {
+        let u1 = 1.0 - Double(a >> 11) * (1.0 / 9_007_199_254_740_992.0)  // (0, 1]
+        let u2 = Double(b >> 11) * (1.0 / 9_007_199_254_740_992.0)
         let r = (-2.0 * Foundation.log(u1)).squareRoot()
         let t = 2.0 * Double.pi * u2
         return (Float(r * Foundation.cos(t)), Float(r * Foundation.sin(t)))
@@ -84,6 +92,25 @@ extension Tensor {
                                     using rng: inout RandomGenerator) -> Tensor {
         let n = shape.reduce(1, *)
         var out = [Float](repeating: 0, count: n)
+        if n >= 8192 && Parallel.threads > 1 {
+            // The raw draws in sequence, then the transform (log, sin, cos) split across threads:
+            // the same values and generator state as the sequential loop.
+            let pairs = (n + 1) / 2
+            var raw = [UInt64](repeating: 0, count: 2 * pairs)
+            for j in raw.indices { raw[j] = rng.next() }
+            raw.withUnsafeBufferPointer { r in
+                out.withUnsafeMutableBufferPointer { o in
+                    Parallel.forRanges(pairs, minimum: 2048, alignment: 1) { range in
+                        for j in range {
+                            let (a, b) = RandomGenerator.boxMuller(r[2 * j], r[2 * j + 1])
+                            o[2 * j] = mean + std * a
+                            if 2 * j + 1 < n { o[2 * j + 1] = mean + std * b }
+                        }
+                    }
+                }
+            }
+            return Tensor(shape: shape, scalars: out)
+        }
         var i = 0
         while i < n {
             let (a, b) = rng.nextNormalPair()

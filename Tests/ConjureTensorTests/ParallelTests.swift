@@ -35,6 +35,25 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// Large normal draws transform their raw draws across threads: same values and the same
+    /// generator state afterwards as one thread, for even and odd counts.
+    func testNormalDrawsAreTheSameOnAnyThreadCount() {
+        for n in [8192, 20_001] {
+            var r1 = RandomGenerator(seed: 11, stream: 2), r2 = r1
+            Parallel.setThreads(1)
+            let one = Tensor.randomNormal([n], mean: 0.5, std: 2, using: &r1)
+            Parallel.setThreads(2)
+            let two = Tensor.randomNormal([n], mean: 0.5, std: 2, using: &r2)
+            XCTAssertEqual(one.scalars, two.scalars, "n \(n)")
+            XCTAssertEqual(r1.next(), r2.next(), "generator state after \(n) draws")
+            // And they are normal: mean 0.5, std 2 within sampling error.
+            let mean = two.scalars.reduce(0, +) / Float(n)
+            let sd = (two.scalars.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(n)).squareRoot()
+            XCTAssertEqual(mean, 0.5, accuracy: 0.1)
+            XCTAssertEqual(sd, 2, accuracy: 0.1)
+        }
+    }
+
     /// Row and column splits of every transpose combination reproduce the one-thread product
     /// exactly (same accumulation per element), including shapes that do not divide evenly.
     func testSplitProductsAreBitIdenticalToOneThread() {
