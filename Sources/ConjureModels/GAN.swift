@@ -281,7 +281,9 @@ public struct GANConfig: Codable, Sendable, Equatable {
         if conditionalClasses > 0 && pack != 1 {
             throw bad("--model \(preset)", "conditioning is not available with packing (--pack \(pack))")
         }
-        if nCritic > 1 && update == .simultaneous { throw bad("--n-critic", "needs --update alternating") }
+        if nCritic > 1 && update == .simultaneous {
+            throw bad("--update", "simultaneous cannot take \(nCritic) discriminator steps per generator step (n_critic \(nCritic)); use --update alternating or alternating-fresh, or --n-critic 1")
+        }
         if !(weightDecay >= 0 && weightDecay < 1) { throw bad("--weight-decay", "must be in [0, 1), got \(weightDecay)") }
         if let m = clipGradNorm, !(m > 0 && m.isFinite) { throw bad("--clip-grad-norm", "must be a positive number, got \(m)") }
         if let d = emaDecay, !(d > 0 && d < 1) { throw bad("--ema", "the decay must be in (0, 1), e.g. 0.999, got \(d)") }

@@ -19,6 +19,9 @@ public enum Parallel {
         openblas_set_num_threads(1)
     }
 
+    /// CPUs this process may run on (its affinity mask: `taskset -c 0` gives 1).
+    public static var availableCores: Int { Int(conjure_available_cores()) }
+
     /// The pool's thread count (1 unless ``setThreads(_:)`` was called).
     public static var threads: Int { Int(conjure_pool_threads()) }
 
@@ -43,6 +46,7 @@ public enum Parallel {
 
     /// Splits `0..<n` into at most ``threads`` contiguous ranges of at least `minimum` elements
     /// (aligned to `alignment`) and runs `body` on each, concurrently.
+    @inline(__always)
     public static func forRanges(_ n: Int, minimum: Int = elementwiseSplitCount, alignment: Int = 16,
                                  _ body: (Range<Int>) -> Void) {
         let parts = min(threads, max(1, n / max(1, minimum)))

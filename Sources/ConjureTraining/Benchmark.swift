@@ -59,7 +59,9 @@ public enum Benchmark {
     /// Matrix-product FLOPs of one step: every Linear's forward (2·N·in·out) and its backward
     /// (input and weight gradients where needed), for G once, D on real and fake, D again for G.
     public static func flopsPerStep(_ c: GANConfig, batch n: Int) -> Double {
-        guard c.architecture == .mlp else { return .nan }  // counted for the MLP networks only
+        // Counted for the plain MLP step only: not for convolutions, labels, packing, several
+        // critic steps per generator step or a gradient penalty's double backward.
+        guard c.architecture == .mlp, c.conditionalClasses == 0, c.pack == 1, c.nCritic == 1, c.loss != .wgangp else { return .nan }
         func layers(_ sizes: [Int]) -> [(Int, Int)] { zip(sizes, sizes.dropFirst()).map { ($0, $1) } }
         let g = layers([c.noiseDim] + c.generatorHidden + [c.dataDim])
         let d = layers([c.dataDim] + c.discriminatorHidden + [1])

@@ -24,14 +24,12 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var logEvery: Int
     public var sampleEvery: Int
     public var checkpointEvery: Int
-    /// OpenBLAS threads used for training.
-    public var threads: Int
     /// Samples generated for a built-in synthetic data set (nil for files).
     public var syntheticCount: Int?
 
     public init(model: ModelConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, trainSamples: Int,
                 heldOutFraction: Double, heldOutIndicesSHA256: String?, logEvery: Int, sampleEvery: Int,
-                checkpointEvery: Int, threads: Int) {
+                checkpointEvery: Int) {
         self.model = model
         self.data = data
         self.normalization = normalization
@@ -42,7 +40,6 @@ public struct RunConfig: Codable, Sendable, Equatable {
         self.logEvery = logEvery
         self.sampleEvery = sampleEvery
         self.checkpointEvery = checkpointEvery
-        self.threads = threads
     }
 
     public func jsonData() throws -> Data {

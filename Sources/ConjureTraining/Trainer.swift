@@ -224,7 +224,7 @@ public final class Trainer {
         if o.evalEvery < 0 { throw ConfigError(option: "--eval-every", problem: "must be non-negative, got \(o.evalEvery)") }
         if o.evalEvery > 0 && o.heldOutFraction == 0 && !o.resume { throw ConfigError(option: "--eval-every", problem: "needs a held-out split", hint: "drop --held-out 0") }
         if o.evalCount < 2 { throw ConfigError(option: "--eval-count", problem: "must be at least 2, got \(o.evalCount)") }
-        if o.threads < 1 || o.threads > 256 { throw ConfigError(option: "--threads", problem: "must be between 1 and 256, got \(o.threads)") }
+        if o.threads < 1 || o.threads > 64 { throw ConfigError(option: "--threads", problem: "must be between 1 and 64, got \(o.threads)") }
         if o.resume && o.overwrite { throw ConfigError(option: "--overwrite", problem: "cannot be combined with --resume") }
 
         let fm = FileManager.default
@@ -303,7 +303,7 @@ public final class Trainer {
                 ? data.source : URL(fileURLWithPath: data.source).standardizedFileURL.path
             run = RunConfig(model: model, data: source, normalization: data.normalization, imageShape: data.imageShape,
                             trainSamples: data.train.shape[0], heldOutFraction: o.heldOutFraction, heldOutIndicesSHA256: heldHash,
-                            logEvery: o.logEvery, sampleEvery: o.sampleEvery, checkpointEvery: o.checkpointEvery, threads: o.threads)
+                            logEvery: o.logEvery, sampleEvery: o.sampleEvery, checkpointEvery: o.checkpointEvery)
             if Mixture2D(rawValue: data.source) != nil { run.syntheticCount = o.syntheticCount }
             progress = TrainingProgress(step: 0, epoch: 0, batchInEpoch: 0, noiseRNG: RandomGenerator(seed: model.seed, stream: 1))
             let parent = (o.runDirectory as NSString).deletingLastPathComponent
@@ -328,7 +328,7 @@ public final class Trainer {
         let fm = FileManager.default
         if data.dropped > 0 { log("cleaning: dropped \(data.dropped) samples with missing or non-finite values from \(data.source)") }
         // More threads than cores only adds contention (the pool's threads spin briefly).
-        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let cores = Parallel.availableCores
         let threads = min(o.threads, cores)
         Parallel.setThreads(threads)
         Allocator.keepFreedBuffers()

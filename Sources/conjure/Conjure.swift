@@ -22,8 +22,9 @@ func fail(_ error: Error) -> Never {
 }
 
 /// Runs `body`, turning thrown errors into one clear line and exit code 1.
-/// Threads used when `--threads` is not given: the cores available, at most 8.
-let defaultThreads = min(8, ProcessInfo.processInfo.activeProcessorCount)
+/// Threads used when `--threads` is not given: the cores this process may run on (its CPU
+/// affinity), at most 8.
+let defaultThreads = min(8, Parallel.availableCores)
 
 func runReporting(_ body: () throws -> Void) {
     Parallel.setThreads(defaultThreads)  // commands without --threads (sample, evaluate) use every core
@@ -420,14 +421,15 @@ struct Bench: ParsableCommand {
     func run() {
         runReporting {
             guard var config = GANConfig.presets[model.lowercased()] else {
-                if VAEConfig.presets[model] != nil { throw ConfigError(option: "--model", problem: "bench measures the GAN presets only; '\(model)' is a VAE") }
+                if VAEConfig.presets[model.lowercased()] != nil { throw ConfigError(option: "--model", problem: "bench measures the GAN presets only; '\(model)' is a VAE") }
                 throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(GANConfig.presets.keys.sorted().joined(separator: ", "))")
             }
             guard repeats >= 1, steps >= 1, warmup >= 0 else { throw ConfigError(option: "--repeats/--steps/--warmup", problem: "must be positive") }
             var runs: [(Int, Int)] = []
-            for part in configs.split(separator: ",") {
-                let bt = part.split(separator: "x").compactMap { Int($0) }
+            for part in configs.split(separator: ",", omittingEmptySubsequences: false) {
+                let bt = part.lowercased().split(separator: "x").compactMap { Int($0) }
                 guard bt.count == 2, bt[0] >= 2, bt[1] >= 1 else { throw ConfigError(option: "--configs", problem: "'\(part)' is not BATCHxTHREADS") }
+                guard bt[1] <= 64 else { throw ConfigError(option: "--configs", problem: "'\(part)': at most 64 threads") }
                 runs.append((bt[0], bt[1]))
             }
             let isSeed = config.preset == "seed"
@@ -442,9 +444,13 @@ struct Bench: ParsableCommand {
             if config.nCritic > 1 && config.update == .simultaneous { throw ConfigError(option: "--update", problem: "\(config.preset) has n_critic \(config.nCritic), which needs an alternating update") }
             let startup = BenchStartup.measure(config: config)
             let mflop = Benchmark.flopsPerStep(config, batch: 64) / 1e6
-            let stepName = config.update == .alternatingFresh && isSeed ? "alternating-fresh, the reference scripts' step" : config.update.rawValue
-            print("model \(config.preset), \(stepName) update: " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
-                  + String(format: "start-up to first step %.3f s", startup))
+            let stepName = config.update.rawValue + (config.update == .alternatingFresh && isSeed ? " (the reference scripts' step)" : "")
+            if !json {
+                print("model \(config.preset), update \(stepName): " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
+                      + String(format: "start-up to first step %.3f s", startup))
+                let cores = Parallel.availableCores
+                if runs.contains(where: { $0.1 > cores }) { print("note: more threads than the \(cores) cores available only adds contention") }
+            }
             for (b, t) in runs {
                 let r = Benchmark.run(config: config, batch: b, threads: t, warmup: warmup, steps: steps, repeats: repeats)
                 if json {
@@ -469,7 +475,7 @@ struct Bench: ParsableCommand {
             } else if config == GANConfig.ganPreset && !json {
                 print("reference figures: scripts/bench_torch_gan.py (PyTorch 2.13 eager CPU wheel, this machine kind, 2026-11-29); re-run it beside this for a same-session ratio")
             }
-            print(String(format: "peak RSS %.1f MB", peakRSSMegabytes()))
+            if !json { print(String(format: "peak RSS %.1f MB", peakRSSMegabytes())) }
         }
     }
 }

@@ -254,6 +254,9 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(Set(t1.keys), Set(t2.keys))
         XCTAssertGreaterThan(t1.count, 20)
         for (k, v) in t1 { XCTAssertEqual(v.scalars, t2[k]!.scalars, "\(k) differs between 1 and 2 threads") }
+        // The thread count is not part of the run: the checkpoint files are byte-identical.
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: one.runDirectory + "/checkpoints/latest.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: two.runDirectory + "/checkpoints/latest.safetensors")))
     }
 
     func testBadOptionsAndFilesLeaveNoRunDirectory() throws {

@@ -13,6 +13,9 @@ int conjure_pool_threads(void);
 /// Not reentrant: call it from one thread at a time, and not from inside a task.
 void conjure_parallel_for(long count, conjure_task_fn fn, void *ctx);
 
+/// CPUs this process may run on (its affinity mask, so `taskset` is respected).
+int conjure_available_cores(void);
+
 /// glibc: serve allocations up to 32 MiB from the heap (`M_MMAP_THRESHOLD`) and trim the heap
 /// only above 512 MiB free (`M_TRIM_THRESHOLD`), so freed buffers are reused without page faults.
 void conjure_keep_freed_buffers(void);
