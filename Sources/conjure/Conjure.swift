@@ -26,6 +26,18 @@ func fail(_ error: Error) -> Never {
 /// affinity), at most 8.
 let defaultThreads = min(8, Parallel.availableCores)
 
+/// `--threads` for the commands other than `train` (which has its own, saved with the run).
+struct ThreadsOption: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Threads for matrix products and large element-wise passes (default: the cores available, at most 8). Results are identical for any count.") var threads: Int?
+
+    /// Sets the pool: the given count, capped at the cores available.
+    func apply() throws {
+        guard let t = threads else { return }
+        guard (1...64).contains(t) else { throw ConfigError(option: "--threads", problem: "must be between 1 and 64, got \(t)") }
+        Parallel.setThreads(min(t, Parallel.availableCores))
+    }
+}
+
 func runReporting(_ body: () throws -> Void) {
     Parallel.setThreads(defaultThreads)  // commands without --threads (sample, evaluate) use every core
     Allocator.keepFreedBuffers()
@@ -341,9 +353,11 @@ struct Sample: ParsableCommand {
     @Option(help: "Output: X.png (a grid) or X.npy (float32 [N, C, H, W] or [N, D] in the data's own units).") var out: String
     @Option(parsing: .unconditional, help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
     @Option(parsing: .unconditional, help: "Class to generate (conditional models; default: classes in turn).") var label: Int?
+    @OptionGroup var pool: ThreadsOption
 
     func run() {
         runReporting {
+            try pool.apply()
             guard count >= 1 && count <= 1_000_000 else { throw ConfigError(option: "--count", problem: "must be between 1 and 1000000, got \(count)") }
             let ext = (out as NSString).pathExtension.lowercased()
             guard ext == "png" || ext == "npy" else { throw ConfigError(option: "--out", problem: "'\(out)' must end in .png or .npy") }
@@ -513,9 +527,11 @@ struct ClassifierCommand: ParsableCommand {
         @Option(parsing: .unconditional, help: "Held-out fraction for the reported accuracy (stratified).") var heldOut: Double = 0.1
         @Option(parsing: .unconditional, help: "Seed.") var seed: UInt64 = 0
         @Option(parsing: .unconditional, help: "CSV label column.") var labelColumn: String?
+        @OptionGroup var pool: ThreadsOption
 
         func run() {
             runReporting {
+                try pool.apply()
                 guard epochs >= 1 else { throw ConfigError(option: "--epochs", problem: "must be at least 1") }
                 guard (0..<1).contains(heldOut) else { throw ConfigError(option: "--held-out", problem: "must be in [0, 1)") }
                 let t = try ClassifierTool.train(data: data, epochs: epochs, heldOut: heldOut, seed: seed,
@@ -570,9 +586,11 @@ struct Evaluate: ParsableCommand {
     @Option(parsing: .unconditional, help: "Importance samples per image for a VAE's IWAE bound.") var iwaeK: Int = 1000
     @Flag(help: "Also score training images against the reference (the metrics' floor).") var floor = false
     @Option(help: "Report path (default: eval.json in the run directory).") var out: String?
+    @OptionGroup var pool: ThreadsOption
 
     func run() {
         runReporting {
+            try pool.apply()
             var o = EvaluateOptions(checkpoint: checkpoint)
             o.count = count; o.seed = seed
             o.metrics = metrics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
