@@ -35,16 +35,8 @@ enum ConvKernels {
     /// `work` (elements touched) is large enough to pay for the hand-off.
     @inline(__always)
     static func parallelChunks(_ count: Int, work: Int, _ body: (Range<Int>) -> Void) {
-        let threads = min(count, Parallel.threads)
-        if threads <= 1 || work < 1 << 16 {
-            body(0..<count)
-            return
-        }
-        let per = (count + threads - 1) / threads
-        Parallel.forEach(threads) { t in
-            let lo = t * per, hi = min(count, lo + per)
-            if lo < hi { body(lo..<hi) }
-        }
+        if work < 1 << 16 { body(0..<count); return }
+        Parallel.forRanges(count, minimum: 1, alignment: 1, body)
     }
 
     /// The range of output columns `ow` whose input column `ow*s - p + j` lies in `0..<w`.

@@ -26,7 +26,8 @@ func fail(_ error: Error) -> Never {
 /// affinity), at most 8.
 let defaultThreads = min(8, Parallel.availableCores)
 
-/// `--threads` for the commands other than `train` (which has its own, saved with the run).
+/// `--threads`, shared by every command that computes (not saved with a run: results do not
+/// depend on it).
 struct ThreadsOption: ParsableArguments {
     @Option(parsing: .unconditional, help: "Threads for matrix products and large element-wise passes (default: the cores available, at most 8). Results are identical for any count.") var threads: Int?
 
@@ -36,6 +37,14 @@ struct ThreadsOption: ParsableArguments {
         guard (1...64).contains(t) else { throw ConfigError(option: "--threads", problem: "must be between 1 and 64, got \(t)") }
         Parallel.setThreads(min(t, Parallel.availableCores))
     }
+}
+
+/// `--update`: one of ``UpdateOrder``'s values, case-insensitive.
+func parseUpdateOrder(_ text: String) throws -> UpdateOrder {
+    guard let u = UpdateOrder(rawValue: text.lowercased()) else {
+        throw ConfigError(option: "--update", problem: "expected " + UpdateOrder.allCases.map(\.rawValue).joined(separator: ", ") + ", got '\(text)'")
+    }
+    return u
 }
 
 func runReporting(_ body: () throws -> Void) {
@@ -138,7 +147,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Steps between sample grids (0: final grid only).") var sampleEvery: Int = 1000
     @Option(parsing: .unconditional, help: "Steps between checkpoints.") var checkpointEvery: Int = 1000
     @Option(parsing: .unconditional, help: "Stop after this many steps (resume later with --resume).") var maxSteps: Int?
-    @Option(parsing: .unconditional, help: "Threads for matrix products and large element-wise passes (default: the cores available, at most 8). Results are identical for any count.") var threads: Int?
+    @OptionGroup var pool: ThreadsOption
     @Option(parsing: .unconditional, help: "Steps between FID/KID measurements against the held-out split (logged to metrics.jsonl; 0: never).") var evalEvery: Int = 0
     @Option(parsing: .unconditional, help: "Samples per in-training measurement.") var evalCount: Int = 2000
     @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
@@ -202,7 +211,7 @@ struct Train: ParsableCommand {
         o.sampleEvery = sampleEvery
         o.checkpointEvery = checkpointEvery
         o.maxSteps = maxSteps
-        o.threads = threads ?? defaultThreads
+        o.threads = pool.threads ?? defaultThreads
         o.evalEvery = evalEvery
         o.evalCount = evalCount
         o.resume = resume
@@ -303,10 +312,7 @@ struct Train: ParsableCommand {
         if let v = lrD { config.discriminatorLR = v }
         if let v = beta1 { config.beta1 = v }
         if let v = beta2 { config.beta2 = v }
-        if let v = update {
-            guard let u = UpdateOrder(rawValue: v.lowercased()) else { throw ConfigError(option: "--update", problem: "expected simultaneous, alternating or alternating-fresh, got '\(v)'") }
-            config.update = u
-        }
+        if let v = update { config.update = try parseUpdateOrder(v) }
         if let v = seed { config.seed = v }
         if let v = pack { config.pack = v }
         if let v = loss {
@@ -448,14 +454,11 @@ struct Bench: ParsableCommand {
             }
             let isSeed = config.preset == "seed"
             if let update {
-                guard let u = UpdateOrder(rawValue: update.lowercased()) else {
-                    throw ConfigError(option: "--update", problem: "expected simultaneous, alternating or alternating-fresh, got '\(update)'")
-                }
-                config.update = u
+                config.update = try parseUpdateOrder(update)
             } else if isSeed {
                 config.update = .alternatingFresh
             }
-            if config.nCritic > 1 && config.update == .simultaneous { throw ConfigError(option: "--update", problem: "\(config.preset) has n_critic \(config.nCritic), which needs an alternating update") }
+            try config.validate()
             let startup = BenchStartup.measure(config: config)
             let mflop = Benchmark.flopsPerStep(config, batch: 64) / 1e6
             let stepName = config.update.rawValue + (config.update == .alternatingFresh && isSeed ? " (the reference scripts' step)" : "")

@@ -19,11 +19,12 @@ final class TrainerTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    func options(_ name: String, epochs: Int = 2, seed: UInt64 = 3) throws -> TrainOptions {
+    func options(_ name: String, epochs: Int = 2, seed: UInt64 = 3,
+                 generatorHidden: [Int] = [32, 48], discriminatorHidden: [Int] = [48, 24]) throws -> TrainOptions {
         var config = GANConfig.ganPreset
-        config.generatorHidden = [32, 48]
+        config.generatorHidden = generatorHidden
         config.generatorBatchNorm = [false, true]
-        config.discriminatorHidden = [48, 24]
+        config.discriminatorHidden = discriminatorHidden
         config.noiseDim = 16
         config.batchSize = 32
         config.epochs = epochs
@@ -236,16 +237,11 @@ final class TrainerTests: XCTestCase {
         defer { Parallel.gemmSplitFLOPs = gemm; Parallel.elementwiseSplitCount = elementwise; Parallel.setThreads(1) }
         Parallel.gemmSplitFLOPs = 1
         Parallel.elementwiseSplitCount = 16
-        var one = try options("t1", epochs: 1), two = try options("t2", epochs: 1)
         // Layers wide enough that the products split (OpenBLAS's small products never do).
-        var config = GANConfig.ganPreset
-        config.generatorHidden = [128, 1024]
-        config.generatorBatchNorm = [false, true]
-        config.discriminatorHidden = [1024, 128]
-        config.noiseDim = 16
-        config.batchSize = 32
-        config.epochs = 1
-        one.model = .gan(config); two.model = .gan(config)
+        func wide(_ name: String) throws -> TrainOptions {
+            try options(name, epochs: 1, generatorHidden: [128, 1024], discriminatorHidden: [1024, 128])
+        }
+        var one = try wide("t1"), two = try wide("t2")
         one.sampleEvery = 0; two.sampleEvery = 0
         two.threads = 2
         for o in [one, two] { _ = try Trainer(options: o).run() }
