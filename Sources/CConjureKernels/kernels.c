@@ -69,3 +69,249 @@ void conjure_ema_update(float *restrict avg, const float *restrict w, size_t n, 
     const float keep = decay, take = 1.0f - decay;
     for (size_t i = 0; i < n; i++) avg[i] = keep * avg[i] + take * w[i];
 }
+
+CONJURE_CLONES
+void conjure_im2col_planes(const float *restrict image, long nb, long c, long hw, const int *restrict taps, long khw,
+                           long l, float *restrict col, long q0, long q1) {
+    const long nl = nb * l;
+    for (long q = q0; q < q1; q++) {
+        const long ci = q / nb, b = q % nb;
+        const float *restrict src = image + (b * c + ci) * hw;
+        float *restrict dst = col + ci * khw * nl + b * l;
+        for (long r = 0; r < khw; r++) {
+            const int *restrict t = taps + r * l;
+            float *restrict d = dst + r * nl;
+            for (long p = 0; p < l; p++) {
+                const int s = t[p];
+                d[p] = s >= 0 ? src[s] : 0.0f;
+            }
+        }
+    }
+}
+
+CONJURE_CLONES
+void conjure_col2im_planes(const float *restrict col, long nb, long c, long hw, const int *restrict gather, long taps,
+                           long khw, long l, float *restrict image, long q0, long q1) {
+    const long nl = nb * l;
+    for (long q = q0; q < q1; q++) {
+        const long ci = q / nb, b = q % nb;
+        const float *restrict base = col + ci * khw * nl + b * l;
+        float *restrict dst = image + (b * c + ci) * hw;
+        for (long p = 0; p < hw; p++) {
+            const int *restrict t = gather + p * taps;
+            float s = 0.0f;
+            for (long u = 0; u < taps; u++) {
+                const int o = t[u];
+                s += o >= 0 ? base[o] : 0.0f;
+            }
+            dst[p] = s;
+        }
+    }
+}
+
+// Batch-norm statistics and maps over [n, c, inner] (NCHW with inner = H*W). Sums are in double,
+// each plane in 8 interleaved partial sums; planes are added to their channel in order of b.
+// The element-wise maps are evaluated exactly as written (no fused multiply-add).
+
+static inline double conjure_plane_sum(const float *restrict p, long m) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long i = 0;
+    for (; i + 8 <= m; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += (double)p[i + k];
+    double tail = 0;
+    for (; i < m; i++) tail += (double)p[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+CONJURE_CLONES
+void conjure_channel_sums_f64(const float *restrict x, long n, long c, long inner, double *restrict out) {
+    for (long b = 0; b < n; b++)
+        for (long ch = 0; ch < c; ch++) out[ch] += conjure_plane_sum(x + (b * c + ch) * inner, inner);
+}
+
+CONJURE_CLONES
+void conjure_channel_sq_dev_f64(const float *restrict x, long n, long c, long inner, const double *restrict mean,
+                                double *restrict out) {
+#pragma clang fp contract(off)
+    for (long b = 0; b < n; b++)
+        for (long ch = 0; ch < c; ch++) {
+            const float *restrict p = x + (b * c + ch) * inner;
+            const double mu = mean[ch];
+            double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            long i = 0;
+            for (; i + 8 <= inner; i += 8)
+                for (int k = 0; k < 8; k++) { double d = (double)p[i + k] - mu; acc[k] += d * d; }
+            double tail = 0;
+            for (; i < inner; i++) { double d = (double)p[i] - mu; tail += d * d; }
+            out[ch] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+        }
+}
+
+CONJURE_CLONES
+void conjure_channel_dot_f64(const float *restrict g, const float *restrict h, long n, long c, long inner,
+                             double *restrict sum_g, double *restrict sum_gh) {
+#pragma clang fp contract(off)
+    for (long b = 0; b < n; b++)
+        for (long ch = 0; ch < c; ch++) {
+            const long base = (b * c + ch) * inner;
+            const float *restrict pg = g + base, *restrict ph = h + base;
+            double a0[8] = {0, 0, 0, 0, 0, 0, 0, 0}, a1[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            long i = 0;
+            for (; i + 8 <= inner; i += 8)
+                for (int k = 0; k < 8; k++) {
+                    double gv = (double)pg[i + k];
+                    a0[k] += gv;
+                    a1[k] += gv * (double)ph[i + k];
+                }
+            double t0 = 0, t1 = 0;
+            for (; i < inner; i++) { double gv = (double)pg[i]; t0 += gv; t1 += gv * (double)ph[i]; }
+            sum_g[ch] += ((a0[0] + a0[4]) + (a0[1] + a0[5])) + ((a0[2] + a0[6]) + (a0[3] + a0[7])) + t0;
+            sum_gh[ch] += ((a1[0] + a1[4]) + (a1[1] + a1[5])) + ((a1[2] + a1[6]) + (a1[3] + a1[7])) + t1;
+        }
+}
+
+CONJURE_CLONES
+void conjure_bn_normalize(const float *restrict x, long n, long c, long inner, const double *restrict mean,
+                          const double *restrict inv_std, const double *restrict weight, const double *restrict bias,
+                          float *restrict xhat, float *restrict y) {
+#pragma clang fp contract(off)
+    for (long b = 0; b < n; b++)
+        for (long ch = 0; ch < c; ch++) {
+            const long base = (b * c + ch) * inner;
+            const double mu = mean[ch], inv = inv_std[ch], wv = weight[ch], bv = bias[ch];
+            for (long i = 0; i < inner; i++) {
+                double h = ((double)x[base + i] - mu) * inv;
+                xhat[base + i] = (float)h;
+                y[base + i] = (float)(h * wv + bv);
+            }
+        }
+}
+
+CONJURE_CLONES
+void conjure_bn_backward_input(const float *restrict g, const float *restrict xhat, long n, long c, long inner,
+                               const double *restrict scale, const double *restrict mean_g,
+                               const double *restrict mean_gh, float *restrict dx) {
+#pragma clang fp contract(off)
+    for (long b = 0; b < n; b++)
+        for (long ch = 0; ch < c; ch++) {
+            const long base = (b * c + ch) * inner;
+            const double s = scale[ch], a = mean_g[ch], bb = mean_gh[ch];
+            for (long i = 0; i < inner; i++)
+                dx[base + i] = (float)(s * ((double)g[base + i] - a - (double)xhat[base + i] * bb));
+        }
+}
+
+// ---------------------------------------------------------------------------------------------
+// im2col / col2im by rows with AVX-512 permutes, for images whose padded rows fit in 32 lanes
+// (every DCGAN layer up to 28x28). A source row is loaded once into two registers (lanes
+// x = iw + pw, zero in the padding); kernel column j's outputs ow come from lanes ow*sw + j by one
+// permute. col2im runs the same map backwards, adding each (i, j) in increasing order.
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+
+int conjure_conv_rows_fit(const conjure_conv_geometry *g) {
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return avx512 && g->wo >= 1 && g->wo <= 16 && (g->wo - 1) * g->sw + g->kw <= 32 && g->pw + g->w <= 32;
+}
+
+__attribute__((target("avx512f")))
+void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometry *g, float *restrict col,
+                         long q0, long q1) {
+    const long n = g->n, c = g->c, h = g->h, w = g->w, ho = g->ho, wo = g->wo, kh = g->kh, kw = g->kw;
+    const long sh = g->sh, sw = g->sw, ph = g->ph, pw = g->pw;
+    const long l = ho * wo, nl = n * l, khw = kh * kw, hy = (ho - 1) * sh + kh;
+    const unsigned long long valid = ((1ULL << w) - 1) << pw;
+    const __mmask16 mlo = (__mmask16)(valid & 0xFFFF), mhi = (__mmask16)((valid >> 16) & 0xFFFF);
+    const __mmask16 mout = (__mmask16)((1U << wo) - 1);
+    __m512i idx[32];
+    for (long j = 0; j < kw; j++) {
+        int lanes[16];
+        for (int ow = 0; ow < 16; ow++) lanes[ow] = ow < wo ? (int)(ow * sw + j) : 0;
+        idx[j] = _mm512_loadu_si512(lanes);
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (long q = q0; q < q1; q++) {
+        const long ci = q / n, b = q % n;
+        const float *src = image + (b * c + ci) * h * w;
+        float *dst = col + ci * khw * nl + b * l;
+        for (long y = 0; y < hy; y++) {
+            const long ih = y - ph;
+            __m512 lo = zero, hi = zero;
+            if (ih >= 0 && ih < h) {
+                const float *row = src + ih * w - pw;
+                lo = _mm512_maskz_loadu_ps(mlo, row);
+                hi = _mm512_maskz_loadu_ps(mhi, row + 16);
+            }
+            for (long j = 0; j < kw; j++) {
+                const __m512 v = _mm512_permutex2var_ps(lo, idx[j], hi);
+                for (long i = y % sh; i < kh; i += sh) {
+                    const long oh = (y - i) / sh;
+                    if (oh < 0) break;
+                    if (oh < ho) _mm512_mask_storeu_ps(dst + (i * kw + j) * nl + oh * wo, mout, v);
+                }
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f")))
+void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
+                         long q0, long q1) {
+    const long n = g->n, c = g->c, h = g->h, w = g->w, ho = g->ho, wo = g->wo, kh = g->kh, kw = g->kw;
+    const long sh = g->sh, sw = g->sw, ph = g->ph, pw = g->pw;
+    const long l = ho * wo, nl = n * l, khw = kh * kw, hy = (ho - 1) * sh + kh;
+    const unsigned long long valid = ((1ULL << w) - 1) << pw;
+    const __mmask16 mlo = (__mmask16)(valid & 0xFFFF), mhi = (__mmask16)((valid >> 16) & 0xFFFF);
+    const __mmask16 min_ = (__mmask16)((1U << wo) - 1);
+    // Kernel column j sends input lane ow to lane x = ow*sw + j: the inverse permutation and the
+    // lanes that receive, for lanes 0..15 and 16..31.
+    __m512i inv_lo[32], inv_hi[32];
+    __mmask16 rcv_lo[32], rcv_hi[32];
+    for (long j = 0; j < kw; j++) {
+        int lo[16], hi[16];
+        unsigned ml = 0, mh = 0;
+        for (int x = 0; x < 32; x++) {
+            long d = x - j, ow = d / sw;
+            int ok = d >= 0 && d % sw == 0 && ow < wo;
+            if (x < 16) { lo[x] = ok ? (int)ow : 0; ml |= (unsigned)ok << x; }
+            else { hi[x - 16] = ok ? (int)ow : 0; mh |= (unsigned)ok << (x - 16); }
+        }
+        inv_lo[j] = _mm512_loadu_si512(lo);
+        inv_hi[j] = _mm512_loadu_si512(hi);
+        rcv_lo[j] = (__mmask16)ml;
+        rcv_hi[j] = (__mmask16)mh;
+    }
+    for (long q = q0; q < q1; q++) {
+        const long ci = q / n, b = q % n;
+        const float *base = col + ci * khw * nl + b * l;
+        float *dst = image + (b * c + ci) * h * w;
+        for (long ih = 0; ih < h; ih++) {
+            const long y = ih + ph;
+            __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+            if (y < hy) {
+                for (long i = y % sh; i < kh; i += sh) {
+                    const long oh = (y - i) / sh;
+                    if (oh < 0) break;
+                    if (oh >= ho) continue;
+                    for (long j = 0; j < kw; j++) {
+                        const __m512 v = _mm512_maskz_loadu_ps(min_, base + (i * kw + j) * nl + oh * wo);
+                        lo = _mm512_mask_add_ps(lo, rcv_lo[j], lo, _mm512_permutexvar_ps(inv_lo[j], v));
+                        hi = _mm512_mask_add_ps(hi, rcv_hi[j], hi, _mm512_permutexvar_ps(inv_hi[j], v));
+                    }
+                }
+            }
+            float *row = dst + ih * w - pw;
+            _mm512_mask_storeu_ps(row, mlo, lo);
+            _mm512_mask_storeu_ps(row + 16, mhi, hi);
+        }
+    }
+}
+#else
+int conjure_conv_rows_fit(const conjure_conv_geometry *g) { (void)g; return 0; }
+void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometry *g, float *restrict col,
+                         long q0, long q1) { (void)image; (void)g; (void)col; (void)q0; (void)q1; }
+void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
+                         long q0, long q1) { (void)col; (void)g; (void)image; (void)q0; (void)q1; }
+#endif

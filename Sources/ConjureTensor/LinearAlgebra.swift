@@ -12,7 +12,16 @@ import CBLAS
 @inline(__always)
 public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>) {
-    let lda = transposeA ? m : k, ldb = transposeB ? k : n, ldc = n
+    sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+          a: a, lda: transposeA ? m : k, b: b, ldb: transposeB ? k : n, beta: beta, c: c, ldc: n)
+}
+
+/// ``sgemm(transposeA:transposeB:m:n:k:alpha:a:b:beta:c:)`` on sub-matrices: `lda`, `ldb`, `ldc`
+/// are the row strides (in elements) of the stored `A`, `B` and `C`.
+@inline(__always)
+public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
     let threads = Parallel.threads
     if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs && max(m, n) >= 32 {

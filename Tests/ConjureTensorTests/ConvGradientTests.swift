@@ -18,6 +18,9 @@ final class ConvGradientTests: XCTestCase {
         (1, 1, 7, 6, 2, 5, 5, 1, 2, true),
         (2, 2, 7, 9, 2, 2, 3, 3, 1, true),    // rectangular kernel, stride 3
         (1, 3, 4, 4, 2, 1, 1, 1, 0, false),   // 1x1
+        (1, 2, 6, 28, 3, 4, 4, 2, 1, true),   // DCGAN's 28-wide rows: two 16-lane registers
+        (2, 2, 5, 37, 3, 4, 4, 2, 1, true),   // rows wider than 32 lanes: the table kernels
+        (1, 2, 4, 40, 2, 3, 3, 1, 1, false),  // stride 1, 40 output columns
     ]
 
     /// Direct six-loop cross-correlation in Double.
@@ -105,6 +108,8 @@ final class ConvGradientTests: XCTestCase {
         (2, 2, 3, 3, 2, 3, 2, 1, 1, false),   // output padding, no bias
         (1, 1, 3, 2, 2, 2, 3, 0, 2, true),    // stride 3, output padding 2
         (1, 2, 4, 4, 3, 5, 1, 2, 0, true),
+        (1, 2, 3, 14, 2, 4, 2, 1, 0, true),   // 28-wide output rows: two 16-lane registers
+        (2, 2, 3, 18, 2, 4, 2, 1, 0, true),   // 36-wide output rows: the table kernels
     ]
 
     func testConvTranspose2dGradients() {

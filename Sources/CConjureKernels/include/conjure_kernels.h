@@ -13,8 +13,57 @@ void conjure_adam_update(float *restrict w, const float *restrict g, float *rest
 /// One exponential-moving-average step over flat buffers: avg = decay * avg + (1 - decay) * w.
 void conjure_ema_update(float *restrict avg, const float *restrict w, size_t n, float decay);
 
-#endif
 
 /// y = tanh(x): 1 - 2/(e^{2|x|} + 1) for |x| >= 0.625, the odd Taylor series to x^17 below;
 /// e^r by Cody-Waite reduction and a degree-7 polynomial. Relative error below 5e-7.
 void conjure_tanh(const float *restrict x, float *restrict y, size_t n);
+
+/// im2col over image planes q0..<q1 of a chunk of nb images [nb, c, h, w] (plane q is channel
+/// q / nb of image q % nb). taps[r * l + p] is the index in a plane (ih * w + iw) that kernel
+/// offset r = i * kw + j reads for output position p = oh * wo + ow, or -1 in the padding.
+/// col is [c * khw, nb * l]: row ci * khw + r, column b * l + p.
+void conjure_im2col_planes(const float *restrict image, long nb, long c, long hw, const int *restrict taps, long khw,
+                           long l, float *restrict col, long q0, long q1);
+
+/// col2im (the adjoint of conjure_im2col_planes) over planes q0..<q1: every image element p of
+/// a plane is the sum, in order, of the `taps` column entries gather[p * taps + u] (offsets from
+/// the plane's first entry, row ci * khw, column b * l; -1 for none). Overwrites the planes.
+void conjure_col2im_planes(const float *restrict col, long nb, long c, long hw, const int *restrict gather, long taps,
+                           long khw, long l, float *restrict image, long q0, long q1);
+
+
+/// Batch-norm helpers over [n, c, inner] tensors (NCHW, inner = H*W). Sums accumulate into the
+/// double outputs (which the caller zeroes): each (b, ch) plane in 8 interleaved partial sums,
+/// planes in order of b.
+/// out[ch] += sum of x[b, ch, :]
+void conjure_channel_sums_f64(const float *restrict x, long n, long c, long inner, double *restrict out);
+/// out[ch] += sum of (x[b, ch, :] - mean[ch])^2
+void conjure_channel_sq_dev_f64(const float *restrict x, long n, long c, long inner, const double *restrict mean,
+                                double *restrict out);
+/// sum_g[ch] += sum of g[b, ch, :]; sum_gh[ch] += sum of g * h
+void conjure_channel_dot_f64(const float *restrict g, const float *restrict h, long n, long c, long inner,
+                             double *restrict sum_g, double *restrict sum_gh);
+/// h = (x - mean[ch]) * inv_std[ch] in double; xhat = (float)h, y = (float)(h * weight[ch] + bias[ch]).
+void conjure_bn_normalize(const float *restrict x, long n, long c, long inner, const double *restrict mean,
+                          const double *restrict inv_std, const double *restrict weight, const double *restrict bias,
+                          float *restrict xhat, float *restrict y);
+/// dx = (float)(scale[ch] * (g - mean_g[ch] - xhat * mean_gh[ch])) in double.
+void conjure_bn_backward_input(const float *restrict g, const float *restrict xhat, long n, long c, long inner,
+                               const double *restrict scale, const double *restrict mean_g,
+                               const double *restrict mean_gh, float *restrict dx);
+
+/// The geometry of a 2-D cross-correlation as ConvGeometry has it: n images [c, h, w],
+/// outputs [ho, wo], kernel kh x kw, strides sh, sw, paddings ph, pw.
+typedef struct { long n, c, h, w, ho, wo, kh, kw, sh, sw, ph, pw; } conjure_conv_geometry;
+
+/// 1 when conjure_im2col_rows / conjure_col2im_rows apply: the CPU has AVX-512F, wo <= 16, and
+/// the padded rows read and written fit in 32 lanes ((wo-1)*sw + kw <= 32, pw + w <= 32).
+int conjure_conv_rows_fit(const conjure_conv_geometry *g);
+/// im2col over planes q0..<q1 (as conjure_im2col_planes) with row loads and permutes.
+void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometry *g, float *restrict col,
+                         long q0, long q1);
+/// col2im over planes q0..<q1 (as conjure_col2im_planes, the same sums in the same order).
+void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
+                         long q0, long q1);
+
+#endif

@@ -1,0 +1,106 @@
+import XCTest
+@testable import ConjureTensor
+import ConjureTestSupport
+
+/// Convolutions run over chunks of images (``ConvKernels/imagesPerChunk(_:)``). The default chunk
+/// holds a whole test batch, so these tests lower the chunk size to put boundaries inside the
+/// batch (chunks of 1, 2 and 3 images over 7), and check values, gradients and thread counts.
+final class ConvChunkTests: XCTestCase {
+    var rng = RandomGenerator(seed: 29)
+    func randn(_ shape: [Int], scale: Float = 1) -> Tensor { Tensor.randomNormal(shape, std: scale, using: &rng) }
+
+    /// Runs `body` with chunks of `images` images for a layer whose image unfolds to `perImage`
+    /// elements (`k * l`).
+    func withChunks<R>(images: Int, perImage: Int, _ body: () -> R) -> R {
+        let saved = ConvKernels.chunkElements
+        defer { ConvKernels.chunkElements = saved }
+        ConvKernels.chunkElements = images * perImage
+        return body()
+    }
+
+    /// conv2d k4 s2 p1 (3→5 channels, 9x8 → 4x4) and convTranspose2d k4 s2 p1 (3→2 channels,
+    /// 4x3 → 8x6) on a batch of 7, forward and gradients of input, weight and bias.
+    func convOutputs() -> [[Float]] {
+        var rng = RandomGenerator(seed: 5)
+        let x = Tensor.randomNormal([7, 3, 9, 8], using: &rng).requiringGrad()
+        let w = Tensor.randomNormal([5, 3, 4, 4], std: 0.5, using: &rng).requiringGrad()
+        let b = Tensor.randomNormal([5], using: &rng).requiringGrad()
+        let y = Tensor.conv2d(x, weight: w, bias: b, stride: 2, padding: 1)
+        let gy = Tensor.randomNormal(y.shape, using: &rng)
+        let g = Tensor.gradients(of: y, seed: gy, wrt: [x, w, b])
+        let u = Tensor.randomNormal([7, 3, 4, 3], using: &rng).requiringGrad()
+        let v = Tensor.randomNormal([3, 2, 4, 4], std: 0.5, using: &rng).requiringGrad()
+        let c = Tensor.randomNormal([2], using: &rng).requiringGrad()
+        let z = Tensor.convTranspose2d(u, weight: v, bias: c, stride: 2, padding: 1)
+        let gz = Tensor.randomNormal(z.shape, using: &rng)
+        let h = Tensor.gradients(of: z, seed: gz, wrt: [u, v, c])
+        return [y.scalars] + g.map(\.scalars) + [z.scalars] + h.map(\.scalars)
+    }
+
+    func testChunkSizeFollowsTheGeometryOnly() {
+        let g = ConvGeometry(n: 64, c: 64, h: 14, w: 14, f: 128, ho: 7, wo: 7, kh: 4, kw: 4, sh: 2, sw: 2, ph: 1, pw: 1)
+        XCTAssertEqual(ConvKernels.imagesPerChunk(g), 10)   // 2^19 / (1024 * 49)
+        var one = g
+        one.n = 3
+        XCTAssertEqual(ConvKernels.imagesPerChunk(one), 3)
+        var huge = g
+        huge.c = 4096   // one image's columns exceed the target: one image per chunk
+        XCTAssertEqual(ConvKernels.imagesPerChunk(huge), 1)
+        var covered: [Int] = []
+        withChunks(images: 3, perImage: g.k * g.l) {
+            var seven = g
+            seven.n = 7
+            ConvKernels.forEachChunk(seven) { b0, gc in covered.append(contentsOf: b0..<(b0 + gc.n)) }
+        }
+        XCTAssertEqual(covered, Array(0..<7))
+    }
+
+    /// Values and gradients agree with one whole-batch chunk to rounding (each chunk is its own
+    /// GEMM, and OpenBLAS's small-matrix kernels may sum in another order for another width;
+    /// weight gradients add the chunks' products in order).
+    func testChunkedConvolutionsMatchOneChunk() {
+        let whole = convOutputs()
+        let names = ["conv y", "conv dx", "conv dw", "conv db", "convT z", "convT du", "convT dv", "convT dc"]
+        // The conv layer unfolds 48 * 16 elements per image, the transposed one 32 * 12.
+        for images in [1, 2, 3] {
+            let a = withChunks(images: images, perImage: 48 * 16) { convOutputs() }
+            let b = withChunks(images: images, perImage: 32 * 12) { convOutputs() }
+            for (i, name) in names.enumerated() {
+                assertClose(a[i], whole[i], rtol: 1e-5, atol: 1e-5, "\(name), \(images) images per conv chunk")
+                assertClose(b[i], whole[i], rtol: 1e-5, atol: 1e-5, "\(name), \(images) images per convT chunk")
+            }
+        }
+    }
+
+    /// Finite differences through chunk boundaries, first and second order (WGAN-GP's path).
+    func testGradientsAcrossChunkBoundaries() {
+        withChunks(images: 2, perImage: 2 * 16 * 9) {
+            let inputs = [randn([5, 2, 6, 6]), randn([3, 2, 4, 4], scale: 0.5), randn([3])]
+            checkGradients(inputs) { t in Tensor.conv2d(t[0], weight: t[1], bias: t[2], stride: 2, padding: 1) }
+            checkGradients([randn([5, 3, 3, 3]), randn([3, 2, 4, 4], scale: 0.5)]) { t in
+                Tensor.convTranspose2d(t[0], weight: t[1], stride: 2, padding: 1)
+            }
+            // d/dw of |d tanh(conv(x, w))^2 / dx|^2 through the graph-building backward.
+            let x = randn([5, 2, 6, 6])
+            checkGradients([randn([3, 2, 4, 4], scale: 0.5)], rtol: 3e-2, atol: 3e-3) { ws in
+                let xi = x.requiringGrad()
+                let y = Tensor.conv2d(xi, weight: ws[0], stride: 2, padding: 1).tanh()
+                let gx = Tensor.gradients(of: (y * y).sum(), wrt: [xi], createGraph: true)[0]
+                return (gx * gx).sum()
+            }
+        }
+    }
+
+    /// Chunked convolutions give the same bits on 1 and 2 threads, with every im2col/col2im
+    /// pass split (products this small stay whole; ParallelTests covers split products).
+    func testChunkedConvolutionsAreTheSameOnTwoThreads() {
+        let saved = (Parallel.gemmSplitFLOPs, Parallel.elementwiseSplitCount)
+        defer { (Parallel.gemmSplitFLOPs, Parallel.elementwiseSplitCount) = saved; Parallel.setThreads(1) }
+        Parallel.gemmSplitFLOPs = 1
+        Parallel.elementwiseSplitCount = 16
+        let one = withChunks(images: 3, perImage: 48 * 16) { convOutputs() }
+        Parallel.setThreads(2)
+        let two = withChunks(images: 3, perImage: 48 * 16) { convOutputs() }
+        XCTAssertEqual(one, two)
+    }
+}
