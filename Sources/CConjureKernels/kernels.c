@@ -244,12 +244,14 @@ void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometr
                 lo = _mm512_maskz_loadu_ps(mlo, row);
                 hi = _mm512_maskz_loadu_ps(mhi, row + 16);
             }
+            // The (kernel row i, output row oh) pairs that read row y: y = oh*sh + i.
+            long pairs = 0, ri[32], ro[32];
+            for (long oh = y / sh, i = y - oh * sh; i < kh && oh >= 0; i += sh, oh--)
+                if (oh < ho) { ri[pairs] = i; ro[pairs] = oh; pairs++; }
             for (long j = 0; j < kw; j++) {
                 const __m512 v = _mm512_permutex2var_ps(lo, idx[j], hi);
-                for (long i = y % sh; i < kh; i += sh) {
-                    const long oh = (y - i) / sh;
-                    if (oh < 0) break;
-                    if (oh < ho) _mm512_mask_storeu_ps(dst + (i * kw + j) * nl + oh * wo, mout, v);
+                for (long u = 0; u < pairs; u++) {
+                    _mm512_mask_storeu_ps(dst + (ri[u] * kw + j) * nl + ro[u] * wo, mout, v);
                 }
             }
         }

@@ -198,14 +198,17 @@ extension Tensor {
     /// `max(x, 0)`. The gradient at 0 is 0, as in PyTorch.
     public func relu() -> Tensor {
         Tensor.record(shape: shape, scalars: mapScalars { $0 > 0 ? $0 : 0 }, inputs: [self]) { g, x in
-            [g * x[0].map { $0 > 0 ? 1 : 0 }]
+            if GradMode.enabled { return [g * x[0].map { $0 > 0 ? 1 : 0 }] }
+            // One pass, the same values as g * mask (g * 0 keeps the sign of zero).
+            return [Tensor(shape: g.shape, scalars: Tensor.zipSame(g, x[0]) { gv, xv in xv > 0 ? gv : gv * 0 })]
         }
     }
 
     /// `x` for `x > 0`, `slope * x` otherwise (Maas et al. 2013).
     public func leakyRelu(_ slope: Float = 0.01) -> Tensor {
         Tensor.record(shape: shape, scalars: mapScalars { $0 > 0 ? $0 : $0 * slope }, inputs: [self]) { g, x in
-            [g * x[0].map { $0 > 0 ? 1 : slope }]
+            if GradMode.enabled { return [g * x[0].map { $0 > 0 ? 1 : slope }] }
+            return [Tensor(shape: g.shape, scalars: Tensor.zipSame(g, x[0]) { gv, xv in xv > 0 ? gv : gv * slope })]
         }
     }
 
