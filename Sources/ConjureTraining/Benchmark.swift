@@ -32,6 +32,11 @@ public enum Benchmark {
     /// steps): `[batch: [threads: steps/s]]`.
     public static let referenceGANTorch: [Int: [Int: Double]] = [64: [1: 48.3, 2: 74.4]]
 
+    /// Reference steps/s of the `dcgan` preset's 28x28 step (alternating) with PyTorch 2.15 eager
+    /// (CPU wheel, oneDNN) on this machine kind, from ../shared/bench/bench_torch_dcgan.py
+    /// (REFERENCE.md): `[batch: [threads: steps/s]]`.
+    public static let referenceDCGANTorch: [Int: [Int: Double]] = [64: [1: 8.3, 2: 12.8]]
+
     /// Runs `repeats` timed runs of `steps` steps after `warmup` steps.
     public static func run(config: GANConfig, batch: Int, threads: Int, warmup: Int = 50, steps: Int = 200,
                            repeats: Int = 7) -> Result {

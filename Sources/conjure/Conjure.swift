@@ -459,6 +459,8 @@ struct Bench: ParsableCommand {
                 config.update = .alternatingFresh
             }
             try config.validate()
+            // bench_torch_dcgan.py times the unchanged dcgan preset (28x28, alternating).
+            let isDCGAN28 = config == GANConfig.presets["dcgan"] && config.imageShape == [1, 28, 28]
             let startup = BenchStartup.measure(config: config)
             let mflop = Benchmark.flopsPerStep(config, batch: 64) / 1e6
             let stepName = config.update.rawValue + (config.update == .alternatingFresh && isSeed ? " (the reference scripts' step)" : "")
@@ -484,6 +486,9 @@ struct Bench: ParsableCommand {
                     if config == GANConfig.ganPreset, let ref = Benchmark.referenceGANTorch[b]?[t] {
                         line += String(format: "  x%.2f PyTorch eager (%.1f)", r.stepsPerSecondMedian / ref, ref)
                     }
+                    if isDCGAN28, let ref = Benchmark.referenceDCGANTorch[b]?[t] {
+                        line += String(format: "  x%.2f PyTorch eager (%.1f)", r.stepsPerSecondMedian / ref, ref)
+                    }
                     print(line)
                 }
             }
@@ -491,6 +496,8 @@ struct Bench: ParsableCommand {
                 print("reference figures: ../shared/bench/REFERENCE.md (PyTorch 2.15 eager CPU wheel, JAX 0.10 lax.scan, same machine kind); re-run them beside this for a same-session ratio")
             } else if config == GANConfig.ganPreset && !json {
                 print("reference figures: scripts/bench_torch_gan.py (PyTorch 2.13 eager CPU wheel, this machine kind, 2026-11-29); re-run it beside this for a same-session ratio")
+            } else if isDCGAN28 && !json {
+                print("reference figures: ../shared/bench/REFERENCE.md (bench_torch_dcgan.py, PyTorch 2.15 eager CPU wheel, same machine kind); re-run it beside this for a same-session ratio")
             }
             if !json { print(String(format: "peak RSS %.1f MB", peakRSSMegabytes())) }
         }

@@ -308,4 +308,21 @@ extension CLITests {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/x").path))
     }
+
+    /// `bench` prints each preset's ratio to its reference figure (REFERENCE.md or the project's
+    /// PyTorch script) only when the step timed is the reference's step.
+    func testBenchPrintsRatiosOnlyForTheReferenceSteps() throws {
+        let quick = ["--configs", "64x1", "--steps", "1", "--repeats", "1", "--warmup", "0"]
+        func ratioLine(_ args: [String]) throws -> String {
+            let out = try conjure(["bench"] + args + quick).out
+            return out.split(separator: "\n").first { $0.hasPrefix("batch   64") }.map(String.init) ?? ""
+        }
+        XCTAssertTrue(try ratioLine(["--model", "seed"]).contains("PyTorch eager (240), x"))
+        XCTAssertTrue(try ratioLine(["--model", "seed"]).contains("JAX scan (400)"))
+        XCTAssertTrue(try ratioLine(["--model", "gan"]).contains("PyTorch eager (48.3)"))
+        XCTAssertTrue(try ratioLine(["--model", "dcgan"]).contains("PyTorch eager (8.3)"))
+        // Another step than the reference's: no ratio.
+        XCTAssertFalse(try ratioLine(["--model", "seed", "--update", "simultaneous"]).contains("PyTorch"))
+        XCTAssertFalse(try ratioLine(["--model", "dcgan", "--update", "simultaneous"]).contains("PyTorch"))
+    }
 }
