@@ -289,9 +289,15 @@ enum ConvKernels {
         -> (image: [Float]?, weight: [Float]?) {
         let imageSize = g.n * g.c * g.h * g.w, imageStride = g.c * g.h * g.w, colStride = g.f * g.l
         let weightSize = g.f * g.k
-        var dImage: [Float]? = weight == nil ? nil : [Float](repeating: 0, count: imageSize)
-        var dWeight: [Float]? = image == nil ? nil : [Float](repeating: 0, count: weightSize)
-        if g.n * g.l == 0 || g.k == 0 || g.f == 0 { return (dImage, dWeight) }
+        if g.n * g.l == 0 || g.k == 0 || g.f == 0 {
+            return (weight == nil ? nil : [Float](repeating: 0, count: imageSize),
+                    image == nil ? nil : [Float](repeating: 0, count: weightSize))
+        }
+        // col2im writes every image element, and the first chunk's product (beta 0) every weight.
+        var dImage: [Float]? = weight == nil ? nil
+            : [Float](unsafeUninitializedCapacity: imageSize) { _, initialised in initialised = imageSize }
+        var dWeight: [Float]? = image == nil ? nil
+            : [Float](unsafeUninitializedCapacity: weightSize) { _, initialised in initialised = weightSize }
         grad.withUnsafeBufferPointer { pg in
             withChunkScratch(g) { col, cm in
                 var first = true

@@ -103,4 +103,54 @@ final class ConvChunkTests: XCTestCase {
         let two = withChunks(images: 3, perImage: 48 * 16) { convOutputs() }
         XCTAssertEqual(one, two)
     }
+
+    /// 200 random geometries, half at the 32-lane limit of the AVX-512 row kernels (widths 1-40,
+    /// kernels 1-5, strides 1-3, paddings 0-2), in small chunks: forward, input gradient and
+    /// weight gradient of conv2d, and convTranspose2d's forward, against direct loops in Double.
+    func testRandomGeometriesMatchDirectLoops() {
+        var r = RandomGenerator(seed: 2026)
+        func pick(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(r.next() % UInt64(range.count)) }
+        var checked = 0
+        while checked < 200 {
+            let (n, c, f) = (pick(1...4), pick(1...3), pick(1...3))
+            let (k, s, p) = (pick(1...5), pick(1...3), pick(0...2))
+            // Half the widths at the 32-lane edge (padded rows of 30 to 36 lanes).
+            let w = checked % 2 == 0 ? pick(1...40) : pick(28...34)
+            let h = checked % 4 == 1 ? w : pick(1...9)   // square: convTranspose2d maps back
+            let ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1
+            guard h + 2 * p >= k, w + 2 * p >= k, ho >= 1, wo >= 1 else { continue }
+            checked += 1
+            let x = Tensor.randomNormal([n, c, h, w], using: &r), wt = Tensor.randomNormal([f, c, k, k], using: &r)
+            let gy = Tensor.randomNormal([n, f, ho, wo], using: &r)
+            // Direct loops: y = conv(x, w); dx = convᵀ(gy, w); dw = corr(x, gy).
+            var y = [Double](repeating: 0, count: n * f * ho * wo)
+            var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: wt.count)
+            for b in 0..<n { for o in 0..<f { for i in 0..<ho { for j in 0..<wo {
+                let yi = ((b * f + o) * ho + i) * wo + j
+                for ci in 0..<c { for a in 0..<k { for bb in 0..<k {
+                    let ih = i * s - p + a, iw = j * s - p + bb
+                    if ih < 0 || ih >= h || iw < 0 || iw >= w { continue }
+                    let xi = ((b * c + ci) * h + ih) * w + iw, wi = ((o * c + ci) * k + a) * k + bb
+                    y[yi] += Double(x.scalars[xi]) * Double(wt.scalars[wi])
+                    dx[xi] += Double(gy.scalars[yi]) * Double(wt.scalars[wi])
+                    dw[wi] += Double(gy.scalars[yi]) * Double(x.scalars[xi])
+                } } }
+            } } } }
+            let label = "n \(n) c \(c) f \(f) \(h)x\(w) k \(k) s \(s) p \(p)"
+            withChunks(images: pick(1...3), perImage: c * k * k * ho * wo) {
+                let xl = x.requiringGrad(), wl = wt.requiringGrad()
+                let out = Tensor.conv2d(xl, weight: wl, stride: s, padding: p)
+                let g = Tensor.gradients(of: out, seed: gy, wrt: [xl, wl])
+                assertClose(out.scalars, y.map { Float($0) }, rtol: 1e-4, atol: 1e-4, "conv2d \(label)")
+                assertClose(g[0].scalars, dx.map { Float($0) }, rtol: 1e-4, atol: 1e-4, "conv2d dx \(label)")
+                assertClose(g[1].scalars, dw.map { Float($0) }, rtol: 1e-4, atol: 1e-4, "conv2d dw \(label)")
+                // convTranspose2d(gy, w) is dx whenever the geometry maps back onto x exactly.
+                let op = h - ((ho - 1) * s - 2 * p + k)
+                if op >= 0 && op < s && (w - ((wo - 1) * s - 2 * p + k)) == op {
+                    let t = Tensor.convTranspose2d(gy, weight: wt, stride: s, padding: p, outputPadding: op)
+                    assertClose(t.scalars, dx.map { Float($0) }, rtol: 1e-4, atol: 1e-4, "convTranspose2d \(label)")
+                }
+            }
+        }
+    }
 }
