@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-import ConjureTensor
+@testable import ConjureTensor
 
 /// The fork-join pool and the products split across it: every iteration runs exactly once, and
 /// a split product is bit-identical to the one-thread product.
@@ -76,6 +76,47 @@ final class ParallelTests: XCTestCase {
                 }
                 XCTAssertEqual(Double(two.scalars[i * n + j]), acc, accuracy: 1e-3 * max(1, abs(acc)))
             }
+        }
+    }
+
+    /// Products run as small-matrix-kernel blocks (the MLP's shapes at batch 64, every edge
+    /// block narrower): every element against a Double dot product, on one and two threads.
+    func testSmallKernelBlocksComputeTheWholeProduct() {
+        var rng = RandomGenerator(seed: 8)
+        // (m, n, k, transposeA, transposeB, expected blocks)
+        let cases: [(Int, Int, Int, Bool, Bool, (Bool, Int)?)] = [
+            (64, 130, 784, false, true, (false, 16)),    // x · Wᵀ, D's first layer, 130 = 8·16 + 2
+            (64, 100, 1024, false, true, (false, 8)),    // 16 columns would exceed 1e6
+            (66, 256, 784, false, false, (true, 4)),     // g · W, 66 rows = 16·4 + 2
+            (784, 256, 64, true, false, (false, 16)),    // gᵀ · x
+            (256, 784, 256, false, true, nil),           // batch 256: one call (blocks were slower)
+            (64, 100, 256, false, false, nil),           // n not a multiple of 16
+            (64, 128, 100, false, true, nil),            // at most 1e6: already the small kernel
+        ]
+        for (m, n, k, ta, tb, expected) in cases {
+            let blocks = smallKernelBlocks(transposeA: ta, transposeB: tb, m: m, n: n, k: k)
+            XCTAssertEqual(blocks?.alongRows, expected?.0, "\(m)x\(n)x\(k)")
+            XCTAssertEqual(blocks?.width, expected?.1, "\(m)x\(n)x\(k)")
+            let a = Tensor.randomNormal(ta ? [k, m] : [m, k], using: &rng)
+            let b = Tensor.randomNormal(tb ? [n, k] : [k, n], using: &rng)
+            Parallel.setThreads(1)
+            let one = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+            Parallel.setThreads(2)
+            let two = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+            XCTAssertEqual(one.scalars, two.scalars, "\(m)x\(n)x\(k): 1 vs 2 threads")
+            var worst = 0.0
+            for i in 0..<m { for j in 0..<n {
+                var acc = 0.0, magnitude = 0.0
+                for p in 0..<k {
+                    let t = Double(ta ? a.scalars[p * m + i] : a.scalars[i * k + p]) * Double(tb ? b.scalars[j * k + p] : b.scalars[p * n + j])
+                    acc += t
+                    magnitude += abs(t)
+                }
+                // Float32 sums err by at most about k * 6e-8 of the terms' magnitude (here 4e-6
+                // to 6e-5); a missing or misplaced block errs by the magnitude itself.
+                worst = max(worst, abs(Double(one.scalars[i * n + j]) - acc) / magnitude)
+            } }
+            XCTAssertLessThan(worst, 1e-5, "\(m)x\(n)x\(k) ta \(ta) tb \(tb)")
         }
     }
 }

@@ -69,7 +69,7 @@ final class PresetOverfitTests: XCTestCase {
             let probeZ = Tensor.randomNormal([32, config.latentDim], using: &zRNG)
             let probeLabels = cond ? (0..<32).map { labels[$0 % 4] } : nil
             let before = Self.nearestRatio(samples: model.sample(z: probeZ, labels: probeLabels), train: x)
-            let steps = image ? 400 : 600
+            let steps = image ? 500 : 600
             var first: StepMetrics?, last: StepMetrics?
             for step in 1...steps {
                 let m = model.train(batch: x, z: Tensor.randomNormal([4, config.latentDim], using: &zRNG), labels: cond ? labels : nil)
