@@ -83,7 +83,7 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
 /// small-matrix kernels (at most 1e6 multiply-adds, no packing of either operand) than as one
 /// call, measured on Zen 4 for the MLP shapes at batch 64-256: `(alongRows, width)`, or nil
 /// for one call. Where the gain held for every measured shape only: `x · Wᵀ` (NT) with
-/// `k >= 256` in 16- (or, for `m <= 128`, 8-) column blocks, 10-33% faster; `g · W` (NN)
+/// `k >= 256` in 16-column blocks for `m <= 64` (else 8 for `m <= 128`), 4-33% faster; `g · W` (NN)
 /// with `k >= 256` and `n` a multiple of 16 in 4-row blocks, 9-20%; `gᵀ · x` (TN) with `n` a
 /// multiple of 16 and at least 128 in 16-column blocks, 5-13%. Elsewhere the small kernel was
 /// slower. The blocks sum in another order than one call, a rounding-level difference.
@@ -93,7 +93,7 @@ func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: In
     if dm * dn * dk <= 1e6 { return nil }  // one call takes the small-matrix kernel already
     switch (transposeA, transposeB) {
     case (false, true) where k >= 256:
-        if dm * 16 * dk <= 1e6 && n > 16 { return (false, 16) }
+        if m <= 64 && dm * 16 * dk <= 1e6 && n > 16 { return (false, 16) }
         if m <= 128 && dm * 8 * dk <= 1e6 && n > 8 { return (false, 8) }
     case (false, false) where k >= 256 && n % 16 == 0 && 4 * dn * dk <= 1e6 && m > 4:
         return (true, 4)

@@ -87,6 +87,7 @@ final class ParallelTests: XCTestCase {
         let cases: [(Int, Int, Int, Bool, Bool, (Bool, Int)?)] = [
             (64, 130, 784, false, true, (false, 16)),    // x · Wᵀ, D's first layer, 130 = 8·16 + 2
             (64, 100, 1024, false, true, (false, 8)),    // 16 columns would exceed 1e6
+            (96, 784, 512, false, true, (false, 8)),     // more than 64 rows: 8 columns
             (66, 256, 784, false, false, (true, 4)),     // g · W, 66 rows = 16·4 + 2
             (784, 256, 64, true, false, (false, 16)),    // gᵀ · x
             (256, 784, 256, false, true, nil),           // batch 256: one call (blocks were slower)
