@@ -210,6 +210,16 @@ void conjure_bn_backward_input(const float *restrict g, const float *restrict xh
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
 
+// The geometry's extents, and the lane masks: mlo/mhi the padded-row lanes x = iw + pw that hold
+// image columns (lanes 0-15 and 16-31), mout the wo lanes of one output row.
+#define CONJURE_ROWS_SETUP(g)                                                                                 \
+    const long n = (g)->n, c = (g)->c, h = (g)->h, w = (g)->w, ho = (g)->ho, wo = (g)->wo, kh = (g)->kh;    \
+    const long kw = (g)->kw, sh = (g)->sh, sw = (g)->sw, ph = (g)->ph, pw = (g)->pw;                         \
+    const long l = ho * wo, nl = n * l, khw = kh * kw, hy = (ho - 1) * sh + kh;                              \
+    const unsigned long long valid = ((1ULL << w) - 1) << pw;                                                \
+    const __mmask16 mlo = (__mmask16)(valid & 0xFFFF), mhi = (__mmask16)((valid >> 16) & 0xFFFF);            \
+    const __mmask16 mout = (__mmask16)((1U << wo) - 1)
+
 int conjure_conv_rows_fit(const conjure_conv_geometry *g) {
     static int avx512 = -1;
     if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
@@ -219,12 +229,7 @@ int conjure_conv_rows_fit(const conjure_conv_geometry *g) {
 __attribute__((target("avx512f")))
 void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometry *g, float *restrict col,
                          long q0, long q1) {
-    const long n = g->n, c = g->c, h = g->h, w = g->w, ho = g->ho, wo = g->wo, kh = g->kh, kw = g->kw;
-    const long sh = g->sh, sw = g->sw, ph = g->ph, pw = g->pw;
-    const long l = ho * wo, nl = n * l, khw = kh * kw, hy = (ho - 1) * sh + kh;
-    const unsigned long long valid = ((1ULL << w) - 1) << pw;
-    const __mmask16 mlo = (__mmask16)(valid & 0xFFFF), mhi = (__mmask16)((valid >> 16) & 0xFFFF);
-    const __mmask16 mout = (__mmask16)((1U << wo) - 1);
+    CONJURE_ROWS_SETUP(g);
     __m512i idx[32];
     for (long j = 0; j < kw; j++) {
         int lanes[16];
@@ -261,12 +266,7 @@ void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometr
 __attribute__((target("avx512f")))
 void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
                          long q0, long q1) {
-    const long n = g->n, c = g->c, h = g->h, w = g->w, ho = g->ho, wo = g->wo, kh = g->kh, kw = g->kw;
-    const long sh = g->sh, sw = g->sw, ph = g->ph, pw = g->pw;
-    const long l = ho * wo, nl = n * l, khw = kh * kw, hy = (ho - 1) * sh + kh;
-    const unsigned long long valid = ((1ULL << w) - 1) << pw;
-    const __mmask16 mlo = (__mmask16)(valid & 0xFFFF), mhi = (__mmask16)((valid >> 16) & 0xFFFF);
-    const __mmask16 min_ = (__mmask16)((1U << wo) - 1);
+    CONJURE_ROWS_SETUP(g);
     // Kernel column j sends input lane ow to lane x = ow*sw + j: the inverse permutation and the
     // lanes that receive, for lanes 0..15 and 16..31.
     __m512i inv_lo[32], inv_hi[32];
@@ -298,7 +298,7 @@ void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry 
                     if (oh < 0) break;
                     if (oh >= ho) continue;
                     for (long j = 0; j < kw; j++) {
-                        const __m512 v = _mm512_maskz_loadu_ps(min_, base + (i * kw + j) * nl + oh * wo);
+                        const __m512 v = _mm512_maskz_loadu_ps(mout, base + (i * kw + j) * nl + oh * wo);
                         lo = _mm512_mask_add_ps(lo, rcv_lo[j], lo, _mm512_permutexvar_ps(inv_lo[j], v));
                         hi = _mm512_mask_add_ps(hi, rcv_hi[j], hi, _mm512_permutexvar_ps(inv_hi[j], v));
                     }

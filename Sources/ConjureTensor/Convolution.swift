@@ -56,21 +56,26 @@ enum ConvKernels {
         return lo < hi ? lo..<hi : 0..<0
     }
 
-    /// im2col's index table: for kernel offset `r = i*kw + j` and output position
-    /// `p = oh*wo + ow`, entry `r*l + p` is the plane index `ih*w + iw` read, or -1 in the padding.
-    static func tapTable(_ g: ConvGeometry) -> [Int32] {
-        let l = g.l
-        precondition(g.h * g.w < Int(Int32.max), "conv: image plane \(g.h)x\(g.w) is too large")
-        var table = [Int32](repeating: -1, count: g.kh * g.kw * l)
+    /// Calls `body(r, o, p)` for every kernel offset `r = i*kw + j` (in increasing order), output
+    /// position `o = oh*wo + ow` and the plane index `p = ih*w + iw` it reads; padding is skipped.
+    @inline(__always)
+    static func forEachTap(_ g: ConvGeometry, _ body: (_ r: Int, _ o: Int, _ p: Int) -> Void) {
         for i in 0..<g.kh { for j in 0..<g.kw {
-            let r = i * g.kw + j
             let owRange = validRange(out: g.wo, size: g.w, stride: g.sw, pad: g.pw, offset: j)
             for oh in 0..<g.ho {
                 let ih = oh * g.sh - g.ph + i
                 if ih < 0 || ih >= g.h { continue }
-                for ow in owRange { table[r * l + oh * g.wo + ow] = Int32(ih * g.w + ow * g.sw - g.pw + j) }
+                for ow in owRange { body(i * g.kw + j, oh * g.wo + ow, ih * g.w + ow * g.sw - g.pw + j) }
             }
         } }
+    }
+
+    /// im2col's index table: for kernel offset `r = i*kw + j` and output position
+    /// `o = oh*wo + ow`, entry `r*l + o` is the plane index `ih*w + iw` read, or -1 in the padding.
+    static func tapTable(_ g: ConvGeometry) -> [Int32] {
+        precondition(g.h * g.w < Int(Int32.max), "conv: image plane \(g.h)x\(g.w) is too large")
+        var table = [Int32](repeating: -1, count: g.kh * g.kw * g.l)
+        forEachTap(g) { r, o, p in table[r * g.l + o] = Int32(p) }
         return table
     }
 
@@ -79,24 +84,21 @@ enum ConvKernels {
     /// `r`, padded with -1 to `taps = ceil(kh/sh) * ceil(kw/sw)` per element.
     static func gatherTable(_ g: ConvGeometry) -> (table: [Int32], taps: Int) {
         let taps = ((g.kh + g.sh - 1) / g.sh) * ((g.kw + g.sw - 1) / g.sw)
-        let hw = g.h * g.w, nl = g.n * g.l
+        let nl = g.n * g.l
         precondition(g.kh * g.kw * nl < Int(Int32.max), "conv: columns of \(g.n) images of \(g.ho)x\(g.wo) are too large")
-        var table = [Int32](repeating: -1, count: hw * taps)
-        var filled = [Int](repeating: 0, count: hw)
-        for i in 0..<g.kh { for j in 0..<g.kw {
-            let r = i * g.kw + j
-            let owRange = validRange(out: g.wo, size: g.w, stride: g.sw, pad: g.pw, offset: j)
-            for oh in 0..<g.ho {
-                let ih = oh * g.sh - g.ph + i
-                if ih < 0 || ih >= g.h { continue }
-                for ow in owRange {
-                    let p = ih * g.w + ow * g.sw - g.pw + j
-                    table[p * taps + filled[p]] = Int32(r * nl + oh * g.wo + ow)
-                    filled[p] += 1
-                }
-            }
-        } }
+        var table = [Int32](repeating: -1, count: g.h * g.w * taps)
+        var filled = [Int](repeating: 0, count: g.h * g.w)
+        forEachTap(g) { r, o, p in
+            table[p * taps + filled[p]] = Int32(r * nl + o)
+            filled[p] += 1
+        }
         return (table, taps)
+    }
+
+    /// Runs `body` on ranges of the `c * n` image planes, concurrently when the pass is large.
+    @inline(__always)
+    static func forPlanes(_ g: ConvGeometry, _ body: (Range<Int>) -> Void) {
+        parallelChunks(g.c * g.n, work: g.k * g.n * g.l, body)
     }
 
     /// Unfolds `image` `[n, c, h, w]` into `col` `[k, n*l]` (a C kernel over image planes, split
@@ -104,17 +106,13 @@ enum ConvKernels {
     static func im2col(_ image: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>) {
         var cg = g.kernelGeometry
         if conjure_conv_rows_fit(&cg) != 0 {
-            parallelChunks(g.c * g.n, work: g.k * g.n * g.l) { planes in
-                conjure_im2col_rows(image, &cg, col, planes.lowerBound, planes.upperBound)
-            }
+            forPlanes(g) { conjure_im2col_rows(image, &cg, col, $0.lowerBound, $0.upperBound) }
             return
         }
         let taps = tapTable(g)
-        let khw = g.kh * g.kw, hw = g.h * g.w
         taps.withUnsafeBufferPointer { pt in
-            parallelChunks(g.c * g.n, work: g.k * g.n * g.l) { planes in
-                conjure_im2col_planes(image, g.n, g.c, hw, pt.baseAddress!, khw, g.l, col,
-                                      planes.lowerBound, planes.upperBound)
+            forPlanes(g) {
+                conjure_im2col_planes(image, g.n, g.c, g.h * g.w, pt.baseAddress!, g.kh * g.kw, g.l, col, $0.lowerBound, $0.upperBound)
             }
         }
     }
@@ -125,17 +123,14 @@ enum ConvKernels {
     static func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, _ image: UnsafeMutablePointer<Float>) {
         var cg = g.kernelGeometry
         if conjure_conv_rows_fit(&cg) != 0 {
-            parallelChunks(g.c * g.n, work: g.k * g.n * g.l) { planes in
-                conjure_col2im_rows(col, &cg, image, planes.lowerBound, planes.upperBound)
-            }
+            forPlanes(g) { conjure_col2im_rows(col, &cg, image, $0.lowerBound, $0.upperBound) }
             return
         }
         let (table, taps) = gatherTable(g)
-        let khw = g.kh * g.kw, hw = g.h * g.w
         table.withUnsafeBufferPointer { pt in
-            parallelChunks(g.c * g.n, work: g.k * g.n * g.l) { planes in
-                conjure_col2im_planes(col, g.n, g.c, hw, pt.baseAddress!, taps, khw, g.l, image,
-                                      planes.lowerBound, planes.upperBound)
+            forPlanes(g) {
+                conjure_col2im_planes(col, g.n, g.c, g.h * g.w, pt.baseAddress!, taps, g.kh * g.kw, g.l, image,
+                                      $0.lowerBound, $0.upperBound)
             }
         }
     }

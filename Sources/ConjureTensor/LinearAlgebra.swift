@@ -24,25 +24,28 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
     let threads = Parallel.threads
+    /// Rows (or columns) `lo..<lo+len` of `C` as one OpenBLAS call.
+    @inline(__always) func block(alongRows: Bool, _ lo: Int, _ len: Int) {
+        if alongRows {
+            cblas_sgemm(CblasRowMajor, ta, tb, blasint(len), blasint(n), blasint(k), alpha,
+                        a + (transposeA ? lo : lo * lda), blasint(lda), b, blasint(ldb), beta, c + lo * ldc, blasint(ldc))
+        } else {
+            cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(len), blasint(k), alpha,
+                        a, blasint(lda), b + (transposeB ? lo * ldb : lo), blasint(ldb), beta, c + lo, blasint(ldc))
+        }
+    }
     if let (alongRows, width) = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
         // Blocks of `width` rows/columns, each a product OpenBLAS runs on its small-matrix kernel
         // (no packing); the blocks depend on the shape only, so any thread count gives the same bits.
         let extent = alongRows ? m : n
         let count = (extent + width - 1) / width
-        let block = { (i: Int) in
-            let lo = i * width, len = min(extent, lo + width) - lo
-            if alongRows {
-                cblas_sgemm(CblasRowMajor, ta, tb, blasint(len), blasint(n), blasint(k), alpha,
-                            a + (transposeA ? lo : lo * lda), blasint(lda), b, blasint(ldb), beta, c + lo * ldc, blasint(ldc))
-            } else {
-                cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(len), blasint(k), alpha,
-                            a, blasint(lda), b + (transposeB ? lo * ldb : lo), blasint(ldb), beta, c + lo, blasint(ldc))
-            }
+        let run = { (blocks: Range<Int>) in
+            for i in blocks { block(alongRows: alongRows, i * width, min(extent, i * width + width) - i * width) }
         }
         if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
-            Parallel.forRanges(count, minimum: 1, alignment: 1) { range in for i in range { block(i) } }
+            Parallel.forRanges(count, minimum: 1, alignment: 1, run)
         } else {
-            for i in 0..<count { block(i) }
+            run(0..<count)
         }
         return
     }
@@ -61,18 +64,8 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
             parts -= 1
         }
         if parts > 1 {
-        let count = (extent + per - 1) / per
-        Parallel.forEach(count) { i in
-            let lo = i * per, len = min(extent, lo + per) - lo
-            if alongRows {
-                cblas_sgemm(CblasRowMajor, ta, tb, blasint(len), blasint(n), blasint(k), alpha,
-                            a + (transposeA ? lo : lo * lda), blasint(lda), b, blasint(ldb), beta, c + lo * ldc, blasint(ldc))
-            } else {
-                cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(len), blasint(k), alpha,
-                            a, blasint(lda), b + (transposeB ? lo * ldb : lo), blasint(ldb), beta, c + lo, blasint(ldc))
-            }
-        }
-        return
+            Parallel.forEach((extent + per - 1) / per) { i in block(alongRows: alongRows, i * per, min(extent, i * per + per) - i * per) }
+            return
         }
     }
     cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda),

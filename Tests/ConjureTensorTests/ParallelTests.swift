@@ -56,17 +56,23 @@ final class ParallelTests: XCTestCase {
 
     /// Row and column splits of every transpose combination reproduce the one-thread product
     /// exactly (same accumulation per element), including shapes that do not divide evenly.
+    /// Random operands of `op(a) [m, k] · op(b) [k, n]` and their product on one and on two threads.
+    func productOnOneAndTwoThreads(_ m: Int, _ n: Int, _ k: Int, _ ta: Bool, _ tb: Bool, _ rng: inout RandomGenerator)
+        -> (a: Tensor, b: Tensor, one: Tensor, two: Tensor) {
+        let a = Tensor.randomNormal(ta ? [k, m] : [m, k], using: &rng)
+        let b = Tensor.randomNormal(tb ? [n, k] : [k, n], using: &rng)
+        Parallel.setThreads(1)
+        let one = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+        Parallel.setThreads(2)
+        return (a, b, one, Tensor.matmul(a, b, transposeA: ta, transposeB: tb))
+    }
+
     func testSplitProductsAreBitIdenticalToOneThread() {
         var rng = RandomGenerator(seed: 5)
         let shapes = [(256, 128, 784), (64, 784, 256), (100, 33, 517), (37, 300, 64), (512, 1, 128)]
         for (m, n, k) in shapes {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-                let a = Tensor.randomNormal(ta ? [k, m] : [m, k], using: &rng)
-                let b = Tensor.randomNormal(tb ? [n, k] : [k, n], using: &rng)
-                Parallel.setThreads(1)
-                let one = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
-                Parallel.setThreads(2)
-                let two = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+                let (a, b, one, two) = productOnOneAndTwoThreads(m, n, k, ta, tb, &rng)
                 XCTAssertEqual(one.scalars, two.scalars, "\(m)x\(n)x\(k) ta \(ta) tb \(tb)")
                 // And the product is right: one element against a Double dot product.
                 let (i, j) = (m / 2, n - 1)
@@ -98,12 +104,7 @@ final class ParallelTests: XCTestCase {
             let blocks = smallKernelBlocks(transposeA: ta, transposeB: tb, m: m, n: n, k: k)
             XCTAssertEqual(blocks?.alongRows, expected?.0, "\(m)x\(n)x\(k)")
             XCTAssertEqual(blocks?.width, expected?.1, "\(m)x\(n)x\(k)")
-            let a = Tensor.randomNormal(ta ? [k, m] : [m, k], using: &rng)
-            let b = Tensor.randomNormal(tb ? [n, k] : [k, n], using: &rng)
-            Parallel.setThreads(1)
-            let one = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
-            Parallel.setThreads(2)
-            let two = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+            let (a, b, one, two) = productOnOneAndTwoThreads(m, n, k, ta, tb, &rng)
             XCTAssertEqual(one.scalars, two.scalars, "\(m)x\(n)x\(k): 1 vs 2 threads")
             var worst = 0.0
             for i in 0..<m { for j in 0..<n {
