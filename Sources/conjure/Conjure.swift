@@ -187,6 +187,10 @@ struct Train: ParsableCommand {
         if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
             throw ConfigError(option: "--name", problem: "'\(name)' is not a plain folder name")
         }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: runsDir, isDirectory: &isDirectory) && !isDirectory.boolValue {
+            throw ConfigError(option: "--runs-dir", problem: "'\(runsDir)' exists and is not a directory")
+        }
         var o = TrainOptions(runDirectory: runsDir + "/" + name, model: chosen)
         o.data = data
         if let v = normalize {
@@ -444,13 +448,22 @@ struct Bench: ParsableCommand {
                 if VAEConfig.presets[model.lowercased()] != nil { throw ConfigError(option: "--model", problem: "bench measures the GAN presets only; '\(model)' is a VAE") }
                 throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(GANConfig.presets.keys.sorted().joined(separator: ", "))")
             }
-            guard repeats >= 1, steps >= 1, warmup >= 0 else { throw ConfigError(option: "--repeats/--steps/--warmup", problem: "must be positive") }
+            guard repeats >= 1, steps >= 1 else { throw ConfigError(option: "--repeats/--steps", problem: "must be at least 1") }
+            guard warmup >= 0 else { throw ConfigError(option: "--warmup", problem: "must be at least 0, got \(warmup)") }
             var runs: [(Int, Int)] = []
             for part in configs.split(separator: ",", omittingEmptySubsequences: false) {
-                let bt = part.lowercased().split(separator: "x").compactMap { Int($0) }
-                guard bt.count == 2, bt[0] >= 2, bt[1] >= 1 else { throw ConfigError(option: "--configs", problem: "'\(part)' is not BATCHxTHREADS") }
-                guard bt[1] <= 64 else { throw ConfigError(option: "--configs", problem: "'\(part)': at most 64 threads") }
-                runs.append((bt[0], bt[1]))
+                let bt = part.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+                guard bt.count == 2, let batch = bt[0], let threads = bt[1] else {
+                    throw ConfigError(option: "--configs", problem: "'\(part)' is not BATCHxTHREADS (e.g. 64x2)")
+                }
+                // The same limits as train's --batch-size and --threads.
+                guard batch >= 2 && batch <= 1 << 20 else {
+                    throw ConfigError(option: "--configs", problem: "'\(part)': the batch must be 2 to 1048576")
+                }
+                guard threads >= 1 && threads <= 64 else {
+                    throw ConfigError(option: "--configs", problem: "'\(part)': the thread count must be 1 to 64")
+                }
+                runs.append((batch, threads))
             }
             let isSeed = config.preset == "seed"
             if let update {

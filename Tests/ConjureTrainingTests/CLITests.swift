@@ -167,6 +167,13 @@ extension CLITests {
             (["train", "--name", "x", "--resume", "--overwrite"], "--overwrite"),
             (["train", "--data", try sharedPath("cases/F07_uint8_2x4.npy").path, "--name", "x", "--label-column", "1"], "--label-column"),
             (["data", "inspect"], "file"),
+            (["bench", "--configs", "99999999x1"], "--configs: '99999999x1': the batch must be 2 to 1048576"),
+            (["bench", "--configs", "1x1"], "the batch must be 2 to 1048576"),
+            (["bench", "--configs", "64x0"], "--configs: '64x0': the thread count must be 1 to 64"),
+            (["bench", "--configs", "64x65"], "the thread count must be 1 to 64"),
+            (["bench", "--configs", "64x1x2"], "is not BATCHxTHREADS"),
+            (["bench", "--configs", "64x"], "is not BATCHxTHREADS"),
+            (["bench", "--warmup=-1"], "--warmup: must be at least 0, got -1"),
         ]
         for (args, needle) in cases {
             let r = try conjure(args, expectFailure: true)
@@ -324,5 +331,17 @@ extension CLITests {
         // Another step than the reference's: no ratio.
         XCTAssertFalse(try ratioLine(["--model", "seed", "--update", "simultaneous"]).contains("PyTorch"))
         XCTAssertFalse(try ratioLine(["--model", "dcgan", "--update", "simultaneous"]).contains("PyTorch"))
+    }
+
+    /// A --runs-dir that is a file is named as such, and left as it was.
+    func testRunsDirThatIsAFileIsOneClearError() throws {
+        let file = tmp.appendingPathComponent("runs")
+        try Data("not a folder".utf8).write(to: file)
+        let r = try conjure(["train", "--data", try sharedPath("data/digits_8x8.csv.gz").path, "--runs-dir", file.path,
+                             "--name", "x", "--epochs", "1"], expectFailure: true)
+        XCTAssert(r.err.contains("--runs-dir: '\(file.path)' exists and is not a directory"), r.err)
+        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+        XCTAssertEqual(try String(contentsOf: file, encoding: .utf8), "not a folder")
+        XCTAssertEqual(contents(), ["runs"])
     }
 }
