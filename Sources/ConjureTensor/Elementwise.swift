@@ -216,7 +216,14 @@ extension Tensor {
     public func tanh() -> Tensor {
         let n = count
         let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            if n > 0 { scalars.withUnsafeBufferPointer { conjure_tanh($0.baseAddress!, buf.baseAddress!, n) } }
+            if n > 0 {
+                scalars.withUnsafeBufferPointer { x in
+                    // Element-wise, so any split gives the same values.
+                    Parallel.forRanges(n, minimum: 1 << 14) { r in
+                        conjure_tanh(x.baseAddress! + r.lowerBound, buf.baseAddress! + r.lowerBound, r.count)
+                    }
+                }
+            }
             initialised = n
         }
         let yConst = Tensor(shape: shape, scalars: y)

@@ -92,7 +92,7 @@ extension Tensor {
                                     using rng: inout RandomGenerator) -> Tensor {
         let n = shape.reduce(1, *)
         var out = [Float](repeating: 0, count: n)
-        if n >= 8192 && Parallel.threads > 1 {
+        if n >= 4096 && Parallel.threads > 1 {
             // The raw draws in sequence, then the transform (log, sin, cos) split across threads:
             // the same values and generator state as the sequential loop.
             let pairs = (n + 1) / 2
@@ -100,7 +100,7 @@ extension Tensor {
             for j in raw.indices { raw[j] = rng.next() }
             raw.withUnsafeBufferPointer { r in
                 out.withUnsafeMutableBufferPointer { o in
-                    Parallel.forRanges(pairs, minimum: 2048, alignment: 1) { range in
+                    Parallel.forRanges(pairs, minimum: 1024, alignment: 1) { range in
                         for j in range {
                             let (a, b) = RandomGenerator.boxMuller(r[2 * j], r[2 * j + 1])
                             o[2 * j] = mean + std * a

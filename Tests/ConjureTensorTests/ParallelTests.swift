@@ -38,7 +38,7 @@ final class ParallelTests: XCTestCase {
     /// Large normal draws transform their raw draws across threads: same values and the same
     /// generator state afterwards as one thread, for even and odd counts.
     func testNormalDrawsAreTheSameOnAnyThreadCount() {
-        for n in [8192, 20_001] {
+        for n in [4096, 6400, 8192, 20_001] {   // 6400: a batch-64 z of 100
             var r1 = RandomGenerator(seed: 11, stream: 2), r2 = r1
             Parallel.setThreads(1)
             let one = Tensor.randomNormal([n], mean: 0.5, std: 2, using: &r1)
@@ -119,6 +119,21 @@ final class ParallelTests: XCTestCase {
                 worst = max(worst, abs(Double(one.scalars[i * n + j]) - acc) / magnitude)
             } }
             XCTAssertLessThan(worst, 1e-5, "\(m)x\(n)x\(k) ta \(ta) tb \(tb)")
+        }
+    }
+
+    /// tanh splits large inputs across the pool: the same values on one and two threads, and
+    /// within 5e-7 (relative) of Foundation's tanh.
+    func testTanhIsTheSameOnAnyThreadCount() {
+        var rng = RandomGenerator(seed: 3)
+        let x = Tensor.randomNormal([50_001], std: 3, using: &rng)
+        Parallel.setThreads(1)
+        let one = x.tanh()
+        Parallel.setThreads(2)
+        let two = x.tanh()
+        XCTAssertEqual(one.scalars, two.scalars)
+        for (v, y) in zip(x.scalars, two.scalars) {
+            XCTAssertEqual(Double(y), Foundation.tanh(Double(v)), accuracy: 5e-7 * max(1e-30, abs(Foundation.tanh(Double(v)))) + 1e-12)
         }
     }
 }
