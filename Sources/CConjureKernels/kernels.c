@@ -317,3 +317,9 @@ void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometr
 void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
                          long q0, long q1) { (void)col; (void)g; (void)image; (void)q0; (void)q1; }
 #endif
+
+CONJURE_CLONES
+void conjure_tanh_backward(const float *restrict g, const float *restrict y, float *restrict dx, size_t n) {
+#pragma clang fp contract(off)
+    for (size_t i = 0; i < n; i++) dx[i] = g[i] * (1.0f - y[i] * y[i]);
+}

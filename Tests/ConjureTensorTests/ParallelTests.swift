@@ -122,16 +122,20 @@ final class ParallelTests: XCTestCase {
         }
     }
 
-    /// tanh splits large inputs across the pool: the same values on one and two threads, and
-    /// within 5e-7 (relative) of Foundation's tanh.
+    /// tanh and its gradient split large inputs across the pool: the same values on one and two
+    /// threads, within 5e-7 (relative) of Foundation's tanh, and exactly g * (1 - y^2).
     func testTanhIsTheSameOnAnyThreadCount() {
         var rng = RandomGenerator(seed: 3)
-        let x = Tensor.randomNormal([50_001], std: 3, using: &rng)
+        let x = Tensor.randomNormal([50_001], std: 3, using: &rng).requiringGrad()
+        let seed = Tensor.randomNormal([50_001], using: &rng)
         Parallel.setThreads(1)
-        let one = x.tanh()
+        let one = x.tanh(), gOne = Tensor.gradients(of: one, seed: seed, wrt: [x])[0]
         Parallel.setThreads(2)
-        let two = x.tanh()
+        let two = x.tanh(), gTwo = Tensor.gradients(of: two, seed: seed, wrt: [x])[0]
         XCTAssertEqual(one.scalars, two.scalars)
+        XCTAssertEqual(gOne.scalars, gTwo.scalars)
+        // The gradient is exactly g * (1 - y * y) in Float.
+        XCTAssertEqual(gTwo.scalars, zip(seed.scalars, two.scalars).map { g, y in g * (1 - y * y) })
         for (v, y) in zip(x.scalars, two.scalars) {
             XCTAssertEqual(Double(y), Foundation.tanh(Double(v)), accuracy: 5e-7 * max(1e-30, abs(Foundation.tanh(Double(v)))) + 1e-12)
         }

@@ -66,4 +66,7 @@ void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometr
 void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
                          long q0, long q1);
 
+/// dx = g * (1 - y^2): the gradient through y = tanh(x), evaluated as written (no fused multiply-add).
+void conjure_tanh_backward(const float *restrict g, const float *restrict y, float *restrict dx, size_t n);
+
 #endif
