@@ -221,9 +221,9 @@ void conjure_bn_backward_input(const float *restrict g, const float *restrict xh
     const __mmask16 mout = (__mmask16)((1U << wo) - 1)
 
 int conjure_conv_rows_fit(const conjure_conv_geometry *g) {
-    static int avx512 = -1;
-    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return avx512 && g->wo >= 1 && g->wo <= 16 && (g->wo - 1) * g->sw + g->kw <= 32 && g->pw + g->w <= 32;
+    // kh <= 32 bounds the (i, oh) pairs a source row feeds (conjure_im2col_rows keeps 32).
+    return __builtin_cpu_supports("avx512f") && g->wo >= 1 && g->wo <= 16 && (g->wo - 1) * g->sw + g->kw <= 32 &&
+           g->pw + g->w <= 32 && g->kh <= 32;
 }
 
 __attribute__((target("avx512f")))

@@ -95,6 +95,12 @@ enum ConvKernels {
         return (table, taps)
     }
 
+    /// Whether the AVX-512 row kernels take this geometry (`conjure_conv_rows_fit`).
+    static func rowKernelsApply(_ g: ConvGeometry) -> Bool {
+        var cg = g.kernelGeometry
+        return conjure_conv_rows_fit(&cg) != 0
+    }
+
     /// Runs `body` on ranges of the `c * n` image planes, concurrently when the pass is large.
     @inline(__always)
     static func forPlanes(_ g: ConvGeometry, _ body: (Range<Int>) -> Void) {
@@ -104,8 +110,8 @@ enum ConvKernels {
     /// Unfolds `image` `[n, c, h, w]` into `col` `[k, n*l]` (a C kernel over image planes, split
     /// across the pool by planes).
     static func im2col(_ image: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>) {
-        var cg = g.kernelGeometry
-        if conjure_conv_rows_fit(&cg) != 0 {
+        if rowKernelsApply(g) {
+            var cg = g.kernelGeometry
             forPlanes(g) { conjure_im2col_rows(image, &cg, col, $0.lowerBound, $0.upperBound) }
             return
         }
@@ -121,8 +127,8 @@ enum ConvKernels {
     /// kernel offset (the adjoint of ``im2col(_:_:_:)``). `image` is overwritten; each element is
     /// written once, by one thread.
     static func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, _ image: UnsafeMutablePointer<Float>) {
-        var cg = g.kernelGeometry
-        if conjure_conv_rows_fit(&cg) != 0 {
+        if rowKernelsApply(g) {
+            var cg = g.kernelGeometry
             forPlanes(g) { conjure_col2im_rows(col, &cg, image, $0.lowerBound, $0.upperBound) }
             return
         }

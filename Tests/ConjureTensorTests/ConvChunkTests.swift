@@ -153,4 +153,23 @@ final class ConvChunkTests: XCTestCase {
             }
         }
     }
+
+    /// Kernels taller than 32 rows go to the table kernels (the row kernels keep at most 32
+    /// (kernel row, output row) pairs per source row), and the result is right.
+    func testTallKernelsLeaveTheRowKernels() {
+        func geometry(kh: Int) -> ConvGeometry {
+            ConvGeometry(n: 1, c: 1, h: 40, w: 5, f: 1, ho: 40 - kh + 1, wo: 3, kh: kh, kw: 3, sh: 1, sw: 1, ph: 0, pw: 0)
+        }
+        XCTAssertFalse(ConvKernels.rowKernelsApply(geometry(kh: 34)))
+        XCTAssertFalse(ConvKernels.rowKernelsApply(geometry(kh: 40)))
+        var r = RandomGenerator(seed: 40)
+        let x = Tensor.randomNormal([1, 1, 40, 5], using: &r), w = Tensor.randomNormal([1, 1, 34, 3], using: &r)
+        let y = Tensor.conv2d(x, weight: w)
+        XCTAssertEqual(y.shape, [1, 1, 7, 3])
+        for i in 0..<7 { for j in 0..<3 {
+            var acc = 0.0
+            for a in 0..<34 { for b in 0..<3 { acc += Double(x.scalars[(i + a) * 5 + j + b]) * Double(w.scalars[a * 3 + b]) } }
+            XCTAssertEqual(Double(y.scalars[i * 3 + j]), acc, accuracy: 1e-4 * max(1, abs(acc)))
+        } }
+    }
 }

@@ -56,8 +56,9 @@ void conjure_bn_backward_input(const float *restrict g, const float *restrict xh
 /// outputs [ho, wo], kernel kh x kw, strides sh, sw, paddings ph, pw.
 typedef struct { long n, c, h, w, ho, wo, kh, kw, sh, sw, ph, pw; } conjure_conv_geometry;
 
-/// 1 when conjure_im2col_rows / conjure_col2im_rows apply: the CPU has AVX-512F, wo <= 16, and
-/// the padded rows read and written fit in 32 lanes ((wo-1)*sw + kw <= 32, pw + w <= 32).
+/// 1 when conjure_im2col_rows / conjure_col2im_rows apply: the CPU has AVX-512F, wo <= 16,
+/// kh <= 32, and the padded rows read and written fit in 32 lanes ((wo-1)*sw + kw <= 32,
+/// pw + w <= 32).
 int conjure_conv_rows_fit(const conjure_conv_geometry *g);
 /// im2col over planes q0..<q1 (as conjure_im2col_planes) with row loads and permutes.
 void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometry *g, float *restrict col,
