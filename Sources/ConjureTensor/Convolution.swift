@@ -101,6 +101,12 @@ enum ConvKernels {
         return conjure_conv_rows_fit(&cg) != 0
     }
 
+    /// A buffer of `count` elements that the caller overwrites in full.
+    @inline(__always)
+    static func uninitialized(_ count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { _, initialised in initialised = count }
+    }
+
     /// Runs `body` on ranges of the `c * n` image planes, concurrently when the pass is large.
     @inline(__always)
     static func forPlanes(_ g: ConvGeometry, _ body: (Range<Int>) -> Void) {
@@ -295,10 +301,8 @@ enum ConvKernels {
                     image == nil ? nil : [Float](repeating: 0, count: weightSize))
         }
         // col2im writes every image element, and the first chunk's product (beta 0) every weight.
-        var dImage: [Float]? = weight == nil ? nil
-            : [Float](unsafeUninitializedCapacity: imageSize) { _, initialised in initialised = imageSize }
-        var dWeight: [Float]? = image == nil ? nil
-            : [Float](unsafeUninitializedCapacity: weightSize) { _, initialised in initialised = weightSize }
+        var dImage: [Float]? = weight == nil ? nil : uninitialized(imageSize)
+        var dWeight: [Float]? = image == nil ? nil : uninitialized(weightSize)
         grad.withUnsafeBufferPointer { pg in
             withChunkScratch(g) { col, cm in
                 var first = true
@@ -333,9 +337,13 @@ enum ConvKernels {
     static func adjointBackward(columns: [Float]?, weight: [Float]?, grad: [Float], _ g: ConvGeometry)
         -> (columns: [Float]?, weight: [Float]?) {
         let columnsSize = g.n * g.f * g.l, imageStride = g.c * g.h * g.w, colStride = g.f * g.l
-        var dColumns: [Float]? = weight == nil ? nil : [Float](repeating: 0, count: columnsSize)
-        var dWeight: [Float]? = columns == nil ? nil : [Float](repeating: 0, count: g.f * g.k)
-        if columnsSize == 0 || g.k == 0 { return (dColumns, dWeight) }
+        if columnsSize == 0 || g.k == 0 {
+            return (weight == nil ? nil : [Float](repeating: 0, count: columnsSize),
+                    columns == nil ? nil : [Float](repeating: 0, count: g.f * g.k))
+        }
+        // Every chunk's product writes its columns, and the first chunk's (beta 0) every weight.
+        var dColumns: [Float]? = weight == nil ? nil : uninitialized(columnsSize)
+        var dWeight: [Float]? = columns == nil ? nil : uninitialized(g.f * g.k)
         grad.withUnsafeBufferPointer { pg in
             withChunkScratch(g) { col, cm in
                 var first = true
