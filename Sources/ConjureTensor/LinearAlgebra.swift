@@ -43,7 +43,8 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
             for i in blocks { block(alongRows: alongRows, i * width, min(extent, i * width + width) - i * width) }
         }
         if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
-            Parallel.forRanges(count, minimum: 1, alignment: 1, run)
+            // One task per block, taken by whichever thread is free.
+            Parallel.forEach(count) { i in run(i..<i + 1) }
         } else {
             run(0..<count)
         }
