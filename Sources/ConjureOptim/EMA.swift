@@ -29,15 +29,16 @@ public final class EMA {
     public func update(_ parameters: [Parameter], step: Int? = nil) {
         precondition(parameters.count == averages.count, "EMA.update: \(parameters.count) parameters for \(averages.count) averages")
         let d = step.map { decay(atStep: $0) } ?? decay
-        for (i, p) in parameters.enumerated() {
-            let w = p.value.scalars
+        let values = parameters.map(\.value)
+        for (i, w) in values.enumerated() {
             precondition(w.count == averages[i].count, "EMA.update: parameter \(i) has \(w.count) values, its average \(averages[i].count)")
-            // A vectorised C kernel (AVX-512/AVX2/baseline chosen at run time).
-            averages[i].withUnsafeMutableBufferPointer { a in
-                guard a.count > 0 else { return }
-                w.withUnsafeBufferPointer { wp in
-                    let (a0, w0) = (a.baseAddress!, wp.baseAddress!)
-                    Parallel.forRanges(a.count) { r in conjure_ema_update(a0 + r.lowerBound, w0 + r.lowerBound, r.count, d) }
+        }
+        // One pass over all parameters split evenly across the pool, by a vectorised C kernel
+        // (AVX-512/AVX2/baseline chosen at run time).
+        withScalarPointers(values) { w in
+            withElementPointers(&averages) { a in
+                Parallel.forSegments(values.map(\.count)) { s, r in
+                    conjure_ema_update(a[s]! + r.lowerBound, w[s]! + r.lowerBound, r.count, d)
                 }
             }
         }

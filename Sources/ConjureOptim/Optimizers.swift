@@ -97,6 +97,11 @@ public final class Adam: Optimizer {
     let decoupledWeightDecay: Float
     /// The public name in precondition messages (`Adam` or `AdamW`).
     let name: String
+    /// Elements per thread from which an update is split across the pool. Adam reads four
+    /// arrays and writes three per element, so it pays to split from fewer elements than a
+    /// plain element-wise pass: the seed discriminator's 100,609 parameters took 78 µs on one
+    /// thread and 39 µs on two.
+    static let splitCount = 1 << 14
     var expAvg: [[Float]]
     var expAvgSq: [[Float]]
 
@@ -132,29 +137,21 @@ public final class Adam: Optimizer {
         let decay = Float(1 - Double(lr) * Double(decoupled))
         for (i, p) in parameters.enumerated() {
             precondition(gradients[i].shape == p.shape, "\(name).step: gradient \(gradients[i].shape) for parameter \(p.shape)")
-            p.update { w in
-                if decoupled != 0 {  // AdamW: decay first, then the Adam update of the decayed weights
-                    w.withUnsafeMutableBufferPointer { wp in for j in 0..<wp.count { wp[j] *= decay } }
-                }
-                Adam.update(w: &w, g: gradients[i].scalars, m: &expAvg[i], v: &expAvgSq[i], b1: b1, b2: b2,
-                            stepSize: stepSize, invSqrtBc2: invSqrtBc2, eps: eps, weightDecay: wd)
-            }
         }
-    }
-
-    /// The per-element Adam rule over flat buffers (a C kernel built for AVX-512, AVX2 and
-    /// baseline x86-64, chosen at run time).
-    static func update(w: inout [Float], g: [Float], m: inout [Float], v: inout [Float], b1: Float, b2: Float,
-                       stepSize: Float, invSqrtBc2: Float, eps: Float, weightDecay wd: Float) {
-        let n = w.count
-        w.withUnsafeMutableBufferPointer { wp in
-            m.withUnsafeMutableBufferPointer { mp in
-                v.withUnsafeMutableBufferPointer { vp in
-                    g.withUnsafeBufferPointer { gp in
-                        let (w0, g0, m0, v0) = (wp.baseAddress!, gp.baseAddress!, mp.baseAddress!, vp.baseAddress!)
-                        Parallel.forRanges(n) { r in
-                            let o = r.lowerBound
-                            conjure_adam_update(w0 + o, g0 + o, m0 + o, v0 + o, r.count, b1, b2, stepSize, invSqrtBc2, eps, wd)
+        // One pass over all parameters, split evenly across the pool (a C kernel built for
+        // AVX-512, AVX2 and baseline x86-64, chosen at run time); each element's update is
+        // independent of the split.
+        let counts = parameters.map { $0.value.count }
+        withScalarPointers(gradients) { g in
+            withElementPointers(&expAvg) { m in
+                withElementPointers(&expAvgSq) { v in
+                    withParameterPointers(parameters) { w in
+                        Parallel.forSegments(counts, minimum: Adam.splitCount) { s, r in
+                            let o = r.lowerBound, ws = w[s]! + o
+                            if decoupled != 0 {  // AdamW: decay first, then the Adam update of the decayed weights
+                                for j in 0..<r.count { ws[j] *= decay }
+                            }
+                            conjure_adam_update(ws, g[s]! + o, m[s]! + o, v[s]! + o, r.count, b1, b2, stepSize, invSqrtBc2, eps, wd)
                         }
                     }
                 }

@@ -57,6 +57,29 @@ public enum Parallel {
     }
 }
 
+extension Parallel {
+    /// Runs `body(segment, range)` over the elements of consecutive segments of `counts`
+    /// elements, as if they were one array split by ``forRanges(_:minimum:alignment:_:)``: the
+    /// pool's ranges cross segment boundaries, so many small segments (an optimiser's
+    /// parameters) are shared evenly in one hand-off. `range` is local to its segment; every
+    /// element is visited once, and empty segments never.
+    public static func forSegments(_ counts: [Int], minimum: Int = elementwiseSplitCount, _ body: (Int, Range<Int>) -> Void) {
+        var starts = [Int](repeating: 0, count: counts.count + 1)
+        for (i, c) in counts.enumerated() { starts[i + 1] = starts[i] + c }
+        forRanges(starts[counts.count], minimum: minimum) { r in
+            // The first segment whose end lies past the range's start.
+            var lo = 0, hi = counts.count
+            while lo < hi { let mid = (lo + hi) / 2; if starts[mid + 1] <= r.lowerBound { lo = mid + 1 } else { hi = mid } }
+            var s = lo
+            while s < counts.count && starts[s] < r.upperBound {
+                let a = max(r.lowerBound, starts[s]), b = min(r.upperBound, starts[s + 1])
+                if a < b { body(s, (a - starts[s])..<(b - starts[s])) }
+                s += 1
+            }
+        }
+    }
+}
+
 private func parallelTrampoline(_ context: UnsafeMutableRawPointer?, _ index: Int) {
     context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
 }

@@ -319,6 +319,42 @@ final class OptimizerTests: XCTestCase {
     }
 
     /// EMA with warm-up: the t-th update uses min(decay, (1+t)/(10+t)); reference in Double.
+    /// Adam, AdamW and EMA update all parameters in one pass split across the pool, whose
+    /// ranges cut through parameters: two and three threads give the bits of one thread, and a
+    /// split first step moves every weight by `lr * sign(g)` as the formula says.
+    func testOneSplitPassOverManyParametersMatchesOneThread() {
+        let sizes = [[200, 201], [7], [0], [300, 301], [1], [16_383]]  // 146,891 elements
+        func run(threads: Int, _ make: ([Parameter]) -> any Optimizer) -> ([Float], [[Float]]) {
+            Parallel.setThreads(threads)
+            defer { Parallel.setThreads(1) }
+            var rng = RandomGenerator(seed: 7)
+            let params = sizes.map { Parameter(Tensor.randomNormal($0, using: &rng)) }
+            let opt = make(params)
+            let ema = EMA(parameters: params, decay: 0.9)
+            for _ in 0..<3 {
+                opt.step(gradients: sizes.map { Tensor.randomNormal($0, using: &rng) })
+                ema.update(params)
+            }
+            return (params.flatMap { $0.value.scalars }, ema.averages)
+        }
+        for (name, make) in [("Adam", { Adam(parameters: $0, lr: 0.01, weightDecay: 0.1) }),
+                             ("AdamW", { AdamW(parameters: $0, lr: 0.01, weightDecay: 0.1) })] as [(String, ([Parameter]) -> any Optimizer)] {
+            let one = run(threads: 1, make)
+            XCTAssertEqual(run(threads: 2, make).0, one.0, name)
+            XCTAssertEqual(run(threads: 3, make).0, one.0, name)
+            XCTAssertEqual(run(threads: 2, make).1, one.1, name)
+        }
+        // Every element moved, the last of the last parameter too (beyond every range cut).
+        Parallel.setThreads(2)
+        defer { Parallel.setThreads(1) }
+        let p = Parameter(Tensor(shape: [80_001], scalars: [Float](repeating: 1, count: 80_001)))
+        let g = Tensor(shape: [80_001], scalars: (0..<80_001).map { Float($0 % 7) - 3 })
+        Adam(parameters: [p], lr: 0.1).step(gradients: [g])
+        // The first Adam step moves each weight by lr * sign(g) (|m̂| / sqrt(v̂) = 1), or not at all for g = 0.
+        let expected = g.scalars.map { $0 == 0 ? Float(1) : 1 - 0.1 * ($0 > 0 ? 1 : -1) }
+        assertClose(p.value.scalars, expected, rtol: 1e-6, atol: 1e-6)
+    }
+
     func testEMAWarmupDecay() {
         let p = Parameter(Tensor(shape: [2], scalars: [1, -2]))
         let ema = EMA(parameters: [p], decay: 0.99)

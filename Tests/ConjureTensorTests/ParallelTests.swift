@@ -35,6 +35,34 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// Ranges of the concatenated segments: every element once, in local coordinates of the
+    /// right segment, never an empty range, and a segment cut where the pool's ranges meet.
+    func testForSegmentsVisitsEveryElementOnce() {
+        let counts = [0, 5, 0, 70_000, 3, 40_001, 0, 1]
+        for threads in [1, 2, 3] {
+            Parallel.setThreads(threads)
+            var seen = counts.map { [UInt8](repeating: 0, count: $0) }
+            var calls = [Int](repeating: 0, count: counts.count)
+            let lock = NSLock()
+            seen.withUnsafeMutableBufferPointer { s in
+                Parallel.forSegments(counts, minimum: 1000) { segment, r in
+                    XCTAssertFalse(r.isEmpty)
+                    XCTAssertLessThanOrEqual(r.upperBound, counts[segment])
+                    for i in r { s[segment][i] += 1 }
+                    lock.lock(); calls[segment] += 1; lock.unlock()
+                }
+            }
+            XCTAssertEqual(seen, counts.map { [UInt8](repeating: 1, count: $0) }, "threads \(threads)")
+            XCTAssertEqual(calls[0], 0)
+            XCTAssertEqual(calls[2], 0)
+            // The 110,010 elements split at 55,008 (two threads: inside segment 3, which spans
+            // 5..<70,005), or at 36,672 and 73,344 (three: one cut in segment 3, one in segment 5).
+            let expected = [1: (1, 1), 2: (2, 1), 3: (2, 2)][threads]!
+            XCTAssertEqual(calls[3], expected.0, "threads \(threads)")
+            XCTAssertEqual(calls[5], expected.1, "threads \(threads)")
+        }
+    }
+
     /// Large normal draws transform their raw draws across threads: same values and the same
     /// generator state afterwards as one thread, for even and odd counts.
     func testNormalDrawsAreTheSameOnAnyThreadCount() {
