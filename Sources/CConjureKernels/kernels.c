@@ -22,6 +22,85 @@ void conjure_adam_update(float *restrict w, const float *restrict g, float *rest
     }
 }
 
+// MARK: Box-Muller normal draws (see the header)
+
+static inline double conjure_log_unit(double x) {  // x in (0, 1], normal
+    _Pragma("clang fp contract(off)")
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01, Lg3 = 2.857142874366239149e-01,
+                 Lg4 = 2.222219843214978396e-01, Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+                 Lg7 = 1.479819860511658591e-01;
+    unsigned long long bits;
+    __builtin_memcpy(&bits, &x, 8);
+    long long k = (long long)(bits >> 52) - 1023;
+    unsigned long long mb = (bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+    // x = 2^k (1 + f) with 1 + f in [sqrt(2)/2, sqrt(2)): mantissas above sqrt(2) are halved.
+    int big = mb > 0x3FF6A09E667F3BCDull;
+    mb -= big ? 0x0010000000000000ull : 0;
+    k += big;
+    double m;
+    __builtin_memcpy(&m, &mb, 8);
+    double f = m - 1.0;
+    double s = f / (2.0 + f), z = s * s, w = z * z;
+    double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
+    double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+    double r = t2 + t1, hfsq = 0.5 * f * f, dk = (double)k;
+    return dk * ln2_hi - ((hfsq - (s * (hfsq + r) + dk * ln2_lo)) - f);
+}
+
+static inline void conjure_sincos_turns(double u, double *sn, double *cs) {  // sin, cos of 2 pi u, u in [0, 1)
+    _Pragma("clang fp contract(off)")
+    const double S1 = -1.66666666666666324348e-01, S2 = 8.33333333332248946124e-03, S3 = -1.98412698298579493134e-04,
+                 S4 = 2.75573137070700676789e-06, S5 = -2.50507602534068634195e-08, S6 = 1.58969099521155010221e-10;
+    const double C1 = 4.16666666666666019037e-02, C2 = -1.38888888888741095749e-03, C3 = 2.48015872894767294178e-05,
+                 C4 = -2.75573143513906633035e-07, C5 = 2.08757232129817482790e-09, C6 = -1.13596475577881948265e-11;
+    const double twopi_hi = 6.283185307179586232e+00, twopi_lo = 2.449293598294706e-16;
+    double qd = __builtin_floor(u * 4.0 + 0.5);  // the nearest quarter turn
+    double t = u - qd * 0.25;                     // exact, in [-1/8, 1/8]
+    double x = t * twopi_hi + t * twopi_lo;       // |x| <= pi/4
+    double z = x * x;
+    double s = x + (z * x) * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))));
+    double cr = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
+    double hz = 0.5 * z, w = 1.0 - hz;
+    double c = w + (((1.0 - w) - hz) + z * cr);
+    int q = (int)qd & 3;
+    double ss = (q & 1) ? c : s, cc = (q & 1) ? s : c;
+    *sn = (q & 2) ? -ss : ss;
+    *cs = ((q + 1) & 2) ? -cc : cc;
+}
+
+static inline void conjure_box_muller_pair(unsigned long long a, unsigned long long b, float *c0, float *s0) {
+    _Pragma("clang fp contract(off)")
+    double u1 = 1.0 - (double)(a >> 11) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(b >> 11) * (1.0 / 9007199254740992.0);
+    double rad = __builtin_sqrt(-2.0 * conjure_log_unit(u1));
+    double sn, cs;
+    conjure_sincos_turns(u2, &sn, &cs);
+    *c0 = (float)(rad * cs);
+    *s0 = (float)(rad * sn);
+}
+
+void conjure_normal_pair(unsigned long long a, unsigned long long b, float *out) {
+    conjure_box_muller_pair(a, b, &out[0], &out[1]);
+}
+
+CONJURE_CLONES
+void conjure_box_muller(const unsigned long long *restrict raw, size_t n, float mean, float std, float *restrict out) {
+    _Pragma("clang fp contract(off)")
+    size_t full = n / 2;
+    for (size_t j = 0; j < full; j++) {
+        float a, b;
+        conjure_box_muller_pair(raw[2 * j], raw[2 * j + 1], &a, &b);
+        out[2 * j] = mean + std * a;
+        out[2 * j + 1] = mean + std * b;
+    }
+    if (n % 2) {
+        float a, b;
+        conjure_box_muller_pair(raw[2 * full], raw[2 * full + 1], &a, &b);
+        out[2 * full] = mean + std * a;
+    }
+}
+
 static inline float conjure_expf_poly(float x) {
     x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
     const float magic = 12582912.0f;  /* 1.5 * 2^23: rounds x*log2(e) to an integer in the low bits */

@@ -1,4 +1,5 @@
 import Foundation
+import CConjureKernels
 
 /// A seeded pseudo-random generator: xoshiro256** (Blackman & Vigna 2018) seeded through
 /// SplitMix64. Its whole state is four 64-bit words (``state``) so that a checkpoint can store
@@ -63,14 +64,14 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
     }
 
     /// The Box–Muller transform of two raw draws (each taken as a Double uniform like
-    /// ``nextUniformDouble()``): `u1 = 1 - U(a)` in (0, 1], `u2 = U(b)`.
+    /// ``nextUniformDouble()``): `u1 = 1 - U(a)` in (0, 1], `u2 = U(b)`,
+    /// `(sqrt(-2 log u1) cos 2πu2, sqrt(-2 log u1) sin 2πu2)` in Double, rounded to Float
+    /// (the C kernel `conjure_normal_pair`, the same bits on every CPU).
     @inline(__always)
     static func boxMuller(_ a: UInt64, _ b: UInt64) -> (Float, Float) {
-        let u1 = 1.0 - Double(a >> 11) * (1.0 / 9_007_199_254_740_992.0)  // (0, 1]
-        let u2 = Double(b >> 11) * (1.0 / 9_007_199_254_740_992.0)
-        let r = (-2.0 * Foundation.log(u1)).squareRoot()
-        let t = 2.0 * Double.pi * u2
-        return (Float(r * Foundation.cos(t)), Float(r * Foundation.sin(t)))
+        var pair: (Float, Float) = (0, 0)
+        withUnsafeMutableBytes(of: &pair) { conjure_normal_pair(a, b, $0.baseAddress!.assumingMemoryBound(to: Float.self)) }
+        return pair
     }
 
     /// A random permutation of `0..<n` (Fisher–Yates).
@@ -91,32 +92,22 @@ extension Tensor {
     public static func randomNormal(_ shape: [Int], mean: Float = 0, std: Float = 1,
                                     using rng: inout RandomGenerator) -> Tensor {
         let n = shape.reduce(1, *)
-        var out = [Float](repeating: 0, count: n)
-        if n >= 4096 && Parallel.threads > 1 {
-            // The raw draws in sequence, then the transform (log, sin, cos) split across threads:
-            // the same values and generator state as the sequential loop.
-            let pairs = (n + 1) / 2
-            var raw = [UInt64](repeating: 0, count: 2 * pairs)
-            for j in raw.indices { raw[j] = rng.next() }
+        // The raw draws in sequence, then the Box–Muller transform (vectorised C), split across
+        // threads from 4096 values: the same values and generator state on any thread count.
+        let pairs = (n + 1) / 2
+        let raw = [UInt64](unsafeUninitializedCapacity: 2 * pairs) { b, count in
+            for j in 0..<2 * pairs { b[j] = rng.next() }
+            count = 2 * pairs
+        }
+        let out = [Float](unsafeUninitializedCapacity: n) { o, count in
             raw.withUnsafeBufferPointer { r in
-                out.withUnsafeMutableBufferPointer { o in
-                    Parallel.forRanges(pairs, minimum: 1024, alignment: 1) { range in
-                        for j in range {
-                            let (a, b) = RandomGenerator.boxMuller(r[2 * j], r[2 * j + 1])
-                            o[2 * j] = mean + std * a
-                            if 2 * j + 1 < n { o[2 * j + 1] = mean + std * b }
-                        }
-                    }
+                guard let r0 = r.baseAddress, let o0 = o.baseAddress else { return }
+                Parallel.forRanges(pairs, minimum: n >= 4096 ? 1024 : pairs + 1, alignment: 1) { range in
+                    let lo = 2 * range.lowerBound
+                    conjure_box_muller(r0 + lo, min(n, 2 * range.upperBound) - lo, mean, std, o0 + lo)
                 }
             }
-            return Tensor(shape: shape, scalars: out)
-        }
-        var i = 0
-        while i < n {
-            let (a, b) = rng.nextNormalPair()
-            out[i] = mean + std * a
-            if i + 1 < n { out[i + 1] = mean + std * b }
-            i += 2
+            count = n
         }
         return Tensor(shape: shape, scalars: out)
     }

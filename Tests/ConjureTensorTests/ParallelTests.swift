@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import ConjureTensor
+import CConjureKernels
 
 /// The fork-join pool and the products split across it: every iteration runs exactly once, and
 /// a split product is bit-identical to the one-thread product.
@@ -80,6 +81,50 @@ final class ParallelTests: XCTestCase {
             XCTAssertEqual(mean, 0.5, accuracy: 0.1)
             XCTAssertEqual(sd, 2, accuracy: 0.1)
         }
+    }
+
+    /// The vectorised Box–Muller kernel against the same transform through Foundation's Double
+    /// log/sin/cos: equal floats but for the rare pair whose angle lies next to a quarter turn
+    /// (where a libm call sees 2πu rounded first), and then within 2 ulp; exact at the ends of
+    /// the draws' range and at quarter turns.
+    func testBoxMullerMatchesLibmTransform() {
+        func reference(_ a: UInt64, _ b: UInt64) -> (Float, Float) {
+            let u1 = 1.0 - Double(a >> 11) * (1.0 / 9_007_199_254_740_992.0)
+            let u2 = Double(b >> 11) * (1.0 / 9_007_199_254_740_992.0)
+            let r = (-2.0 * Foundation.log(u1)).squareRoot(), t = 2.0 * Double.pi * u2
+            return (Float(r * Foundation.cos(t)), Float(r * Foundation.sin(t)))
+        }
+        var rng = RandomGenerator(seed: 3)
+        let n = 400_001
+        var raw = (0..<(n + 1)).map { _ in rng.next() }
+        // u1 = 1 (radius 0), u1 = 2^-53 (the largest radius, 8.5717), u1 just below 1/2 and 1.
+        raw[0] = 0; raw[2] = .max; raw[4] = (1 << 63) - 1; raw[6] = 1 << 11
+        var out = [Float](repeating: .nan, count: n)
+        conjure_box_muller(raw, n, 0, 1, &out)
+        var differing = 0, worst: Float = 0  // in ulps of the reference
+        for j in 0..<(n + 1) / 2 {
+            let (c, s) = reference(raw[2 * j], raw[2 * j + 1])
+            for (got, want) in [(out[2 * j], c), (2 * j + 1 < n ? out[2 * j + 1] : s, s)] where got != want {
+                differing += 1
+                worst = max(worst, abs(got - want) / want.ulp)
+            }
+        }
+        XCTAssertLessThanOrEqual(differing, 3, "of \(n) values")
+        XCTAssertLessThanOrEqual(worst, 2)
+        XCTAssertEqual(out[1], 0)              // radius 0
+        XCTAssertEqual(out[2] * out[2] + out[3] * out[3], 73.4736, accuracy: 1e-3)  // radius² = 106 ln 2
+        // Quarter turns: u2 = 0, 1/4, 1/2, 3/4 give exactly (r, 0), (0, r), (-r, 0), (0, -r).
+        let r = Float((-2.0 * Foundation.log(0.5)).squareRoot())
+        for (k, want) in [(0, (r, Float(0))), (1, (0, r)), (2, (-r, 0)), (3, (0, -r))] {
+            var pair = [Float](repeating: 0, count: 2)
+            conjure_normal_pair(1 << 63, UInt64(k) << 62, &pair)
+            XCTAssertEqual(pair[0], want.0, "quarter \(k)")
+            XCTAssertEqual(pair[1], want.1, "quarter \(k)")
+        }
+        // Scaled draws: mean + std * value, odd counts fill the last value only.
+        var scaled = [Float](repeating: .nan, count: 3)
+        conjure_box_muller(raw, 3, 0.5, 2, &scaled)
+        XCTAssertEqual(scaled, out.prefix(3).map { 0.5 + 2 * $0 })
     }
 
     /// Row and column splits of every transpose combination reproduce the one-thread product

@@ -14,6 +14,21 @@ void conjure_adam_update(float *restrict w, const float *restrict g, float *rest
 void conjure_ema_update(float *restrict avg, const float *restrict w, size_t n, float decay);
 
 
+/// Standard normal pairs by the Box-Muller transform of raw 64-bit draws, in double:
+/// u1 = 1 - (raw[2j] >> 11) 2^-53 in (0, 1], u2 = (raw[2j+1] >> 11) 2^-53 in [0, 1),
+/// rad = sqrt(-2 log u1), then out[2j] = mean + std * (float)(rad cos 2 pi u2) and
+/// out[2j+1] = mean + std * (float)(rad sin 2 pi u2) while below n (so pairs = ceil(n / 2)).
+/// log by fdlibm's e_log.c reduction and polynomial; sin and cos of 2 pi u2 by reducing u2
+/// exactly to the nearest quarter turn, then fdlibm's k_sin.c/k_cos.c polynomials on
+/// [-pi/4, pi/4]. No contraction into FMA, so every CPU gives the same bits; against glibc's
+/// log/sin/cos the float results differ in about 1 pair of 10^7 (angles next to a quarter turn,
+/// where rounding 2 pi u2 first, as a libm call must, loses the bits this keeps).
+void conjure_box_muller(const unsigned long long *restrict raw, size_t n, float mean, float std, float *restrict out);
+
+/// One pair of conjure_box_muller from draws a and b, unscaled: out[0] = (float)(rad cos 2 pi u2),
+/// out[1] = (float)(rad sin 2 pi u2).
+void conjure_normal_pair(unsigned long long a, unsigned long long b, float *out);
+
 /// y = tanh(x): 1 - 2/(e^{2|x|} + 1) for |x| >= 0.625, the odd Taylor series to x^17 below;
 /// e^r by Cody-Waite reduction and a degree-7 polynomial. Relative error below 5e-7.
 void conjure_tanh(const float *restrict x, float *restrict y, size_t n);
