@@ -402,3 +402,25 @@ void conjure_tanh_backward(const float *restrict g, const float *restrict y, flo
 #pragma clang fp contract(off)
     for (size_t i = 0; i < n; i++) dx[i] = g[i] * (1.0f - y[i] * y[i]);
 }
+
+// MARK: ReLU and LeakyReLU (the same values as the Swift expressions they replace)
+
+CONJURE_CLONES
+void conjure_relu(const float *restrict x, float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+CONJURE_CLONES
+void conjure_relu_backward(const float *restrict g, const float *restrict x, float *restrict dx, size_t n) {
+    for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? g[i] : g[i] * 0.0f;
+}
+
+CONJURE_CLONES
+void conjure_leaky_relu(const float *restrict x, float *restrict y, size_t n, float slope) {
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
+}
+
+CONJURE_CLONES
+void conjure_leaky_relu_backward(const float *restrict g, const float *restrict x, float *restrict dx, size_t n, float slope) {
+    for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? g[i] : g[i] * slope;
+}

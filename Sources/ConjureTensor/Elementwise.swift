@@ -32,21 +32,6 @@ extension Tensor {
         return strides
     }
 
-    /// `f` applied element-wise to two tensors of the same shape (no history).
-    @inline(__always)
-    static func zipSame(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> [Float] {
-        precondition(a.count == b.count, "zipSame: \(a.shape) vs \(b.shape)")
-        let n = a.count
-        return [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            a.scalars.withUnsafeBufferPointer { pa in
-                b.scalars.withUnsafeBufferPointer { pb in
-                    for i in 0..<n { buf[i] = f(pa[i], pb[i]) }
-                }
-            }
-            initialised = n
-        }
-    }
-
     /// Applies `f` element-wise over the broadcast of `a` and `b`.
     @inline(__always)
     static func zipBroadcast(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) -> ([Int], [Float]) {
@@ -195,54 +180,72 @@ extension Tensor {
     /// A constant tensor of this shape from `f` applied to each element (no history).
     public func map(_ f: (Float) -> Float) -> Tensor { Tensor(shape: shape, scalars: mapScalars(f)) }
 
+    /// Elements per thread from which the element-wise C kernels (ReLU, LeakyReLU, tanh and
+    /// their gradients) split across the pool; any split gives the same values.
+    static let mapSplitCount = 1 << 14
+
+    /// A C kernel `body(offset, count)` over `0..<n`, split across the pool from 2 ·
+    /// ``mapSplitCount`` elements.
+    @inline(__always)
+    static func splitKernel(_ n: Int, _ body: (Int, Int) -> Void) {
+        if n < 2 * mapSplitCount || Parallel.threads == 1 { if n > 0 { body(0, n) }; return }
+        Parallel.forRanges(n, minimum: mapSplitCount) { r in body(r.lowerBound, r.count) }
+    }
+
+    /// `y[i] = f(x + i, y + i, count)` for an element-wise C kernel `f` (split across the pool).
+    @inline(__always)
+    func mapKernel(_ f: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> [Float] {
+        let n = count
+        return [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            scalars.withUnsafeBufferPointer { x in
+                Tensor.splitKernel(n) { o, c in f(x.baseAddress! + o, buf.baseAddress! + o, c) }
+            }
+            initialised = n
+        }
+    }
+
+    /// `dx` from an element-wise C kernel `f(g, x, dx, count)` of the gradient `g` and the input
+    /// `x` (split across the pool).
+    @inline(__always)
+    static func backwardKernel(_ g: Tensor, _ x: Tensor, _ f: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+        precondition(g.count == x.count, "backward: gradient \(g.shape) for input \(x.shape)")
+        let n = g.count
+        let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            g.scalars.withUnsafeBufferPointer { pg in
+                x.scalars.withUnsafeBufferPointer { px in
+                    Tensor.splitKernel(n) { o, c in f(pg.baseAddress! + o, px.baseAddress! + o, buf.baseAddress! + o, c) }
+                }
+            }
+            initialised = n
+        }
+        return Tensor(shape: g.shape, scalars: dx)
+    }
+
     /// `max(x, 0)`. The gradient at 0 is 0, as in PyTorch.
     public func relu() -> Tensor {
-        Tensor.record(shape: shape, scalars: mapScalars { $0 > 0 ? $0 : 0 }, inputs: [self]) { g, x in
+        Tensor.record(shape: shape, scalars: mapKernel { conjure_relu($0, $1, $2) }, inputs: [self]) { g, x in
             if GradMode.enabled { return [g * x[0].map { $0 > 0 ? 1 : 0 }] }
             // One pass, the same values as g * mask (g * 0 keeps the sign of zero).
-            return [Tensor(shape: g.shape, scalars: Tensor.zipSame(g, x[0]) { gv, xv in xv > 0 ? gv : gv * 0 })]
+            return [Tensor.backwardKernel(g, x[0]) { conjure_relu_backward($0, $1, $2, $3) }]
         }
     }
 
     /// `x` for `x > 0`, `slope * x` otherwise (Maas et al. 2013).
     public func leakyRelu(_ slope: Float = 0.01) -> Tensor {
-        Tensor.record(shape: shape, scalars: mapScalars { $0 > 0 ? $0 : $0 * slope }, inputs: [self]) { g, x in
+        Tensor.record(shape: shape, scalars: mapKernel { conjure_leaky_relu($0, $1, $2, slope) }, inputs: [self]) { g, x in
             if GradMode.enabled { return [g * x[0].map { $0 > 0 ? 1 : slope }] }
-            return [Tensor(shape: g.shape, scalars: Tensor.zipSame(g, x[0]) { gv, xv in xv > 0 ? gv : gv * slope })]
+            return [Tensor.backwardKernel(g, x[0]) { conjure_leaky_relu_backward($0, $1, $2, $3, slope) }]
         }
     }
 
     /// Hyperbolic tangent; derivative `1 - tanh(x)^2`.
     public func tanh() -> Tensor {
-        let n = count
-        let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            if n > 0 {
-                scalars.withUnsafeBufferPointer { x in
-                    // Element-wise, so any split gives the same values.
-                    Parallel.forRanges(n, minimum: 1 << 14) { r in
-                        conjure_tanh(x.baseAddress! + r.lowerBound, buf.baseAddress! + r.lowerBound, r.count)
-                    }
-                }
-            }
-            initialised = n
-        }
+        let y = mapKernel { conjure_tanh($0, $1, $2) }
         let yConst = Tensor(shape: shape, scalars: y)
         return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in
             if GradMode.enabled { let t = x[0].tanh(); return [g * (1 - t * t)] }
-            precondition(g.count == n, "tanh: gradient \(g.shape) for output \(yConst.shape)")
-            let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-                if n > 0 { g.scalars.withUnsafeBufferPointer { pg in
-                    yConst.scalars.withUnsafeBufferPointer { py in
-                        // Element-wise, so any split gives the same values as g * (1 - y * y).
-                        Parallel.forRanges(n, minimum: 1 << 14) { r in
-                            conjure_tanh_backward(pg.baseAddress! + r.lowerBound, py.baseAddress! + r.lowerBound,
-                                                  buf.baseAddress! + r.lowerBound, r.count)
-                        }
-                    }
-                } }
-                initialised = n
-            }
-            return [Tensor(shape: g.shape, scalars: dx)]
+            // Exactly g * (1 - y * y), from the saved output.
+            return [Tensor.backwardKernel(g, yConst) { conjure_tanh_backward($0, $1, $2, $3) }]
         }
     }
 

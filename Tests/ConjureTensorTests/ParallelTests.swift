@@ -197,6 +197,35 @@ final class ParallelTests: XCTestCase {
 
     /// tanh and its gradient split large inputs across the pool: the same values on one and two
     /// threads, within 5e-7 (relative) of Foundation's tanh, and exactly g * (1 - y^2).
+    /// ReLU and LeakyReLU (C kernels split across the pool from 32K elements) and their
+    /// gradients: the values of the written rules on one and on two threads, for signed zeros,
+    /// infinities and NaN too (`g * 0` keeps the sign of zero, as `g * mask`).
+    func testReluKernelsAreTheRulesOnAnyThreadCount() {
+        var rng = RandomGenerator(seed: 9)
+        var xs = Tensor.randomNormal([70_001], using: &rng).scalars
+        var gs = Tensor.randomNormal([70_001], using: &rng).scalars
+        let specials: [Float] = [0, -0.0, .infinity, -.infinity, .nan, 1e-45, -1e-45]
+        for (i, v) in specials.enumerated() { xs[i] = v; xs[40_000 + i] = v; gs[i + 7] = v; gs[i] = -1 }
+        let x = Tensor(shape: [70_001], scalars: xs).requiringGrad(), g = Tensor(shape: [70_001], scalars: gs)
+        func same(_ a: [Float], _ b: [Float]) -> Bool { a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern } }
+        for slope: Float? in [nil, 0.2] {
+            let forward: (Float) -> Float = { v in slope.map { v > 0 ? v : v * $0 } ?? (v > 0 ? v : 0) }
+            let backward: (Float, Float) -> Float = { gv, v in v > 0 ? gv : gv * (slope ?? 0) }
+            var outputs: [[Float]] = [], grads: [[Float]] = []
+            for threads in [1, 2] {
+                Parallel.setThreads(threads)
+                let y = slope.map { x.leakyRelu($0) } ?? x.relu()
+                outputs.append(y.scalars)
+                grads.append(Tensor.gradients(of: y, seed: g, wrt: [x])[0].scalars)
+            }
+            let name = slope == nil ? "relu" : "leakyRelu"
+            XCTAssertTrue(same(outputs[0], outputs[1]) && same(grads[0], grads[1]), name)
+            XCTAssertTrue(same(outputs[1], xs.map(forward)), name)
+            XCTAssertTrue(same(grads[1], zip(gs, xs).map(backward)), name)
+        }
+        XCTAssertEqual((Tensor(shape: [2], scalars: [-0.0, -2]).requiringGrad().relu().scalars).map(\.sign), [.plus, .plus])
+    }
+
     func testTanhIsTheSameOnAnyThreadCount() {
         var rng = RandomGenerator(seed: 3)
         let x = Tensor.randomNormal([50_001], std: 3, using: &rng).requiringGrad()

@@ -85,4 +85,13 @@ void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry 
 /// dx = g * (1 - y^2): the gradient through y = tanh(x), evaluated as written (no fused multiply-add).
 void conjure_tanh_backward(const float *restrict g, const float *restrict y, float *restrict dx, size_t n);
 
+/// y = x > 0 ? x : 0 (NaN gives 0).
+void conjure_relu(const float *restrict x, float *restrict y, size_t n);
+/// dx = x > 0 ? g : g * 0 (g * 0 keeps the sign of zero and turns infinities into NaN, as g * mask).
+void conjure_relu_backward(const float *restrict g, const float *restrict x, float *restrict dx, size_t n);
+/// y = x > 0 ? x : x * slope.
+void conjure_leaky_relu(const float *restrict x, float *restrict y, size_t n, float slope);
+/// dx = x > 0 ? g : g * slope.
+void conjure_leaky_relu_backward(const float *restrict g, const float *restrict x, float *restrict dx, size_t n, float slope);
+
 #endif
