@@ -119,12 +119,35 @@ extension Tensor {
                 guard let xn = x.node, let gx else { continue }
                 precondition(gx.shape == x.shape, "autodiff: gradient shape \(gx.shape) for input of shape \(x.shape)")
                 let key = ObjectIdentifier(xn)
-                if let existing = grads[key] { grads[key] = existing + gx } else { grads[key] = gx }
+                if let existing = grads.removeValue(forKey: key) {
+                    grads[key] = createGraph ? existing + gx : Tensor.accumulated(existing, gx)
+                } else {
+                    grads[key] = gx
+                }
             }
         }
         return wrt.map { t in
             guard let n = t.node, let g = grads[ObjectIdentifier(n)] else { return Tensor.zeros(t.shape) }
             return createGraph ? g : g.detached()
         }
+    }
+}
+
+extension Tensor {
+    /// `sum + g` without history, adding into `sum`'s buffer when it is not shared (a gradient
+    /// reaching a tensor by several paths); the same values as `sum + g`, split across the pool
+    /// when large.
+    static func accumulated(_ sum: Tensor, _ g: Tensor) -> Tensor {
+        var total = sum
+        let n = total.count
+        total.withMutableScalars { s in
+            s.withUnsafeMutableBufferPointer { ps in
+                g.scalars.withUnsafeBufferPointer { pg in
+                    let (s0, g0) = (ps.baseAddress!, pg.baseAddress!)
+                    Tensor.splitKernel(n) { o, c in for i in o..<o + c { s0[i] += g0[i] } }
+                }
+            }
+        }
+        return total
     }
 }

@@ -9,6 +9,28 @@ final class GradientTests: XCTestCase {
     func randn(_ shape: [Int], scale: Float = 1) -> Tensor { Tensor.randomNormal(shape, std: scale, using: &rng) }
     func positive(_ shape: [Int]) -> Tensor { Tensor.randomUniform(shape, low: 0.5, high: 2, using: &rng) }
 
+    /// Gradients reaching a tensor by several paths are summed (in place when unshared): the
+    /// exact sums in path order, on one and on two threads, and no tensor the caller holds is
+    /// changed.
+    func testGradientsOfSeveralPathsAreSummed() {
+        for threads in [1, 2] {
+            Parallel.setThreads(threads)
+            defer { Parallel.setThreads(1) }
+            let n = 70_001  // above the split of the in-place sum
+            let x = randn([n]).requiringGrad(), seed = randn([n])
+            let seedCopy = seed.scalars
+            func mismatches(_ a: [Float], _ b: [Float]) -> Int { zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count }
+            // x + x: one rule hands the same gradient tensor to both inputs.
+            let twice = Tensor.gradients(of: x + x, seed: seed, wrt: [x])[0].scalars
+            XCTAssertEqual(mismatches(twice, seed.scalars.map { $0 + $0 }), 0)
+            // x * x + x: three paths, summed in the order the backward pass reaches them (the
+            // add's gradient first, then the product's two).
+            let g = Tensor.gradients(of: x * x + x, seed: seed, wrt: [x])[0].scalars
+            XCTAssertEqual(mismatches(g, zip(seed.scalars, x.scalars).map { s, v in (s + s * v) + s * v }), 0)
+            XCTAssertEqual(seed.scalars, seedCopy, "the seed is not modified")
+        }
+    }
+
     func testArithmeticWithBroadcasting() {
         for (sa, sb) in [([3, 4], [3, 4]), ([3, 4], [4]), ([3, 4], [1, 4]), ([2, 3, 4], [3, 1]), ([3, 1], [1, 4]), ([], [2, 3])] {
             checkGradients([randn(sa), randn(sb)]) { $0[0] + $0[1] }
