@@ -27,9 +27,21 @@ extension Tensor {
             let inner = outCount
             let outer = count / Swift.max(inner, 1)
             scalars.withUnsafeBufferPointer { p in
-                for i in 0..<outer {
-                    let base = i * inner
-                    for j in 0..<inner { out[j] += Double(p[base + j]) }
+                out.withUnsafeMutableBufferPointer { o in
+                    let (p0, o0) = (p.baseAddress, o.baseAddress)
+                    // Column ranges: each column's sum keeps its row order, so any split gives the
+                    // same values (a bias gradient over a large batch is split across the pool).
+                    func columns(_ cols: Range<Int>) {
+                        for i in 0..<outer {
+                            let row = p0! + i * inner
+                            for j in cols { o0![j] += Double(row[j]) }
+                        }
+                    }
+                    if count >= 2 * Tensor.mapSplitCount && Parallel.threads > 1 && inner >= 32 {
+                        Parallel.forRanges(inner, minimum: 16, columns)
+                    } else if count > 0 {
+                        columns(0..<inner)
+                    }
                 }
             }
         } else if ax.count > 0 && ax == Set((rank - ax.count)..<rank) {

@@ -226,6 +226,26 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual((Tensor(shape: [2], scalars: [-0.0, -2]).requiringGrad().relu().scalars).map(\.sign), [.plus, .plus])
     }
 
+    /// Sums over leading axes (a bias gradient) split by columns across the pool: the one-thread
+    /// bits, each column summed in row order in Double.
+    func testColumnSumsAreTheSameOnAnyThreadCount() {
+        var rng = RandomGenerator(seed: 4)
+        for shape in [[300, 333], [256, 784], [4, 75, 130], [40_000, 1]] {
+            let x = Tensor.randomNormal(shape, using: &rng)
+            let inner = shape.last!, outer = x.count / inner
+            let axes = Array(0..<(shape.count - 1))
+            Parallel.setThreads(1)
+            let one = x.sum(axes: axes)
+            Parallel.setThreads(2)
+            let two = x.sum(axes: axes)
+            XCTAssertEqual(one.shape, [inner])
+            XCTAssertTrue(zip(one.scalars, two.scalars).allSatisfy { $0.bitPattern == $1.bitPattern }, "\(shape)")
+            var expected = [Double](repeating: 0, count: inner)
+            for i in 0..<outer { for j in 0..<inner { expected[j] += Double(x.scalars[i * inner + j]) } }
+            XCTAssertTrue(zip(two.scalars, expected).allSatisfy { $0 == Float($1) }, "\(shape)")
+        }
+    }
+
     func testTanhIsTheSameOnAnyThreadCount() {
         var rng = RandomGenerator(seed: 3)
         let x = Tensor.randomNormal([50_001], std: 3, using: &rng).requiringGrad()
