@@ -55,7 +55,7 @@ public enum Benchmark {
             rates.append(Double(steps) / dt)
         }
         rates.sort()
-        let median = rates[rates.count / 2]
+        let median = rates.count % 2 == 1 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
         return Result(model: config.preset, update: config.update.rawValue, batch: batch, threads: threads, stepsPerSecondMedian: median,
                       stepsPerSecondMin: rates.first!, stepsPerSecondMax: rates.last!,
                       samplesPerSecond: median * Double(batch), mflopPerStep: { let f = flopsPerStep(config, batch: batch); return f.isNaN ? nil : f / 1e6 }())

@@ -373,6 +373,11 @@ public final class Trainer {
                 + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(threads)" + (threads < o.threads ? " (\(o.threads) asked; \(cores) cores)" : "")
                 + (progress.step > 0 ? ", resuming at step \(progress.step)" : ""))
         }
+        if progress.step >= stopAt && progress.step > 0 {
+            // Shown even with --quiet: the command did nothing the user may have expected.
+            log("note: the run is already at step \(progress.step), at or past the \(stopAt) steps asked"
+                + (o.maxSteps.map { $0 < totalSteps ? " (--max-steps \($0))" : "" } ?? "") + "; nothing to train")
+        }
 
         Interrupt.install()
         defer { Interrupt.uninstall() }

@@ -171,7 +171,7 @@ struct Train: ParsableCommand {
                 ("--lr-final-factor", lrFinalFactor != nil), ("--clip-grad-norm", clipGradNorm != nil), ("--ema", ema != nil),
             ] + vaeOnlyOptions
             if let given = fixed.first(where: { $0.1 }) {
-                throw ConfigError(option: given.0, problem: "cannot be changed when resuming: the run continues with the configuration in its checkpoint",
+                throw ConfigError(option: given.0, problem: "is not accepted with --resume (even with its saved value): the run continues with the configuration in its checkpoint",
                                   hint: "only --epochs, --max-steps, --threads and the logging options apply with --resume")
             }
         }
@@ -434,7 +434,7 @@ struct DataCommand: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Time training steps on synthetic batches (median of repeated runs).")
-    @Option(help: "Model preset.") var model: String = "seed"
+    @Option(help: "GAN model preset (the VAE presets are not timed).") var model: String = "seed"
     @Option(parsing: .unconditional, help: "Timed repeats (median reported).") var repeats: Int = 7
     @Option(parsing: .unconditional, help: "Steps per repeat.") var steps: Int = 200
     @Option(parsing: .unconditional, help: "Warm-up steps.") var warmup: Int = 50
@@ -448,7 +448,8 @@ struct Bench: ParsableCommand {
                 if VAEConfig.presets[model.lowercased()] != nil { throw ConfigError(option: "--model", problem: "bench measures the GAN presets only; '\(model)' is a VAE") }
                 throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(GANConfig.presets.keys.sorted().joined(separator: ", "))")
             }
-            guard repeats >= 1, steps >= 1 else { throw ConfigError(option: "--repeats/--steps", problem: "must be at least 1") }
+            guard repeats >= 1 else { throw ConfigError(option: "--repeats", problem: "must be at least 1, got \(repeats)") }
+            guard steps >= 1 else { throw ConfigError(option: "--steps", problem: "must be at least 1, got \(steps)") }
             guard warmup >= 0 else { throw ConfigError(option: "--warmup", problem: "must be at least 0, got \(warmup)") }
             var runs: [(Int, Int)] = []
             for part in configs.split(separator: ",", omittingEmptySubsequences: false) {

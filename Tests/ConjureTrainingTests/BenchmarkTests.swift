@@ -21,4 +21,11 @@ final class BenchmarkTests: XCTestCase {
         // The gan preset (scripts/bench_torch_gan.py counts 1,018,560,512).
         XCTAssertEqual(Benchmark.flopsPerStep(.ganPreset, batch: 64), 1_018_560_512, accuracy: 1e5)
     }
+
+    /// The median of an even number of timed runs is the mean of the middle two, not the upper one.
+    func testMedianOfAnEvenNumberOfRuns() {
+        let r = Benchmark.run(config: .seedPreset, batch: 4, threads: 1, warmup: 1, steps: 3, repeats: 2)
+        XCTAssertEqual(r.stepsPerSecondMedian, (r.stepsPerSecondMin + r.stepsPerSecondMax) / 2, accuracy: 1e-9 * r.stepsPerSecondMax)
+        XCTAssertLessThanOrEqual(r.stepsPerSecondMin, r.stepsPerSecondMax)
+    }
 }

@@ -90,6 +90,10 @@ final class CLITests: XCTestCase {
             try conjure(common + ["--name", "\(preset)-a", "--max-steps", "8"])
             try conjure(common + ["--name", "\(preset)-b", "--max-steps", "5"])
             try conjure(["train", "--name", "\(preset)-b", "--resume", "--max-steps", "8", "--quiet"])
+            if preset == "seed" {  // a resume that has nothing left to do says so
+                let again = try conjure(["train", "--name", "\(preset)-b", "--resume", "--max-steps", "6", "--quiet"])
+                XCTAssert(again.err.contains("note: the run is already at step 8, at or past the 6 steps asked (--max-steps 6); nothing to train"), again.err)
+            }
             let a = try SafeTensors.read(path: tmp.appendingPathComponent("runs/\(preset)-a/checkpoints/latest.safetensors").path)
             let b = try SafeTensors.read(path: tmp.appendingPathComponent("runs/\(preset)-b/checkpoints/latest.safetensors").path)
             XCTAssertEqual(a.order, b.order, preset)
@@ -165,6 +169,7 @@ extension CLITests {
             (["train", "--data", digits, "--name", "x", "--bogus"], "bogus"),
             (["train", "--name", "x", "--resume", "--lr-g", "0.1"], "--lr-g"),
             (["train", "--name", "x", "--resume", "--overwrite"], "--overwrite"),
+            (["train", "--data", digits, "--name", "x", "--resume"], "--data: is not accepted with --resume (even with its saved value)"),
             (["train", "--data", try sharedPath("cases/F07_uint8_2x4.npy").path, "--name", "x", "--label-column", "1"], "--label-column"),
             (["data", "inspect"], "file"),
             (["bench", "--configs", "99999999x1"], "--configs: '99999999x1': the batch must be 2 to 1048576"),
@@ -174,6 +179,8 @@ extension CLITests {
             (["bench", "--configs", "64x1x2"], "is not BATCHxTHREADS"),
             (["bench", "--configs", "64x"], "is not BATCHxTHREADS"),
             (["bench", "--warmup=-1"], "--warmup: must be at least 0, got -1"),
+            (["bench", "--repeats", "0"], "--repeats: must be at least 1, got 0"),
+            (["bench", "--steps=-1"], "--steps: must be at least 1, got -1"),
         ]
         for (args, needle) in cases {
             let r = try conjure(args, expectFailure: true)
