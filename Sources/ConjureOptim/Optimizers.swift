@@ -114,6 +114,7 @@ public final class Adam: Optimizer {
          decoupledWeightDecay: Float, name: String) {
         precondition(lr >= 0, "\(name): lr must be non-negative, got \(lr)")
         precondition((0..<1).contains(betas.0) && (0..<1).contains(betas.1), "\(name): betas must be in [0, 1), got \(betas)")
+        precondition(Set(parameters.map(ObjectIdentifier.init)).count == parameters.count, "\(name): a parameter is listed twice")
         self.parameters = parameters
         self.lr = lr
         self.betas = betas

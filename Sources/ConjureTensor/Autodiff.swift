@@ -140,6 +140,7 @@ extension Tensor {
     static func accumulated(_ sum: Tensor, _ g: Tensor) -> Tensor {
         var total = sum
         let n = total.count
+        if n == 0 { return total }
         total.withMutableScalars { s in
             s.withUnsafeMutableBufferPointer { ps in
                 g.scalars.withUnsafeBufferPointer { pg in

@@ -28,6 +28,9 @@ final class GradientTests: XCTestCase {
             let g = Tensor.gradients(of: x * x + x, seed: seed, wrt: [x])[0].scalars
             XCTAssertEqual(mismatches(g, zip(seed.scalars, x.scalars).map { s, v in (s + s * v) + s * v }), 0)
             XCTAssertEqual(seed.scalars, seedCopy, "the seed is not modified")
+            // An empty tensor reached by two paths.
+            let e = Tensor(shape: [0, 3], scalars: []).requiringGrad()
+            XCTAssertEqual(Tensor.gradients(of: (e + e).sum(), wrt: [e])[0].shape, [0, 3])
         }
     }
 
