@@ -184,11 +184,16 @@ extension Tensor {
     /// their gradients) split across the pool; any split gives the same values.
     static let mapSplitCount = 1 << 14
 
+    /// Whether an element-wise pass over `n` elements is split across the pool (from 2 ·
+    /// ``mapSplitCount`` elements, with more than one thread).
+    @inline(__always)
+    static func splitsAcrossPool(_ n: Int) -> Bool { n >= 2 * mapSplitCount && Parallel.threads > 1 }
+
     /// A C kernel `body(offset, count)` over `0..<n`, split across the pool from 2 ·
     /// ``mapSplitCount`` elements.
     @inline(__always)
     static func splitKernel(_ n: Int, _ body: (Int, Int) -> Void) {
-        if n < 2 * mapSplitCount || Parallel.threads == 1 { if n > 0 { body(0, n) }; return }
+        if !splitsAcrossPool(n) { if n > 0 { body(0, n) }; return }
         Parallel.forRanges(n, minimum: mapSplitCount) { r in body(r.lowerBound, r.count) }
     }
 

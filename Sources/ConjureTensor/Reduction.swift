@@ -37,7 +37,7 @@ extension Tensor {
                             for j in cols { o0![j] += Double(row[j]) }
                         }
                     }
-                    if count >= 2 * Tensor.mapSplitCount && Parallel.threads > 1 && inner >= 32 {
+                    if Tensor.splitsAcrossPool(count) && inner >= 32 {
                         Parallel.forRanges(inner, minimum: 16, columns)
                     } else if count > 0 {
                         columns(0..<inner)
