@@ -78,9 +78,11 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
 /// call, measured on Zen 4 for the MLP shapes at batch 64-256: `(alongRows, width)`, or nil
 /// for one call. Where the gain held for every measured shape only: `x · Wᵀ` (NT) with
 /// `k >= 256` in 16-column blocks for `m <= 64` (else 8 for `m <= 128`), 4-33% faster; `g · W` (NN)
-/// with `k >= 256` and `n` a multiple of 16 in 4-row blocks, 9-20%; `gᵀ · x` (TN) with `n` a
-/// multiple of 16 and at least 128 in 16-column blocks, 5-13%. Elsewhere the small kernel was
-/// slower. The blocks sum in another order than one call, a rounding-level difference.
+/// with `k >= 128` and `n` a multiple of 16 in 4-row blocks, 6-20% (k = 128-192 at m = 64-512:
+/// 6-16%); `gᵀ · x` (TN) with `n >= 48` in 16-column blocks (the last one narrower), 5-20%.
+/// Elsewhere the small kernel was slower. Against one call the bits were the same in every
+/// shape compared with `k <= 320`; from `k = 384` (OpenBLAS splits `k` there) the blocks sum in
+/// another order, a rounding-level difference.
 @inline(__always)
 func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> (alongRows: Bool, width: Int)? {
     let (dm, dn, dk) = (Double(m), Double(n), Double(k))
@@ -89,9 +91,9 @@ func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: In
     case (false, true) where k >= 256:
         if m <= 64 && dm * 16 * dk <= 1e6 && n > 16 { return (false, 16) }
         if m <= 128 && dm * 8 * dk <= 1e6 && n > 8 { return (false, 8) }
-    case (false, false) where k >= 256 && n % 16 == 0 && 4 * dn * dk <= 1e6 && m > 4:
+    case (false, false) where k >= 128 && n % 16 == 0 && 4 * dn * dk <= 1e6 && m > 4:
         return (true, 4)
-    case (true, false) where n % 16 == 0 && n >= 128 && dm * 16 * dk <= 1e6:
+    case (true, false) where n >= 48 && dm * 16 * dk <= 1e6:
         return (false, 16)
     default:
         break

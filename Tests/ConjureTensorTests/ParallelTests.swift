@@ -170,7 +170,11 @@ final class ParallelTests: XCTestCase {
             (66, 256, 784, false, false, (true, 4)),     // g · W, 66 rows = 16·4 + 2
             (784, 256, 64, true, false, (false, 16)),    // gᵀ · x
             (256, 784, 256, false, true, nil),           // batch 256: one call (blocks were slower)
+            (256, 784, 128, false, false, (true, 4)),    // g · W with k = 128 (D's first layer at batch 256)
+            (64, 784, 100, false, false, nil),           // k below 128
             (64, 100, 256, false, false, nil),           // n not a multiple of 16
+            (128, 100, 256, true, false, (false, 16)),   // gᵀ · x, G's first layer: 100 = 6·16 + 4
+            (128, 40, 256, true, false, nil),            // gᵀ · x with n below 48
             (64, 128, 100, false, true, nil),            // at most 1e6: already the small kernel
         ]
         for (m, n, k, ta, tb, expected) in cases {
