@@ -424,3 +424,15 @@ CONJURE_CLONES
 void conjure_leaky_relu_backward(const float *restrict g, const float *restrict x, float *restrict dx, size_t n, float slope) {
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? g[i] : g[i] * slope;
 }
+
+// MARK: Outer product (a matrix product with k = 1)
+
+CONJURE_CLONES
+void conjure_outer_rows(const float *restrict a, long a_stride, const float *restrict b, float *restrict c, long ldc,
+                        long n, long r0, long r1) {
+    for (long i = r0; i < r1; i++) {
+        const float ai = a[i * a_stride];
+        float *restrict row = c + i * ldc;
+        for (long j = 0; j < n; j++) row[j] = fmaf(ai, b[j], 0.0f);
+    }
+}

@@ -1,4 +1,5 @@
 import CBLAS
+import CConjureKernels
 
 // MARK: - Matrix products through OpenBLAS
 
@@ -18,12 +19,28 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
 
 /// ``sgemm(transposeA:transposeB:m:n:k:alpha:a:b:beta:c:)`` on sub-matrices: `lda`, `ldb`, `ldc`
 /// are the row strides (in elements) of the stored `A`, `B` and `C`.
+///
+/// With `broadcasting row`, `C` (whatever it held) is first set to the `n` values of `row` in
+/// every one of its `m` rows and then accumulated into (`beta` must be 1): a linear layer's bias
+/// as the product's initial value. Each thread sets the block of `C` it computes, just before
+/// computing it.
 @inline(__always)
 public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+                  broadcasting row: UnsafePointer<Float>? = nil) {
+    precondition(row == nil || beta == 1, "sgemm: a broadcast row needs beta = 1")
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
     let threads = Parallel.threads
+    /// Sets rows `rows` and columns `columns` of `C` to the broadcast row.
+    @inline(__always) func initialise(_ rows: Range<Int>, _ columns: Range<Int>) {
+        guard let row else { return }
+        for i in rows { (c + i * ldc + columns.lowerBound).update(from: row + columns.lowerBound, count: columns.count) }
+    }
+    if row != nil && (k == 0 || m == 0 || n == 0) {
+        initialise(0..<m, 0..<n)
+        return
+    }
     /// Rows (or columns) `lo..<lo+len` of `C` as one OpenBLAS call.
     @inline(__always) func block(alongRows: Bool, _ lo: Int, _ len: Int) {
         if alongRows {
@@ -34,6 +51,20 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
                         a, blasint(lda), b + (transposeB ? lo * ldb : lo), blasint(ldb), beta, c + lo, blasint(ldc))
         }
     }
+    if k == 1 && !transposeB && alpha == 1 && beta == 0 {
+        // An outer product (a linear layer with one output, backward): each element is one
+        // rounded product, OpenBLAS's NN/TN value, without its call and packing; rows split
+        // across the pool from 2 · 16K elements.
+        let aStride = transposeA ? 1 : lda
+        if Tensor.splitsAcrossPool(m * n) && m >= 2 {
+            Parallel.forRanges(m, minimum: max(1, Tensor.mapSplitCount / max(1, n)), alignment: 1) { r in
+                conjure_outer_rows(a, aStride, b, c, ldc, n, r.lowerBound, r.upperBound)
+            }
+        } else {
+            conjure_outer_rows(a, aStride, b, c, ldc, n, 0, m)
+        }
+        return
+    }
     if let (alongRows, width) = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
         // Blocks of `width` rows/columns, each a product OpenBLAS runs on its small-matrix kernel
         // (no packing); the blocks depend on the shape only, so any thread count gives the same bits.
@@ -43,9 +74,12 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
             for i in blocks { block(alongRows: alongRows, i * width, min(extent, i * width + width) - i * width) }
         }
         if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
-            // One task per block, taken by whichever thread is free.
+            // The broadcast row in whole rows first (blocks this narrow fill slowly), then one
+            // task per block, taken by whichever thread is free.
+            if row != nil { Parallel.forRanges(m, minimum: max(1, Tensor.mapSplitCount / max(1, n)), alignment: 1) { r in initialise(r, 0..<n) } }
             Parallel.forEach(count) { i in run(i..<i + 1) }
         } else {
+            initialise(0..<m, 0..<n)
             run(0..<count)
         }
         return
@@ -53,22 +87,28 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
     if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs && max(m, n) >= 32 {
         let alongRows = m >= n
         let extent = alongRows ? m : n
-        // Blocks of 16 rows/columns; every block must stay above OpenBLAS's small-matrix limit
-        // (its SkylakeX-family kernels take products of at most 1e6 multiply-adds by another
-        // path with another accumulation order), so a split result equals the unsplit one.
+        // Equal blocks in multiples of 8 rows/columns (784 columns: 392 + 392); every block must
+        // stay above OpenBLAS's small-matrix limit (its SkylakeX-family kernels take products
+        // of at most 1e6 multiply-adds by another path with another accumulation order), so a
+        // split result equals the unsplit one.
         var parts = min(threads, extent / 16)
         var per = 0
         while parts > 1 {
-            per = ((extent + parts - 1) / parts + 15) / 16 * 16
+            per = ((extent + parts - 1) / parts + 7) / 8 * 8
             let smallest = extent - (parts - 1) * per
             if smallest > 0 && Double(smallest) * Double(alongRows ? n : m) * Double(k) > 1e6 { break }
             parts -= 1
         }
         if parts > 1 {
-            Parallel.forEach((extent + per - 1) / per) { i in block(alongRows: alongRows, i * per, min(extent, i * per + per) - i * per) }
+            Parallel.forEach((extent + per - 1) / per) { i in
+                let lo = i * per, len = min(extent, lo + per) - lo
+                if alongRows { initialise(lo..<lo + len, 0..<n) } else { initialise(0..<m, lo..<lo + len) }
+                block(alongRows: alongRows, lo, len)
+            }
             return
         }
     }
+    initialise(0..<m, 0..<n)
     cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda),
                 b, blasint(ldb), beta, c, blasint(ldc))
 }
@@ -145,18 +185,33 @@ extension Tensor {
         let n = x.shape[0], inF = x.shape[1], outF = weight.shape[0]
         if let bias { precondition(bias.shape == [outF], "linear: bias \(bias.shape) for weight \(weight.shape)") }
         let out = [Float](unsafeUninitializedCapacity: n * outF) { buf, initialised in
-            if let bias {
-                bias.scalars.withUnsafeBufferPointer { pb in
-                    for i in 0..<n { (buf.baseAddress! + i * outF).update(from: pb.baseAddress!, count: outF) }
+            guard let bias, n * outF > 0, inF > 0 else {
+                // Without a bias the product accumulates into zeros (so an exact zero is +0).
+                if let bias {
+                    bias.scalars.withUnsafeBufferPointer { pb in
+                        for i in 0..<n { (buf.baseAddress! + i * outF).update(from: pb.baseAddress!, count: outF) }
+                    }
+                } else {
+                    buf.initialize(repeating: 0)
                 }
-            } else {
-                buf.initialize(repeating: 0)
+                if n * outF > 0 && inF > 0 {
+                    x.scalars.withUnsafeBufferPointer { px in
+                        weight.scalars.withUnsafeBufferPointer { pw in
+                            sgemm(transposeA: false, transposeB: true, m: n, n: outF, k: inF,
+                                  a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: buf.baseAddress!)
+                        }
+                    }
+                }
+                initialised = n * outF
+                return
             }
-            if n * outF > 0 && inF > 0 {
-                x.scalars.withUnsafeBufferPointer { px in
-                    weight.scalars.withUnsafeBufferPointer { pw in
-                        sgemm(transposeA: false, transposeB: true, m: n, n: outF, k: inF,
-                              a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: buf.baseAddress!)
+            // The bias as the product's initial value, set block by block by the thread that
+            // computes the block.
+            x.scalars.withUnsafeBufferPointer { px in
+                weight.scalars.withUnsafeBufferPointer { pw in
+                    bias.scalars.withUnsafeBufferPointer { pb in
+                        sgemm(transposeA: false, transposeB: true, m: n, n: outF, k: inF, a: px.baseAddress!, lda: inF,
+                              b: pw.baseAddress!, ldb: inF, beta: 1, c: buf.baseAddress!, ldc: outF, broadcasting: pb.baseAddress!)
                     }
                 }
             }

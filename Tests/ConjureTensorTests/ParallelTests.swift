@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import ConjureTensor
 import CConjureKernels
+import CBLAS
 
 /// The fork-join pool and the products split across it: every iteration runs exactly once, and
 /// a split product is bit-identical to the one-thread product.
@@ -154,6 +155,66 @@ final class ParallelTests: XCTestCase {
                     acc += Double(ta ? a.scalars[p * m + i] : a.scalars[i * k + p]) * Double(tb ? b.scalars[j * k + p] : b.scalars[p * n + j])
                 }
                 XCTAssertEqual(Double(two.scalars[i * n + j]), acc, accuracy: 1e-3 * max(1, abs(acc)))
+            }
+        }
+    }
+
+    /// `linear` sets its bias block by block inside the split product: the same bits as the bias
+    /// broadcast first and then the product accumulated into it (`beta = 1`, one thread), on one
+    /// and two threads, for row blocks (256 x 128), column blocks (784 = 392 + 392),
+    /// small-kernel blocks (batch 64) and one call.
+    func testLinearBiasInsideSplitProductsIsTheBroadcastThenOneCall() {
+        var rng = RandomGenerator(seed: 13)
+        for (batch, inF, outF) in [(256, 784, 128), (256, 256, 784), (64, 784, 130), (5, 7, 3), (3, 0, 4), (0, 4, 2)] {
+            let x = Tensor.randomNormal([batch, inF], using: &rng)
+            let w = Tensor.randomNormal([outF, inF], using: &rng)
+            let bias = Tensor.randomNormal([outF], using: &rng)
+            var expected = [Float](repeating: 0, count: batch * outF)
+            for i in 0..<batch { for j in 0..<outF { expected[i * outF + j] = bias.scalars[j] } }
+            if batch * outF > 0 && inF > 0 {
+                Parallel.setThreads(1)
+                x.scalars.withUnsafeBufferPointer { px in
+                    w.scalars.withUnsafeBufferPointer { pw in
+                        sgemm(transposeA: false, transposeB: true, m: batch, n: outF, k: inF,
+                              a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: &expected)
+                    }
+                }
+            }
+            for threads in [1, 2] {
+                Parallel.setThreads(threads)
+                let y = Tensor.linear(x, weight: w, bias: bias)
+                XCTAssertEqual(y.shape, [batch, outF])
+                let differ = zip(y.scalars, expected).filter { $0.bitPattern != $1.bitPattern }.count
+                XCTAssertEqual(differ, 0, "\(batch)x\(inF)->\(outF) threads \(threads)")
+            }
+        }
+    }
+
+    /// Products with `k = 1` (a one-output linear layer's backward) skip OpenBLAS: the same bits
+    /// as `cblas_sgemm` for `g · W` (NN) and `gᵀ · x` (TN), signed zeros, products that underflow,
+    /// infinities and NaN included, on one and two threads (300 x 250 splits by rows).
+    func testOuterProductsAreOpenBLASBits() {
+        var rng = RandomGenerator(seed: 12)
+        let specials: [Float] = [0, -0.0, 1e-30, -1e-30, .infinity, -.infinity, .nan, 3, -2.5]
+        for (m, n) in [(300, 250), (256, 128), (3, 5), (1, 7), (7, 1)] {
+            var av = Tensor.randomNormal([m], using: &rng).scalars
+            var bv = Tensor.randomNormal([n], using: &rng).scalars
+            for (i, v) in specials.enumerated() where i < m { av[i] = v }
+            for (j, v) in specials.reversed().enumerated() where j < n { bv[j] = v * 1e-20 }
+            if n > 9 { bv[9] = .nan; bv[n - 1] = -0.0 }
+            for ta in [false, true] {
+                let a = Tensor(shape: ta ? [1, m] : [m, 1], scalars: av), b = Tensor(shape: [1, n], scalars: bv)
+                var expected = [Float](repeating: 7, count: m * n)
+                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, CblasNoTrans, blasint(m), blasint(n), 1, 1,
+                            av, ta ? blasint(m) : 1, bv, blasint(n), 0, &expected, blasint(n))
+                for threads in [1, 2] {
+                    Parallel.setThreads(threads)
+                    let c = Tensor.matmul(a, b, transposeA: ta)
+                    XCTAssertEqual(c.shape, [m, n])
+                    let differ = zip(c.scalars, expected).filter { $0.bitPattern != $1.bitPattern && !($0.isNaN && $1.isNaN) }.count
+                    XCTAssertEqual(differ, 0, "\(m)x\(n) ta \(ta) threads \(threads)")
+                    XCTAssertEqual(c.scalars[0].bitPattern, (av[0] * bv[0] + 0).bitPattern)  // +0 from 0 x small
+                }
             }
         }
     }
