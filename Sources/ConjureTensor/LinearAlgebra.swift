@@ -65,22 +65,27 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         }
         return
     }
-    if let (alongRows, width) = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
-        // Blocks of `width` rows/columns, each a product OpenBLAS runs on its small-matrix kernel
-        // (no packing); the blocks depend on the shape only, so any thread count gives the same bits.
-        let extent = alongRows ? m : n
-        let count = (extent + width - 1) / width
-        let run = { (blocks: Range<Int>) in
-            for i in blocks { block(alongRows: alongRows, i * width, min(extent, i * width + width) - i * width) }
+    if let tile = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
+        // Tiles of `tile.rows` x `tile.columns` of C, each a product OpenBLAS runs on its
+        // small-matrix kernel (no packing); the tiles depend on the shape only, so any thread
+        // count gives the same bits.
+        let across = (n + tile.columns - 1) / tile.columns
+        let count = (m + tile.rows - 1) / tile.rows * across
+        @inline(__always) func run(_ i: Int) {
+            let r0 = i / across * tile.rows, c0 = i % across * tile.columns
+            let rows = min(m - r0, tile.rows), columns = min(n - c0, tile.columns)
+            cblas_sgemm(CblasRowMajor, ta, tb, blasint(rows), blasint(columns), blasint(k), alpha,
+                        a + (transposeA ? r0 : r0 * lda), blasint(lda), b + (transposeB ? c0 * ldb : c0), blasint(ldb),
+                        beta, c + r0 * ldc + c0, blasint(ldc))
         }
         if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
-            // The broadcast row in whole rows first (blocks this narrow fill slowly), then one
-            // task per block, taken by whichever thread is free.
+            // The broadcast row in whole rows first (tiles this narrow fill slowly), then one
+            // task per tile, taken by whichever thread is free.
             if row != nil { Parallel.forRanges(m, minimum: max(1, Tensor.mapSplitCount / max(1, n)), alignment: 1) { r in initialise(r, 0..<n) } }
-            Parallel.forEach(count) { i in run(i..<i + 1) }
+            Parallel.forEach(count) { i in run(i) }
         } else {
             initialise(0..<m, 0..<n)
-            run(0..<count)
+            for i in 0..<count { run(i) }
         }
         return
     }
@@ -113,28 +118,30 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
                 b, blasint(ldb), beta, c, blasint(ldc))
 }
 
-/// Products that OpenBLAS 0.3.21 computes faster as blocks small enough for its SkylakeX-family
+/// Products that OpenBLAS 0.3.21 computes faster as tiles small enough for its SkylakeX-family
 /// small-matrix kernels (at most 1e6 multiply-adds, no packing of either operand) than as one
-/// call, measured on Zen 4 for the MLP shapes at batch 64-256: `(alongRows, width)`, or nil
-/// for one call. Where the gain held for every measured shape only: `x · Wᵀ` (NT) with
-/// `k >= 256` in 16-column blocks for `m <= 64` (else 8 for `m <= 128`), 4-33% faster; `g · W` (NN)
-/// with `k >= 128` and `n` a multiple of 16 in 4-row blocks, 6-20% (k = 128-192 at m = 64-512:
-/// 6-16%); `gᵀ · x` (TN) with `n >= 48` in 16-column blocks (the last one narrower), 5-20%.
+/// call, measured on Zen 4 for the MLP shapes at batch 64-256: the tile's `(rows, columns)` of
+/// `C`, or nil for one call. Where the gain held for every measured shape only:
+/// - `x · Wᵀ` (NT) with `k >= 256`: 16 columns of all rows for `m <= 64`, 8 for `m <= 128`,
+///   4-33% faster; above 128 rows with `k >= 512`, 64 x 16 tiles, 5-10%.
+/// - `g · W` (NN) with `k >= 128` and `n` a multiple of 16: 4 rows, 6-20%.
+/// - `gᵀ · x` (TN) with `n >= 48`: 16 columns of all rows (the last one narrower), 5-20%.
 /// Elsewhere the small kernel was slower. Against one call the bits were the same in every
-/// shape compared with `k <= 320`; from `k = 384` (OpenBLAS splits `k` there) the blocks sum in
+/// shape compared with `k <= 320`; from `k = 384` (OpenBLAS splits `k` there) the tiles sum in
 /// another order, a rounding-level difference.
 @inline(__always)
-func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> (alongRows: Bool, width: Int)? {
+func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> (rows: Int, columns: Int)? {
     let (dm, dn, dk) = (Double(m), Double(n), Double(k))
     if dm * dn * dk <= 1e6 { return nil }  // one call takes the small-matrix kernel already
     switch (transposeA, transposeB) {
     case (false, true) where k >= 256:
-        if m <= 64 && dm * 16 * dk <= 1e6 && n > 16 { return (false, 16) }
-        if m <= 128 && dm * 8 * dk <= 1e6 && n > 8 { return (false, 8) }
+        if m <= 64 && dm * 16 * dk <= 1e6 && n > 16 { return (m, 16) }
+        if m <= 128 && dm * 8 * dk <= 1e6 && n > 8 { return (m, 8) }
+        if m > 128 && k >= 512 && 64 * 16 * dk <= 1e6 && n > 16 { return (64, 16) }
     case (false, false) where k >= 128 && n % 16 == 0 && 4 * dn * dk <= 1e6 && m > 4:
-        return (true, 4)
+        return (4, n)
     case (true, false) where n >= 48 && dm * 16 * dk <= 1e6:
-        return (false, 16)
+        return (m, 16)
     default:
         break
     }

@@ -219,29 +219,32 @@ final class ParallelTests: XCTestCase {
         }
     }
 
-    /// Products run as small-matrix-kernel blocks (the MLP's shapes at batch 64, every edge
-    /// block narrower): every element against a Double dot product, on one and two threads.
+    /// Products run as small-matrix-kernel tiles (the MLP's shapes at batch 64-256, every edge
+    /// tile narrower or shorter): every element against a Double dot product, on one and two threads.
     func testSmallKernelBlocksComputeTheWholeProduct() {
         var rng = RandomGenerator(seed: 8)
         // (m, n, k, transposeA, transposeB, expected blocks)
-        let cases: [(Int, Int, Int, Bool, Bool, (Bool, Int)?)] = [
-            (64, 130, 784, false, true, (false, 16)),    // x · Wᵀ, D's first layer, 130 = 8·16 + 2
-            (64, 100, 1024, false, true, (false, 8)),    // 16 columns would exceed 1e6
-            (96, 784, 512, false, true, (false, 8)),     // more than 64 rows: 8 columns
-            (66, 256, 784, false, false, (true, 4)),     // g · W, 66 rows = 16·4 + 2
-            (784, 256, 64, true, false, (false, 16)),    // gᵀ · x
-            (256, 784, 256, false, true, nil),           // batch 256: one call (blocks were slower)
-            (256, 784, 128, false, false, (true, 4)),    // g · W with k = 128 (D's first layer at batch 256)
+        // (m, n, k, transposeA, transposeB, expected tile (rows, columns))
+        let cases: [(Int, Int, Int, Bool, Bool, (Int, Int)?)] = [
+            (64, 130, 784, false, true, (64, 16)),       // x · Wᵀ, D's first layer, 130 = 8·16 + 2
+            (64, 100, 1024, false, true, (64, 8)),       // 16 columns would exceed 1e6
+            (96, 784, 512, false, true, (96, 8)),        // more than 64 rows: 8 columns
+            (200, 130, 784, false, true, (64, 16)),      // above 128 rows: 64 x 16 tiles, 200 = 3·64 + 8
+            (66, 256, 784, false, false, (4, 256)),      // g · W, 66 rows = 16·4 + 2
+            (784, 256, 64, true, false, (784, 16)),      // gᵀ · x
+            (256, 784, 256, false, true, nil),           // batch 256, k = 256: one call (tiles were slower)
+            (256, 256, 1024, false, true, nil),          // 64 x 16 x 1024 exceeds 1e6
+            (256, 784, 128, false, false, (4, 784)),     // g · W with k = 128 (D's first layer at batch 256)
             (64, 784, 100, false, false, nil),           // k below 128
             (64, 100, 256, false, false, nil),           // n not a multiple of 16
-            (128, 100, 256, true, false, (false, 16)),   // gᵀ · x, G's first layer: 100 = 6·16 + 4
+            (128, 100, 256, true, false, (128, 16)),     // gᵀ · x, G's first layer: 100 = 6·16 + 4
             (128, 40, 256, true, false, nil),            // gᵀ · x with n below 48
             (64, 128, 100, false, true, nil),            // at most 1e6: already the small kernel
         ]
         for (m, n, k, ta, tb, expected) in cases {
-            let blocks = smallKernelBlocks(transposeA: ta, transposeB: tb, m: m, n: n, k: k)
-            XCTAssertEqual(blocks?.alongRows, expected?.0, "\(m)x\(n)x\(k)")
-            XCTAssertEqual(blocks?.width, expected?.1, "\(m)x\(n)x\(k)")
+            let tile = smallKernelBlocks(transposeA: ta, transposeB: tb, m: m, n: n, k: k)
+            XCTAssertEqual(tile?.rows, expected?.0, "\(m)x\(n)x\(k)")
+            XCTAssertEqual(tile?.columns, expected?.1, "\(m)x\(n)x\(k)")
             let (a, b, one, two) = productOnOneAndTwoThreads(m, n, k, ta, tb, &rng)
             XCTAssertEqual(one.scalars, two.scalars, "\(m)x\(n)x\(k): 1 vs 2 threads")
             var worst = 0.0
