@@ -58,6 +58,9 @@ public struct TrainingProgress: Sendable, Equatable {
     public var batchInEpoch: Int
     /// State of the generator producing the latent `z` batches.
     public var noiseRNG: RandomGenerator
+    /// The metrics.jsonl logging window still open at this step (steps since the last logged
+    /// line), so a resumed run logs the same means as one that never stopped; nil when empty.
+    public var logWindow: LogWindow? = nil
 
     /// The same progress moved to the start of the next epoch.
     public func nextEpoch() -> TrainingProgress {
@@ -68,6 +71,14 @@ public struct TrainingProgress: Sendable, Equatable {
     }
 }
 
+/// Sums of the step statistics over the steps of an open logging window (metrics.jsonl lines
+/// hold their means). No wall-clock time: a checkpoint's bytes depend on the training only.
+public struct LogWindow: Codable, Sendable, Equatable {
+    public var steps: Int
+    public var names: [String]
+    public var sums: [Double]
+}
+
 /// Conjure checkpoints in the safetensors format.
 ///
 /// Tensors: the model's `state_dict` under PyTorch names (`generator.0.weight` ...,
@@ -75,7 +86,8 @@ public struct TrainingProgress: Sendable, Equatable {
 /// `optimizer.generator.0.exp_avg_sq`, `optimizer.generator.step`, same for the
 /// discriminator). `__metadata__`: `format` (`conjure.checkpoint.v1`), `config` (the
 /// ``RunConfig`` JSON), `step`, `epoch`, `batch_in_epoch`, `rng_state` (four decimal 64-bit
-/// words), `normalization` (JSON). Written to a temporary file, fsynced, then renamed.
+/// words), `normalization` (JSON), and `log_window` (JSON, when a logging window is open). Written
+/// to a temporary file, fsynced, then renamed.
 public enum Checkpoint {
     public static let format = "conjure.checkpoint.v1"
 
@@ -84,7 +96,7 @@ public enum Checkpoint {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let normJSON = String(decoding: try encoder.encode(run.normalization), as: UTF8.self)
-        let metadata: [String: String] = [
+        var metadata: [String: String] = [
             "format": format,
             "config": String(decoding: try run.jsonData(), as: UTF8.self),
             "step": String(progress.step),
@@ -93,6 +105,9 @@ public enum Checkpoint {
             "rng_state": progress.noiseRNG.stateWords.map(String.init).joined(separator: ","),
             "normalization": normJSON,
         ]
+        if let window = progress.logWindow, window.steps > 0 {
+            metadata["log_window"] = String(decoding: try encoder.encode(window), as: UTF8.self)
+        }
         try SafeTensors.write(tensors: tensors, metadata: metadata, to: path, createDirectories: true)
     }
 
@@ -154,7 +169,17 @@ public enum Checkpoint {
             throw DataError(file: path, location: "tensor '\(e.key)'", problem: e.problem,
                             hint: "the checkpoint does not match its own config; was it edited?")
         }
-        let progress = TrainingProgress(step: step, epoch: epoch, batchInEpoch: batch, noiseRNG: RandomGenerator(state: words))
+        var window: LogWindow?
+        if let text = file.metadata["log_window"] {
+            guard let w = try? JSONDecoder().decode(LogWindow.self, from: Data(text.utf8)), w.steps > 0, w.steps <= step,
+                  w.names.count == w.sums.count else {
+                throw bad("'log_window' is not a logging window (JSON with steps, names and sums)",
+                          "the checkpoint was edited; use one written by `conjure train`")
+            }
+            window = w
+        }
+        let progress = TrainingProgress(step: step, epoch: epoch, batchInEpoch: batch, noiseRNG: RandomGenerator(state: words),
+                                        logWindow: window)
         return Loaded(model: model, run: run, progress: progress)
     }
 }

@@ -346,8 +346,12 @@ public final class Trainer {
             throw DataError(file: metricsPath, problem: "cannot open for writing")
         }
         defer { try? metrics.close() }
-        // On resume, drop log lines past the checkpoint (a run stopped between checkpoints).
-        if o.resume { try truncateMetrics(metricsPath, after: progress.step, handle: metrics) }
+        // On resume, drop log lines past the checkpoint (a run stopped between checkpoints), and
+        // the line of a logging window the checkpoint carries on (a run stopped off the
+        // --log-every grid): the resumed run logs that window whole, as a run that never stopped.
+        if o.resume {
+            try truncateMetrics(metricsPath, after: progress.step, dropTrainingLineAtStep: progress.logWindow != nil, handle: metrics)
+        }
         metrics.seekToEndOfFile()
 
         /// Moves a staged run into place (replacing an old run when --overwrite was given).
@@ -385,6 +389,22 @@ public final class Trainer {
         var window: [(name: String, sum: Double)] = []
         var windowSteps = 0
         var windowStart = DispatchTime.now().uptimeNanoseconds
+        var timedSteps = 0  // the window's steps run by this process (its throughput)
+        if let carried = progress.logWindow {
+            window = zip(carried.names, carried.sums).map { ($0, $1) }
+            windowSteps = carried.steps
+        }
+        /// The open window (nil when empty), or the one just logged when the run stops off the grid.
+        var stopWindow: LogWindow?
+        func openWindow() -> LogWindow? {
+            if windowSteps == 0 { return stopWindow }
+            return LogWindow(steps: windowSteps, names: window.map(\.name), sums: window.map(\.sum))
+        }
+        func withWindow(_ p: TrainingProgress) -> TrainingProgress {
+            var p = p
+            p.logWindow = openWindow()
+            return p
+        }
         var last: StepMetrics?
         var startup: Double?
         var interrupted = false
@@ -410,6 +430,7 @@ public final class Trainer {
                 if window.isEmpty { window = stats.values.map { ($0.name, 0) } }
                 for (i, v) in stats.values.enumerated() { window[i].sum += Double(v.value) }
                 windowSteps += 1
+                timedSteps += 1
                 let epochDone = progress.batchInEpoch == batches.count
 
                 if progress.step % o.logEvery == 0 || progress.step == stopAt {
@@ -417,17 +438,20 @@ public final class Trainer {
                     let secs = max(Double(now - windowStart) / 1e9, 1e-9)
                     let n = Double(windowSteps)
                     let means = window.map { (name: $0.name, value: $0.sum / n) }
+                    let samplesPerSec = Double(timedSteps) * Double(model.batchSize) / secs
                     var record: [String: Any] = [
                         "step": progress.step, "epoch": Double(progress.step) / Double(perEpoch),
-                        "samples_per_sec": n * Double(model.batchSize) / secs,
+                        "samples_per_sec": samplesPerSec,
                     ]
                     for m in means { record[m.name] = m.value }
                     let line = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
                     metrics.write(line + Data("\n".utf8))
                     reporter.report(step: progress.step, epoch: Double(progress.step) / Double(perEpoch),
-                                    losses: means.prefix(2).map { $0 }, samplesPerSec: n * Double(model.batchSize) / secs)
+                                    losses: means.prefix(2).map { $0 }, samplesPerSec: samplesPerSec)
+                    if progress.step % o.logEvery != 0 { stopWindow = openWindow() }
                     window = []
                     windowSteps = 0
+                    timedSteps = 0
                     windowStart = now
                 }
                 if let ev = evaluator, progress.step % o.evalEvery == 0 || progress.step == stopAt {
@@ -443,7 +467,7 @@ public final class Trainer {
                     written.insert(o.runDirectory + path)
                 }
                 if o.checkpointEvery > 0 && progress.step % o.checkpointEvery == 0 && progress.step < stopAt {
-                    try checkpoint(epochDone ? progress.nextEpoch() : progress)
+                    try checkpoint(withWindow(epochDone ? progress.nextEpoch() : progress))
                 }
             }
             // A new epoch reshuffles: order depends only on (seed, epoch), so a resumed run
@@ -451,7 +475,7 @@ public final class Trainer {
             if progress.batchInEpoch == batches.count { progress = progress.nextEpoch() }
         }
         reporter.finish()
-        try checkpoint(progress)
+        try checkpoint(withWindow(progress))
         if progress.step == totalSteps, let shape = run.imageShape {
             let path = o.runDirectory + "/samples/final.png"
             try writeGrid(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), shape: shape, stats: run.normalization, to: path)
@@ -463,13 +487,15 @@ public final class Trainer {
                             startupSeconds: startup)
     }
 
-    /// Keeps only the metric lines with `step <= step`.
-    func truncateMetrics(_ path: String, after step: Int, handle: FileHandle) throws {
+    /// Keeps only the metric lines with `step <= step`, less the training line (the one with
+    /// `samples_per_sec`) at `step` itself when `dropTrainingLineAtStep`.
+    func truncateMetrics(_ path: String, after step: Int, dropTrainingLineAtStep: Bool, handle: FileHandle) throws {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         var kept = ""
         for line in text.split(separator: "\n") {
             if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-               let s = obj["step"] as? Int, s <= step { kept += line + "\n" }
+               let s = obj["step"] as? Int, s <= step,
+               !(dropTrainingLineAtStep && s == step && obj["samples_per_sec"] != nil) { kept += line + "\n" }
         }
         try handle.truncate(atOffset: 0)
         handle.write(Data(kept.utf8))
