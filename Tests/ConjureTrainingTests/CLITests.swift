@@ -287,7 +287,8 @@ extension CLITests {
         let file = try SafeTensors.read(path: path)
         let values = file.order.map { ($0, file.tensors[$0]!) }
         for (key, value, needle) in [("batch_in_epoch", "-1", "training position"), ("batch_in_epoch", "46", "batches per epoch"),
-                                     ("step", "-5", "training position")] {
+                                     ("step", "-5", "training position"), ("log_window", "{\"steps\": 3}", "logging window"),
+                                     ("log_window", "{\"steps\": 999, \"names\": [], \"sums\": []}", "logging window")] {
             var meta = file.metadata
             meta[key] = value
             try SafeTensors.write(values: values, metadata: meta, to: path)
