@@ -447,7 +447,8 @@ public final class Trainer {
                     let line = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
                     metrics.write(line + Data("\n".utf8))
                     reporter.report(step: progress.step, epoch: Double(progress.step) / Double(perEpoch),
-                                    losses: means.prefix(2).map { $0 }, samplesPerSec: samplesPerSec)
+                                    losses: means.filter { !["d_real", "d_fake"].contains($0.name) },  // the losses (a VAE's kl too)
+                                    samplesPerSec: samplesPerSec)
                     if progress.step % o.logEvery != 0 { stopWindow = openWindow() }
                     window = []
                     windowSteps = 0

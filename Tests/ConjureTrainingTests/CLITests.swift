@@ -90,6 +90,13 @@ final class CLITests: XCTestCase {
             try conjure(common + ["--name", "\(preset)-a", "--max-steps", "8"])
             try conjure(common + ["--name", "\(preset)-b", "--max-steps", "5"])
             try conjure(["train", "--name", "\(preset)-b", "--resume", "--max-steps", "8", "--quiet"])
+            if preset == "vae" || preset == "seed" {  // progress lines show the losses: a VAE's three, a GAN's two
+                let shown = try conjure(["train", "--data", csv.path, "--model", preset, "--batch-size", "16", "--epochs", "1",
+                                         "--name", "\(preset)-log", "--max-steps", "4", "--log-every", "2"]).err
+                let line = shown.split(separator: "\n").first { $0.hasPrefix("step 2/4") }.map(String.init) ?? shown
+                for name in preset == "vae" ? ["loss ", "reconstruction ", "kl "] : ["d_loss ", "g_loss "] { XCTAssert(line.contains(name), "\(preset): \(line)") }
+                XCTAssertFalse(line.contains("d_real"), line)
+            }
             if preset == "seed" {  // a resume that has nothing left to do says so
                 let again = try conjure(["train", "--name", "\(preset)-b", "--resume", "--max-steps", "6", "--quiet"])
                 XCTAssert(again.err.contains("note: the run is already at step 8, at or past the 6 steps asked (--max-steps 6); nothing to train"), again.err)
