@@ -240,7 +240,29 @@ public final class SpectralNorm<Wrapped: SpectralNormalizable>: Layer {
                 for i in 0..<rows { let ui = uu[i]; for j in 0..<cols { wtu[j] += Double(mat[i * cols + j]) * ui } }
                 vv = SpectralNorm.normalized(wtu, eps: eps)
                 var wv = [Double](repeating: 0, count: rows)
-                for i in 0..<rows { var s = 0.0; for j in 0..<cols { s += Double(mat[i * cols + j]) * vv[j] }; wv[i] = s }
+                // Each row's dot product in column order; four rows at a time (four chains of
+                // additions in flight, the same sums).
+                mat.withUnsafeBufferPointer { m in
+                    vv.withUnsafeBufferPointer { v in
+                        var i = 0
+                        while i + 4 <= rows {
+                            let r0 = m.baseAddress! + i * cols, r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols
+                            var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+                            for j in 0..<cols {
+                                let vj = v[j]
+                                s0 += Double(r0[j]) * vj; s1 += Double(r1[j]) * vj; s2 += Double(r2[j]) * vj; s3 += Double(r3[j]) * vj
+                            }
+                            wv[i] = s0; wv[i + 1] = s1; wv[i + 2] = s2; wv[i + 3] = s3
+                            i += 4
+                        }
+                        while i < rows {
+                            var s = 0.0
+                            for j in 0..<cols { s += Double(m[i * cols + j]) * v[j] }
+                            wv[i] = s
+                            i += 1
+                        }
+                    }
+                }
                 uu = SpectralNorm.normalized(wv, eps: eps)
             }
             u.value = Tensor(shape: [rows], scalars: uu.map(Float.init))

@@ -1,10 +1,10 @@
 // MARK: - Reductions
 
 extension Tensor {
-    /// Sum of all elements (a scalar tensor). Accumulates in Double.
+    /// Sum of all elements (a scalar tensor). Accumulates in Double: in order below
+    /// ``Tensor/laneSumCount`` elements, else as ``laneSum(_:)``.
     public func sum() -> Tensor {
-        var s = 0.0
-        scalars.withUnsafeBufferPointer { p in for v in p { s += Double(v) } }
+        let s = scalars.withUnsafeBufferPointer { Tensor.orderedOrLaneSum($0) }
         let shp = shape
         return Tensor.record(shape: [], scalars: [Float(s)], inputs: [self]) { g, _ in [g.expanded(to: shp)] }
     }
@@ -37,7 +37,9 @@ extension Tensor {
                             for j in cols { o0![j] += Double(row[j]) }
                         }
                     }
-                    if Tensor.splitsAcrossPool(count) && inner >= 32 {
+                    if inner == 1 {
+                        if let o0 { o0[0] = Tensor.orderedOrLaneSum(p) }
+                    } else if Tensor.splitsAcrossPool(count) && inner >= 32 {
                         Parallel.forRanges(inner, minimum: 16, columns)
                     } else if count > 0 {
                         columns(0..<inner)
@@ -77,6 +79,43 @@ extension Tensor {
         }
     }
 
+    /// Sums of at least this many elements into one value (a whole tensor, or a leading-axes
+    /// reduction to one column) use ``laneSum(_:)``.
+    public static let laneSumCount = 1 << 15
+
+    /// The Double sum of `p`: element by element in order below ``laneSumCount`` elements;
+    /// above it, as ``laneSum(_:)``.
+    @inline(__always)
+    static func orderedOrLaneSum(_ p: UnsafeBufferPointer<Float>) -> Double {
+        if p.count >= laneSumCount { return laneSum(p) }
+        var s = 0.0
+        for v in p { s += Double(v) }
+        return s
+    }
+
+    /// The Double sum of `p` in 8 interleaved lanes (lane `l` adds elements `l, l + 8, ...` in
+    /// order), the lanes then added pairwise ((0+1)+(2+3))+((4+5)+(6+7)): one fixed order for
+    /// any thread count, 8 additions in flight instead of one chain. Rounds differently from
+    /// the one-chain sum only at the Double level (the Float result almost always equal).
+    static func laneSum(_ p: UnsafeBufferPointer<Float>) -> Double {
+        var l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0, l4 = 0.0, l5 = 0.0, l6 = 0.0, l7 = 0.0
+        let n = p.count, whole = n / 8 * 8
+        var i = 0
+        while i < whole {
+            l0 += Double(p[i]); l1 += Double(p[i + 1]); l2 += Double(p[i + 2]); l3 += Double(p[i + 3])
+            l4 += Double(p[i + 4]); l5 += Double(p[i + 5]); l6 += Double(p[i + 6]); l7 += Double(p[i + 7])
+            i += 8
+        }
+        if i < n { l0 += Double(p[i]) }
+        if i + 1 < n { l1 += Double(p[i + 1]) }
+        if i + 2 < n { l2 += Double(p[i + 2]) }
+        if i + 3 < n { l3 += Double(p[i + 3]) }
+        if i + 4 < n { l4 += Double(p[i + 4]) }
+        if i + 5 < n { l5 += Double(p[i + 5]) }
+        if i + 6 < n { l6 += Double(p[i + 6]) }
+        return ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
+    }
+
     /// Mean over `axes`.
     public func mean(axes: [Int], keepDims: Bool = false) -> Tensor {
         let n = axes.map { shape[$0 < 0 ? $0 + rank : $0] }.reduce(1, *)
@@ -86,7 +125,13 @@ extension Tensor {
     /// Broadcasts to `target` (NumPy rules), copying elements; the backward sums back.
     public func expanded(to target: [Int]) -> Tensor {
         if shape == target { return self }
-        let (_, out) = Tensor.zipBroadcast(Tensor.zeros(target), self.detached(), op: "expand") { _, b in b }
+        let out: [Float]
+        if count == 1 {
+            _ = Tensor.broadcastShape(target, shape, op: "expand")
+            out = [Float](repeating: scalars[0], count: target.reduce(1, *))
+        } else {
+            out = Tensor.zipBroadcast(Tensor.zeros(target), self.detached(), op: "expand") { _, b in b }.1
+        }
         let src = shape
         return Tensor.record(shape: target, scalars: out, inputs: [self]) { g, _ in [g.sumTo(src)] }
     }

@@ -314,6 +314,34 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// Whole-tensor sums (spectral norm's σ and its gradient, 400K elements per layer): below
+    /// 32K elements one chain in order; from 32K the 8-lane Double sum, its exact formula, on
+    /// any thread count, for `sum()` and for `sum(axes:)` down to one value.
+    func testLargeWholeSumsUseTheEightLaneDoubleSum() {
+        var rng = RandomGenerator(seed: 14)
+        for n in [32_767, 32_768, 100_003, 400_001] {
+            // Magnitudes from 2^-40 to 2^20, so the Double additions round.
+            let draws = Tensor.randomNormal([n], mean: 0.3, using: &rng).scalars
+            let x = Tensor(shape: [n], scalars: draws.enumerated().map { i, v in v * Float(sign: .plus, exponent: i * 7 % 61 - 40, significand: 1) })
+            var chain = 0.0
+            for v in x.scalars { chain += Double(v) }
+            var lanes = [Double](repeating: 0, count: 8)
+            for (i, v) in x.scalars.enumerated() { lanes[i % 8] += Double(v) }
+            let laned = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+            let expected = n >= Tensor.laneSumCount ? laned : chain
+            if n >= Tensor.laneSumCount {
+                XCTAssertEqual(x.scalars.withUnsafeBufferPointer { Tensor.laneSum($0) }.bitPattern, laned.bitPattern, "\(n)")
+                XCTAssertNotEqual(laned.bitPattern, chain.bitPattern, "\(n): the test data tells the two orders apart")
+            }
+            for threads in [1, 2] {
+                Parallel.setThreads(threads)
+                XCTAssertEqual(x.sum().item.bitPattern, Float(expected).bitPattern, "\(n) sum() threads \(threads)")
+                let m = x.reshaped([n, 1]).sum(axes: [0, 1])
+                XCTAssertEqual(m.item.bitPattern, Float(expected).bitPattern, "\(n) sum(axes:) threads \(threads)")
+            }
+        }
+    }
+
     func testTanhIsTheSameOnAnyThreadCount() {
         var rng = RandomGenerator(seed: 3)
         let x = Tensor.randomNormal([50_001], std: 3, using: &rng).requiringGrad()
