@@ -26,6 +26,8 @@ public protocol GenerativeModel: AnyObject {
     ///   (the generator's input for a GAN, the reparameterisation noise for a VAE).
     /// - Parameter labels: class labels of the batch for conditional models, else nil.
     func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics
+    /// The names of ``train(batch:z:labels:)``'s statistics, in its order.
+    var stepStatisticNames: [String] { get }
     /// Samples `[N, dataDim]` in the normalised range from latent `z` `[N, latentDim]`, in
     /// evaluation mode and without autodiff history.
     func sample(z: Tensor, labels: [Int]?) -> Tensor
@@ -44,6 +46,8 @@ public protocol GenerativeModel: AnyObject {
 extension GAN: GenerativeModel {
     public var latentDim: Int { config.noiseDim }
 
+    public var stepStatisticNames: [String] { ["d_loss", "g_loss", "d_real", "d_fake"] }
+
     public func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics {
         let s = trainStep(real: real, z: z, labels: labels)
         return StepMetrics([("d_loss", s.dLoss), ("g_loss", s.gLoss), ("d_real", s.meanDReal), ("d_fake", s.meanDFake)])
@@ -60,6 +64,8 @@ extension VAE: GenerativeModel {
 
     /// One step on the negative ELBO; `z` is the reparameterisation noise. Statistics `loss`
     /// (negative ELBO), `reconstruction` and `kl`, nats per sample.
+    public var stepStatisticNames: [String] { ["loss", "reconstruction", "kl"] }
+
     public func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics {
         precondition(labels == nil, "VAE: labels given to an unconditional model")
         let s = trainStep(x: real, eps: z)

@@ -24,6 +24,10 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var logEvery: Int
     public var sampleEvery: Int
     public var checkpointEvery: Int
+    /// Steps between in-training FID/KID measurements and their sample count (nil in runs
+    /// written before they were saved: 0 and 2000).
+    public var evalEvery: Int?
+    public var evalCount: Int?
     /// Samples generated for a built-in synthetic data set (nil for files).
     public var syntheticCount: Int?
 

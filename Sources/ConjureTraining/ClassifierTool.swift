@@ -42,7 +42,9 @@ public enum ClassifierTool {
     }
 
     public static func save(_ t: Trained, to path: String) throws {
-        let norm = String(decoding: try JSONEncoder().encode(t.normalization), as: UTF8.self)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]  // the same bytes for the same classifier
+        let norm = String(decoding: try enc.encode(t.normalization), as: UTF8.self)
         let hidden = t.classifier.net.layers.compactMap { ($0 as? Linear)?.weight.shape[0] }.dropLast()
         try SafeTensors.write(tensors: t.classifier.net.stateDict(prefix: "classifier."), metadata: [
             "format": format, "input_dim": String(t.classifier.inputDim), "classes": String(t.classifier.classes),

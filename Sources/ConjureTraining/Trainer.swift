@@ -25,11 +25,13 @@ public struct TrainOptions: Sendable {
     public var heldOutFraction: Double = 0.1
     /// Samples generated for a built-in synthetic data set (ring8, grid25, moons).
     public var syntheticCount: Int = 50_000
-    public var logEvery: Int = 50
+    /// Steps between metrics.jsonl lines. This and the other cadences below: nil means the
+    /// default for a new run (50, 1000, 1000, 0, 2000) and the run's own on `resume`.
+    public var logEvery: Int?
     /// Steps between sample grids (0: only the final grid).
-    public var sampleEvery: Int = 1000
+    public var sampleEvery: Int?
     /// Steps between periodic checkpoints (`latest.safetensors` is also written at the end).
-    public var checkpointEvery: Int = 1000
+    public var checkpointEvery: Int?
     /// Stop after this many steps in total (the run can be resumed later).
     public var maxSteps: Int?
     public var resume = false
@@ -40,9 +42,9 @@ public struct TrainOptions: Sendable {
     public var threads: Int = 1
     /// Steps between FID/KID measurements against the held-out split, logged to
     /// metrics.jsonl (0: never).
-    public var evalEvery: Int = 0
+    public var evalEvery: Int?
     /// Samples drawn for each in-training measurement.
-    public var evalCount: Int = 2000
+    public var evalCount: Int?
     /// Progress output: a live line on a terminal, plain lines otherwise, or nothing.
     public var progress: ProgressStyle = .automatic
 
@@ -215,15 +217,15 @@ public final class Trainer {
         let o = options
         let start = Date()
         try o.model.validate()
-        if o.logEvery < 1 { throw ConfigError(option: "--log-every", problem: "must be at least 1, got \(o.logEvery)") }
-        if o.sampleEvery < 0 { throw ConfigError(option: "--sample-every", problem: "must be non-negative, got \(o.sampleEvery)") }
-        if o.checkpointEvery < 0 { throw ConfigError(option: "--checkpoint-every", problem: "must be non-negative, got \(o.checkpointEvery)") }
+        if let v = o.logEvery, v < 1 { throw ConfigError(option: "--log-every", problem: "must be at least 1, got \(v)") }
+        if let v = o.sampleEvery, v < 0 { throw ConfigError(option: "--sample-every", problem: "must be non-negative, got \(v)") }
+        if let v = o.checkpointEvery, v < 0 { throw ConfigError(option: "--checkpoint-every", problem: "must be non-negative, got \(v)") }
         if let m = o.maxSteps, m < 1 { throw ConfigError(option: "--max-steps", problem: "must be at least 1, got \(m)") }
         if let e = o.resumeEpochs, e < 1 { throw ConfigError(option: "--epochs", problem: "must be at least 1, got \(e)") }
         if !(0..<1).contains(o.heldOutFraction) { throw ConfigError(option: "--held-out", problem: "must be in [0, 1), got \(o.heldOutFraction)") }
-        if o.evalEvery < 0 { throw ConfigError(option: "--eval-every", problem: "must be non-negative, got \(o.evalEvery)") }
-        if o.evalEvery > 0 && o.heldOutFraction == 0 && !o.resume { throw ConfigError(option: "--eval-every", problem: "needs a held-out split", hint: "drop --held-out 0") }
-        if o.evalCount < 2 { throw ConfigError(option: "--eval-count", problem: "must be at least 2, got \(o.evalCount)") }
+        if let v = o.evalEvery, v < 0 { throw ConfigError(option: "--eval-every", problem: "must be non-negative, got \(v)") }
+        if (o.evalEvery ?? 0) > 0 && o.heldOutFraction == 0 && !o.resume { throw ConfigError(option: "--eval-every", problem: "needs a held-out split", hint: "drop --held-out 0") }
+        if let v = o.evalCount, v < 2 { throw ConfigError(option: "--eval-count", problem: "must be at least 2, got \(v)") }
         if o.threads < 1 || o.threads > 64 { throw ConfigError(option: "--threads", problem: "must be between 1 and 64, got \(o.threads)") }
         if o.resume && o.overwrite { throw ConfigError(option: "--overwrite", problem: "cannot be combined with --resume") }
 
@@ -245,6 +247,17 @@ public final class Trainer {
             let loaded = try Checkpoint.read(path: checkpointPath)
             (net, run, progress) = (loaded.model, loaded.run, loaded.progress)
             if let e = o.resumeEpochs { run.model.epochs = e }
+            if let w = progress.logWindow, w.names != net.stepStatisticNames {
+                throw DataError(file: checkpointPath, location: "__metadata__",
+                                problem: "'log_window' holds sums of \(w.names) but the model logs \(net.stepStatisticNames)",
+                                hint: "the checkpoint was edited; use one written by `conjure train`")
+            }
+            // The run's own cadences unless given again (then the new ones are kept for later resumes).
+            if let v = o.logEvery { run.logEvery = v }
+            if let v = o.sampleEvery { run.sampleEvery = v }
+            if let v = o.checkpointEvery { run.checkpointEvery = v }
+            if let v = o.evalEvery { run.evalEvery = v }
+            if let v = o.evalCount { run.evalCount = v }
             var dataOptions = o
             dataOptions.data = run.data
             dataOptions.model = run.model
@@ -303,7 +316,9 @@ public final class Trainer {
                 ? data.source : URL(fileURLWithPath: data.source).standardizedFileURL.path
             run = RunConfig(model: model, data: source, normalization: data.normalization, imageShape: data.imageShape,
                             trainSamples: data.train.shape[0], heldOutFraction: o.heldOutFraction, heldOutIndicesSHA256: heldHash,
-                            logEvery: o.logEvery, sampleEvery: o.sampleEvery, checkpointEvery: o.checkpointEvery)
+                            logEvery: o.logEvery ?? 50, sampleEvery: o.sampleEvery ?? 1000, checkpointEvery: o.checkpointEvery ?? 1000)
+            run.evalEvery = o.evalEvery ?? 0
+            run.evalCount = o.evalCount ?? 2000
             if Mixture2D(rawValue: data.source) != nil { run.syntheticCount = o.syntheticCount }
             progress = TrainingProgress(step: 0, epoch: 0, batchInEpoch: 0, noiseRNG: RandomGenerator(seed: model.seed, stream: 1))
             let parent = (o.runDirectory as NSString).deletingLastPathComponent
@@ -333,6 +348,8 @@ public final class Trainer {
         Parallel.setThreads(threads)
         Allocator.keepFreedBuffers()
         let model = run.model
+        let logEvery = run.logEvery, sampleEvery = run.sampleEvery, checkpointEvery = run.checkpointEvery
+        let evalEvery = run.evalEvery ?? 0, evalCount = run.evalCount ?? 2000
         let sampler = BatchSampler(count: data.train.shape[0], batchSize: model.batchSize, seed: model.seed)
         let perEpoch = sampler.batchesPerEpoch
         let totalSteps = perEpoch * model.epochs
@@ -349,8 +366,13 @@ public final class Trainer {
         // On resume, drop log lines past the checkpoint (a run stopped between checkpoints), and
         // the line of a logging window the checkpoint carries on (a run stopped off the
         // --log-every grid): the resumed run logs that window whole, as a run that never stopped.
+        // A measurement at the stop step off the --eval-every grid goes too. A resume with
+        // nothing to train keeps every line.
         if o.resume {
-            try truncateMetrics(metricsPath, after: progress.step, dropTrainingLineAtStep: progress.logWindow != nil, handle: metrics)
+            let continues = progress.step < stopAt
+            try truncateMetrics(metricsPath, after: progress.step,
+                                dropTrainingLineAtStep: continues && progress.logWindow != nil,
+                                dropEvalLineAtStep: continues && (evalEvery == 0 || progress.step % evalEvery != 0), handle: metrics)
         }
         metrics.seekToEndOfFile()
 
@@ -369,8 +391,8 @@ public final class Trainer {
             written.insert(checkpointPath)
         }
 
-        let evaluator = o.evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: dir,
-                                                                   count: o.evalCount, seed: model.seed, log: log) : nil
+        let evaluator = evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: dir,
+                                                                   count: evalCount, seed: model.seed, log: log) : nil
         let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
         if o.progress != .quiet {
             log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
@@ -433,7 +455,7 @@ public final class Trainer {
                 timedSteps += 1
                 let epochDone = progress.batchInEpoch == batches.count
 
-                if progress.step % o.logEvery == 0 || progress.step == stopAt {
+                if progress.step % logEvery == 0 || progress.step == stopAt {
                     let now = DispatchTime.now().uptimeNanoseconds
                     let secs = max(Double(now - windowStart) / 1e9, 1e-9)
                     let n = Double(windowSteps)
@@ -449,25 +471,25 @@ public final class Trainer {
                     reporter.report(step: progress.step, epoch: Double(progress.step) / Double(perEpoch),
                                     losses: means.filter { !["d_real", "d_fake"].contains($0.name) },  // the losses (a VAE's kl too)
                                     samplesPerSec: samplesPerSec)
-                    if progress.step % o.logEvery != 0 { stopWindow = openWindow() }
+                    if progress.step % logEvery != 0 { stopWindow = openWindow() }
                     window = []
                     windowSteps = 0
                     timedSteps = 0
                     windowStart = now
                 }
-                if let ev = evaluator, progress.step % o.evalEvery == 0 || progress.step == stopAt {
+                if let ev = evaluator, progress.step % evalEvery == 0 || progress.step == stopAt {
                     var record = try ev.measure(net)
                     record["step"] = progress.step
                     record["epoch"] = Double(progress.step) / Double(perEpoch)
                     record["wall_seconds"] = Date().timeIntervalSince(start)
                     metrics.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
                 }
-                if o.sampleEvery > 0 && progress.step % o.sampleEvery == 0, let shape = run.imageShape {
+                if sampleEvery > 0 && progress.step % sampleEvery == 0, let shape = run.imageShape {
                     let path = String(format: "/samples/step-%06d.png", progress.step)
                     try writeGrid(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), shape: shape, stats: run.normalization, to: dir + path)
                     written.insert(o.runDirectory + path)
                 }
-                if o.checkpointEvery > 0 && progress.step % o.checkpointEvery == 0 && progress.step < stopAt {
+                if checkpointEvery > 0 && progress.step % checkpointEvery == 0 && progress.step < stopAt {
                     try checkpoint(withWindow(epochDone ? progress.nextEpoch() : progress))
                 }
             }
@@ -489,14 +511,17 @@ public final class Trainer {
     }
 
     /// Keeps only the metric lines with `step <= step`, less the training line (the one with
-    /// `samples_per_sec`) at `step` itself when `dropTrainingLineAtStep`.
-    func truncateMetrics(_ path: String, after step: Int, dropTrainingLineAtStep: Bool, handle: FileHandle) throws {
+    /// `samples_per_sec`) at `step` itself when `dropTrainingLineAtStep`, and the measurement
+    /// line (the one with `wall_seconds`) there when `dropEvalLineAtStep`.
+    func truncateMetrics(_ path: String, after step: Int, dropTrainingLineAtStep: Bool, dropEvalLineAtStep: Bool,
+                         handle: FileHandle) throws {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         var kept = ""
         for line in text.split(separator: "\n") {
             if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                let s = obj["step"] as? Int, s <= step,
-               !(dropTrainingLineAtStep && s == step && obj["samples_per_sec"] != nil) { kept += line + "\n" }
+               !(dropTrainingLineAtStep && s == step && obj["samples_per_sec"] != nil),
+               !(dropEvalLineAtStep && s == step && obj["wall_seconds"] != nil) { kept += line + "\n" }
         }
         try handle.truncate(atOffset: 0)
         handle.write(Data(kept.utf8))

@@ -143,13 +143,13 @@ struct Train: ParsableCommand {
     @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String?
     @Option(parsing: .unconditional, help: "CSV label column: index (negative from the end) or header name.") var labelColumn: String?
     @Option(parsing: .unconditional, help: "Fraction of samples held out of training for evaluation (stratified by label; default 0.1).") var heldOut: Double?
-    @Option(parsing: .unconditional, help: "Steps between metric lines.") var logEvery: Int = 50
-    @Option(parsing: .unconditional, help: "Steps between sample grids (0: final grid only).") var sampleEvery: Int = 1000
-    @Option(parsing: .unconditional, help: "Steps between checkpoints.") var checkpointEvery: Int = 1000
+    @Option(parsing: .unconditional, help: "Steps between metric lines (default 50; with --resume, the run's own).") var logEvery: Int?
+    @Option(parsing: .unconditional, help: "Steps between sample grids (0: final grid only; default 1000; with --resume, the run's own).") var sampleEvery: Int?
+    @Option(parsing: .unconditional, help: "Steps between checkpoints (default 1000; with --resume, the run's own).") var checkpointEvery: Int?
     @Option(parsing: .unconditional, help: "Stop after this many steps (resume later with --resume).") var maxSteps: Int?
     @OptionGroup var pool: ThreadsOption
-    @Option(parsing: .unconditional, help: "Steps between FID/KID measurements against the held-out split (logged to metrics.jsonl; 0: never).") var evalEvery: Int = 0
-    @Option(parsing: .unconditional, help: "Samples per in-training measurement.") var evalCount: Int = 2000
+    @Option(parsing: .unconditional, help: "Steps between FID/KID measurements against the held-out split (logged to metrics.jsonl; 0: never, the default; with --resume, the run's own).") var evalEvery: Int?
+    @Option(parsing: .unconditional, help: "Samples per in-training measurement (default 2000; with --resume, the run's own).") var evalCount: Int?
     @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
     @Flag(help: "Replace an existing run directory.") var overwrite = false
     @Flag(help: "Print plain progress lines even on a terminal.") var plain = false
@@ -487,7 +487,9 @@ struct Bench: ParsableCommand {
             for (b, t) in runs {
                 let r = Benchmark.run(config: config, batch: b, threads: t, warmup: warmup, steps: steps, repeats: repeats)
                 if json {
-                    print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.sortedKeys]  // keys in one order every run
+                    print(String(decoding: try enc.encode(r), as: UTF8.self))
                 } else {
                     var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s",
                                       b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond)

@@ -295,7 +295,9 @@ extension CLITests {
         let values = file.order.map { ($0, file.tensors[$0]!) }
         for (key, value, needle) in [("batch_in_epoch", "-1", "training position"), ("batch_in_epoch", "46", "batches per epoch"),
                                      ("step", "-5", "training position"), ("log_window", "{\"steps\": 3}", "logging window"),
-                                     ("log_window", "{\"steps\": 999, \"names\": [], \"sums\": []}", "logging window")] {
+                                     ("log_window", "{\"steps\": 999, \"names\": [], \"sums\": []}", "logging window"),
+                                     ("log_window", "{\"steps\": 3, \"names\": [\"a\"], \"sums\": [1]}", "but the model logs"),
+                                     ("log_window", "{\"steps\": 3, \"names\": [\"g_loss\", \"d_loss\", \"d_real\", \"d_fake\"], \"sums\": [1, 2, 3, 4]}", "but the model logs")] {
             var meta = file.metadata
             meta[key] = value
             try SafeTensors.write(values: values, metadata: meta, to: path)

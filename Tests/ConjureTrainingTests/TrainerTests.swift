@@ -107,8 +107,17 @@ final class TrainerTests: XCTestCase {
             XCTAssertEqual(partial.last.map { strip($0).split(separator: " ")[0] }, "\(stopAt)", "the stopped run logs its last step")
             let window = try Checkpoint.read(path: b.runDirectory + "/checkpoints/latest.safetensors").progress.logWindow
             XCTAssertEqual(window?.steps, stopAt % 10 == 0 ? nil : stopAt % 10, "open window in the checkpoint")
+            // A resume that asks for no more steps changes no line and no byte.
+            let metricsBefore = try Data(contentsOf: URL(fileURLWithPath: b.runDirectory + "/metrics.jsonl"))
+            var idle = b
+            idle.resume = true
+            idle.maxSteps = stopAt
+            XCTAssertEqual(try Trainer(options: idle).run().steps, stopAt)
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: b.runDirectory + "/metrics.jsonl")), metricsBefore)
+            // Resumed without the cadence options: the run's own (log every 10, not the default 50).
             var resumed = b
             resumed.resume = true
+            resumed.logEvery = nil; resumed.sampleEvery = nil; resumed.checkpointEvery = nil
             _ = try Trainer(options: resumed).run()
             let ma = try String(contentsOfFile: a.runDirectory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { exact($0) }
             let mb = try String(contentsOfFile: b.runDirectory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { exact($0) }
@@ -206,6 +215,8 @@ final class TrainerTests: XCTestCase {
         let a = try vaeOptions("vae-a")
         let full = try Trainer(options: a).run()
         XCTAssertEqual(full.last.map { $0.values.map(\.name) }, ["loss", "reconstruction", "kl"])
+        XCTAssertEqual(try Checkpoint.read(path: a.runDirectory + "/checkpoints/latest.safetensors").model.stepStatisticNames,
+                       ["loss", "reconstruction", "kl"], "the names a carried logging window is checked against")
         let ta = try assertStopAndResumeMatches(a, try vaeOptions("vae-b"), stopAt: 50, "VAE")
         XCTAssertNotNil(ta["encoder.0.weight"]); XCTAssertNotNil(ta["decoder.2.weight"]); XCTAssertNotNil(ta["optimizer.0.exp_avg"])
         let config = try String(contentsOfFile: a.runDirectory + "/config.json", encoding: .utf8)
