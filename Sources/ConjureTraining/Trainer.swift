@@ -258,6 +258,10 @@ public final class Trainer {
             if let v = o.checkpointEvery { run.checkpointEvery = v }
             if let v = o.evalEvery { run.evalEvery = v }
             if let v = o.evalCount { run.evalCount = v }
+            if (run.evalEvery ?? 0) > 0 && run.heldOutFraction == 0 {
+                throw ConfigError(option: "--eval-every", problem: "needs a held-out split; this run was trained with --held-out 0",
+                                  hint: "resume without --eval-every, or with --eval-every 0")
+            }
             var dataOptions = o
             dataOptions.data = run.data
             dataOptions.model = run.model
@@ -389,6 +393,8 @@ public final class Trainer {
             try promote()
             try Checkpoint.write(model: net, run: run, progress: p, to: checkpointPath)
             written.insert(checkpointPath)
+            // A resume may change the epochs and cadences: config.json follows the checkpoint.
+            if o.resume { try AtomicFile.write(try run.jsonData(), to: dir + "/config.json", createDirectories: true) }
         }
 
         let evaluator = evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: dir,

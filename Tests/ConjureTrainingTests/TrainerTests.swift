@@ -127,6 +127,32 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// Resume options checked before anything is written: --eval-every on a run without a
+    /// held-out split is an error that leaves the run as it was; new cadences reach config.json.
+    func testResumeChecksEvalBeforeWritingAndUpdatesConfig() throws {
+        var o = try options("h0", epochs: 1)
+        o.heldOutFraction = 0
+        o.maxSteps = 17
+        _ = try Trainer(options: o).run()
+        let dir = o.runDirectory
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir + "/metrics.jsonl"))
+        var bad = o
+        bad.resume = true
+        bad.maxSteps = nil
+        bad.evalEvery = 10
+        bad.evalCount = 50
+        XCTAssertThrowsError(try Trainer(options: bad).run()) { XCTAssert("\($0)".contains("held-out"), "\($0)") }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/metrics.jsonl")), before)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/classifier.safetensors"))
+        var more = o
+        more.resume = true
+        more.maxSteps = 30
+        more.logEvery = 7
+        _ = try Trainer(options: more).run()
+        let config = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+        XCTAssert(config.contains("\"logEvery\" : 7"), config)
+    }
+
     /// A metrics line without its throughput, every other value exact.
     func exact(_ line: Substring) -> String {
         var obj = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? [:]
