@@ -28,6 +28,8 @@ public protocol GenerativeModel: AnyObject {
     func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics
     /// The names of ``train(batch:z:labels:)``'s statistics, in its order.
     var stepStatisticNames: [String] { get }
+    /// How many of those, from the first, are losses (shown on progress lines).
+    var lossStatisticCount: Int { get }
     /// Samples `[N, dataDim]` in the normalised range from latent `z` `[N, latentDim]`, in
     /// evaluation mode and without autodiff history.
     func sample(z: Tensor, labels: [Int]?) -> Tensor
@@ -47,6 +49,7 @@ extension GAN: GenerativeModel {
     public var latentDim: Int { config.noiseDim }
 
     public var stepStatisticNames: [String] { ["d_loss", "g_loss", "d_real", "d_fake"] }
+    public var lossStatisticCount: Int { 2 }
 
     public func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics {
         let s = trainStep(real: real, z: z, labels: labels)
@@ -65,6 +68,7 @@ extension VAE: GenerativeModel {
     /// One step on the negative ELBO; `z` is the reparameterisation noise. Statistics `loss`
     /// (negative ELBO), `reconstruction` and `kl`, nats per sample.
     public var stepStatisticNames: [String] { ["loss", "reconstruction", "kl"] }
+    public var lossStatisticCount: Int { 3 }
 
     public func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics {
         precondition(labels == nil, "VAE: labels given to an unconditional model")

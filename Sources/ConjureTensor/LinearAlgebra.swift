@@ -37,6 +37,14 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         guard let row else { return }
         for i in rows { (c + i * ldc + columns.lowerBound).update(from: row + columns.lowerBound, count: columns.count) }
     }
+    /// `body` over row ranges of `C`, split across the pool from 2 · 16K elements.
+    @inline(__always) func forRowRanges(_ body: (Range<Int>) -> Void) {
+        if Tensor.splitsAcrossPool(m * n) && m >= 2 {
+            Parallel.forRanges(m, minimum: max(1, Tensor.mapSplitCount / max(1, n)), alignment: 1, body)
+        } else if m > 0 {
+            body(0..<m)
+        }
+    }
     if row != nil && (k == 0 || m == 0 || n == 0) {
         initialise(0..<m, 0..<n)
         return
@@ -56,13 +64,7 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         // rounded product, OpenBLAS's NN/TN value, without its call and packing; rows split
         // across the pool from 2 · 16K elements.
         let aStride = transposeA ? 1 : lda
-        if Tensor.splitsAcrossPool(m * n) && m >= 2 {
-            Parallel.forRanges(m, minimum: max(1, Tensor.mapSplitCount / max(1, n)), alignment: 1) { r in
-                conjure_outer_rows(a, aStride, b, c, ldc, n, r.lowerBound, r.upperBound)
-            }
-        } else {
-            conjure_outer_rows(a, aStride, b, c, ldc, n, 0, m)
-        }
+        forRowRanges { r in conjure_outer_rows(a, aStride, b, c, ldc, n, r.lowerBound, r.upperBound) }
         return
     }
     if let tile = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
@@ -81,7 +83,7 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
             // The broadcast row in whole rows first (tiles this narrow fill slowly), then one
             // task per tile, taken by whichever thread is free.
-            if row != nil { Parallel.forRanges(m, minimum: max(1, Tensor.mapSplitCount / max(1, n)), alignment: 1) { r in initialise(r, 0..<n) } }
+            if row != nil { forRowRanges { r in initialise(r, 0..<n) } }
             Parallel.forEach(count) { i in run(i) }
         } else {
             initialise(0..<m, 0..<n)

@@ -180,6 +180,10 @@ public enum Checkpoint {
                 throw bad("'log_window' is not a logging window (JSON with steps, names and sums)",
                           "the checkpoint was edited; use one written by `conjure train`")
             }
+            guard w.names == model.stepStatisticNames else {
+                throw bad("'log_window' holds sums of \(w.names) but the model logs \(model.stepStatisticNames)",
+                          "the checkpoint was edited; use one written by `conjure train`")
+            }
             window = w
         }
         let progress = TrainingProgress(step: step, epoch: epoch, batchInEpoch: batch, noiseRNG: RandomGenerator(state: words),

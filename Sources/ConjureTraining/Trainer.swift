@@ -247,11 +247,6 @@ public final class Trainer {
             let loaded = try Checkpoint.read(path: checkpointPath)
             (net, run, progress) = (loaded.model, loaded.run, loaded.progress)
             if let e = o.resumeEpochs { run.model.epochs = e }
-            if let w = progress.logWindow, w.names != net.stepStatisticNames {
-                throw DataError(file: checkpointPath, location: "__metadata__",
-                                problem: "'log_window' holds sums of \(w.names) but the model logs \(net.stepStatisticNames)",
-                                hint: "the checkpoint was edited; use one written by `conjure train`")
-            }
             // The run's own cadences unless given again (then the new ones are kept for later resumes).
             if let v = o.logEvery { run.logEvery = v }
             if let v = o.sampleEvery { run.sampleEvery = v }
@@ -475,7 +470,7 @@ public final class Trainer {
                     let line = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
                     metrics.write(line + Data("\n".utf8))
                     reporter.report(step: progress.step, epoch: Double(progress.step) / Double(perEpoch),
-                                    losses: means.filter { !["d_real", "d_fake"].contains($0.name) },  // the losses (a VAE's kl too)
+                                    losses: Array(means.prefix(net.lossStatisticCount)),
                                     samplesPerSec: samplesPerSec)
                     if progress.step % logEvery != 0 { stopWindow = openWindow() }
                     window = []
