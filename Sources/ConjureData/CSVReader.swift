@@ -255,10 +255,7 @@ public enum CSVReader {
         }
 
         // --- Data rows.
-        var values: [Float] = []
         let estimatedRows = max(1, n / max(1, firstEnd - firstStart + 1))
-        // Every value takes at least two bytes (a digit and a delimiter or line end).
-        values.reserveCapacity(min(estimatedRows * features + features, n / 2 + features))
         var labels: [Int] = []
         if labelIndex != nil { labels.reserveCapacity(estimatedRows) }
         var rows = 0
@@ -267,73 +264,100 @@ public enum CSVReader {
         var allIntegers = true
         let lab = labelIndex ?? -1
 
-        var pendingFirst: (Int, Int, Int)? = isHeader ? nil : (firstStart, firstEnd, firstLine)
-        while let (start, end, line) = pendingFirst ?? nextLine() {
-            pendingFirst = nil
-            let rowStart = values.count
-            var bad: Bad? = nil
-            var label = 0
-            var col = 0
-            var p = start
-            while true {
-                let (r, next) = field(p, end)
-                if col < columns {
-                    let cell = parseCell(buf, r)
-                    switch cell {
-                    case .number(let v):
-                        if col == lab {
-                            if v >= 0 && v == v.rounded() && v < 9.0e15 {
-                                label = Int(v)
-                            } else {
-                                throw DataError(file: file, location: "line \(line), \(columnName(col))",
-                                                problem: "label '\(shown(r))' is not a non-negative integer class index",
-                                                hint: "labels must be 0, 1, 2, ...")
-                            }
-                        } else {
-                            if allIntegers && v != v.rounded() { allIntegers = false }
-                            let f = Float(v)
-                            if f.isFinite {
-                                values.append(f)
-                            } else if bad == nil {
-                                bad = Bad(line: line, column: col, problem: "value '\(shown(r))' overflows Float32 (not a finite number)")
-                            }
+        // Every value takes at least two bytes (a digit and a delimiter or line end), so
+        // n / 2 + 1 bounds the count; rows are written in place, and pages past the last
+        // value are never touched.
+        var count = 0
+        let values = try [Float](unsafeUninitializedCapacity: n / 2 + 1) { out, initialized in
+            defer { initialized = count }
+            var pendingFirst: (Int, Int, Int)? = isHeader ? nil : (firstStart, firstEnd, firstLine)
+            while let (start, end, line) = pendingFirst ?? nextLine() {
+                pendingFirst = nil
+                let rowStart = count
+                var bad: Bad? = nil
+                var label = 0
+                var col = 0
+                var p = start
+                while true {
+                    // Fast path: an unquoted, untrimmed cell of at most 15 digits ending at the
+                    // delimiter or the line end (every cell of an image CSV) is that integer
+                    // exactly; anything else takes the general path from the same byte.
+                    if p < end, col < columns, col != lab {
+                        var q = p
+                        var v: UInt64 = 0
+                        while q < end && q - p < 16 {
+                            let d = buf[q] &- 48
+                            if d > 9 { break }
+                            v = v &* 10 &+ UInt64(d)
+                            q += 1
                         }
-                    case .missing:
-                        if bad == nil {
-                            bad = Bad(line: line, column: col,
-                                      problem: r.isEmpty ? "empty cell (missing value)" : "missing value '\(shown(r))'")
+                        if q > p && q - p <= 15 && (q == end || buf[q] == delim) {
+                            out[count] = Float(Double(v)); count += 1
+                            col += 1
+                            if q == end { break }
+                            p = q + 1
+                            continue
                         }
-                    case .nonFinite:
-                        if bad == nil { bad = Bad(line: line, column: col, problem: "value '\(shown(r))' is not a finite number") }
-                    case .text:
-                        throw DataError(file: file, location: "line \(line), \(columnName(col))",
-                                        problem: "'\(shown(r))' is not a number",
-                                        hint: isHeader || line != firstLine ? "every cell after the header must be numeric"
-                                                                             : "every cell must be numeric")
                     }
+                    let (r, next) = field(p, end)
+                    if col < columns {
+                        let cell = parseCell(buf, r)
+                        switch cell {
+                        case .number(let v):
+                            if col == lab {
+                                if v >= 0 && v == v.rounded() && v < 9.0e15 {
+                                    label = Int(v)
+                                } else {
+                                    throw DataError(file: file, location: "line \(line), \(columnName(col))",
+                                                    problem: "label '\(shown(r))' is not a non-negative integer class index",
+                                                    hint: "labels must be 0, 1, 2, ...")
+                                }
+                            } else {
+                                if allIntegers && v != v.rounded() { allIntegers = false }
+                                let f = Float(v)
+                                if f.isFinite {
+                                    out[count] = f; count += 1
+                                } else if bad == nil {
+                                    bad = Bad(line: line, column: col, problem: "value '\(shown(r))' overflows Float32 (not a finite number)")
+                                }
+                            }
+                        case .missing:
+                            if bad == nil {
+                                bad = Bad(line: line, column: col,
+                                          problem: r.isEmpty ? "empty cell (missing value)" : "missing value '\(shown(r))'")
+                            }
+                        case .nonFinite:
+                            if bad == nil { bad = Bad(line: line, column: col, problem: "value '\(shown(r))' is not a finite number") }
+                        case .text:
+                            throw DataError(file: file, location: "line \(line), \(columnName(col))",
+                                            problem: "'\(shown(r))' is not a number",
+                                            hint: isHeader || line != firstLine ? "every cell after the header must be numeric"
+                                                                                 : "every cell must be numeric")
+                        }
+                    }
+                    col += 1
+                    if next > end { break }
+                    p = next  // p == end after a trailing delimiter: one more, empty field
                 }
-                col += 1
-                if next > end { break }
-                p = next  // p == end after a trailing delimiter: one more, empty field
-            }
-            if col != columns {
-                throw DataError(file: file, location: "line \(line)",
-                                problem: "\(col) fields where \(columns) are expected (as on line \(firstLine)\(isHeader ? ", the header" : ""))",
-                                hint: "every row needs the same number of comma-separated fields")
-            }
-            if let bad {
-                if options.clean == .error {
-                    throw DataError(file: file, location: "line \(bad.line), \(columnName(bad.column))",
-                                    problem: bad.problem,
-                                    hint: "fill in or remove the value, or load with the 'drop' clean policy to remove rows with missing values")
+                if col != columns {
+                    throw DataError(file: file, location: "line \(line)",
+                                    problem: "\(col) fields where \(columns) are expected (as on line \(firstLine)\(isHeader ? ", the header" : ""))",
+                                    hint: "every row needs the same number of comma-separated fields")
                 }
-                values.removeSubrange(rowStart...)
-                dropped += 1
-                if droppedLines.count < 100 { droppedLines.append(line) }
-                continue
+                if let bad {
+                    if options.clean == .error {
+                        throw DataError(file: file, location: "line \(bad.line), \(columnName(bad.column))",
+                                        problem: bad.problem,
+                                        hint: "fill in or remove the value, or load with the 'drop' clean policy to remove rows with missing values")
+                    }
+                    count = rowStart
+                    dropped += 1
+                    if droppedLines.count < 100 { droppedLines.append(line) }
+                    continue
+                }
+                if labelIndex != nil { labels.append(label) }
+                rows += 1
             }
-            if labelIndex != nil { labels.append(label) }
-            rows += 1
         }
         return CSVTable(values: Tensor(shape: [rows, features], scalars: values),
                         labels: labelIndex == nil ? nil : labels, header: header, labelColumnIndex: labelIndex,

@@ -142,7 +142,12 @@ public struct PreparedData {
             last.labelColumn = .last
             if let ds = try? Dataset.load(path: path, options: last), ds.samples.rank == 2 {
                 let pixels = ds.samples.shape[1], side = Int(Double(pixels).squareRoot().rounded())
-                if pixels > 1 && side * side == pixels && ds.samples.scalars.allSatisfy({ abs($0) < 8e6 ? Float(Int32($0)) == $0 : $0 == $0.rounded() }) { return ds }
+                let integers = ds.samples.scalars.withUnsafeBufferPointer { b in
+                    var all = true
+                    for v in b where !(abs(v) < 8e6 ? Float(Int32(v)) == v : v == v.rounded()) { all = false; break }
+                    return all
+                }
+                if pixels > 1 && side * side == pixels && integers { return ds }
             }
             options.labelColumn = try defaultCSVLabelColumn(path: path)
         }

@@ -555,6 +555,50 @@ final class CSVReaderTests: XCTestCase {
         }
     }
 
+    func testIntegerCellsAroundTheFastPathEqualTheGeneralParse() throws {
+        // Plain digit cells of up to 15 digits take a fast path; every neighbour of that rule
+        // (16+ digits, signs, decimals, exponents, spaces, quotes, leading zeros) must give the
+        // correctly rounded value all the same, in the right column.
+        let cells = ["0", "7", "255", "000255", "999999999999999", "9999999999999999", "123456789012345678",
+                     "18446744073709551616", "-0", "+12", "12.", "12.5", "1e3", "12E-1", " 42", "42 ", "\"42\"",
+                     "00000000000000000001", "16777217", "4294967297"]
+        let line = cells.joined(separator: ",")
+        for ending in ["\n", "\r\n", ""] {
+            let csv = line + "\n" + line.replacingOccurrences(of: "\"42\"", with: "43") + ending
+            let t = try CSVReader.read(bytes: Array(csv.utf8), file: "fast.csv", options: CSVOptions(header: .absent))
+            XCTAssertEqual(t.values.shape, [2, cells.count])
+            for (j, s) in cells.enumerated() {
+                let text = s.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\"", with: "")
+                let expected = Float(Double(text)!)
+                XCTAssertEqual(t.values.scalars[j].bitPattern, expected.bitPattern, "'\(s)'")
+            }
+            XCTAssertEqual(t.values.scalars[cells.count + 16], 43)
+        }
+        // The label column takes the general path; values after it are in their own columns.
+        let labelled = try CSVReader.read(bytes: Array("3,9,1\n10,0,2\n".utf8), file: "l.csv",
+                                          options: CSVOptions(header: .absent, labelColumn: .index(1)))
+        XCTAssertEqual(labelled.values.scalars, [3, 1, 10, 2])
+        XCTAssertEqual(labelled.labels, [9, 0])
+        // Errors after fast-path cells name the right line and column.
+        expectDataError(try CSVReader.read(bytes: Array("1,2,3\n4,5,6x\n".utf8), file: "x.csv"),
+                        contains: ["line 2, column 3", "'6x' is not a number"])
+        expectDataError(try CSVReader.read(bytes: Array("1,2,3\n4,5,\n".utf8), file: "x.csv"),
+                        contains: ["line 2, column 3", "empty cell"])
+        expectDataError(try CSVReader.read(bytes: Array("1,2,3\n4,5,6,\n".utf8), file: "x.csv"),
+                        contains: ["line 2", "4 fields where 3 are expected"])
+        expectDataError(try CSVReader.read(bytes: Array("1,2,3\n4,5\n".utf8), file: "x.csv"),
+                        contains: ["line 2", "2 fields where 3 are expected"])
+        // Dropped rows leave no values behind, and the tightest file (one digit per cell)
+        // fits the in-place buffer.
+        let dropped = try CSVReader.read(bytes: Array("1,2\n3,\n4,5\n".utf8), file: "d.csv",
+                                         options: CSVOptions(header: .absent, clean: .drop))
+        XCTAssertEqual(dropped.values.scalars, [1, 2, 4, 5])
+        XCTAssertEqual(dropped.droppedLines, [2])
+        let tight = (0..<999).map { String($0 % 10) }.joined(separator: ",")
+        let dense = try CSVReader.read(bytes: Array(tight.utf8), file: "t.csv", options: CSVOptions(header: .absent))
+        XCTAssertEqual(dense.values.scalars, (0..<999).map { Float($0 % 10) })
+    }
+
     func testGzippedCSVRoundTrip() throws {
         let dir = makeTempDir()
         var text = "f1,f2,f3,label\n"
