@@ -263,6 +263,7 @@ public enum CSVReader {
         var droppedLines: [Int] = []
         var allIntegers = true
         let lab = labelIndex ?? -1
+        let fastCells = delim &- 48 > 9  // a digit as the delimiter (library callers only) splits numbers
 
         // Every value takes at least two bytes (a digit and a delimiter or line end), so
         // n / 2 + 1 bounds the count; rows are written in place, and pages past the last
@@ -282,7 +283,7 @@ public enum CSVReader {
                     // Fast path: an unquoted, untrimmed cell of at most 15 digits ending at the
                     // delimiter or the line end (every cell of an image CSV) is that integer
                     // exactly; anything else takes the general path from the same byte.
-                    if p < end, col < columns, col != lab {
+                    if fastCells, p < end, col < columns, col != lab {
                         var q = p
                         var v: UInt64 = 0
                         while q < end && q - p < 16 {

@@ -574,6 +574,13 @@ final class CSVReaderTests: XCTestCase {
             }
             XCTAssertEqual(t.values.scalars[cells.count + 16], 43)
         }
+        // Any delimiter ends a digit run the way the general path splits fields, a digit too.
+        for (delim, text, expected) in [(UInt8(ascii: "0"), "1023\n405\n", [Float](arrayLiteral: 1, 23, 4, 5)),
+                                        (UInt8(ascii: "."), "1.5\n2.25\n", [1, 5, 2, 25]),
+                                        (UInt8(ascii: " "), "1  2\n3 4\n", [1, 2, 3, 4])] {
+            let t = try CSVReader.read(bytes: Array(text.utf8), file: "d.csv", options: CSVOptions(header: .absent, delimiter: delim))
+            XCTAssertEqual(t.values.scalars, expected, "delimiter \(Character(Unicode.Scalar(delim)))")
+        }
         // The label column takes the general path; values after it are in their own columns.
         let labelled = try CSVReader.read(bytes: Array("3,9,1\n10,0,2\n".utf8), file: "l.csv",
                                           options: CSVOptions(header: .absent, labelColumn: .index(1)))
