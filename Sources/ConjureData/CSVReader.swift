@@ -72,6 +72,12 @@ public struct CSVOptions: Sendable, Equatable {
         self.labelColumn = labelColumn
         self.clean = clean
     }
+
+    /// The delimiter a file's name implies: a tab for `.tsv` and `.tsv.gz`, else a comma.
+    public static func delimiter(forPath path: String) -> UInt8 {
+        let name = path.lowercased()
+        return name.hasSuffix(".tsv") || name.hasSuffix(".tsv.gz") ? 9 : UInt8(ascii: ",")
+    }
 }
 
 /// A numeric table read from a CSV file.
@@ -189,7 +195,7 @@ public enum CSVReader {
         }
 
         @inline(__always)
-        func field(_ p0: Int, _ end: Int) -> (Range<Int>, Int) { CSVReader.field(buf, p0, end, delim) }
+        func field(_ p0: Int, _ end: Int) -> (Range<Int>, Int, Quoting) { CSVReader.field(buf, p0, end, delim) }
 
         func text(_ r: Range<Int>) -> String {
             var s = String(decoding: UnsafeBufferPointer(rebasing: buf[r]), as: UTF8.self)
@@ -206,7 +212,11 @@ public enum CSVReader {
             return CSVTable(values: Tensor(shape: [0, 0], scalars: []), labels: options.labelColumn == nil ? nil : [],
                             header: nil, labelColumnIndex: nil, droppedRows: 0, droppedLines: [], allIntegers: true)
         }
-        let firstFields = splitAll(buf, firstStart, firstEnd, delim)
+        let (firstFields, firstBad) = splitAll(buf, firstStart, firstEnd, delim)
+        if let (c, quoting) = firstBad {
+            throw DataError(file: file, location: "line \(firstLine), column \(c + 1)", problem: quoting.problem!,
+                            hint: "a quoted cell ends with a quote before the next delimiter; write a quote inside one as \"\"")
+        }
         let columns = firstFields.count
         let isHeader: Bool
         switch options.header {
@@ -263,6 +273,13 @@ public enum CSVReader {
         var droppedLines: [Int] = []
         var allIntegers = true
         let lab = labelIndex ?? -1
+        let delimiterName: String = switch delim {
+        case UInt8(ascii: ","): "commas"
+        case 9: "tabs"
+        case UInt8(ascii: ";"): "semicolons"
+        case 0x20: "spaces"
+        default: "'\(sanitizedForMessage(String(decoding: [delim], as: UTF8.self)))'"
+        }
         let fastCells = delim &- 48 > 9  // a digit as the delimiter (library callers only) splits numbers
 
         // Every value takes at least two bytes (a digit and a delimiter or line end), so
@@ -300,7 +317,11 @@ public enum CSVReader {
                             continue
                         }
                     }
-                    let (r, next) = field(p, end)
+                    let (r, next, quoting) = field(p, end)
+                    if let problem = quoting.problem {
+                        throw DataError(file: file, location: "line \(line), \(columnName(col))", problem: problem,
+                                        hint: "a quoted cell ends with a quote before the next delimiter; write a quote inside one as \"\"")
+                    }
                     if col < columns {
                         let cell = parseCell(buf, r)
                         switch cell {
@@ -343,7 +364,7 @@ public enum CSVReader {
                 if col != columns {
                     throw DataError(file: file, location: "line \(line)",
                                     problem: "\(col) fields where \(columns) are expected (as on line \(firstLine)\(isHeader ? ", the header" : ""))",
-                                    hint: "every row needs the same number of comma-separated fields")
+                                    hint: "every row needs the same number of fields, separated by \(delimiterName)")
                 }
                 if let bad {
                     if options.clean == .error {
@@ -414,50 +435,81 @@ public enum CSVReader {
         return nil
     }
 
+    /// Malformed quoting in a field (see ``field(_:_:_:_:)``).
+    enum Quoting: UInt8 {
+        case fine, unclosed, textAfterQuote
+
+        /// The problem as an error message states it; nil when fine.
+        var problem: String? {
+            switch self {
+            case .fine: return nil
+            case .unclosed: return "a quoted cell is not closed on its line (line breaks inside quotes are not supported)"
+            case .textAfterQuote: return "text follows the closing quote of a quoted cell"
+            }
+        }
+    }
+
     /// One field starting at byte `p0` of a line ending at `end`: its content range (spaces
-    /// trimmed, surrounding quotes stripped) and where the next field starts — after the
-    /// delimiter (`end` itself when the line ends with a delimiter, leaving an empty last field),
-    /// or `end + 1` when this was the last field.
+    /// and tabs trimmed, but never the delimiter itself; surrounding quotes stripped), where the
+    /// next field starts — after the delimiter (`end` itself when the line ends with a
+    /// delimiter, leaving an empty last field), or `end + 1` when this was the last field — and
+    /// whether its quoting is malformed (a quote not closed on the line, or text after the
+    /// closing quote).
     @inline(__always)
-    static func field(_ buf: UnsafeBufferPointer<UInt8>, _ p0: Int, _ end: Int, _ delim: UInt8) -> (Range<Int>, Int) {
+    static func field(_ buf: UnsafeBufferPointer<UInt8>, _ p0: Int, _ end: Int, _ delim: UInt8) -> (Range<Int>, Int, Quoting) {
+        @inline(__always) func blank(_ b: UInt8) -> Bool { (b == 0x20 || b == 0x09) && b != delim }
         var p = p0
-        while p < end && (buf[p] == 0x20 || buf[p] == 0x09) { p += 1 }
+        while p < end && blank(buf[p]) { p += 1 }
         var q: Int
         var lo: Int, hi: Int
+        var quoting = Quoting.fine
         if p < end && buf[p] == UInt8(ascii: "\"") {
             q = p + 1
+            var closed = false
             while q < end {
                 if buf[q] == UInt8(ascii: "\"") {
                     if q + 1 < end && buf[q + 1] == UInt8(ascii: "\"") { q += 2; continue }
+                    closed = true
                     break
                 }
                 q += 1
             }
             lo = p + 1
             hi = min(q, end)
-            while q < end && buf[q] != delim { q += 1 }
+            if closed {
+                q += 1
+                while q < end && buf[q] != delim {
+                    if !blank(buf[q]) { quoting = .textAfterQuote }
+                    q += 1
+                }
+            } else {
+                quoting = .unclosed
+            }
         } else {
             q = p
             while q < end && buf[q] != delim { q += 1 }
             lo = p
             hi = q
         }
-        while lo < hi && (buf[lo] == 0x20 || buf[lo] == 0x09) { lo += 1 }
-        while hi > lo && (buf[hi - 1] == 0x20 || buf[hi - 1] == 0x09) { hi -= 1 }
-        return (lo..<hi, q < end ? q + 1 : end + 1)
+        while lo < hi && blank(buf[lo]) { lo += 1 }
+        while hi > lo && blank(buf[hi - 1]) { hi -= 1 }
+        return (lo..<hi, q < end ? q + 1 : end + 1, quoting)
     }
 
-    /// Splits a whole line into field content ranges; used for the first row.
-    static func splitAll(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, _ delim: UInt8) -> [Range<Int>] {
+    /// Splits a whole line into field content ranges; used for the first row. The index of
+    /// the first field with malformed quoting, and how, come with them.
+    static func splitAll(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, _ delim: UInt8) -> ([Range<Int>], bad: (Int, Quoting)?) {
         var out: [Range<Int>] = []
+        var bad: (Int, Quoting)? = nil
         var p = start
         while true {
-            let (r, next) = field(buf, p, end, delim)
+            let (r, next, quoting) = field(buf, p, end, delim)
+            if quoting != .fine && bad == nil { bad = (out.count, quoting) }
             out.append(r)
             if next > end { break }
             p = next
         }
-        return out
+        return (out, bad)
     }
 
     /// Exact powers of ten representable in Double (10^0 ... 10^22).

@@ -189,12 +189,8 @@ public struct Dataset: Sendable {
             let array = try IDXReader.read(path: path)
             return try fromArray(array, path: path, format: .idx, options: options)
         case .csv:
-            var csv = CSVOptions(header: options.csvHeader, labelColumn: options.labelColumn, clean: options.clean)
-            if let d = options.csvDelimiter {
-                csv.delimiter = d
-            } else if path.lowercased().hasSuffix(".tsv") || path.lowercased().hasSuffix(".tsv.gz") {
-                csv.delimiter = 9
-            }
+            let csv = CSVOptions(header: options.csvHeader, delimiter: options.csvDelimiter ?? CSVOptions.delimiter(forPath: path),
+                                 labelColumn: options.labelColumn, clean: options.clean)
             let table = try CSVReader.read(path: path, options: csv)
             if table.values.shape[1] == 0 && table.values.shape[0] > 0 {
                 throw DataError(file: path, problem: "no feature columns (the only column is the label column)")

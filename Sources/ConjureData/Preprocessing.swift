@@ -70,7 +70,8 @@ public struct NormalizationStats: Sendable, Codable, Equatable, CustomStringConv
             }
             var lo = Float.infinity, hi = -Float.infinity
             data.scalars.withUnsafeBufferPointer { b in
-                for v in b { if v < lo { lo = v }; if v > hi { hi = v } }
+                // Ties as Swift's min (keeps the first) and max (takes the later): -0 and +0 too.
+                for v in b { if v < lo { lo = v }; if v >= hi { hi = v } }
             }
             if lo > hi { lo = 0; hi = 1 }  // empty
             return NormalizationStats(kind: kind, low: Double(lo), high: Double(hi))

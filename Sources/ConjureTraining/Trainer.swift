@@ -157,7 +157,7 @@ public struct PreparedData {
     /// The label column of an image CSV: the last column when a row has `s*s + 1` integer
     /// columns (MNIST 785, the 8x8 digits 65), else none.
     public static func defaultCSVLabelColumn(path: String) throws -> ColumnSelector? {
-        let probe = try CSVReader.read(path: path, options: CSVOptions(labelColumn: nil, clean: .drop))
+        let probe = try CSVReader.read(path: path, options: CSVOptions(delimiter: CSVOptions.delimiter(forPath: path), labelColumn: nil, clean: .drop))
         let cols: Int = probe.values.rank == 2 ? probe.values.shape[1] : 0
         let pixels: Int = Swift.max(cols - 1, 0)
         let side = Int(Double(pixels).squareRoot().rounded())

@@ -36,6 +36,19 @@ final class NormalizationTests: XCTestCase {
         XCTAssertEqual(r.apply(small).scalars, [0, 1])
     }
 
+    func testObservedRangeBreaksTiesAsSwiftMinAndMax() {
+        // min keeps the first of equal values, max takes the later: the sign of a zero bound
+        // (written to config.json and checkpoints) follows the data's order, as before.
+        for (values, lowMinus, highMinus) in [([-0.0, 0.0, 3.0], true, false), ([0.0, -0.0, 3.0], false, false),
+                                              ([-1.0, 0.0, -0.0], true, true), ([-1.0, -0.0, 0.0], true, false)] as [([Float], Bool, Bool)] {
+            let s = NormalizationStats.fit(.symmetric, data: Tensor(shape: [3], scalars: values), dtype: .float32)
+            XCTAssertEqual(s.low.sign == .minus, lowMinus, "\(values)")
+            XCTAssertEqual(s.high.sign == .minus, highMinus, "\(values)")
+            XCTAssertEqual(s.low, Double(values.min()!))
+            XCTAssertEqual(s.high, Double(values.max()!))
+        }
+    }
+
     func testZScore() {
         var rng = RandomGenerator(seed: 3)
         let x = Tensor.randomNormal([1000], mean: 5, std: 2, using: &rng)

@@ -577,7 +577,7 @@ final class CSVReaderTests: XCTestCase {
         // Any delimiter ends a digit run the way the general path splits fields, a digit too.
         for (delim, text, expected) in [(UInt8(ascii: "0"), "1023\n405\n", [Float](arrayLiteral: 1, 23, 4, 5)),
                                         (UInt8(ascii: "."), "1.5\n2.25\n", [1, 5, 2, 25]),
-                                        (UInt8(ascii: " "), "1  2\n3 4\n", [1, 2, 3, 4])] {
+                                        (UInt8(ascii: " "), "1 2\n3 4\n", [1, 2, 3, 4])] {
             let t = try CSVReader.read(bytes: Array(text.utf8), file: "d.csv", options: CSVOptions(header: .absent, delimiter: delim))
             XCTAssertEqual(t.values.scalars, expected, "delimiter \(Character(Unicode.Scalar(delim)))")
         }
@@ -604,6 +604,28 @@ final class CSVReaderTests: XCTestCase {
         let tight = (0..<999).map { String($0 % 10) }.joined(separator: ",")
         let dense = try CSVReader.read(bytes: Array(tight.utf8), file: "t.csv", options: CSVOptions(header: .absent))
         XCTAssertEqual(dense.values.scalars, (0..<999).map { Float($0 % 10) })
+    }
+
+    func testDelimitersAreNeverTrimmedAndBadQuotingIsAnError() throws {
+        let dir = makeTempDir()
+        // Two tabs are an empty cell, not one separator (tabs are trimmed as blanks elsewhere).
+        writeBytes(Array("1\t\t2\n3\t4\t5\n".utf8), dir + "/e.tsv")
+        expectDataError(try Dataset.load(path: dir + "/e.tsv"), contains: ["line 1, column 2", "empty cell"])
+        writeBytes(Array("1\t 2 \t3\n4\t5\t6\n".utf8), dir + "/s.tsv")
+        XCTAssertEqual(try Dataset.load(path: dir + "/s.tsv").samples.scalars, [1, 2, 3, 4, 5, 6])
+        writeBytes(Array("1\t2\n3\t4\t5\n".utf8), dir + "/r.tsv")
+        expectDataError(try Dataset.load(path: dir + "/r.tsv"), contains: ["line 2", "3 fields where 2", "separated by tabs"])
+        // Quotes: unclosed on the line, or followed by text, in the first row or later.
+        for (text, location, problem) in [("1,\"42,3\n4,5,6\n", "line 1, column 2", "not closed on its line"),
+                                          ("1,2,3\n4,\"5,6\n", "line 2, column 2", "not closed on its line"),
+                                          ("1,2,3\n4,\"5\"x,6\n", "line 2, column 2", "text follows the closing quote"),
+                                          ("\"a\"b,c\n1,2\n", "line 1, column 1", "text follows the closing quote")] {
+            expectDataError(try CSVReader.read(bytes: Array(text.utf8), file: "q.csv", options: CSVOptions(clean: .drop)),
+                            contains: ["q.csv", location, problem])
+        }
+        let fine = try CSVReader.read(bytes: Array("\"a \"\"b\"\" \" , \"c\"\t\n \"1\" ,2\n".utf8), file: "f.csv")
+        XCTAssertEqual(fine.header, ["a \"b\"", "c"])
+        XCTAssertEqual(fine.values.scalars, [1, 2])
     }
 
     func testGzippedCSVRoundTrip() throws {

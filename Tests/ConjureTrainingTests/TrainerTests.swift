@@ -38,6 +38,23 @@ final class TrainerTests: XCTestCase {
         return o
     }
 
+    func testTSVFilesLoadWithAndWithoutALabelColumn() throws {
+        // Tab-separated: the label-column probe reads with the file's own delimiter.
+        var o = try options("tsv")
+        let plain = tmp.appendingPathComponent("plain.tsv").path
+        try "1\t2\t3\n4\t5\t6\n7\t8\t9\n".write(toFile: plain, atomically: true, encoding: .utf8)
+        o.data = plain
+        let ds = try PreparedData.loadDataset(o)
+        XCTAssertEqual(ds.samples.shape, [3, 3])
+        XCTAssertNil(ds.labels)
+        let image = tmp.appendingPathComponent("image.tsv").path
+        try "0\t1\t2\t3\t7\n4\t5\t6\t7\t2\n".write(toFile: image, atomically: true, encoding: .utf8)
+        o.data = image
+        let labelled = try PreparedData.loadDataset(o)
+        XCTAssertEqual(labelled.samples.shape, [2, 4])
+        XCTAssertEqual(labelled.labels, [7, 2])
+    }
+
     func tensors(_ path: String) throws -> [String: Tensor] {
         let f = try SafeTensors.read(path: path)
         var out: [String: Tensor] = [:]
