@@ -582,7 +582,9 @@ final class ProgressReporter {
         let line = String(format: "step %d/%d  epoch %.2f  %@  %.0f samples/s  ETA %@",
                           step, totalSteps, epoch, shown, samplesPerSec, formatDuration(eta))
         if live {
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            // A live line wider than the terminal would wrap, and `\r` would then redraw only
+            // its last row: cut it to the width, asked each time so a resize is followed.
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + Self.fitted(line, columns: Self.terminalColumns())).utf8))
         } else {
             log(line)
         }
@@ -590,6 +592,21 @@ final class ProgressReporter {
 
     func finish() {
         if live && !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    /// `line` cut to `columns - 1` characters (the cursor keeps the last column), or whole when
+    /// the width is unknown.
+    static func fitted(_ line: String, columns: Int?) -> String {
+        guard let columns, columns > 1, line.count >= columns else { return line }
+        return String(line.prefix(columns - 1))
+    }
+
+    /// Standard error's terminal width in columns (`TIOCGWINSZ`); nil when it is not a
+    /// terminal or reports 0.
+    static func terminalColumns() -> Int? {
+        var size = winsize()
+        guard ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
+        return Int(size.ws_col)
     }
 }
 

@@ -55,6 +55,15 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(labelled.labels, [7, 2])
     }
 
+    func testLiveProgressLineFitsTheTerminal() {
+        let line = "step 50/7000  epoch 0.71  d_loss 0.9495  g_loss 1.2345  8000 samples/s  ETA 1m02s"
+        XCTAssertEqual(ProgressReporter.fitted(line, columns: 40), String(line.prefix(39)))
+        XCTAssertEqual(ProgressReporter.fitted(line, columns: line.count + 1), line)
+        XCTAssertEqual(ProgressReporter.fitted(line, columns: line.count), String(line.dropLast()))
+        XCTAssertEqual(ProgressReporter.fitted(line, columns: nil), line)
+        XCTAssertEqual(ProgressReporter.fitted(line, columns: 1), line)
+    }
+
     func tensors(_ path: String) throws -> [String: Tensor] {
         let f = try SafeTensors.read(path: path)
         var out: [String: Tensor] = [:]
