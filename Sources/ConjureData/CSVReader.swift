@@ -106,13 +106,16 @@ public struct CSVTable: Sendable {
 ///   carriage return in the first 1024 bytes, make the file "not a text CSV file (binary
 ///   content at byte N)" (N 0-based). Text from the file quoted in any error is escaped
 ///   (`\x1b`) and cut to 40 characters (`...`).
-/// - A UTF-8 byte-order mark is skipped; line ends may be `\n` or `\r\n`; blank lines (anywhere,
-///   including trailing ones) are skipped. Line numbers in errors are 1-based file lines.
+/// - A UTF-8 byte-order mark is skipped; line ends may be `\n` or `\r\n`, or `\r` in a file
+///   without any `\n`; blank lines (spaces and tabs only, unless the delimiter is one of them;
+///   anywhere, including trailing ones) are skipped. Line numbers in errors are 1-based file lines.
 /// - Header: with ``CSVHeaderPolicy/auto`` the first non-blank row is a header when any of its
-///   fields is non-empty and not a number.
+///   fields is non-empty and not a number, or when it is `0, 1, ..., n - 1` with `n >= 3`
+///   (pandas' default column names, as `to_csv(index=False)` writes them).
 /// - Every row must have as many fields as the first row, else an error names the line.
 /// - Fields may be surrounded by spaces and by double quotes (`""` inside quotes is one quote);
-///   quoted fields may not span lines.
+///   quoted fields may not span lines: a quote not closed on its line, or text after a closing
+///   quote, is an error naming the line and column.
 /// - Cells that are empty or hold a missing-value marker (`nan`, `na`, `n/a`, `null`, `none`, `?`,
 ///   any case) or an infinity (`inf`, `infinity`, any sign or case) are bad values: with
 ///   ``CleanPolicy/error`` the first one is an error naming the file, line and column (1-based
@@ -147,7 +150,7 @@ public enum CSVReader {
     enum Cell {
         case number(Double)
         case missing       // empty or a missing-value marker
-        case nonFinite     // nan/inf spelled out, or overflow to infinity
+        case nonFinite     // nan/inf spelled out (an overflow is a `.number` infinity)
         case text          // anything else
     }
 
@@ -172,23 +175,29 @@ public enum CSVReader {
                                         : "\(what); a CSV file must be UTF-8 text — check that this is the right file")
         }
         var lineNumber = 0
+        // Lines end at `\n` (a `\r` before it is dropped); a file with no `\n` but a `\r`
+        // (classic Mac OS) ends its lines at `\r`.
+        let newline: UInt8 = n > 0 && memchr(buf.baseAddress!, 0x0A, n) == nil && memchr(buf.baseAddress!, 0x0D, n) != nil
+            ? 0x0D : 0x0A
 
         /// Returns the next non-blank line as (start, end, lineNumber), end excluding `\r\n`.
+        /// A line of only spaces and tabs is blank unless the delimiter is among them (a
+        /// `.tsv` row of tabs is a row of empty cells).
         func nextLine() -> (Int, Int, Int)? {
             while pos < n {
                 lineNumber += 1
                 let start = pos
                 var end: Int
-                if let hit = memchr(buf.baseAddress! + start, Int32(UInt8(ascii: "\n")), n - start) {
+                if let hit = memchr(buf.baseAddress! + start, Int32(newline), n - start) {
                     end = buf.baseAddress!.distance(to: hit.assumingMemoryBound(to: UInt8.self))
                     pos = end + 1
                 } else {
                     end = n
                     pos = n
                 }
-                if end > start && buf[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+                if end > start && buf[end - 1] == 0x0D { end -= 1 }
                 var k = start
-                while k < end && (buf[k] == 0x20 || buf[k] == 0x09) { k += 1 }
+                while k < end && (buf[k] == 0x20 || buf[k] == 0x09) && buf[k] != delim { k += 1 }
                 if k < end { return (start, end, lineNumber) }
             }
             return nil
@@ -227,7 +236,7 @@ public enum CSVReader {
                 if r.isEmpty { return false }
                 if case .text = parseCell(buf, r) { return true }
                 return false
-            }
+            } || isDefaultColumnNames(buf, firstFields)
         }
         let header: [String]? = isHeader ? firstFields.map(text) : nil
 
@@ -327,7 +336,9 @@ public enum CSVReader {
                         switch cell {
                         case .number(let v):
                             if col == lab {
-                                if v >= 0 && v == v.rounded() && v < 9.0e15 {
+                                if !v.isFinite {
+                                    if bad == nil { bad = Bad(line: line, column: col, problem: "value '\(shown(r))' is not a finite number") }
+                                } else if v >= 0 && v == v.rounded() && v < 9.0e15 {
                                     label = Int(v)
                                 } else {
                                     throw DataError(file: file, location: "line \(line), \(columnName(col))",
@@ -351,10 +362,16 @@ public enum CSVReader {
                         case .nonFinite:
                             if bad == nil { bad = Bad(line: line, column: col, problem: "value '\(shown(r))' is not a finite number") }
                         case .text:
+                            let other = [UInt8(ascii: ";"), 9, UInt8(ascii: ","), UInt8(ascii: "|")].first { d in
+                                d != delim && columns == 1 && buf[r].contains(d)
+                            }
                             throw DataError(file: file, location: "line \(line), \(columnName(col))",
                                             problem: "'\(shown(r))' is not a number",
-                                            hint: isHeader || line != firstLine ? "every cell after the header must be numeric"
-                                                                                 : "every cell must be numeric")
+                                            hint: other.map { d in
+                                                "the file seems to separate fields by \(d == 9 ? "tabs" : "'\(Character(Unicode.Scalar(d)))'"), "
+                                                    + "but only commas are read (tabs for .tsv files); re-save it comma-separated"
+                                            } ?? (isHeader || line != firstLine ? "every cell after the header must be numeric"
+                                                                                : "every cell must be numeric"))
                         }
                     }
                     col += 1
@@ -363,7 +380,7 @@ public enum CSVReader {
                 }
                 if col != columns {
                     throw DataError(file: file, location: "line \(line)",
-                                    problem: "\(col) fields where \(columns) are expected (as on line \(firstLine)\(isHeader ? ", the header" : ""))",
+                                    problem: "\(col) \(col == 1 ? "field" : "fields") where \(columns) \(columns == 1 ? "is" : "are") expected (as on line \(firstLine)\(isHeader ? ", the header" : ""))",
                                     hint: "every row needs the same number of fields, separated by \(delimiterName)")
                 }
                 if let bad {
@@ -512,6 +529,18 @@ public enum CSVReader {
         return (out, bad)
     }
 
+    /// Whether a first row is pandas' default column names, `0, 1, ..., n - 1` with `n >= 3`
+    /// (what `DataFrame.to_csv(index=False)` writes for an unnamed frame): a header, though
+    /// every cell is a number.
+    static func isDefaultColumnNames(_ buf: UnsafeBufferPointer<UInt8>, _ fields: [Range<Int>]) -> Bool {
+        guard fields.count >= 3 else { return false }
+        for (i, r) in fields.enumerated() {
+            guard !r.isEmpty, r.allSatisfy({ buf[$0] &- 48 <= 9 }), r.count == 1 || buf[r.lowerBound] != 48,
+                  case .number(let v) = parseCell(buf, r), v == Double(i) else { return false }
+        }
+        return true
+    }
+
     /// Exact powers of ten representable in Double (10^0 ... 10^22).
     static let powersOfTen: [Double] = (0...22).map { e in
         var v = 1.0
@@ -586,8 +615,9 @@ public enum CSVReader {
             value = Double(mantissa)
             if exponent < 0 { value /= powersOfTen[-exponent] } else { value *= powersOfTen[exponent] }
         } else {
-            value = slowParse(buf, r)
-            return value.isFinite ? .number(value) : .nonFinite
+            // Numeric text only reaches here, so an infinity is an overflow, which the caller
+            // reports as one ("overflows Float32") like any value beyond Float's range.
+            return .number(slowParse(buf, r))
         }
         return .number(negative ? -value : value)
     }

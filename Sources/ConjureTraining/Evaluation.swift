@@ -375,11 +375,13 @@ public enum Evaluator {
     }
 
     /// The run's domain classifier, `<run>/classifier.safetensors`, trained on the run's training
-    /// split (30 epochs) and saved there when missing.
-    static func domainClassifier(runDirectory: String, runData: RunData, run: RunConfig, log: (String) -> Void) throws -> ClassifierTool.Loaded {
+    /// split (30 epochs) and saved there when missing. `shownDirectory` is the run's name in
+    /// messages when `runDirectory` is a staging folder that will be moved there.
+    static func domainClassifier(runDirectory: String, shownDirectory: String? = nil, runData: RunData, run: RunConfig,
+                                 log: (String) -> Void) throws -> ClassifierTool.Loaded {
         let path = runDirectory + "/classifier.safetensors"
         if !FileManager.default.fileExists(atPath: path) {
-            log("training the domain classifier on the run's training split (saved to \(path))")
+            log("training the domain classifier on the run's training split (saved to \((shownDirectory ?? runDirectory) + "/classifier.safetensors"))")
             let t = try ClassifierTool.train(dataset: runData.all, train: runData.train, heldOut: runData.heldOut,
                                              normalization: run.normalization, epochs: 30, seed: run.model.seed)
             try ClassifierTool.save(t, to: path)

@@ -362,7 +362,7 @@ public final class Trainer {
         let fixedZ = Tensor.randomNormal([64, model.latentDim], using: &fixedRNG)
 
         let metricsPath = dir + "/metrics.jsonl"
-        if !fm.fileExists(atPath: metricsPath) { fm.createFile(atPath: metricsPath, contents: nil) }
+        if !fm.fileExists(atPath: metricsPath) { _ = fm.createFile(atPath: metricsPath, contents: nil) }
         guard let metrics = FileHandle(forWritingAtPath: metricsPath) else {
             throw DataError(file: metricsPath, problem: "cannot open for writing")
         }
@@ -397,8 +397,9 @@ public final class Trainer {
             if o.resume { try AtomicFile.write(try run.jsonData(), to: dir + "/config.json", createDirectories: true) }
         }
 
-        let evaluator = evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: dir,
+        let evaluator = evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: dir, shownDirectory: o.runDirectory,
                                                                    count: evalCount, seed: model.seed, log: log) : nil
+        if evaluator?.trainedClassifier == true { written.insert(o.runDirectory + "/classifier.safetensors") }
         let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
         if o.progress != .quiet {
             log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
@@ -625,12 +626,16 @@ final class InTrainingEvaluator {
     let space: String
     let seed: UInt64
 
-    init(run: RunConfig, heldOut: [Int], runDirectory: String, count: Int, seed: UInt64, log: (String) -> Void) throws {
+    /// Whether this evaluator trained (and saved) the run's domain classifier.
+    let trainedClassifier: Bool
+
+    init(run: RunConfig, heldOut: [Int], runDirectory: String, shownDirectory: String, count: Int, seed: UInt64, log: (String) -> Void) throws {
         let runData = try Evaluator.loadRunData(run)
         let stats = run.normalization
         let real = stats.apply(runData.all.subset(runData.heldOut).samples)
         if runData.all.labels != nil {
-            let c = try Evaluator.domainClassifier(runDirectory: runDirectory, runData: runData, run: run, log: log)
+            trainedClassifier = !FileManager.default.fileExists(atPath: runDirectory + "/classifier.safetensors")
+            let c = try Evaluator.domainClassifier(runDirectory: runDirectory, shownDirectory: shownDirectory, runData: runData, run: run, log: log)
             features = { c.classifier.features(c.normalization.apply(stats.inverse($0))) }
             space = "classifier"
         } else {
@@ -640,6 +645,7 @@ final class InTrainingEvaluator {
             }
             features = { $0 }
             space = "pixels"
+            trainedClassifier = false
         }
         realFeatures = features(real)
         var rng = RandomGenerator(seed: seed, stream: 4)

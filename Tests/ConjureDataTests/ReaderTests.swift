@@ -623,6 +623,32 @@ final class CSVReaderTests: XCTestCase {
             expectDataError(try CSVReader.read(bytes: Array(text.utf8), file: "q.csv", options: CSVOptions(clean: .drop)),
                             contains: ["q.csv", location, problem])
         }
+        // A .tsv row of tabs only is a row of empty cells, not a blank line.
+        writeBytes(Array("a\tb\tc\n1\t2\t3\n\t\t\n4\t5\t6\n".utf8), dir + "/b.tsv")
+        expectDataError(try Dataset.load(path: dir + "/b.tsv"), contains: ["line 3, column 1 (a)", "empty cell"])
+        XCTAssertEqual(try Dataset.load(path: dir + "/b.tsv", options: DatasetOptions(clean: .drop)).droppedSamples, 1)
+        writeBytes(Array("a,b,c\n1,2,3\n \t \n4,5,6\n".utf8), dir + "/b.csv")
+        XCTAssertEqual(try Dataset.load(path: dir + "/b.csv").samples.scalars, [1, 2, 3, 4, 5, 6])
+        // Classic Mac OS line ends (CR only), with and without a header.
+        for (text, values) in [("a,b\r1,2\r3,4\r", [Float](arrayLiteral: 1, 2, 3, 4)), ("1,2\r3,4\r5,6", [1, 2, 3, 4, 5, 6])] {
+            let t = try CSVReader.read(bytes: Array(text.utf8), file: "mac.csv")
+            XCTAssertEqual(t.values.scalars, values)
+        }
+        expectDataError(try CSVReader.read(bytes: Array("1,2\r3\r".utf8), file: "mac.csv"),
+                        contains: ["line 2", "1 field where 2 are expected"])
+        // pandas' default column names are a header; other numeric first rows are data.
+        let pandas = try CSVReader.read(bytes: Array("0,1,2,3,4\n10,20,30,40,0\n50,60,70,80,1\n".utf8), file: "p.csv",
+                                        options: CSVOptions(labelColumn: .last))
+        XCTAssertEqual(pandas.header, ["0", "1", "2", "3", "4"])
+        XCTAssertEqual(pandas.labels, [0, 1])
+        for text in ["0,1\n5,6\n", "1,2,3\n5,6,7\n", "0,1,3\n5,6,7\n", "0,01,2\n5,6,7\n", "0,1.0,2\n5,6,7\n"] {
+            XCTAssertNil(try CSVReader.read(bytes: Array(text.utf8), file: "n.csv").header, text)
+        }
+        // A semicolon file read with commas says so; a huge integer overflows like 1e39.
+        expectDataError(try CSVReader.read(bytes: Array("a;b;c\n1;2;3\n".utf8), file: "semi.csv"),
+                        contains: ["line 2, column 1", "separate fields by ';'"])
+        expectDataError(try CSVReader.read(bytes: Array(("1,2\n3," + String(repeating: "9", count: 400) + "\n").utf8), file: "big.csv"),
+                        contains: ["line 2, column 2", "overflows Float32"])
         let fine = try CSVReader.read(bytes: Array("\"a \"\"b\"\" \" , \"c\"\t\n \"1\" ,2\n".utf8), file: "f.csv")
         XCTAssertEqual(fine.header, ["a \"b\"", "c"])
         XCTAssertEqual(fine.values.scalars, [1, 2])

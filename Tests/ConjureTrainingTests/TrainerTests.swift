@@ -55,6 +55,25 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(labelled.labels, [7, 2])
     }
 
+    /// A new run is staged in a hidden folder; messages and the file list name the run's own.
+    func testInTrainingClassifierIsNamedByItsFinalPath() throws {
+        var o = try options("named", epochs: 1)
+        o.maxSteps = 20
+        o.evalEvery = 20
+        o.evalCount = 100
+        var lines: [String] = []
+        let summary = try Trainer(options: o, log: { lines.append($0) }).run()
+        let file = o.runDirectory + "/classifier.safetensors"
+        XCTAssert(lines.contains { $0.contains("saved to \(file))") }, "\(lines)")
+        XCTAssertFalse(lines.contains { $0.contains(".tmp") }, "\(lines)")
+        XCTAssert(summary.files.contains(file), "\(summary.files)")
+        XCTAssert(FileManager.default.fileExists(atPath: file))
+        var resumed = o
+        resumed.resume = true
+        resumed.maxSteps = 40
+        XCTAssertFalse(try Trainer(options: resumed, log: { _ in }).run().files.contains(file))
+    }
+
     func testLiveProgressLineFitsTheTerminal() {
         let line = "step 50/7000  epoch 0.71  d_loss 0.9495  g_loss 1.2345  8000 samples/s  ETA 1m02s"
         XCTAssertEqual(ProgressReporter.fitted(line, columns: 40), String(line.prefix(39)))
