@@ -165,9 +165,13 @@ public enum CSVReader {
         let n = buf.count
         var pos = 0
         if n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF { pos = 3 }
+        // Lines end at `\n` (a `\r` before it is dropped); a file with no `\n` but a `\r`
+        // (classic Mac OS) ends its lines at `\r`.
+        let newline: UInt8 = n > 0 && memchr(buf.baseAddress!, 0x0A, n) == nil && memchr(buf.baseAddress!, 0x0D, n) != nil
+            ? 0x0D : 0x0A
         if let (offset, what) = binaryContent(buf) {
             var line = 1
-            for k in 0..<offset where buf[k] == UInt8(ascii: "\n") { line += 1 }
+            for k in 0..<offset where buf[k] == newline { line += 1 }
             let utf16 = n >= 2 && ((buf[0] == 0xFF && buf[1] == 0xFE) || (buf[0] == 0xFE && buf[1] == 0xFF))
             throw DataError(file: file, location: "byte \(offset) (line \(line))",
                             problem: "not a text CSV file (binary content at byte \(offset))",
@@ -175,10 +179,6 @@ public enum CSVReader {
                                         : "\(what); a CSV file must be UTF-8 text — check that this is the right file")
         }
         var lineNumber = 0
-        // Lines end at `\n` (a `\r` before it is dropped); a file with no `\n` but a `\r`
-        // (classic Mac OS) ends its lines at `\r`.
-        let newline: UInt8 = n > 0 && memchr(buf.baseAddress!, 0x0A, n) == nil && memchr(buf.baseAddress!, 0x0D, n) != nil
-            ? 0x0D : 0x0A
 
         /// Returns the next non-blank line as (start, end, lineNumber), end excluding `\r\n`.
         /// A line of only spaces and tabs is blank unless the delimiter is among them (a
@@ -222,9 +222,8 @@ public enum CSVReader {
                             header: nil, labelColumnIndex: nil, droppedRows: 0, droppedLines: [], allIntegers: true)
         }
         let (firstFields, firstBad) = splitAll(buf, firstStart, firstEnd, delim)
-        if let (c, quoting) = firstBad {
-            throw DataError(file: file, location: "line \(firstLine), column \(c + 1)", problem: quoting.problem!,
-                            hint: "a quoted cell ends with a quote before the next delimiter; write a quote inside one as \"\"")
+        if let (c, quoting) = firstBad, let problem = quoting.problem {
+            throw DataError(file: file, location: "line \(firstLine), column \(c + 1)", problem: problem, hint: Quoting.hint)
         }
         let columns = firstFields.count
         let isHeader: Bool
@@ -328,8 +327,7 @@ public enum CSVReader {
                     }
                     let (r, next, quoting) = field(p, end)
                     if let problem = quoting.problem {
-                        throw DataError(file: file, location: "line \(line), \(columnName(col))", problem: problem,
-                                        hint: "a quoted cell ends with a quote before the next delimiter; write a quote inside one as \"\"")
+                        throw DataError(file: file, location: "line \(line), \(columnName(col))", problem: problem, hint: Quoting.hint)
                     }
                     if col < columns {
                         let cell = parseCell(buf, r)
@@ -464,6 +462,8 @@ public enum CSVReader {
             case .textAfterQuote: return "text follows the closing quote of a quoted cell"
             }
         }
+
+        static let hint = "a quoted cell ends with a quote before the next delimiter; write a quote inside one as \"\""
     }
 
     /// One field starting at byte `p0` of a line ending at `end`: its content range (spaces

@@ -215,7 +215,7 @@ public enum Evaluator {
             // The classifier has its own normalisation: map back to data units, then into its range.
             featuresOf = { c.classifier.features(c.normalization.apply(stats.inverse($0))) }
             featureInfo = ["space": "classifier penultimate layer (\(c.classifier.net.layers.compactMap { ($0 as? Linear)?.weight.shape[0] }.dropLast().last ?? 0) features)",
-                           "classifier": o.classifier ?? runDir + "/classifier.safetensors", "classifier_sha256": c.sha256,
+                           "classifier": o.classifier ?? classifierPath(runDirectory: runDir), "classifier_sha256": c.sha256,
                            "classifier_held_out_accuracy": c.heldOutAccuracy as Any]
         } else {
             featuresOf = { $0 }
@@ -374,14 +374,17 @@ public enum Evaluator {
         return (elbo, iwae, report)
     }
 
+    /// Where a run keeps its domain classifier: `<run>/classifier.safetensors`.
+    static func classifierPath(runDirectory: String) -> String { runDirectory + "/classifier.safetensors" }
+
     /// The run's domain classifier, `<run>/classifier.safetensors`, trained on the run's training
     /// split (30 epochs) and saved there when missing. `shownDirectory` is the run's name in
     /// messages when `runDirectory` is a staging folder that will be moved there.
     static func domainClassifier(runDirectory: String, shownDirectory: String? = nil, runData: RunData, run: RunConfig,
                                  log: (String) -> Void) throws -> ClassifierTool.Loaded {
-        let path = runDirectory + "/classifier.safetensors"
+        let path = classifierPath(runDirectory: runDirectory)
         if !FileManager.default.fileExists(atPath: path) {
-            log("training the domain classifier on the run's training split (saved to \((shownDirectory ?? runDirectory) + "/classifier.safetensors"))")
+            log("training the domain classifier on the run's training split (saved to \(classifierPath(runDirectory: shownDirectory ?? runDirectory)))")
             let t = try ClassifierTool.train(dataset: runData.all, train: runData.train, heldOut: runData.heldOut,
                                              normalization: run.normalization, epochs: 30, seed: run.model.seed)
             try ClassifierTool.save(t, to: path)

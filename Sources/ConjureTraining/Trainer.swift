@@ -399,7 +399,7 @@ public final class Trainer {
 
         let evaluator = evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: dir, shownDirectory: o.runDirectory,
                                                                    count: evalCount, seed: model.seed, log: log) : nil
-        if evaluator?.trainedClassifier == true { written.insert(o.runDirectory + "/classifier.safetensors") }
+        if evaluator?.trainedClassifier == true { written.insert(Evaluator.classifierPath(runDirectory: o.runDirectory)) }
         let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
         if o.progress != .quiet {
             log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
@@ -634,7 +634,7 @@ final class InTrainingEvaluator {
         let stats = run.normalization
         let real = stats.apply(runData.all.subset(runData.heldOut).samples)
         if runData.all.labels != nil {
-            trainedClassifier = !FileManager.default.fileExists(atPath: runDirectory + "/classifier.safetensors")
+            trainedClassifier = !FileManager.default.fileExists(atPath: Evaluator.classifierPath(runDirectory: runDirectory))
             let c = try Evaluator.domainClassifier(runDirectory: runDirectory, shownDirectory: shownDirectory, runData: runData, run: run, log: log)
             features = { c.classifier.features(c.normalization.apply(stats.inverse($0))) }
             space = "classifier"
