@@ -112,7 +112,7 @@ public struct NormalizationStats: Sendable, Codable, Equatable, CustomStringConv
     public func apply(_ x: Tensor) -> Tensor {
         if kind == .none { return x }
         let (offset, scale, shift) = affine
-        return Tensor(shape: x.shape, scalars: Self.map(x.scalars) { Float((Double($0) - offset) / scale + shift) })
+        return x.map { Float((Double($0) - offset) / scale + shift) }
     }
 
     /// Maps normalised values (e.g. generator outputs) back to the data's original units; the
@@ -122,22 +122,7 @@ public struct NormalizationStats: Sendable, Codable, Equatable, CustomStringConv
     public func inverse(_ y: Tensor) -> Tensor {
         if kind == .none { return y }
         let (offset, scale, shift) = affine
-        return Tensor(shape: y.shape, scalars: Self.map(y.scalars) { Float((Double($0) - shift) * scale + offset) })
-    }
-
-    /// `values.map(f)` as pointer loops the compiler can inline and vectorise (`Array.map`
-    /// goes through the generic sequence path), split across ``Parallel``'s pool.
-    @inline(__always)
-    private static func map(_ values: [Float], _ f: (Float) -> Float) -> [Float] {
-        values.withUnsafeBufferPointer { src in
-            [Float](unsafeUninitializedCapacity: src.count) { out, initialized in
-                let o = out.baseAddress!
-                Parallel.forRanges(src.count) { r in
-                    for i in r { o[i] = f(src[i]) }
-                }
-                initialized = src.count
-            }
-        }
+        return y.map { Float((Double($0) - shift) * scale + offset) }
     }
 
     /// The interval normalised values fall in for data within the fitted range: `[-1, 1]`,

@@ -168,17 +168,25 @@ extension Tensor {
 // MARK: - Unary functions
 
 extension Tensor {
-    /// `f` of every element, in a pointer loop the compiler vectorises (`Array.map` does not).
+    /// `f` of every element, in pointer loops the compiler vectorises (`Array.map` does not),
+    /// split across ``Parallel``'s pool from ``Parallel/elementwiseSplitCount`` elements.
     @inline(__always)
     func mapScalars(_ f: (Float) -> Float) -> [Float] {
         let n = count
         return [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            scalars.withUnsafeBufferPointer { p in for i in 0..<n { buf[i] = f(p[i]) } }
+            if n > 0 {
+                let o = buf.baseAddress!
+                scalars.withUnsafeBufferPointer { p in
+                    Parallel.forRanges(n) { r in for i in r { o[i] = f(p[i]) } }
+                }
+            }
             initialised = n
         }
     }
 
-    /// A constant tensor of this shape from `f` applied to each element (no history).
+    /// A constant tensor of this shape from `f` applied to each element (no history). Large
+    /// tensors are split across the pool, so `f` may run on several threads at once and must
+    /// not have side effects.
     public func map(_ f: (Float) -> Float) -> Tensor { Tensor(shape: shape, scalars: mapScalars(f)) }
 
     /// Elements per thread from which the element-wise C kernels (ReLU, LeakyReLU, tanh and
