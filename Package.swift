@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "ConjureNN", dependencies: ["ConjureTensor"], swiftSettings: release),
         .target(name: "ConjureOptim", dependencies: ["ConjureTensor", "ConjureNN", "CConjureKernels"], swiftSettings: release),
         .target(name: "ConjureData", dependencies: ["ConjureTensor", "CSPNG", "CZlibSys"], swiftSettings: release),
-        .target(name: "ConjureModels", dependencies: ["ConjureTensor", "ConjureNN", "ConjureOptim"], swiftSettings: release),
+        .target(name: "ConjureModels", dependencies: ["ConjureTensor", "ConjureNN", "ConjureOptim", "ConjureData"], swiftSettings: release),
         .target(name: "ConjureMetrics", dependencies: ["ConjureTensor", "ConjureNN", "ConjureData", "CBLAS"], swiftSettings: release),
         .target(
             name: "ConjureTraining",
@@ -42,16 +42,18 @@ let package = Package(
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: release),
-        .executableTarget(
-            name: "conjure",
+        .target(
+            name: "ConjureCLI",
             dependencies: [
                 "ConjureTraining", "ConjureOptim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),
+        .executableTarget(name: "conjure", dependencies: ["ConjureCLI"], swiftSettings: release),
         .target(name: "ConjureTestSupport", dependencies: ["ConjureTensor"], path: "Sources/ConjureTestSupport"),
         .testTarget(name: "ConjureTensorTests", dependencies: ["ConjureTensor", "ConjureTestSupport"]),
         .testTarget(name: "ConjureNNTests", dependencies: ["ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureTestSupport"]),
+        .testTarget(name: "ConjureModelsTests", dependencies: ["ConjureModels", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureTestSupport"]),
         .testTarget(name: "ConjureDataTests", dependencies: ["ConjureData", "ConjureTestSupport"]),
         .testTarget(name: "ConjureMetricsTests", dependencies: ["ConjureMetrics", "ConjureTestSupport"]),
         .testTarget(name: "ConjureTrainingTests", dependencies: ["ConjureTraining", "ConjureTestSupport"]),

@@ -19,7 +19,9 @@
 #define SPIN_NS 200000L  // how long an idle worker spins before it sleeps
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static int threads_wanted = 1;  // total, the caller included
+// Per calling thread (a thread-local setting, so two trainings in one process do not share it):
+// how many threads, the caller included, its parallel loops use.
+static __thread int threads_wanted = 1;
 static int workers_started = 0;
 
 // The current job. `gen` is odd while a job is open; workers enter a job by raising `refs` and
@@ -95,10 +97,12 @@ static void *worker_main(void *arg) {
 void conjure_pool_set_threads(int n) {
     if (n < 1) n = 1;
     if (n > MAX_THREADS) n = MAX_THREADS;
-    pthread_mutex_lock(&pool_lock);
     threads_wanted = n;
-    pthread_mutex_unlock(&pool_lock);
 }
+
+static __thread int grad_enabled = 1;
+int conjure_grad_enabled(void) { return grad_enabled; }
+void conjure_set_grad_enabled(int on) { grad_enabled = on != 0; }
 
 int conjure_pool_threads(void) { return threads_wanted; }
 

@@ -59,7 +59,7 @@ public struct BatchSampler: Sendable, Equatable {
     /// The full sample order of an epoch (a permutation of `0..<count`).
     public func order(epoch: Int) -> [Int] {
         guard shuffle else { return Array(0..<count) }
-        var rng = RandomGenerator(seed: seed, stream: BatchSampler.streamBase &+ UInt64(truncatingIfNeeded: epoch))
+        var rng = RandomStream.batches.generator(seed: seed, counter: UInt64(truncatingIfNeeded: epoch))
         return rng.permutation(count)
     }
 
@@ -123,7 +123,7 @@ public struct BatchIterator: IteratorProtocol, Sequence, Sendable {
 public func splitHeldOut(count: Int, fraction: Double, seed: UInt64, labels: [Int]? = nil) -> (train: [Int], heldOut: [Int]) {
     precondition(fraction >= 0 && fraction <= 1, "splitHeldOut: fraction must be in 0...1, got \(fraction)")
     precondition(labels == nil || labels!.count == count, "splitHeldOut: \(labels!.count) labels for \(count) samples")
-    var rng = RandomGenerator(seed: seed, stream: 0x5917_0000_0000_0000)
+    var rng = RandomStream.heldOutSplit.generator(seed: seed)
     var held: [Int] = []
     if let labels {
         var byClass: [Int: [Int]] = [:]

@@ -1,5 +1,6 @@
 import ConjureNN
 import ConjureOptim
+import ConjureData
 
 /// A small MLP image classifier trained with Conjure itself, used as the domain feature
 /// extractor for evaluation: 784 (or D) -> 512 ReLU -> 256 ReLU -> K logits. Its penultimate

@@ -1,10 +1,14 @@
+import ConjureData
 import ConjureNN
+import ConjureOptim
 
 /// Named scalar statistics of one training step, in the order they are logged
 /// (`d_loss`, `g_loss`, `d_real`, `d_fake` for a GAN; `loss`, `reconstruction`, `kl` for a VAE).
 public struct StepMetrics: Sendable {
+    /// The statistics in logging order.
     public var values: [(name: String, value: Float)]
 
+    /// Statistics in logging order.
     public init(_ values: [(name: String, value: Float)]) { self.values = values }
 
     /// The value named `name`, nil when the model does not report it.
@@ -14,74 +18,202 @@ public struct StepMetrics: Sendable {
     public var firstNonFinite: (name: String, value: Float)? { values.first { !$0.value.isFinite } }
 }
 
-/// What the trainer, checkpoints, `sample` and `evaluate` need of a model family: a training
-/// step on a batch, sampling from the latent prior, and `state_dict`s.
-public protocol GenerativeModel: AnyObject {
-    /// Size of the latent `z` that ``sample(z:labels:)`` and ``train(batch:z:labels:)`` take.
-    var latentDim: Int { get }
-    /// One optimisation step (for a GAN: one discriminator update and, every `nCritic`-th
-    /// call, one generator update).
+/// A set of parameters that one optimiser updates together, with its learning rate and the
+/// names its state is saved under.
+///
+/// Models declare their groups (a GAN: `generator` and `discriminator`; a VAE: one group); the
+/// trainer's ``Optimization`` gives each group its optimiser, learning-rate schedule, gradient
+/// clipping and, for the group marked ``averaged``, an exponential moving average of its
+/// weights (``averages``) that the model samples with.
+public final class ParameterGroup {
+    /// The group's name as stages and logs refer to it (`generator`, `discriminator`, `model`).
+    public let name: String
+    /// Parameters in optimiser order, with their `state_dict` names relative to ``prefix``.
+    public let namedParameters: [(String, Parameter)]
+    /// The prefix of the parameters' full `state_dict` names (`generator.`; empty for a VAE).
+    public let prefix: String
+    /// The base learning rate (before the schedule's factor).
+    public let learningRate: Float
+    /// The prefix of the optimiser state in checkpoints (`optimizer.generator.`; `optimizer.`
+    /// for a single-group model, as runs written before groups existed).
+    public let stateKeyPrefix: String
+    /// Whether the model samples from this group's weights, so that `--ema` averages them.
+    public let averaged: Bool
+    /// The prefix of the averaged weights' names in checkpoints (`generator_ema.`).
+    public let averagePrefix: String
+    /// The moving average of this group's parameters when the run uses `--ema` (set by
+    /// ``Optimization``), nil otherwise. Models sample from a copy holding these values; the
+    /// live weights are never swapped.
+    public internal(set) var averages: EMA?
+
+    /// A group of named parameters.
     ///
-    /// - Shapes: `real` `[N, dataDim]` (normalised); `z` `[N, latentDim]` standard normal noise
-    ///   (the generator's input for a GAN, the reparameterisation noise for a VAE).
-    /// - Parameter labels: class labels of the batch for conditional models, else nil.
-    func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics
-    /// The names of ``train(batch:z:labels:)``'s statistics, in its order.
+    /// - Parameters:
+    ///   - name: the group's name.
+    ///   - prefix: prefix of the full `state_dict` names.
+    ///   - namedParameters: parameters with names relative to `prefix`, in optimiser order.
+    ///   - learningRate: the base learning rate.
+    ///   - stateKeyPrefix: checkpoint prefix of the optimiser state (default `optimizer.NAME.`).
+    ///   - averaged: whether `--ema` averages this group (the weights the model samples with).
+    ///   - averagePrefix: checkpoint prefix of the averaged weights (default `NAME_ema.`).
+    public init(name: String, prefix: String, namedParameters: [(String, Parameter)], learningRate: Float,
+                stateKeyPrefix: String? = nil, averaged: Bool = false, averagePrefix: String? = nil) {
+        self.name = name
+        self.prefix = prefix
+        self.namedParameters = namedParameters
+        self.learningRate = learningRate
+        self.stateKeyPrefix = stateKeyPrefix ?? "optimizer.\(name)."
+        self.averaged = averaged
+        self.averagePrefix = averagePrefix ?? "\(name)_ema."
+    }
+
+    /// The parameters in optimiser order.
+    public var parameters: [Parameter] { namedParameters.map(\.1) }
+    /// Full `state_dict` names of the parameters.
+    public var fullNames: [String] { namedParameters.map { prefix + $0.0 } }
+}
+
+/// The data of one training step.
+public struct TrainingBatch {
+    /// The real samples, normalised, `[N, D]` (flat; the model reshapes by its data kind).
+    public var x: Tensor
+    /// The latent noise drawn by the trainer for this step, `[N, latentDim]` standard normal
+    /// (a GAN's generator input, a VAE's reparameterisation noise).
+    public var z: Tensor
+    /// Class labels of the batch for conditional models, else nil.
+    public var labels: [Int]?
+
+    /// A batch of samples, latent noise and optional labels.
+    public init(x: Tensor, z: Tensor, labels: [Int]?) { self.x = x; self.z = z; self.labels = labels }
+}
+
+/// What a model may ask of the trainer during a step: how many updates each group has had, and
+/// the random generators of per-step streams (derived in one place, ``RandomStream``).
+public struct StepContext {
+    /// The run's seed.
+    public let seed: UInt64
+    /// The data-parallel rank (0 in a single process).
+    public let rank: Int
+    let updateCounts: (String) -> Int
+
+    /// A context for `seed` and `rank`, with a function giving a group's update count.
+    public init(seed: UInt64, rank: Int = 0, updates: @escaping (String) -> Int) {
+        self.seed = seed
+        self.rank = rank
+        self.updateCounts = updates
+    }
+
+    /// Optimiser updates the group named `group` has had so far (saved with its state).
+    public func updates(of group: String) -> Int { updateCounts(group) }
+
+    /// The generator of a per-step stream for `counter` (a group's update count).
+    public func random(_ stream: RandomStream, counter: Int) -> RandomGenerator {
+        stream.generator(seed: seed, rank: rank, counter: UInt64(counter))
+    }
+}
+
+/// One stage of a training step: the loss whose gradients update one parameter group.
+public struct StepStage {
+    /// The parameter group this stage's gradients update.
+    public var group: String
+    /// The stage runs on every `every`-th update of the step's first stage's group (a GAN's
+    /// generator stage with `n_critic` 5 runs after every fifth discriminator update); 1: always.
+    public var every: Int
+    /// Builds the stage's scalar loss (a graph over the group's parameters). Called at most
+    /// once per step, after the updates of the stages before it (sequential order).
+    public var loss: () -> Tensor
+
+    /// A stage updating `group` from `loss`, on every `every`-th step.
+    public init(group: String, every: Int = 1, loss: @escaping () -> Tensor) {
+        self.group = group
+        self.every = every
+        self.loss = loss
+    }
+}
+
+/// The plan of one training step: its stages, how their updates are ordered, and the step's
+/// statistics once it ran.
+public struct TrainingStep {
+    /// How stage updates are ordered.
+    public enum Order: Sendable {
+        /// Each stage's loss is built after the updates of the stages before it (a GAN's
+        /// alternating update: the generator loss goes through the updated discriminator).
+        case sequential
+        /// Every stage's gradients are taken at the same parameters, then all updates are
+        /// applied (the classic simultaneous GAN update).
+        case simultaneous
+    }
+
+    /// The stages in order.
+    public var stages: [StepStage]
+    /// The update order.
+    public var order: Order
+    /// The step's statistics in ``GenerativeModel/stepStatisticNames`` order, read after
+    /// every stage ran.
+    public var statistics: () -> StepMetrics
+
+    /// A plan of stages in `order` with a statistics reader.
+    public init(stages: [StepStage], order: Order = .sequential, statistics: @escaping () -> StepMetrics) {
+        self.stages = stages
+        self.order = order
+        self.statistics = statistics
+    }
+}
+
+/// What the trainer, checkpoints, `sample`, `evaluate` and `bench` need of any model family:
+/// parameter groups, the plan of a training step, sampling, and `state_dict`s. Optimisers,
+/// schedules, clipping and weight averages belong to the trainer (``Optimization``).
+public protocol GenerativeModel: AnyObject {
+    /// The family's registry name (`gan`, `vae`, ...).
+    var family: String { get }
+    /// Size of the latent `z` that ``sample(z:labels:)`` and ``TrainingBatch/z`` hold.
+    var latentDim: Int { get }
+    /// The parameter groups, each updated by its own optimiser.
+    var parameterGroups: [ParameterGroup] { get }
+    /// The stages of one training step on `batch`.
+    func trainingStep(_ batch: TrainingBatch, context: StepContext) -> TrainingStep
+    /// The names of a step's statistics, in order.
     var stepStatisticNames: [String] { get }
     /// How many of those, from the first, are losses (shown on progress lines).
     var lossStatisticCount: Int { get }
     /// Samples `[N, dataDim]` in the normalised range from latent `z` `[N, latentDim]`, in
-    /// evaluation mode and without autodiff history.
+    /// evaluation mode, without autodiff history, from the averaged weights when the sampled
+    /// group has ``ParameterGroup/averages``.
+    ///
+    /// - Parameter labels: one class per sample for conditional models, else nil.
     func sample(z: Tensor, labels: [Int]?) -> Tensor
-    /// Balanced labels `i mod K` for `n` samples of a conditional model, nil otherwise.
+    /// Balanced labels `(i + offset) mod K` for `n` samples of a conditional model, nil otherwise.
     func balancedLabels(_ n: Int, offset: Int) -> [Int]?
-    /// Multiplies every optimiser's base learning rate by `factor` (learning-rate schedules).
-    func setLearningRateFactor(_ factor: Float)
     /// Parameters and buffers under PyTorch `state_dict` names.
     func stateDict() -> [(String, Tensor)]
+    /// Loads parameters and buffers by `state_dict` name.
+    ///
+    /// - Throws: ``StateDictError`` naming a missing key or a shape mismatch.
     func loadStateDict(_ values: [String: Tensor]) throws
-    /// Optimiser state under `optimizer.*` names (`exp_avg`, `exp_avg_sq`, `step`).
-    func optimizerStateDict() -> [(String, Tensor)]
-    func loadOptimizerStateDict(_ values: [String: Tensor]) throws
 }
 
-extension GAN: GenerativeModel {
-    public var latentDim: Int { config.noiseDim }
-
-    public var stepStatisticNames: [String] { ["d_loss", "g_loss", "d_real", "d_fake"] }
-    public var lossStatisticCount: Int { 2 }
-
-    public func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics {
-        let s = trainStep(real: real, z: z, labels: labels)
-        return StepMetrics([("d_loss", s.dLoss), ("g_loss", s.gLoss), ("d_real", s.meanDReal), ("d_fake", s.meanDFake)])
-    }
-
-    public func setLearningRateFactor(_ factor: Float) {
-        generatorOptimizer.lr = config.generatorLR * factor
-        discriminatorOptimizer.lr = config.discriminatorLR * factor
+extension GenerativeModel {
+    /// The group named `name`.
+    ///
+    /// - Precondition: the model has such a group.
+    public func group(_ name: String) -> ParameterGroup {
+        guard let g = parameterGroups.first(where: { $0.name == name }) else {
+            preconditionFailure("\(family): no parameter group '\(name)' (groups: \(parameterGroups.map(\.name)))")
+        }
+        return g
     }
 }
 
-extension VAE: GenerativeModel {
-    public var latentDim: Int { config.latentDim }
-
-    /// One step on the negative ELBO; `z` is the reparameterisation noise. Statistics `loss`
-    /// (negative ELBO), `reconstruction` and `kl`, nats per sample.
-    public var stepStatisticNames: [String] { ["loss", "reconstruction", "kl"] }
-    public var lossStatisticCount: Int { 3 }
-
-    public func train(batch real: Tensor, z: Tensor, labels: [Int]?) -> StepMetrics {
-        precondition(labels == nil, "VAE: labels given to an unconditional model")
-        let s = trainStep(x: real, eps: z)
-        return StepMetrics([("loss", s.loss), ("reconstruction", s.reconstruction), ("kl", s.kl)])
-    }
-
-    public func sample(z: Tensor, labels: [Int]?) -> Tensor {
-        precondition(labels == nil, "VAE: labels given to an unconditional model")
-        return sample(z: z)
-    }
-
-    public func balancedLabels(_ n: Int, offset: Int) -> [Int]? { nil }
-
-    public func setLearningRateFactor(_ factor: Float) { optimizer.lr = config.lr * factor }
+/// Copies averaged weights into `copy` (a network of the same architecture as the live one) and
+/// the live network's buffers (BatchNorm running statistics), so that sampling uses the
+/// averages without touching the live weights.
+///
+/// - Precondition: `copy` and `live` have the same parameters and buffers; `averages` holds one
+///   array per parameter of `copy`.
+public func loadAveragedCopy(_ copy: any Layer, from live: any Layer, averages: EMA) {
+    let params = copy.allNamedParameters()
+    precondition(params.count == averages.averages.count, "loadAveragedCopy: \(params.count) parameters for \(averages.averages.count) averages")
+    for ((_, p), a) in zip(params, averages.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
+    for ((_, b), (_, l)) in zip(copy.allNamedBuffers(), live.allNamedBuffers()) { b.value = l.value }
+    copy.isTraining = false
 }

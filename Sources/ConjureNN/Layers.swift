@@ -49,24 +49,57 @@ public final class Linear: Layer {
     }
 }
 
-/// Element-wise activation functions as layers.
-public final class Activation: Layer {
-    public enum Kind: Equatable, Sendable {
-        case relu, leakyRelu(Float), tanh, sigmoid, identity
-    }
-    public let kind: Kind
-    public var isTraining = true
-    public init(_ kind: Kind) { self.kind = kind }
+/// An element-wise activation function: an open set of named functions of a tensor. Add one
+/// with ``init(name:_:)``; the common ones are static members (`.relu`, `.leakyRelu(0.2)`,
+/// `.tanh`, `.sigmoid`, `.identity`).
+public struct ActivationFunction: Sendable, Equatable, CustomStringConvertible {
+    /// The function's name with its parameters (`leaky_relu(0.2)`); two functions are equal
+    /// when their names are.
+    public let name: String
+    let apply: @Sendable (Tensor) -> Tensor
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        switch kind {
-        case .relu: return x.relu()
-        case .leakyRelu(let s): return x.leakyRelu(s)
-        case .tanh: return x.tanh()
-        case .sigmoid: return x.sigmoid()
-        case .identity: return x
-        }
+    /// A named activation.
+    public init(name: String, _ apply: @escaping @Sendable (Tensor) -> Tensor) {
+        self.name = name
+        self.apply = apply
     }
+
+    /// Applies the function.
+    public func callAsFunction(_ x: Tensor) -> Tensor { apply(x) }
+
+    /// Equal names.
+    public static func == (a: ActivationFunction, b: ActivationFunction) -> Bool { a.name == b.name }
+
+    /// The name.
+    public var description: String { name }
+
+    /// `max(x, 0)`.
+    public static let relu = ActivationFunction(name: "relu") { $0.relu() }
+    /// `x` for `x > 0`, `slope · x` otherwise.
+    public static func leakyRelu(_ slope: Float) -> ActivationFunction {
+        ActivationFunction(name: "leaky_relu(\(slope))") { $0.leakyRelu(slope) }
+    }
+    /// `tanh(x)`.
+    public static let tanh = ActivationFunction(name: "tanh") { $0.tanh() }
+    /// `1 / (1 + e^-x)`.
+    public static let sigmoid = ActivationFunction(name: "sigmoid") { $0.sigmoid() }
+    /// `x`.
+    public static let identity = ActivationFunction(name: "identity") { $0 }
+}
+
+/// An activation function as a layer (no parameters).
+public final class Activation: Layer {
+    /// The function kinds (an open set: see ``ActivationFunction``).
+    public typealias Kind = ActivationFunction
+    /// The function applied.
+    public let kind: ActivationFunction
+    /// Unused (no mode-dependent behaviour).
+    public var isTraining = true
+    /// A layer applying `kind`.
+    public init(_ kind: ActivationFunction) { self.kind = kind }
+
+    /// `kind(x)`, any shape.
+    public func callAsFunction(_ x: Tensor) -> Tensor { kind(x) }
 }
 
 /// Batch normalisation over the batch axis (Ioffe & Szegedy 2015; PyTorch's `nn.BatchNorm1d`).

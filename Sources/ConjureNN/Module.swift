@@ -34,39 +34,59 @@ public final class Buffer {
     public init(_ value: Tensor) { self.value = value }
 }
 
-/// A neural-network layer: a differentiable function of its input with named state.
+/// A module: named trainable parameters, buffers and child modules, with a train/eval flag
+/// (PyTorch's `nn.Module`).
 ///
-/// Names follow PyTorch's `state_dict` (`weight`, `bias`, `running_mean`, ...), and
-/// containers prefix their children's names with the child's index or name.
-public protocol Layer: AnyObject {
-    /// Applies the layer. Shapes are given by each layer's documentation.
-    func callAsFunction(_ x: Tensor) -> Tensor
-    /// Trainable parameters in `state_dict` order, named relative to this layer.
+/// Parameters, buffers, `state_dict` names and train/eval mode recurse through ``children``
+/// to any depth: a module's full names are its own parameters' names, then its buffers', then
+/// each child's names prefixed with the child's name and a dot (`down.0.conv.weight`), the
+/// order of PyTorch's `state_dict`. Blocks with several inputs (a U-Net block taking `x` and a
+/// time embedding, attention taking a mask) are modules with ordinary methods; blocks of one
+/// input are ``Layer``s as well.
+public protocol Module: AnyObject {
+    /// This module's own trainable parameters in `state_dict` order (not its children's).
     var namedParameters: [(String, Parameter)] { get }
-    /// Non-trainable state in `state_dict` order (running statistics).
+    /// This module's own non-trainable state in `state_dict` order (running statistics).
     var namedBuffers: [(String, Buffer)] { get }
-    /// Training (`true`, batch statistics, dropout on) or evaluation mode, per layer.
+    /// The child modules in registration order, each with its name.
+    var children: [(String, any Module)] { get }
+    /// Training (`true`, batch statistics, dropout on) or evaluation mode. Containers pass a
+    /// new value on to their children (see ``setTraining(_:)``).
     var isTraining: Bool { get set }
 }
 
-extension Layer {
-    public var namedParameters: [(String, Parameter)] { [] }
-    public var namedBuffers: [(String, Buffer)] { [] }
-    /// The trainable parameters in order, without names.
-    public var parameters: [Parameter] { namedParameters.map(\.1) }
+/// A module applied to one input: a differentiable function with named state.
+///
+/// Names follow PyTorch's `state_dict` (`weight`, `bias`, `running_mean`, ...), and
+/// containers prefix their children's names with the child's index or name.
+public protocol Layer: Module {
+    /// Applies the layer. Shapes are given by each layer's documentation.
+    func callAsFunction(_ x: Tensor) -> Tensor
+}
 
-    /// Parameters and buffers in PyTorch `state_dict` order: for each layer its parameters,
-    /// then its buffers.
+extension Module {
+    /// No own parameters.
+    public var namedParameters: [(String, Parameter)] { [] }
+    /// No own buffers.
+    public var namedBuffers: [(String, Buffer)] { [] }
+    /// No children.
+    public var children: [(String, any Module)] { [] }
+
+    /// Every trainable parameter of this module and its descendants, in `state_dict` order.
+    public var parameters: [Parameter] { allNamedParameters().map(\.1) }
+
+    /// Sets the mode of this module and every descendant.
+    public func setTraining(_ training: Bool) {
+        isTraining = training
+        for (_, c) in children { c.setTraining(training) }
+    }
+
+    /// Parameters and buffers in PyTorch `state_dict` order: for each module its parameters,
+    /// then its buffers, then its children's, recursively.
     public func stateDict(prefix: String = "") -> [(String, Tensor)] {
-        var out: [(String, Tensor)] = []
-        if let seq = self as? Sequential {
-            for (i, child) in seq.layers.enumerated() {
-                out += child.stateDict(prefix: prefix + "\(i).")
-            }
-            return out
-        }
-        out += namedParameters.map { (prefix + $0.0, $0.1.value.detached()) }
+        var out = namedParameters.map { (prefix + $0.0, $0.1.value.detached()) }
         out += namedBuffers.map { (prefix + $0.0, $0.1.value) }
+        for (name, c) in children { out += c.stateDict(prefix: prefix + name + ".") }
         return out
     }
 
@@ -75,16 +95,14 @@ extension Layer {
     ///
     /// - Throws: ``StateDictError`` naming the missing key or the mismatched shapes.
     public func loadStateDict(_ values: [String: Tensor], prefix: String = "") throws {
-        let params = allNamedParameters(prefix: prefix)
-        let buffers = allNamedBuffers(prefix: prefix)
-        for (name, p) in params {
+        for (name, p) in allNamedParameters(prefix: prefix) {
             guard let v = values[name] else { throw StateDictError(key: name, problem: "missing") }
             guard v.shape == p.shape else {
                 throw StateDictError(key: name, problem: "shape \(v.shape) does not match the model's \(p.shape)")
             }
             p.assign(v)
         }
-        for (name, b) in buffers {
+        for (name, b) in allNamedBuffers(prefix: prefix) {
             guard let v = values[name] else { throw StateDictError(key: name, problem: "missing") }
             guard v.count == b.value.count else {
                 throw StateDictError(key: name, problem: "shape \(v.shape) does not match the model's \(b.value.shape)")
@@ -93,20 +111,14 @@ extension Layer {
         }
     }
 
-    /// All trainable parameters of this layer and its children with full names.
+    /// All trainable parameters of this module and its descendants with full names.
     public func allNamedParameters(prefix: String = "") -> [(String, Parameter)] {
-        if let seq = self as? Sequential {
-            return seq.layers.enumerated().flatMap { $0.element.allNamedParameters(prefix: prefix + "\($0.offset).") }
-        }
-        return namedParameters.map { (prefix + $0.0, $0.1) }
+        namedParameters.map { (prefix + $0.0, $0.1) } + children.flatMap { $0.1.allNamedParameters(prefix: prefix + $0.0 + ".") }
     }
 
-    /// All buffers of this layer and its children with full names.
+    /// All buffers of this module and its descendants with full names.
     public func allNamedBuffers(prefix: String = "") -> [(String, Buffer)] {
-        if let seq = self as? Sequential {
-            return seq.layers.enumerated().flatMap { $0.element.allNamedBuffers(prefix: prefix + "\($0.offset).") }
-        }
-        return namedBuffers.map { (prefix + $0.0, $0.1) }
+        namedBuffers.map { (prefix + $0.0, $0.1) } + children.flatMap { $0.1.allNamedBuffers(prefix: prefix + $0.0 + ".") }
     }
 }
 
@@ -120,19 +132,22 @@ public struct StateDictError: Error, CustomStringConvertible {
 
 /// Layers applied in order (PyTorch's `nn.Sequential`); children are named `0`, `1`, ...
 public final class Sequential: Layer {
+    /// The layers in order.
     public let layers: [any Layer]
+    /// The mode; setting it sets every layer's.
     public var isTraining: Bool = true {
         didSet { for l in layers { l.isTraining = isTraining } }
     }
 
+    /// Layers applied in order.
     public init(_ layers: [any Layer]) { self.layers = layers }
+
+    /// The layers, named by index.
+    public var children: [(String, any Module)] { layers.enumerated().map { (String($0.offset), $0.element as any Module) } }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         var h = x
         for l in layers { h = l(h) }
         return h
     }
-
-    public var namedParameters: [(String, Parameter)] { allNamedParameters() }
-    public var namedBuffers: [(String, Buffer)] { allNamedBuffers() }
 }

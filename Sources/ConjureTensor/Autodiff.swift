@@ -1,3 +1,4 @@
+import CConjureKernels
 /// Reverse-mode automatic differentiation.
 ///
 /// Every differentiable op records a ``GradNode`` holding its inputs and a backward rule that
@@ -25,9 +26,15 @@ final class GradNode {
     }
 }
 
-/// Whether ops record autodiff history (switched off inside ``withoutGrad(_:)``).
+/// Whether ops record autodiff history on the calling thread (switched off inside
+/// ``withoutGrad(_:)``). The flag is thread-local (a C `__thread` variable), so two models can
+/// train or sample on two threads of one process without seeing each other's setting.
 public enum GradMode {
-    nonisolated(unsafe) static var enabled = true
+    /// The calling thread's flag (true unless inside ``withoutGrad(_:)``).
+    public static var enabled: Bool {
+        @inline(__always) get { conjure_grad_enabled() != 0 }
+        @inline(__always) set { conjure_set_grad_enabled(newValue ? 1 : 0) }
+    }
 }
 
 /// Runs `body` without recording autodiff history (PyTorch's `torch.no_grad()`).

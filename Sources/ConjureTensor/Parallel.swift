@@ -12,8 +12,10 @@ import CConjureKernels
 /// blocks leaves every output element's accumulation order unchanged, so results are the same
 /// for any thread count.
 public enum Parallel {
-    /// Sets the thread count (1...64), the calling thread included; OpenBLAS is set to one
-    /// thread.
+    /// Sets the calling thread's thread count (1...64), itself included; OpenBLAS is set to one
+    /// thread. The count is thread-local: a second training on another thread of the same
+    /// process keeps its own (the pool serves one caller at a time; a concurrent caller runs its
+    /// loop serially).
     public static func setThreads(_ n: Int) {
         conjure_pool_set_threads(Int32(max(1, min(64, n))))
         openblas_set_num_threads(1)
@@ -22,7 +24,7 @@ public enum Parallel {
     /// CPUs this process may run on (its affinity mask: `taskset -c 0` gives 1).
     public static var availableCores: Int { Int(conjure_available_cores()) }
 
-    /// The pool's thread count (1 unless ``setThreads(_:)`` was called).
+    /// The calling thread's count (1 unless ``setThreads(_:)`` was called on this thread).
     public static var threads: Int { Int(conjure_pool_threads()) }
 
     /// Products of at least this many FLOPs (2·m·n·k) are split across the pool.

@@ -121,3 +121,71 @@ extension Tensor {
         return Tensor(shape: shape, scalars: out)
     }
 }
+
+/// Every random stream Conjure draws from, in one place: each is derived from (seed, rank,
+/// stream, counter) by ``generator(seed:rank:counter:)``, so no model or command salts its own
+/// seed and two streams never coincide.
+///
+/// Rank 0 gives the streams of a single-process run (and of every run written before ranks
+/// existed: the derivations keep their original values); a data-parallel rank `r > 0` mixes
+/// `r` into the seed so that each rank draws its own latent batches.
+public enum RandomStream: Sendable, Hashable, CaseIterable {
+    /// Weight initialisation of a new model (stream 0).
+    case initialization
+    /// The latent `z` of every training step (stream 1; its state is saved in checkpoints).
+    case latent
+    /// The fixed latent batch of the in-training sample grids (stream 2).
+    case fixedLatent
+    /// `conjure sample`'s draws for a user seed (stream 3).
+    case sampling
+    /// The latent batch of in-training FID/KID measurements (stream 4).
+    case inTrainingEvaluation
+    /// The domain classifier's training batches (stream 7).
+    case classifierBatches
+    /// `conjure evaluate`'s sample draws (stream 9).
+    case evaluation
+    /// Memorisation checks and other evaluation subsets (stream 11).
+    case evaluationSubsets
+    /// Built-in synthetic data sets (ring8, grid25, moons; stream 0x5EED).
+    case syntheticData
+    /// The seeded held-out split (stream 0x5917 << 48).
+    case heldOutSplit
+    /// The batch order of each epoch (stream 0xBA7C4E50 << 32 plus the epoch).
+    case batches
+    /// The interpolation points of the WGAN-GP gradient penalty, one generator per
+    /// discriminator step (seed salted with "gPenalty").
+    case gradientPenalty
+    /// The fresh latent batch of the `alternating-fresh` generator step, one generator per
+    /// generator step (seed salted with "fresh_z").
+    case freshLatent
+    /// Dynamic binarisation of a VAE's training batch, one generator per step.
+    case binarization
+    /// Dropout masks and other per-step noise of a model's forward pass, one generator per step.
+    case forwardNoise
+    /// Diffusion timesteps and noise of a training step, one generator per step.
+    case diffusion
+
+    /// The generator of this stream for `seed`, data-parallel `rank` and `counter` (a step
+    /// count for per-step streams, 0 otherwise).
+    public func generator(seed: UInt64, rank: Int = 0, counter: UInt64 = 0) -> RandomGenerator {
+        let s = rank == 0 ? seed : seed ^ (UInt64(truncatingIfNeeded: rank) &* 0x9E37_79B9_7F4A_7C15)
+        switch self {
+        case .initialization: return RandomGenerator(seed: s, stream: counter)
+        case .latent: return RandomGenerator(seed: s, stream: 1 &+ counter)
+        case .fixedLatent: return RandomGenerator(seed: s, stream: 2 &+ counter)
+        case .sampling: return RandomGenerator(seed: s, stream: 3 &+ counter)
+        case .inTrainingEvaluation: return RandomGenerator(seed: s, stream: 4 &+ counter)
+        case .classifierBatches: return RandomGenerator(seed: s, stream: 7 &+ counter)
+        case .evaluation: return RandomGenerator(seed: s, stream: 9 &+ counter)
+        case .evaluationSubsets: return RandomGenerator(seed: s, stream: 11 &+ counter)
+        case .syntheticData: return RandomGenerator(seed: s, stream: 0x5EED &+ counter)
+        case .heldOutSplit: return RandomGenerator(seed: s, stream: 0x5917_0000_0000_0000 &+ counter)
+        case .batches: return RandomGenerator(seed: s, stream: 0xBA7C_4E50_0000_0000 &+ counter)
+        case .gradientPenalty: return RandomGenerator(seed: s ^ 0x6750_656E_616C_7479, stream: counter)
+        case .freshLatent: return RandomGenerator(seed: s ^ 0x6672_6573_685F_7A00, stream: counter)
+        case .binarization: return RandomGenerator(seed: s ^ 0x4269_6E61_7269_7A65, stream: counter)
+        case .forwardNoise: return RandomGenerator(seed: s ^ 0x666F_7277_6172_644E, stream: counter)
+        case .diffusion: return RandomGenerator(seed: s ^ 0x6469_6666_7573_696F, stream: counter)
+        }
+    }
+}

@@ -2,19 +2,39 @@ import Foundation
 import XCTest
 import ConjureTensor
 
-/// The shared folder (../shared next to the package root), or nil when absent.
-public let sharedDir: URL? = {
+/// The package root (the folder holding Package.swift).
+public let packageRoot: URL = {
     var url = URL(fileURLWithPath: #filePath)
     for _ in 0..<3 { url.deleteLastPathComponent() }  // Sources/ConjureTestSupport/Support.swift -> root
-    for candidate in [url.deletingLastPathComponent().appendingPathComponent("shared"), URL(fileURLWithPath: "/work/shared")] {
-        if FileManager.default.fileExists(atPath: candidate.path) { return candidate }
-    }
-    return nil
+    return url
 }()
 
+/// The shared folder, `../shared` next to the package root, or nil when absent. No other
+/// machine-specific place is tried.
+public let sharedDir: URL? = {
+    let candidate = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    return FileManager.default.fileExists(atPath: candidate.path) ? candidate : nil
+}()
+
+/// A test's need of ../shared that is not met: a failure, never a skip, so that a missing
+/// fixture cannot pass unseen (in CI or anywhere).
+public struct MissingSharedFile: Error, CustomStringConvertible {
+    /// The path asked for, relative to ../shared.
+    public var path: String
+    /// A missing `path`.
+    public init(path: String) { self.path = path }
+    /// What is missing.
+    public var description: String { "../shared/\(path) is missing (expected at \(packageRoot.deletingLastPathComponent().path)/shared): the fixture tests need it" }
+}
+
+/// `../shared/rel`.
+///
+/// - Throws: ``MissingSharedFile`` when ../shared or the file is absent.
 public func sharedPath(_ rel: String) throws -> URL {
-    guard let dir = sharedDir else { throw XCTSkip("../shared is not present") }
-    return dir.appendingPathComponent(rel)
+    guard let dir = sharedDir else { throw MissingSharedFile(path: rel) }
+    let url = dir.appendingPathComponent(rel)
+    guard FileManager.default.fileExists(atPath: url.path) else { throw MissingSharedFile(path: rel) }
+    return url
 }
 
 /// NaN-aware closeness: |a - b| <= atol + rtol * |b| element-wise; reports the worst element.

@@ -12,8 +12,11 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var data: String
     /// Normalisation of the data; `inverse` maps samples back to the data's units.
     public var normalization: NormalizationStats
-    /// `[C, H, W]` of one sample when the data are images (for PNG grids), else nil.
+    /// `[C, H, W]` of one sample when the data are images (for PNG grids), else nil. Kept for
+    /// runs written before ``dataSpec``; new runs write both.
     public var imageShape: [Int]?
+    /// The data kind of one sample (nil in runs written before data kinds: see ``spec``).
+    public var dataSpec: DataSpec?
     /// Number of training samples after cleaning (and after the held-out split).
     public var trainSamples: Int
     /// Fraction of the data kept out of training (stratified by label), and a SHA-256 of the
@@ -31,13 +34,15 @@ public struct RunConfig: Codable, Sendable, Equatable {
     /// Samples generated for a built-in synthetic data set (nil for files).
     public var syntheticCount: Int?
 
-    public init(model: ModelConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, trainSamples: Int,
+    /// A run's configuration.
+    public init(model: ModelConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, dataSpec: DataSpec? = nil, trainSamples: Int,
                 heldOutFraction: Double, heldOutIndicesSHA256: String?, logEvery: Int, sampleEvery: Int,
                 checkpointEvery: Int) {
         self.model = model
         self.data = data
         self.normalization = normalization
         self.imageShape = imageShape
+        self.dataSpec = dataSpec
         self.trainSamples = trainSamples
         self.heldOutFraction = heldOutFraction
         self.heldOutIndicesSHA256 = heldOutIndicesSHA256
@@ -46,6 +51,15 @@ public struct RunConfig: Codable, Sendable, Equatable {
         self.checkpointEvery = checkpointEvery
     }
 
+    /// The data kind: ``dataSpec``, or for older runs an image of ``imageShape`` or a vector of
+    /// the model's size.
+    public var spec: DataSpec {
+        if let s = dataSpec { return s }
+        if let s = imageShape, s.count == 3 { return .image(channels: s[0], height: s[1], width: s[2]) }
+        return .vector(model.dataDim)
+    }
+
+    /// Pretty-printed JSON with sorted keys (`config.json`).
     public func jsonData() throws -> Data {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -95,8 +109,12 @@ public struct LogWindow: Codable, Sendable, Equatable {
 public enum Checkpoint {
     public static let format = "conjure.checkpoint.v1"
 
-    public static func write(model: any GenerativeModel, run: RunConfig, progress: TrainingProgress, to path: String) throws {
-        let tensors = model.stateDict() + model.optimizerStateDict()
+    /// Writes the model's `state_dict`, the averaged weights and the optimiser state with the
+    /// run's metadata, atomically.
+    ///
+    /// - Throws: ``DataError`` when the file cannot be written.
+    public static func write(model: any GenerativeModel, optimization: Optimization, run: RunConfig, progress: TrainingProgress, to path: String) throws {
+        let tensors = model.stateDict() + optimization.averagesStateDict() + optimization.stateDict()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let normJSON = String(decoding: try encoder.encode(run.normalization), as: UTF8.self)
@@ -117,7 +135,10 @@ public enum Checkpoint {
 
     /// A loaded checkpoint: the model (with optimiser state) and where training stood.
     public struct Loaded {
+        /// The model with its weights.
         public var model: any GenerativeModel
+        /// Its optimisers (with their state) and weight averages.
+        public var optimization: Optimization
         public var run: RunConfig
         public var progress: TrainingProgress
     }
@@ -151,6 +172,10 @@ public enum Checkpoint {
             throw bad("the config's imageShape \(shape) does not match the model's \(run.model.dataDim) values per sample",
                       "the checkpoint was edited; use one written by `conjure train`")
         }
+        if run.spec.flatCount != run.model.dataDim || run.spec.sampleShape.contains(where: { $0 < 1 }) {
+            throw bad("the config's data kind \(run.spec) does not match the model's \(run.model.dataDim) values per sample",
+                      "the checkpoint was edited; use one written by `conjure train`")
+        }
         let words = (file.metadata["rng_state"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw bad("'rng_state' is missing or malformed") }
         var tensors: [String: Tensor] = [:]
@@ -161,14 +186,14 @@ public enum Checkpoint {
                                 hint: "use an earlier checkpoint")
             }
         }
-        var rng = RandomGenerator(seed: run.model.seed)
         do { try run.model.validate() } catch {
             throw bad("the configuration is not valid: \(error)")
         }
-        let model = run.model.makeModel(rng: &rng)
+        let model = run.model.makeModel()
+        let optimization = Optimization(model: model, settings: run.model.optimization, seed: run.model.seed)
         do {
             try model.loadStateDict(tensors)
-            try model.loadOptimizerStateDict(tensors)
+            try optimization.loadStateDict(tensors)
         } catch let e as StateDictError {
             throw DataError(file: path, location: "tensor '\(e.key)'", problem: e.problem,
                             hint: "the checkpoint does not match its own config; was it edited?")
@@ -188,6 +213,6 @@ public enum Checkpoint {
         }
         let progress = TrainingProgress(step: step, epoch: epoch, batchInEpoch: batch, noiseRNG: RandomGenerator(state: words),
                                         logWindow: window)
-        return Loaded(model: model, run: run, progress: progress)
+        return Loaded(model: model, optimization: optimization, run: run, progress: progress)
     }
 }

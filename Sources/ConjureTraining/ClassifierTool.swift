@@ -20,7 +20,7 @@ public enum ClassifierTool {
     /// - Throws: ``DataError`` for unreadable data; ``ConfigError`` when the data has no labels.
     public static func train(data path: String, epochs: Int, heldOut: Double, seed: UInt64,
                              labelColumn: ColumnSelector? = nil) throws -> Trained {
-        var o = TrainOptions(runDirectory: "", model: .ganPreset)
+        var o = TrainOptions(runDirectory: "", model: GANConfig.ganPreset)
         o.data = path
         o.labelColumn = labelColumn
         o.heldOutFraction = 0
@@ -32,7 +32,7 @@ public enum ClassifierTool {
         let (trainIdx, testIdx) = splitHeldOut(count: labels.count, fraction: heldOut, seed: seed, labels: labels)
         let x = prepared.train
         let classes = (labels.max() ?? 0) + 1
-        var rng = RandomGenerator(seed: seed)
+        var rng = RandomStream.initialization.generator(seed: seed)
         let clf = Classifier(inputDim: x.shape[1], classes: max(classes, 2), rng: &rng)
         clf.train(x: x.gathered(rows: trainIdx), labels: trainIdx.map { labels[$0] }, epochs: epochs, rng: &rng)
         let testAcc = testIdx.isEmpty ? .nan : clf.accuracy(x: x.gathered(rows: testIdx), labels: testIdx.map { labels[$0] })
@@ -69,7 +69,7 @@ public enum ClassifierTool {
             throw ConfigError(option: "--data", problem: "\(dataset.source) has no labels for a classifier")
         }
         let x = normalization.apply(dataset.flattened().samples)
-        var rng = RandomGenerator(seed: seed, stream: 7)
+        var rng = RandomStream.classifierBatches.generator(seed: seed)
         let clf = Classifier(inputDim: x.shape[1], classes: max((labels.max() ?? 0) + 1, 2), rng: &rng)
         clf.train(x: x.gathered(rows: train), labels: train.map { labels[$0] }, epochs: epochs, rng: &rng)
         let testAcc = heldOut.isEmpty ? .nan : clf.accuracy(x: x.gathered(rows: heldOut), labels: heldOut.map { labels[$0] })

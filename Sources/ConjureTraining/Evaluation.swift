@@ -154,7 +154,7 @@ public enum Evaluator {
             samples = stats.apply(flat)
             samplesSource = path
         } else {
-            var rng = RandomGenerator(seed: o.seed, stream: 3)
+            var rng = RandomStream.sampling.generator(seed: o.seed)
             var parts: [Tensor] = []
             var left = o.count ?? (Mixture2D(rawValue: run.data) != nil ? 2500 : 10_000)
             while left > 0 {
@@ -180,7 +180,7 @@ public enum Evaluator {
             case "score", "modes": why = willHaveClassifier ? nil : "needs a domain classifier (labelled data or --classifier)"
             case "memorization": why = isMixture || runData.heldOut.isEmpty ? "needs image data with a held-out split" : nil
             case "mixture": why = isMixture ? nil : "only for the built-in 2-D mixtures (ring8, grid25, moons)"
-            case "elbo": why = run.model.vae == nil ? "only for VAE runs (a likelihood bound needs an encoder)" : nil
+            case "elbo": why = loaded.model is LikelihoodModel ? nil : "only for models with an encoder (VAE runs): a likelihood bound needs one"
             default: why = nil
             }
             if let why { inapplicable[metric] = why }
@@ -231,7 +231,7 @@ public enum Evaluator {
         var table: [(String, String)] = []
         let fakeFeatures = featuresOf(samples), realFeatures = featuresOf(reference)
         let trainSubset: Tensor? = o.floor ? {
-            var rng = RandomGenerator(seed: o.seed, stream: 9)
+            var rng = RandomStream.evaluation.generator(seed: o.seed)
             let idx = Array(rng.permutation(runData.train.count).prefix(min(samples.shape[0], runData.train.count))).map { runData.train[$0] }
             return stats.apply(runData.all.subset(idx).samples)
         }() : nil
@@ -302,7 +302,7 @@ public enum Evaluator {
             results["memorization"] = r
             table.append(("memorised (NN < \(String(format: "%.3f", m.threshold)))", String(format: "%.4f", m.fraction)))
         }
-        if requested.contains("elbo"), let vae = loaded.model as? VAE {
+        if requested.contains("elbo"), let vae = loaded.model as? LikelihoodModel {
             let r = try likelihoodBounds(vae, reference: reference, k: o.iwaeK, seed: o.seed)
             results["elbo"] = r.report
             table.append(("negative ELBO (nats)", String(format: "%.2f", r.negativeELBO)))
@@ -346,30 +346,24 @@ public enum Evaluator {
     /// image. With dynamic binarisation in training, the reference is binarised once with
     /// Bernoulli draws from `seed` (the binarised-MNIST test protocol); the ELBO uses one
     /// reparameterisation sample per image with the closed-form KL.
-    static func likelihoodBounds(_ vae: VAE, reference: Tensor, k: Int, seed: UInt64) throws -> (negativeELBO: Double, iwae: Double, report: [String: Any]) {
-        var x = reference
-        let bernoulli = vae.config.likelihood == .bernoulli
-        if bernoulli, let bad = x.scalars.first(where: { !($0 >= 0 && $0 <= 1) }) {
-            throw DataError(file: "reference", problem: "holds the value \(bad) outside [0, 1]; a Bernoulli VAE models data in [0, 1]")
-        }
-        var rng = RandomGenerator(seed: seed, stream: 11)
-        let binarized = bernoulli && vae.config.binarize
-        if binarized { x = VAE.binarized(x, using: &rng) }
+    static func likelihoodBounds(_ vae: any LikelihoodModel, reference: Tensor, k: Int, seed: UInt64) throws -> (negativeELBO: Double, iwae: Double, report: [String: Any]) {
+        var rng = RandomStream.evaluationSubsets.generator(seed: seed)
+        let (x, binarized) = try vae.likelihoodReference(reference, rng: &rng)
         var elbo = 0.0
         let n = x.shape[0]
         for start in stride(from: 0, to: n, by: 500) {
             let rows = Array(start..<min(n, start + 500))
             let part = x.gathered(rows: rows)
-            let eps = Tensor.randomNormal([rows.count, vae.config.latentDim], using: &rng)
+            let eps = Tensor.randomNormal([rows.count, vae.latentDim], using: &rng)
             elbo += vae.negativeELBO(x: part, eps: eps).scalars.reduce(0.0) { $0 + Double($1) }
         }
         elbo /= Double(n)
-        let iw = vae.iwaeBound(x: x, k: k, rng: &rng)
+        let iw = vae.iwaeBound(x: x, k: k, rng: &rng, maxRows: 1024)
         let iwae = iw.reduce(0, +) / Double(n)
         let report: [String: Any] = [
             "negative_elbo_nats": elbo, "iwae_nats": iwae, "iwae_k": k, "images": n,
             "data": binarized ? "reference binarised once (Bernoulli draws, seed \(seed))" : "reference as is",
-            "likelihood": vae.config.likelihood.rawValue,
+            "likelihood": vae.likelihoodName,
         ]
         return (elbo, iwae, report)
     }

@@ -92,7 +92,7 @@ final class NormalizationTests: XCTestCase {
 
     func testMNISTSymmetricRange() throws {
         let path = dataPath("mnist_5k.csv.gz")
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: path))
+        guard FileManager.default.fileExists(atPath: path) else { return XCTFail("no \(path): ../shared/data is needed") }
         let d = try Dataset.load(path: path, options: DatasetOptions(labelColumn: .last))
         let (n, stats) = d.normalized(.symmetric)
         XCTAssertEqual(stats.low, 0)
@@ -206,7 +206,7 @@ final class BatchTests: XCTestCase {
 
     func testMNISTSplitIsStratified() throws {
         let path = dataPath("mnist_5k.csv.gz")
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: path))
+        guard FileManager.default.fileExists(atPath: path) else { return XCTFail("no \(path): ../shared/data is needed") }
         let d = try Dataset.load(path: path, options: DatasetOptions(labelColumn: .last))
         let split = d.splitHeldOut(fraction: 0.1, seed: 0)
         XCTAssertEqual(split.heldOut.count, 500)

@@ -3,21 +3,26 @@ import ConjureMetrics
 import Foundation
 import XCTest
 
-/// The shared folder: `../shared` beside the package root (3 levels up from this file), else
-/// `/work/shared`; the test is skipped when neither exists.
+/// A fixture the test needs is missing: a failure, never a skip.
+struct MissingFixture: Error, CustomStringConvertible {
+    var path: String
+    var description: String { "\(path) is missing: the metric fixture tests need ../shared beside the package root" }
+}
+
+/// The shared folder: `../shared` beside the package root (3 levels up from this file).
+///
+/// - Throws: ``MissingFixture`` when it is absent.
 func sharedFolder() throws -> URL {
     var root = URL(fileURLWithPath: #filePath)
     for _ in 0..<3 { root.deleteLastPathComponent() }  // Tests/ConjureMetricsTests/Fixtures.swift -> root
-    for candidate in [root.deletingLastPathComponent().appendingPathComponent("shared"), URL(fileURLWithPath: "/work/shared")]
-    where FileManager.default.fileExists(atPath: candidate.path) {
-        return candidate
-    }
-    throw XCTSkip("../shared is not present")
+    let candidate = root.deletingLastPathComponent().appendingPathComponent("shared")
+    guard FileManager.default.fileExists(atPath: candidate.path) else { throw MissingFixture(path: candidate.path) }
+    return candidate
 }
 
 func sharedFile(_ relative: String) throws -> URL {
     let url = try sharedFolder().appendingPathComponent(relative)
-    guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("\(relative) is not present in the shared folder") }
+    guard FileManager.default.fileExists(atPath: url.path) else { throw MissingFixture(path: url.path) }
     return url
 }
 

@@ -31,7 +31,7 @@ final class ConvFixtureTests: XCTestCase {
     func loadCases() throws -> [Case] {
         let root = try sharedPath("fixtures/layers")
         let url = root.appendingPathComponent("cases.json")
-        guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("no \(url.path)") }
+        guard FileManager.default.fileExists(atPath: url.path) else { throw MissingSharedFile(path: url.path) }
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         return json.keys.sorted().map { name in
             Case(name: name, settings: json[name] as? [String: Any] ?? [:], dir: root.appendingPathComponent(name))

@@ -86,12 +86,13 @@ final class CLITests: XCTestCase {
         let listed = try conjure(["train", "--help"]).out
         for p in presets { XCTAssert(listed.contains(p), "train --help lists \(p)") }
         for preset in presets {
-            let common = ["train", "--data", csv.path, "--model", preset, "--batch-size", "16", "--epochs", "1", "--quiet", "--checkpoint-every", "4"]
+            // A 300-row excerpt is not the known MNIST file: its rows are vectors unless --shape says they are images.
+            let common = ["train", "--data", csv.path, "--shape", "1,28,28", "--model", preset, "--batch-size", "16", "--epochs", "1", "--quiet", "--checkpoint-every", "4"]
             try conjure(common + ["--name", "\(preset)-a", "--max-steps", "8"])
             try conjure(common + ["--name", "\(preset)-b", "--max-steps", "5"])
             try conjure(["train", "--name", "\(preset)-b", "--resume", "--max-steps", "8", "--quiet"])
             if preset == "vae" || preset == "seed" {  // progress lines show the losses: a VAE's three, a GAN's two
-                let shown = try conjure(["train", "--data", csv.path, "--model", preset, "--batch-size", "16", "--epochs", "1",
+                let shown = try conjure(["train", "--data", csv.path, "--shape", "1,28,28", "--model", preset, "--batch-size", "16", "--epochs", "1",
                                          "--name", "\(preset)-log", "--max-steps", "4", "--log-every", "2"]).err
                 let line = shown.split(separator: "\n").first { $0.hasPrefix("step 2/4") }.map(String.init) ?? shown
                 for name in preset == "vae" ? ["loss ", "reconstruction ", "kl "] : ["d_loss ", "g_loss "] { XCTAssert(line.contains(name), "\(preset): \(line)") }

@@ -50,7 +50,7 @@ final class DataFetchTests: XCTestCase {
     private func sharedMNIST() throws -> Data {
         let url = try sharedPath("data/mnist_5k.csv.gz")
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw XCTSkip("\(url.path) is not present")
+            throw MissingSharedFile(path: url.path)
         }
         return try Data(contentsOf: url)
     }

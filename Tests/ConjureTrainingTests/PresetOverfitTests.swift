@@ -22,8 +22,7 @@ final class PresetOverfitTests: XCTestCase {
     /// The model of `preset` for `side`x`side` one-channel images, learning rates scaled.
     static func config(_ preset: String, side: Int, seed: UInt64, batch: Int, lrScale: Float = 1) -> ModelConfig {
         var c = ModelConfig.presets[preset]!
-        c.dataDim = side * side
-        if c.needsImages { c.imageShape = [1, side, side] }
+        try! c.adapt(to: c.needsImages ? .image(channels: 1, height: side, width: side) : .vector(side * side))
         if c.conditionalClasses > 0 { c.conditionalClasses = 10 }
         c.seed = seed
         c.batchSize = batch
@@ -31,7 +30,7 @@ final class PresetOverfitTests: XCTestCase {
             g.generatorLR *= lrScale
             g.discriminatorLR *= lrScale
             g.emaDecay = nil  // a 1000-step average lags a few hundred steps of training
-            c = .gan(g)
+            c.config = g
         }
         return c
     }
@@ -64,6 +63,7 @@ final class PresetOverfitTests: XCTestCase {
             let (x, labels) = try Self.tinyImages(4, mnist: image, unit: config.outputActivation == .sigmoid)
             var rng = RandomGenerator(seed: 5)
             let model = config.makeModel(rng: &rng)
+            let optimization = Optimization(model: model, settings: config.optimization, seed: config.seed)
             let cond = config.conditionalClasses > 0
             var zRNG = RandomGenerator(seed: 5, stream: 1)
             let probeZ = Tensor.randomNormal([32, config.latentDim], using: &zRNG)
@@ -72,7 +72,7 @@ final class PresetOverfitTests: XCTestCase {
             let steps = image ? 500 : 600
             var first: StepMetrics?, last: StepMetrics?
             for step in 1...steps {
-                let m = model.train(batch: x, z: Tensor.randomNormal([4, config.latentDim], using: &zRNG), labels: cond ? labels : nil)
+                let m = optimization.step(TrainingBatch(x: x, z: Tensor.randomNormal([4, config.latentDim], using: &zRNG), labels: cond ? labels : nil))
                 XCTAssertNil(m.firstNonFinite, "\(name): step \(step) \(m.values)")
                 if step == 1 { first = m }
                 last = m
@@ -104,11 +104,12 @@ final class PresetOverfitTests: XCTestCase {
                 let (x, labels) = try Self.tinyImages(4, mnist: image, unit: config.outputActivation == .sigmoid)
                 var rng = RandomGenerator(seed: seed)
                 let model = config.makeModel(rng: &rng)
+                let optimization = Optimization(model: model, settings: config.optimization, seed: config.seed)
                 var zRNG = RandomGenerator(seed: seed, stream: 1)
                 var stats: [[Float]] = []
                 for _ in 0..<3 {
-                    let m = model.train(batch: x, z: Tensor.randomNormal([4, config.latentDim], using: &zRNG),
-                                        labels: config.conditionalClasses > 0 ? labels : nil)
+                    let m = optimization.step(TrainingBatch(x: x, z: Tensor.randomNormal([4, config.latentDim], using: &zRNG),
+                                                         labels: config.conditionalClasses > 0 ? labels : nil))
                     XCTAssertNil(m.firstNonFinite, "\(name): \(m.values)")
                     stats.append(m.values.map(\.value))
                 }

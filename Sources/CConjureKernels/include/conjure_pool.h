@@ -4,9 +4,10 @@
 /// A task of a parallel loop: runs iteration `index` with the caller's context.
 typedef void (*conjure_task_fn)(void *ctx, long index);
 
-/// Sets how many threads (the calling thread included) `conjure_parallel_for` uses, 1...64.
+/// Sets how many threads (the calling thread included) `conjure_parallel_for` uses when called
+/// from this thread, 1...64. The setting is thread-local: other threads keep their own.
 void conjure_pool_set_threads(int n);
-/// The thread count set by `conjure_pool_set_threads` (1 by default).
+/// The calling thread's count set by `conjure_pool_set_threads` (1 by default).
 int conjure_pool_threads(void);
 /// Runs `fn(ctx, i)` for every `i` in 0..<count across the pool's threads and the calling
 /// thread, returning when all have run. Iterations may run in any order and concurrently.
@@ -19,5 +20,10 @@ int conjure_available_cores(void);
 /// glibc: serve allocations up to 32 MiB from the heap (`M_MMAP_THRESHOLD`) and trim the heap
 /// only above 512 MiB free (`M_TRIM_THRESHOLD`), so freed buffers are reused without page faults.
 void conjure_keep_freed_buffers(void);
+
+/// Whether autodiff records history on the calling thread (1 by default); thread-local.
+int conjure_grad_enabled(void);
+/// Sets the calling thread's autodiff recording flag.
+void conjure_set_grad_enabled(int on);
 
 #endif

@@ -122,7 +122,7 @@ final class DCGANTests: XCTestCase {
         XCTAssertTrue(images.scalars.allSatisfy { $0 >= -1 && $0 <= 1 }, "tanh output")
         XCTAssertEqual(gan.discriminator(images).shape, [n, 1], "D logits \(c)x\(side)")
         XCTAssertEqual(gan.sample(z: z).shape, [n, c * side * side], "flat samples")
-        XCTAssertEqual(gan.discriminatorInput(gan.sample(z: z)).shape, [n, c, side, side])
+        XCTAssertEqual(gan.discriminatorInput(gan.sample(z: z), nil).shape, [n, c, side, side])
     }
 
     func testShapes28() { checkShapes(channels: 1, side: 28, batch: 4) }
@@ -188,9 +188,7 @@ final class DCGANTests: XCTestCase {
         XCTAssertEqual(gan.discriminator.stateDict().first { $0.0 == "0.weight" }?.1.shape, [64, 3 + 4, 4, 4])
         XCTAssertEqual(gan.generator.stateDict().first { $0.0 == "1.weight" }?.1.shape, [100 + 4, 256, 4, 4])
         let x = Tensor.randomUniform([2, 3 * 32 * 32], low: -1, high: 1, using: &rng)
-        gan.currentLabels = gan.oneHot([2, 0], count: 2)
-        defer { gan.currentLabels = nil }
-        let input = gan.discriminatorInput(x)
+        let input = gan.discriminatorInput(x, gan.oneHot([2, 0], count: 2))
         XCTAssertEqual(input.shape, [2, 7, 32, 32])
         let v = input.scalars, hw = 32 * 32
         XCTAssertEqual(Array(v[0..<(3 * hw)]), Array(x.scalars[0..<(3 * hw)]), "image channels first")

@@ -297,7 +297,7 @@ final class VAETests: XCTestCase {
             let a = VAE(config: c, rng: &rng)
             let x = uniformData(5, 10, rng: &rng)
             for _ in 0..<2 { a.trainStep(x: x, eps: Tensor.randomNormal([5, 3], using: &rng)) }
-            let state = a.stateDict(), opt = a.optimizerStateDict()
+            let state = a.stateDict(), opt = a.optimization.stateDict()
             var names = ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias", "encoder.4.weight", "encoder.4.bias",
                          "decoder.0.weight", "decoder.0.bias", "decoder.2.weight", "decoder.2.bias", "decoder.4.weight", "decoder.4.bias"]
             if likelihood == .gaussian { names.insert("log_sigma", at: 0) }
@@ -311,7 +311,7 @@ final class VAETests: XCTestCase {
             let z = Tensor.randomNormal([4, 3], using: &rng), eps = Tensor.randomNormal([5, 3], using: &rng)
             XCTAssertNotEqual(a.sample(z: z).scalars, b.sample(z: z).scalars)
             try b.loadStateDict(Dictionary(uniqueKeysWithValues: state))
-            try b.loadOptimizerStateDict(Dictionary(uniqueKeysWithValues: opt))
+            try b.optimization.loadStateDict(Dictionary(uniqueKeysWithValues: opt))
             XCTAssertEqual(a.sample(z: z).scalars, b.sample(z: z).scalars)
             XCTAssertEqual(a.reconstruct(x: x).scalars, b.reconstruct(x: x).scalars)
             XCTAssertEqual(a.negativeELBO(x: x, eps: eps).scalars, b.negativeELBO(x: x, eps: eps).scalars)

@@ -1,4 +1,5 @@
 import Foundation
+import ConjureData
 import ConjureNN
 import ConjureOptim
 
@@ -34,7 +35,7 @@ public enum VAEActivation: String, Codable, Sendable, CaseIterable {
 /// `latentDim` dimensions; the prior is `p(z) = N(0, I)`; the decoder maps `z` to the
 /// parameters of ``likelihood``. Training minimises the negative evidence lower bound
 /// `-ELBO = E_q[-log p(x|z)] + KL(q(z|x) ‖ p(z))` in nats per sample.
-public struct VAEConfig: Codable, Sendable, Equatable {
+public struct VAEConfig: FamilyConfig, Equatable {
     public var preset: String
     /// Size of the latent `z`.
     public var latentDim: Int
@@ -76,10 +77,39 @@ public struct VAEConfig: Codable, Sendable, Equatable {
     public var seed: UInt64
     /// Learning-rate schedule over the run's total steps.
     public var lrSchedule: LRSchedule = .constant
+    /// The optimiser (Adam by default; `beta1`/`beta2` are Adam's betas).
+    public var optimizer: OptimizerKind = .adam
+    /// Weight decay: decoupled for AdamW, an L2 term for Adam and RMSprop; 0: none.
+    public var weightDecay: Float = 0
+    /// Clips the total gradient L2 norm to this value before each update; nil: no clipping.
+    public var clipGradNorm: Float? = nil
+    /// Exponential moving average of every weight with this decay (warmed up as
+    /// `min(decay, (1+t)/(10+t))`); when set, samples come from the averaged weights. nil: off.
+    public var emaDecay: Float? = nil
 
     enum CodingKeys: String, CodingKey {
         case preset, latentDim, dataDim, encoderHidden, decoderHidden, activation, architecture, imageShape, likelihood,
-             gaussianSigma, logvarClamp, binarize, klWarmupSteps, lr, beta1, beta2, eps, batchSize, epochs, seed, lrSchedule
+             gaussianSigma, logvarClamp, binarize, klWarmupSteps, lr, beta1, beta2, eps, batchSize, epochs, seed, lrSchedule,
+             optimizer, weightDecay, clipGradNorm, emaDecay
+    }
+
+    /// Encodes every field; the optional optimiser fields only when set, so that configurations
+    /// of runs that do not use them read as before.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(preset, forKey: .preset); try c.encode(latentDim, forKey: .latentDim); try c.encode(dataDim, forKey: .dataDim)
+        try c.encode(encoderHidden, forKey: .encoderHidden); try c.encode(decoderHidden, forKey: .decoderHidden)
+        try c.encode(activation, forKey: .activation); try c.encode(architecture, forKey: .architecture)
+        try c.encodeIfPresent(imageShape, forKey: .imageShape); try c.encode(likelihood, forKey: .likelihood)
+        try c.encodeIfPresent(gaussianSigma, forKey: .gaussianSigma); try c.encode(logvarClamp, forKey: .logvarClamp)
+        try c.encode(binarize, forKey: .binarize); try c.encode(klWarmupSteps, forKey: .klWarmupSteps)
+        try c.encode(lr, forKey: .lr); try c.encode(beta1, forKey: .beta1); try c.encode(beta2, forKey: .beta2); try c.encode(eps, forKey: .eps)
+        try c.encode(batchSize, forKey: .batchSize); try c.encode(epochs, forKey: .epochs); try c.encode(seed, forKey: .seed)
+        try c.encode(lrSchedule, forKey: .lrSchedule)
+        if optimizer != .adam { try c.encode(optimizer, forKey: .optimizer) }
+        if weightDecay != 0 { try c.encode(weightDecay, forKey: .weightDecay) }
+        try c.encodeIfPresent(clipGradNorm, forKey: .clipGradNorm)
+        try c.encodeIfPresent(emaDecay, forKey: .emaDecay)
     }
 
     /// A configuration; `binarize` defaults to true for the Bernoulli likelihood.
@@ -126,6 +156,10 @@ public struct VAEConfig: Codable, Sendable, Equatable {
             epochs: try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs,
             seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed)
         lrSchedule = try c.decodeIfPresent(LRSchedule.self, forKey: .lrSchedule) ?? .constant
+        optimizer = try c.decodeIfPresent(OptimizerKind.self, forKey: .optimizer) ?? .adam
+        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? 0
+        clipGradNorm = try c.decodeIfPresent(Float.self, forKey: .clipGradNorm)
+        emaDecay = try c.decodeIfPresent(Float.self, forKey: .emaDecay)
     }
 
     /// The MLP VAE of Burda et al. 2016 (one stochastic layer) for MNIST: encoder 784 -> 200 ->
@@ -180,6 +214,9 @@ public struct VAEConfig: Codable, Sendable, Equatable {
             throw bad("--logvar-clamp", "must be a finite range lo < hi within [-80, 80] (exp stays finite in Float32), got \(logvarClamp)")
         }
         if let s = gaussianSigma, !(s > 0 && s.isFinite) { throw bad("--sigma", "must be a positive number, got \(s)") }
+        if !(weightDecay >= 0 && weightDecay < 1) { throw bad("--weight-decay", "must be in [0, 1), got \(weightDecay)") }
+        if let m = clipGradNorm, !(m > 0 && m.isFinite) { throw bad("--clip-grad-norm", "must be a positive number, got \(m)") }
+        if let d = emaDecay, !(d > 0 && d < 1) { throw bad("--ema", "the decay must be in (0, 1), e.g. 0.999, got \(d)") }
         if klWarmupSteps < 0 { throw bad("--kl-warmup", "must be 0 (off) or a positive number of steps, got \(klWarmupSteps)") }
         if let shape = imageShape, shape.count != 3 || shape.contains(where: { $0 <= 0 }) || shape.reduce(1, *) != dataDim {
             throw bad("imageShape", "must be [C, H, W] with C·H·W = \(dataDim), got \(shape)")
@@ -224,7 +261,85 @@ public struct VAEStepStats: Sendable, Equatable {
     }
 }
 
-/// A variational autoencoder (Kingma & Welling 2014) with its Adam optimiser.
+/// The VAE family in the registry: MLP and convolutional VAEs with Bernoulli or Gaussian
+/// likelihoods.
+public enum VAEFamily: ModelFamily {
+    /// `vae`.
+    public static let name = "vae"
+    /// `vae`, `conv-vae`.
+    public static var presets: [String: VAEConfig] { VAEConfig.presets }
+    /// A VAE with PyTorch's default initialisation (encoder first, then decoder).
+    public static func make(_ config: VAEConfig, rng: inout RandomGenerator) -> any GenerativeModel { VAE(config: config, rng: &rng) }
+
+    /// The Bernoulli likelihood needs data in [0, 1].
+    ///
+    /// - Throws: ``ConfigError`` naming `--normalize` or `--data-range`.
+    public static func validate(_ config: VAEConfig, data: DataSummary) throws {
+        if config.likelihood == .bernoulli && !(data.valueRange.lowerBound >= 0 && data.valueRange.upperBound <= 1) {
+            throw ConfigError(option: "--normalize",
+                              problem: "the Bernoulli likelihood of --model \(config.preset) needs data in [0, 1]; \(data.source) scales to [\(data.valueRange.lowerBound), \(data.valueRange.upperBound)]",
+                              hint: "use --normalize unit with the data's true range, or --likelihood gaussian")
+        }
+    }
+
+    /// Unit data for the Bernoulli likelihood; z-scored, unit or raw data for the Gaussian one.
+    ///
+    /// - Throws: ``ConfigError`` naming `--normalize`.
+    public static func checkNormalization(_ kind: Normalization, config: VAEConfig) throws {
+        switch (kind, config.outputActivation) {
+        case (.symmetric, .sigmoid), (.zscore, .sigmoid), (.none, .sigmoid), (.symmetric, .identity):
+            throw ConfigError(option: "--normalize", problem: "\(kind.rawValue) data does not suit the \(config.likelihood.rawValue) likelihood of --model \(config.preset)",
+                              hint: config.likelihood == .bernoulli ? "use --normalize unit, or --likelihood gaussian" : "use --normalize zscore, unit or none")
+        default: break
+        }
+    }
+}
+
+extension VAEConfig {
+    /// `vae`.
+    public static var family: String { "vae" }
+
+    /// A VAE is never conditional: always 0; setting another value is a programming error.
+    public var conditionalClasses: Int {
+        get { 0 }
+        set { precondition(newValue == 0, "VAEConfig: VAEs are not conditional") }
+    }
+
+    /// `image(C, H, W)` when ``imageShape`` is set, else `vector(dataDim)`.
+    public var dataSpec: DataSpec {
+        if let s = imageShape, s.count == 3 { return .image(channels: s[0], height: s[1], width: s[2]) }
+        return .vector(dataDim)
+    }
+
+    /// The optimiser settings (the learning rate is the group's, ``lr``).
+    public var optimization: OptimizationSettings {
+        get {
+            OptimizationSettings(optimizer: optimizer, betas: (beta1, beta2), eps: eps, weightDecay: weightDecay,
+                                 lrSchedule: lrSchedule, clipGradNorm: clipGradNorm, emaDecay: emaDecay)
+        }
+        set {
+            optimizer = newValue.optimizer; beta1 = newValue.betas.0; beta2 = newValue.betas.1; eps = newValue.eps
+            weightDecay = newValue.weightDecay; lrSchedule = newValue.lrSchedule; clipGradNorm = newValue.clipGradNorm
+            emaDecay = newValue.emaDecay
+        }
+    }
+
+    /// Sets ``dataDim`` and, for the convolutional architecture, ``imageShape``.
+    ///
+    /// - Throws: ``ConfigError`` when the convolutional VAE is given data that is not an image.
+    public mutating func adapt(to data: DataSpec) throws {
+        dataDim = data.flatCount
+        if architecture == .conv {
+            guard let shape = data.imageShape else {
+                throw ConfigError(option: "--model \(preset)", problem: "needs images, but the data is \(data)",
+                                  hint: "pass --shape C,H,W when each row holds an image (e.g. --shape 1,28,28)")
+            }
+            imageShape = shape
+        }
+    }
+}
+
+/// A variational autoencoder (Kingma & Welling 2014).
 ///
 /// `q(z|x) = N(μ(x), diag(exp(logvar(x))))`, `p(z) = N(0, I)`, `p(x|z)` Bernoulli (logits) or
 /// Gaussian (mean) per ``VAEConfig/likelihood``. Samples are flat `[N, dataDim]` everywhere;
@@ -233,7 +348,7 @@ public struct VAEStepStats: Sendable, Equatable {
 /// State-dict names follow PyTorch for a module with an `encoder` and a `decoder`
 /// `nn.Sequential` (and a `log_sigma` `nn.Parameter` for a learned Gaussian scale):
 /// `encoder.0.weight` `[200, 784]`, ..., `encoder.4.bias` `[100]`, `decoder.0.weight` `[200, 50]`, ...
-public final class VAE {
+public final class VAE: GenerativeModel {
     public let config: VAEConfig
     /// Maps `[N, dataDim]` (MLP) or `[N, C, H, W]` (conv) to `[N, 2·latentDim]`: `μ` in the
     /// first half of each row, `log σ²` (before clamping) in the second.
@@ -243,7 +358,22 @@ public final class VAE {
     public let decoder: Sequential
     /// Learned per-dimension `log σ` `[dataDim]` of the Gaussian likelihood, nil otherwise.
     public let logSigma: Parameter?
-    public let optimizer: Adam
+    /// One parameter group, `model` (all parameters in ``parameters`` order; its optimiser
+    /// state is saved as `optimizer.*` and its averages as `ema.*`).
+    public let parameterGroups: [ParameterGroup]
+    /// A VAE holding the averaged weights for sampling, built on first use.
+    private var averagedCopy: VAE?
+
+    /// `vae`.
+    public var family: String { VAEFamily.name }
+    /// ``VAEConfig/latentDim``.
+    public var latentDim: Int { config.latentDim }
+    /// `loss` (negative ELBO), `reconstruction` and `kl`, nats per sample.
+    public var stepStatisticNames: [String] { ["loss", "reconstruction", "kl"] }
+    /// All three.
+    public var lossStatisticCount: Int { 3 }
+    /// Nil: a VAE is not conditional.
+    public func balancedLabels(_ n: Int, offset: Int) -> [Int]? { nil }
 
     /// The range a learned Gaussian `log σ` is clamped to (σ from 9e-4 to 1100). Data
     /// dimensions that are constant would otherwise drive σ to 0 and the likelihood to
@@ -254,7 +384,7 @@ public final class VAE {
     public var parameters: [Parameter] { (logSigma.map { [$0] } ?? []) + encoder.parameters + decoder.parameters }
 
     /// Builds the networks with PyTorch's default initialisation from `rng` (encoder first,
-    /// then decoder) and an Adam optimiser over ``parameters``.
+    /// then decoder).
     ///
     /// - Precondition: `config` is valid (see ``VAEConfig/validate()``).
     public init(config: VAEConfig, rng: inout RandomGenerator) {
@@ -289,8 +419,10 @@ public final class VAE {
         encoder = Sequential(e)
         decoder = Sequential(d)
         logSigma = config.likelihood == .gaussian && config.gaussianSigma == nil ? Parameter(.zeros([config.dataDim])) : nil
-        optimizer = Adam(parameters: (logSigma.map { [$0] } ?? []) + encoder.parameters + decoder.parameters,
-                         lr: config.lr, betas: (config.beta1, config.beta2), eps: config.eps)
+        parameterGroups = [ParameterGroup(name: "model", prefix: "",
+                                          namedParameters: (logSigma.map { [("log_sigma", $0)] } ?? []) + encoder.allNamedParameters(prefix: "encoder.")
+                                              + decoder.allNamedParameters(prefix: "decoder."),
+                                          learningRate: config.lr, stateKeyPrefix: "optimizer.", averaged: true, averagePrefix: "ema.")]
     }
 
     // MARK: - Loss terms
@@ -439,41 +571,41 @@ public final class VAE {
         config.klWarmupSteps > 0 ? Swift.min(1, Float(t) / Float(config.klWarmupSteps)) : 1
     }
 
-    /// Salt of the binarisation stream (so it differs from other streams of the same seed).
-    static let binarizationSalt: UInt64 = 0x4269_6E61_7269_7A65
-
-    /// One Adam step on the mean negative ELBO of a batch (Kingma & Welling 2014, algorithm 1).
+    /// The plan of one step: a single stage on the mean negative ELBO of a batch (Kingma &
+    /// Welling 2014, algorithm 1).
     ///
     /// With ``VAEConfig/binarize`` (and the Bernoulli likelihood) the batch is first replaced
-    /// by Bernoulli(`x`) draws from a generator derived from (`seed`, optimiser step), so a
-    /// resumed run repeats the same draws. The objective is `mean(reconstruction) + w ·
-    /// mean(kl)` with the warm-up weight `w` of ``klWeight(atStep:)``.
+    /// by Bernoulli(`x`) draws from the ``RandomStream/binarization`` stream at the group's
+    /// update count, so a resumed run repeats the same draws. The objective is
+    /// `mean(reconstruction) + w · mean(kl)` with the warm-up weight `w` of
+    /// ``klWeight(atStep:)``.
     ///
-    /// - Shapes: `x` `[N, dataDim]` (in [0, 1] for Bernoulli), `eps` `[N, latentDim]` standard
-    ///   normal noise for `z = μ + exp(logvar / 2) · eps`.
-    /// - Returns: the batch means of the terms, nats per sample.
-    @discardableResult
-    public func trainStep(x: Tensor, eps: Tensor) -> VAEStepStats {
-        var xs = flat(x, "VAE.trainStep")
-        checkNoise(eps, rows: xs.shape[0], "VAE.trainStep")
-        checkBernoulliData(xs, "VAE.trainStep")
+    /// - Shapes: `batch.x` `[N, dataDim]` (in [0, 1] for Bernoulli), `batch.z` `[N, latentDim]`
+    ///   standard normal noise for `z = μ + exp(logvar / 2) · eps`.
+    public func trainingStep(_ batch: TrainingBatch, context: StepContext) -> TrainingStep {
+        precondition(batch.labels == nil, "VAE: labels given to an unconditional model")
+        var xs = flat(batch.x, "VAE.trainingStep")
+        let eps = batch.z
+        checkNoise(eps, rows: xs.shape[0], "VAE.trainingStep")
+        checkBernoulliData(xs, "VAE.trainingStep")
         encoder.isTraining = true
         decoder.isTraining = true
+        let t = context.updates(of: "model")
         if config.binarize && config.likelihood == .bernoulli {
-            var r = RandomGenerator(seed: config.seed ^ VAE.binarizationSalt, stream: UInt64(optimizer.stepCount))
+            var r = context.random(.binarization, counter: t)
             xs = VAE.binarized(xs, using: &r)
         }
-        let w = klWeight(atStep: optimizer.stepCount + 1)
-        // The graph lives inside the closure, so it is freed before the optimiser step and the
-        // parameter buffers are updated in place.
-        let (grads, recon, kl): ([Tensor], Float, Float) = {
-            let t = elboTerms(x: xs, eps: eps)
-            let recon = t.reconstruction.mean(), kl = t.kl.mean()
-            let objective = w == 1 ? recon + kl : recon + kl * w
-            return (Tensor.gradients(of: objective, wrt: parameters.map(\.value)), recon.item, kl.item)
-        }()
-        optimizer.step(gradients: grads)
-        return VAEStepStats(loss: recon + kl, reconstruction: recon, kl: kl, klWeight: w)
+        let w = klWeight(atStep: t + 1)
+        var stats = (recon: Float.nan, kl: Float.nan)
+        let stage = StepStage(group: "model") { [self] in
+            let terms = elboTerms(x: xs, eps: eps)
+            let recon = terms.reconstruction.mean(), kl = terms.kl.mean()
+            stats = (recon.item, kl.item)
+            return w == 1 ? recon + kl : recon + kl * w
+        }
+        return TrainingStep(stages: [stage]) {
+            StepMetrics([("loss", stats.recon + stats.kl), ("reconstruction", stats.recon), ("kl", stats.kl)])
+        }
     }
 
     // MARK: - Evaluation and sampling
@@ -552,15 +684,34 @@ public final class VAE {
     }
 
     /// The decoder's mean `E[x|z]` (sigmoid of the logits for Bernoulli, the mean for
-    /// Gaussian), in evaluation mode without autodiff history.
+    /// Gaussian), in evaluation mode without autodiff history; from a copy holding the averaged
+    /// weights when the run averages them (`--ema`). Likelihood bounds
+    /// (``negativeELBO(x:eps:)``, ``iwaeBound(x:k:rng:maxRows:)``) use the live weights.
     ///
     /// - Shapes: `z` `[N, latentDim]` → `[N, dataDim]`.
     public func sample(z: Tensor) -> Tensor {
         precondition(z.rank == 2 && z.shape[1] == config.latentDim, "VAE.sample: z \(z.shape), expected [N, \(config.latentDim)]")
+        if let ema = parameterGroups[0].averages {
+            if averagedCopy == nil {
+                var scratch = RandomStream.initialization.generator(seed: config.seed)
+                averagedCopy = VAE(config: config, rng: &scratch)
+            }
+            let copy = averagedCopy!
+            for (p, a) in zip(copy.parameterGroups[0].parameters, ema.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
+            return copy.sample(z: z)
+        }
         return evaluating {
             let y = decodeRaw(z)
             return config.likelihood == .bernoulli ? y.sigmoid() : y
         }
+    }
+
+    /// ``sample(z:)`` for the ``GenerativeModel`` protocol.
+    ///
+    /// - Precondition: `labels` is nil (a VAE is unconditional).
+    public func sample(z: Tensor, labels: [Int]?) -> Tensor {
+        precondition(labels == nil, "VAE: labels given to an unconditional model")
+        return sample(z: z)
     }
 
     /// The decoder's mean at the posterior mean `z = μ(x)` (deterministic), in evaluation
@@ -592,19 +743,11 @@ public final class VAE {
         try encoder.loadStateDict(values, prefix: "encoder.")
         try decoder.loadStateDict(values, prefix: "decoder.")
     }
+}
 
-    /// The optimiser's state, prefixed `optimizer.` (`optimizer.0.exp_avg`, ..., `optimizer.step`),
-    /// parameters numbered in ``parameters`` order.
-    public func optimizerStateDict() -> [(String, Tensor)] {
-        optimizer.stateDict().map { ("optimizer." + $0.0, $0.1) }
-    }
-
-    /// Loads the optimiser's state from `optimizer.*` names.
-    ///
-    /// - Throws: ``StateDictError`` naming a missing or mis-sized entry.
-    public func loadOptimizerStateDict(_ values: [String: Tensor]) throws {
-        var out: [String: Tensor] = [:]
-        for (k, v) in values where k.hasPrefix("optimizer.") { out[String(k.dropFirst("optimizer.".count))] = v }
-        try optimizer.loadStateDict(out)
-    }
+extension ModelConfig {
+    /// A VAE configuration wrapped for the registry.
+    public static func vae(_ config: VAEConfig) -> ModelConfig { ModelConfig(config) }
+    /// The VAE configuration held, nil for other families.
+    public var vae: VAEConfig? { config as? VAEConfig }
 }

@@ -1,0 +1,123 @@
+import ArgumentParser
+import ConjureData
+import ConjureMetrics
+import ConjureModels
+import ConjureOptim
+import ConjureTraining
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Time training steps on synthetic batches (median of repeated runs).")
+    @Option(help: "Model preset of any family (default seed).") var model: String = "seed"
+    @Option(parsing: .unconditional, help: "Timed repeats (median reported).") var repeats: Int = 7
+    @Option(parsing: .unconditional, help: "Steps per repeat.") var steps: Int = 200
+    @Option(parsing: .unconditional, help: "Warm-up steps.") var warmup: Int = 50
+    @Option(help: "Configurations as BATCHxTHREADS, e.g. 64x1,64x2,256x2.") var configs: String = "64x1,64x2,256x1,256x2"
+    @Option(help: "Update order to time: simultaneous, alternating or alternating-fresh (default: alternating-fresh for seed, the reference scripts' step; the preset's own otherwise).") var update: String?
+    @Flag(help: "Print JSON lines.") var json = false
+
+    func run() {
+        runReporting {
+            guard var config = ModelConfig.presets[model.lowercased()] else {
+                throw ConfigError(option: "--model", problem: "unknown preset '\(model)'", hint: "choose one of \(ModelConfig.presetNames.joined(separator: ", "))")
+            }
+            guard repeats >= 1 else { throw ConfigError(option: "--repeats", problem: "must be at least 1, got \(repeats)") }
+            guard steps >= 1 else { throw ConfigError(option: "--steps", problem: "must be at least 1, got \(steps)") }
+            guard warmup >= 0 else { throw ConfigError(option: "--warmup", problem: "must be at least 0, got \(warmup)") }
+            var runs: [(Int, Int)] = []
+            for part in configs.split(separator: ",", omittingEmptySubsequences: false) {
+                let bt = part.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+                guard bt.count == 2, let batch = bt[0], let threads = bt[1] else {
+                    throw ConfigError(option: "--configs", problem: "'\(part)' is not BATCHxTHREADS (e.g. 64x2)")
+                }
+                // The same limits as train's --batch-size and --threads.
+                guard batch >= 2 && batch <= 1 << 20 else {
+                    throw ConfigError(option: "--configs", problem: "'\(part)': the batch must be 2 to 1048576")
+                }
+                guard threads >= 1 && threads <= 64 else {
+                    throw ConfigError(option: "--configs", problem: "'\(part)': the thread count must be 1 to 64")
+                }
+                runs.append((batch, threads))
+            }
+            let isSeed = config.preset == "seed"
+            // The update order is the one GAN-specific option here: the reference scripts time
+            // the seed network with a fresh z for the generator step.
+            if var g = config.config as? GANConfig {
+                if let update { g.update = try parseUpdateOrder(update) } else if isSeed { g.update = .alternatingFresh }
+                config.config = g
+            } else if update != nil {
+                throw ConfigError(option: "--update", problem: "applies to GAN presets only; '\(model)' is a \(config.family)")
+            }
+            try config.validate()
+            let preset = ModelConfig.presets[config.preset]
+            let unchanged = preset == config
+            let updateName = (config.config as? GANConfig)?.update
+            // bench_torch_dcgan.py times the unchanged dcgan preset (28x28, alternating).
+            let isDCGAN28 = config.preset == "dcgan" && unchanged
+            let startup = BenchStartup.measure(config: config)
+            var rngProbe = RandomGenerator(seed: 0)
+            let mflop = (config.makeModel(rng: &rngProbe) as? StepCostModel)?.matrixFLOPsPerStep(batch: 64).map { $0 / 1e6 } ?? .nan
+            let stepName = (updateName?.rawValue ?? "the family's step") + (updateName == .alternatingFresh && isSeed ? " (the reference scripts' step)" : "")
+            if !json {
+                print("model \(config.preset), update \(stepName): " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
+                      + String(format: "start-up to first step %.3f s", startup))
+                let cores = Parallel.availableCores
+                if runs.contains(where: { $0.1 > cores }) { print("note: more threads than the \(cores) cores available only adds contention") }
+            }
+            for (b, t) in runs {
+                let r = Benchmark.run(config: config, batch: b, threads: t, warmup: warmup, steps: steps, repeats: repeats)
+                if json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.sortedKeys]  // keys in one order every run
+                    print(String(decoding: try enc.encode(r), as: UTF8.self))
+                } else {
+                    var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s",
+                                      b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond)
+                    if let m = r.mflopPerStep { line += String(format: "  %6.1f GFLOP/s", r.stepsPerSecondMedian * m / 1000) }
+                    let comparable = updateName == .alternatingFresh
+                    if isSeed && comparable, let ref = Benchmark.referenceSeed[b]?[t] {
+                        line += String(format: "  x%.2f PyTorch eager (%.0f), x%.2f JAX scan (%.0f)",
+                                       r.stepsPerSecondMedian / ref.torch, ref.torch, r.stepsPerSecondMedian / ref.jaxScan, ref.jaxScan)
+                    }
+                    if config.preset == "gan" && unchanged, let ref = Benchmark.referenceGANTorch[b]?[t] {
+                        line += String(format: "  x%.2f PyTorch eager (%.1f)", r.stepsPerSecondMedian / ref, ref)
+                    }
+                    if isDCGAN28, let ref = Benchmark.referenceDCGANTorch[b]?[t] {
+                        line += String(format: "  x%.2f PyTorch eager (%.1f)", r.stepsPerSecondMedian / ref, ref)
+                    }
+                    print(line)
+                }
+            }
+            if isSeed && updateName == .alternatingFresh && !json {
+                print("reference figures: ../shared/bench/REFERENCE.md (PyTorch 2.15 eager CPU wheel, JAX 0.10 lax.scan, same machine kind); re-run them beside this for a same-session ratio")
+            } else if config.preset == "gan" && unchanged && !json {
+                print("reference figures: scripts/bench_torch_gan.py (PyTorch 2.13 eager CPU wheel, this machine kind, 2026-11-29); re-run it beside this for a same-session ratio")
+            } else if isDCGAN28 && !json {
+                print("reference figures: ../shared/bench/REFERENCE.md (bench_torch_dcgan.py, PyTorch 2.15 eager CPU wheel, same machine kind); re-run it beside this for a same-session ratio")
+            }
+            if !json { print(String(format: "peak RSS %.1f MB", peakRSSMegabytes())) }
+        }
+    }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`).
+func peakRSSMegabytes() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return .nan }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? .nan
+        return kb / 1024
+    }
+    return .nan
+}
+
+/// Time from process start to the end of the first training step.
+enum BenchStartup {
+    static func measure(config: ModelConfig) -> Double {
+        var rng = RandomGenerator(seed: 0)
+        let model = config.makeModel(rng: &rng)
+        let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
+        let real = Tensor.randomUniform([64, config.dataDim], low: config.outputActivation == .tanh ? -1 : 0, high: 1, using: &rng)
+        optimization.step(TrainingBatch(x: real, z: Tensor.randomNormal([64, config.latentDim], using: &rng), labels: model.balancedLabels(64, offset: 0)))
+        return processUptime()
+    }
+}

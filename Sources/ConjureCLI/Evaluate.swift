@@ -1,0 +1,40 @@
+import ArgumentParser
+import ConjureData
+import ConjureMetrics
+import ConjureModels
+import ConjureOptim
+import ConjureTraining
+import Foundation
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a checkpoint (or a file of samples) against held-out real data; writes eval.json.")
+    @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
+    @Option(parsing: .unconditional, help: "Generator samples to draw (default 10000; 2500 for the 2-D mixtures).") var count: Int?
+    @Option(parsing: .unconditional, help: "Seed of the latent batches and KID subsets.") var seed: UInt64 = 0
+    @Option(help: "Comma-separated metrics: \(Evaluator.allMetrics.joined(separator: ",")).") var metrics: String = Evaluator.defaultMetrics.joined(separator: ",")
+    @Option(help: "Domain classifier file (default: <run>/classifier.safetensors, trained when missing).") var classifier: String?
+    @Option(help: "Real data to compare with instead of the run's held-out split.") var reference: String?
+    @Option(help: "Samples (.npy, data units) to evaluate instead of the generator's.") var samples: String?
+    @Option(parsing: .unconditional, help: "KID subsets.") var kidSubsets: Int = 100
+    @Option(parsing: .unconditional, help: "KID subset size (clamped to the sample counts).") var kidSubsetSize: Int = 1000
+    @Option(parsing: .unconditional, help: "k for precision/recall.") var prK: Int = 3
+    @Option(parsing: .unconditional, help: "k for density/coverage.") var dcK: Int = 5
+    @Option(parsing: .unconditional, help: "Importance samples per image for a VAE's IWAE bound.") var iwaeK: Int = 1000
+    @Flag(help: "Also score training images against the reference (the metrics' floor).") var floor = false
+    @Option(help: "Report path (default: eval.json in the run directory).") var out: String?
+    @OptionGroup var pool: ThreadsOption
+
+    func run() {
+        runReporting {
+            try pool.apply()
+            var o = EvaluateOptions(checkpoint: checkpoint)
+            o.count = count; o.seed = seed
+            o.metrics = metrics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            o.classifier = classifier; o.reference = reference; o.samplesFile = samples
+            o.kidSubsets = kidSubsets; o.kidSubsetSize = kidSubsetSize; o.prK = prK; o.dcK = dcK; o.iwaeK = iwaeK; o.floor = floor; o.output = out
+            let outcome = try Evaluator.run(o) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            print(outcome.table + "wrote \(outcome.path)")
+        }
+    }
+}

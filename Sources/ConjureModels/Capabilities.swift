@@ -1,0 +1,48 @@
+import ConjureNN
+import ConjureData
+
+/// A model with an encoder that bounds the data's likelihood (a VAE): `conjure evaluate`'s
+/// `elbo` metric asks for this capability, not for a family.
+public protocol LikelihoodModel: GenerativeModel {
+    /// The negative ELBO per sample with the given noise, in evaluation mode.
+    ///
+    /// - Shapes: `x` `[N, dataDim]`, `eps` `[N, latentDim]` → `[N]`, nats.
+    func negativeELBO(x: Tensor, eps: Tensor) -> Tensor
+    /// The importance-weighted bound on `-log p(x)` per sample (Burda et al. 2016), nats.
+    ///
+    /// - Shapes: `x` `[N, dataDim]` → N values.
+    func iwaeBound(x: Tensor, k: Int, rng: inout RandomGenerator, maxRows: Int) -> [Double]
+    /// The observation model's name (`bernoulli`, `gaussian`).
+    var likelihoodName: String { get }
+    /// Reference data as the bound is measured on: checked for the likelihood's support and,
+    /// for a model trained on binarised data, binarised once with draws from `rng`.
+    ///
+    /// - Throws: ``DataError`` when a value lies outside the likelihood's support.
+    func likelihoodReference(_ x: Tensor, rng: inout RandomGenerator) throws -> (x: Tensor, binarized: Bool)
+}
+
+/// A model that can count the matrix-product FLOPs of its training step, so that `conjure
+/// bench` can state the GFLOP/s achieved.
+public protocol StepCostModel {
+    /// Matrix-product FLOPs of one training step at batch `n`, nil where the count is not
+    /// modelled (convolutions, penalties).
+    func matrixFLOPsPerStep(batch n: Int) -> Double?
+}
+
+extension VAE: LikelihoodModel {
+    /// ``VAEConfig/likelihood``'s name.
+    public var likelihoodName: String { config.likelihood.rawValue }
+
+    /// Bernoulli data must lie in [0, 1]; with dynamic binarisation the reference is binarised
+    /// once (the binarised-MNIST test protocol).
+    ///
+    /// - Throws: ``DataError`` for a value outside [0, 1] under the Bernoulli likelihood.
+    public func likelihoodReference(_ x: Tensor, rng: inout RandomGenerator) throws -> (x: Tensor, binarized: Bool) {
+        let bernoulli = config.likelihood == .bernoulli
+        if bernoulli, let bad = x.scalars.first(where: { !($0 >= 0 && $0 <= 1) }) {
+            throw DataError(file: "reference", problem: "holds the value \(bad) outside [0, 1]; a Bernoulli VAE models data in [0, 1]")
+        }
+        let binarize = bernoulli && config.binarize
+        return (binarize ? VAE.binarized(x, using: &rng) : x, binarize)
+    }
+}

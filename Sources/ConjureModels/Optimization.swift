@@ -1,0 +1,197 @@
+import ConjureNN
+import ConjureOptim
+
+/// Optimiser settings shared by every family: which optimiser, its constants, the learning-rate
+/// schedule, gradient clipping and weight averaging. Each family's configuration carries one
+/// (under its own, backward-compatible JSON keys); per-group learning rates come from
+/// ``ParameterGroup/learningRate``.
+public struct OptimizationSettings: Sendable, Equatable {
+    /// The optimiser of every group.
+    public var optimizer: OptimizerKind
+    /// Adam's (β1, β2); RMSprop ignores them.
+    public var betas: (Float, Float)
+    /// The denominator's ε.
+    public var eps: Float
+    /// Weight decay (decoupled for AdamW, an L2 term for Adam and RMSprop).
+    public var weightDecay: Float
+    /// The learning-rate schedule over the run's total steps.
+    public var lrSchedule: LRSchedule
+    /// Clips each group's total gradient L2 norm to this value before its update
+    /// (`torch.nn.utils.clip_grad_norm_`); nil: no clipping.
+    public var clipGradNorm: Float?
+    /// Exponential moving average of the sampled group's weights with this decay, warmed up as
+    /// `min(decay, (1+t)/(10+t))` at the group's update t (Yazıcı et al. 2019); nil: off.
+    public var emaDecay: Float?
+
+    /// Settings with the given values.
+    public init(optimizer: OptimizerKind = .adam, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8, weightDecay: Float = 0,
+                lrSchedule: LRSchedule = .constant, clipGradNorm: Float? = nil, emaDecay: Float? = nil) {
+        self.optimizer = optimizer; self.betas = betas; self.eps = eps; self.weightDecay = weightDecay
+        self.lrSchedule = lrSchedule; self.clipGradNorm = clipGradNorm; self.emaDecay = emaDecay
+    }
+
+    /// Compares every field.
+    public static func == (a: OptimizationSettings, b: OptimizationSettings) -> Bool {
+        a.optimizer == b.optimizer && a.betas.0 == b.betas.0 && a.betas.1 == b.betas.1 && a.eps == b.eps
+            && a.weightDecay == b.weightDecay && a.lrSchedule == b.lrSchedule && a.clipGradNorm == b.clipGradNorm && a.emaDecay == b.emaDecay
+    }
+}
+
+/// The optimisation of one model, owned by the trainer: per parameter group an optimiser, the
+/// learning-rate schedule's factor, gradient clipping and (for the sampled group) an exponential
+/// moving average; and the runner of the model's step plan (``TrainingStep``).
+///
+/// A step: the model builds its stages; in `sequential` order each stage's loss is
+/// differentiated with respect to its group's parameters and the group is updated before the
+/// next stage's loss is built (a stage with `every = k` runs only when the first stage's group
+/// has had a multiple of k updates); in `simultaneous` order every stage's gradients are taken
+/// first, then every group is updated. An update is: clip the group's gradients to the total
+/// norm `clipGradNorm` (if set), the optimiser's step, then the average's update.
+public final class Optimization {
+    /// The model being optimised.
+    public let model: any GenerativeModel
+    /// The settings every group uses.
+    public let settings: OptimizationSettings
+    /// One optimiser per group, in ``GenerativeModel/parameterGroups`` order.
+    public let optimizers: [any Optimizer]
+    /// The run's seed and data-parallel rank, from which per-step random streams derive.
+    public let seed: UInt64
+    /// The data-parallel rank (0 in a single process).
+    public let rank: Int
+    /// When true, each update keeps the gradients it applied in ``lastGradients`` under
+    /// `grad.FULL_NAME` (before clipping), for inspection and fixture tests.
+    public var recordsGradients = false
+    /// The gradients of the last step's updates when ``recordsGradients`` is on.
+    public private(set) var lastGradients: [String: Tensor] = [:]
+
+    /// Builds an optimiser per group of `model` and, with `settings.emaDecay`, the average of
+    /// each ``ParameterGroup/averaged`` group (starting at the current weights).
+    public init(model: any GenerativeModel, settings: OptimizationSettings, seed: UInt64, rank: Int = 0) {
+        self.model = model
+        self.settings = settings
+        self.seed = seed
+        self.rank = rank
+        optimizers = model.parameterGroups.map { g in
+            settings.optimizer.make(parameters: g.parameters, lr: g.learningRate, betas: settings.betas, eps: settings.eps,
+                                    weightDecay: settings.weightDecay)
+        }
+        for g in model.parameterGroups {
+            g.averages = g.averaged ? settings.emaDecay.map { EMA(parameters: g.parameters, decay: $0) } : nil
+        }
+    }
+
+    /// The optimiser of the group named `name`.
+    ///
+    /// - Precondition: the model has such a group.
+    public func optimizer(_ name: String) -> any Optimizer {
+        guard let i = model.parameterGroups.firstIndex(where: { $0.name == name }) else {
+            preconditionFailure("Optimization: no parameter group '\(name)' (groups: \(model.parameterGroups.map(\.name)))")
+        }
+        return optimizers[i]
+    }
+
+    /// Updates the group named `name` has had.
+    public func updates(of name: String) -> Int { optimizer(name).stepCount }
+
+    /// The context handed to the model's step.
+    public var context: StepContext {
+        StepContext(seed: seed, rank: rank) { [unowned self] in self.updates(of: $0) }
+    }
+
+    /// Sets every optimiser's learning rate to its group's base rate times `factor` (the
+    /// schedule's multiplier at the coming step).
+    public func setLearningRateFactor(_ factor: Float) {
+        for (g, o) in zip(model.parameterGroups, optimizers) { o.lr = g.learningRate * factor }
+    }
+
+    /// Sets the learning rates for `step` of `totalSteps` from the schedule (nothing for a
+    /// constant schedule, whose factor is 1).
+    public func applySchedule(step: Int, totalSteps: Int) {
+        if settings.lrSchedule != .constant {
+            setLearningRateFactor(settings.lrSchedule.factor(step: step, totalSteps: totalSteps))
+        }
+    }
+
+    /// Clips, applies and averages one group's gradients.
+    ///
+    /// - Precondition: one gradient per parameter of the group, of its shape.
+    public func update(_ name: String, gradients: [Tensor]) {
+        guard let i = model.parameterGroups.firstIndex(where: { $0.name == name }) else {
+            preconditionFailure("Optimization.update: no parameter group '\(name)'")
+        }
+        let group = model.parameterGroups[i]
+        if recordsGradients {
+            for (n, g) in zip(group.fullNames, gradients) { lastGradients["grad." + n] = g }
+        }
+        var g = gradients
+        if let m = settings.clipGradNorm { clipGradNorm(&g, maxNorm: m) }
+        optimizers[i].step(gradients: g)
+        group.averages?.update(group.parameters, step: optimizers[i].stepCount)
+    }
+
+    /// Runs one training step of the model's plan on `batch` and returns its statistics.
+    @discardableResult
+    public func step(_ batch: TrainingBatch) -> StepMetrics {
+        if recordsGradients { lastGradients = [:] }
+        let plan = model.trainingStep(batch, context: context)
+        precondition(!plan.stages.isEmpty, "Optimization.step: \(model.family) planned no stage")
+        let lead = plan.stages[0].group
+        switch plan.order {
+        case .simultaneous:
+            var grads: [[Tensor]] = []
+            for stage in plan.stages {
+                grads.append(Tensor.gradients(of: stage.loss(), wrt: model.group(stage.group).parameters.map(\.value)))
+            }
+            for (stage, g) in zip(plan.stages, grads) { update(stage.group, gradients: g) }
+        case .sequential:
+            for (i, stage) in plan.stages.enumerated() {
+                if i > 0 && stage.every > 1 && updates(of: lead) % stage.every != 0 { continue }
+                // The graph lives inside the closure, so it is freed before the update and the
+                // parameter buffers are changed in place rather than copied.
+                let g = { Tensor.gradients(of: stage.loss(), wrt: self.model.group(stage.group).parameters.map(\.value)) }()
+                update(stage.group, gradients: g)
+            }
+        }
+        return plan.statistics()
+    }
+
+    /// Optimiser state under each group's ``ParameterGroup/stateKeyPrefix`` (`exp_avg`,
+    /// `exp_avg_sq`, `step`, ...), then nothing else.
+    public func stateDict() -> [(String, Tensor)] {
+        zip(model.parameterGroups, optimizers).flatMap { g, o in o.stateDict().map { (g.stateKeyPrefix + $0.0, $0.1) } }
+    }
+
+    /// The averaged weights under `averagePrefix + name` (same shapes as the parameters).
+    public func averagesStateDict() -> [(String, Tensor)] {
+        model.parameterGroups.flatMap { g -> [(String, Tensor)] in
+            guard let ema = g.averages else { return [] }
+            return zip(g.namedParameters, ema.averages).map { (g.averagePrefix + $0.0.0, Tensor(shape: $0.0.1.shape, scalars: $0.1)) }
+        }
+    }
+
+    /// Restores optimiser state and averages written by ``stateDict()`` and
+    /// ``averagesStateDict()``.
+    ///
+    /// - Throws: ``StateDictError`` naming a missing or mis-shaped entry, or averages present in
+    ///   `values` for a run without `--ema`.
+    public func loadStateDict(_ values: [String: Tensor]) throws {
+        for (g, o) in zip(model.parameterGroups, optimizers) {
+            var own: [String: Tensor] = [:]
+            for (k, v) in values where k.hasPrefix(g.stateKeyPrefix) { own[String(k.dropFirst(g.stateKeyPrefix.count))] = v }
+            try o.loadStateDict(own)
+            if g.averages == nil, let stray = values.keys.first(where: { $0.hasPrefix(g.averagePrefix) }) {
+                throw StateDictError(key: stray, problem: "averaged \(g.name) weights, but the configuration has no emaDecay (tensors and config disagree)")
+            }
+            if let ema = g.averages {
+                var averages: [[Float]] = []
+                for (name, p) in g.namedParameters {
+                    guard let t = values[g.averagePrefix + name], t.shape == p.shape else {
+                        throw StateDictError(key: g.averagePrefix + name, problem: "missing or not of shape \(p.shape) (the run averages the \(g.name)'s weights)")
+                    }
+                    averages.append(t.scalars)
+                }
+                ema.load(averages)
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import ConjureData
+import ConjureModels
+import ConjureOptim
+import ConjureMetrics
+
+/// Writes generator samples `[N, D]` (normalised) as a PNG grid in the data's own units.
+public func writeGrid(_ samples: Tensor, shape: [Int], stats: NormalizationStats, to path: String, columns: Int? = nil) throws {
+    let images = stats.inverse(samples).reshaped([samples.shape[0]] + shape)
+    let low = Float(stats.kind == .zscore || stats.kind == .none ? images.minValue : Float(stats.low))
+    var high = Float(stats.kind == .zscore || stats.kind == .none ? images.maxValue : Float(stats.high))
+    if !(high > low) { high = low + 1 }
+    try ImageGrid.writePNG(images: images, path: path, columns: columns, range: (low, high), createDirectories: true)
+}
+
+
+/// How samples of a data kind are written during training (the grids of `samples/`) and by
+/// `conjure sample`: chosen by ``DataSpec``, never by a sample's length.
+public struct SampleWriter: Sendable {
+    /// The file extension of training samples (`png`).
+    public let fileExtension: String
+    /// Writes normalised samples `[N, D]` of `spec` in the data's units to `path`.
+    public let write: @Sendable (_ samples: Tensor, _ spec: DataSpec, _ stats: NormalizationStats, _ path: String) throws -> Void
+
+    /// The writer of in-training samples for a data kind: a PNG grid for images; nil for
+    /// vectors (2-D point sets and tabular rows have no picture; use `conjure sample --out
+    /// X.npy`). Sequences (WAV) and tokens (text) get theirs with their families.
+    public static func training(for spec: DataSpec) -> SampleWriter? {
+        switch spec {
+        case .image:
+            return SampleWriter(fileExtension: "png") { samples, spec, stats, path in
+                try writeGrid(samples, shape: spec.sampleShape, stats: stats, to: path)
+            }
+        case .vector, .sequence, .tokens:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import ConjureData
+import ConjureModels
+import ConjureOptim
+import ConjureMetrics
+
+/// Options of `conjure train` beyond the model configuration.
+public struct TrainOptions: Sendable {
+    /// The data file or PNG folder; nil looks in `dataDirectory` (see ``DataFetch/defaultDataPath(in:)``).
+    public var data: String?
+    public var dataDirectory: String = "data"
+    /// The run directory, e.g. `runs/demo`.
+    public var runDirectory: String
+    public var model: ModelConfig
+    /// Normalisation; nil picks the one matching the generator's output (tanh: symmetric,
+    /// sigmoid: unit, identity: zscore).
+    public var normalization: Normalization?
+    /// The data's value range for symmetric/unit scaling, overriding detection.
+    public var dataRange: ClosedRange<Float>?
+    public var clean: CleanPolicy = .error
+    /// `--shape`: what one sample is (`D`, `C,T` or `C,H,W`), overriding the reader's kind.
+    public var shape: String?
+    /// CSV label column; nil means the last column for image CSVs with D = s² + 1 columns
+    /// (the MNIST and digits CSVs), no labels otherwise.
+    public var labelColumn: ColumnSelector?
+    /// Fraction of the data kept out of training for evaluation (stratified by label, seeded).
+    public var heldOutFraction: Double = 0.1
+    /// Samples generated for a built-in synthetic data set (ring8, grid25, moons).
+    public var syntheticCount: Int = 50_000
+    /// Steps between metrics.jsonl lines. This and the other cadences below: nil means the
+    /// default for a new run (50, 1000, 1000, 0, 2000) and the run's own on `resume`.
+    public var logEvery: Int?
+    /// Steps between sample grids (0: only the final grid).
+    public var sampleEvery: Int?
+    /// Steps between periodic checkpoints (`latest.safetensors` is also written at the end).
+    public var checkpointEvery: Int?
+    /// Stop after this many steps in total (the run can be resumed later).
+    public var maxSteps: Int?
+    public var resume = false
+    /// Replace an existing run directory.
+    public var overwrite = false
+    /// With `resume`: a new total epoch count (to train a finished run further).
+    public var resumeEpochs: Int?
+    public var threads: Int = 1
+    /// Steps between FID/KID measurements against the held-out split, logged to
+    /// metrics.jsonl (0: never).
+    public var evalEvery: Int?
+    /// Samples drawn for each in-training measurement.
+    public var evalCount: Int?
+    /// Progress output: a live line on a terminal, plain lines otherwise, or nothing.
+    public var progress: ProgressStyle = .automatic
+
+    public enum ProgressStyle: Sendable, Equatable { case automatic, lines, live, quiet }
+
+    /// Options for a run in `runDirectory` of `model`, defaults elsewhere.
+    public init(runDirectory: String, model: ModelConfig) {
+        self.runDirectory = runDirectory
+        self.model = model
+    }
+
+    /// Options for a run of a family's configuration.
+    public init(runDirectory: String, model: some FamilyConfig) {
+        self.init(runDirectory: runDirectory, model: ModelConfig(model))
+    }
+}
+
+/// The outcome of a training run.
+public struct TrainSummary: Sendable {
+    public var runDirectory: String
+    public var steps: Int
+    /// Epochs completed (fractional).
+    public var epochs: Double
+    public var seconds: Double
+    /// Statistics of the last step (`d_loss`, `g_loss`, ... for a GAN).
+    public var last: StepMetrics?
+    public var files: [String]
+    /// True when SIGINT/SIGTERM stopped training early (a checkpoint was written).
+    public var interrupted: Bool
+    /// Seconds from process start to the end of this run's first training step (Linux
+    /// `/proc`), nil when no step ran.
+    public var startupSeconds: Double? = nil
+}
+
+/// Training stopped because the optimisation failed.
+public struct TrainingError: Error, CustomStringConvertible {
+    public var step: Int
+    public var problem: String
+    public var hint: String?
+    public var description: String { "step \(step): \(problem)" + (hint.map { " (\($0))" } ?? "") }
+}
+
