@@ -54,6 +54,7 @@ let package = Package(
         .testTarget(name: "ConjureTensorTests", dependencies: ["ConjureTensor", "ConjureTestSupport"]),
         .testTarget(name: "ConjureNNTests", dependencies: ["ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureTestSupport"]),
         .testTarget(name: "ConjureModelsTests", dependencies: ["ConjureModels", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureTestSupport"]),
+        .testTarget(name: "ConjureCLITests", dependencies: ["ConjureCLI", "ConjureTraining"]),
         .testTarget(name: "ConjureDataTests", dependencies: ["ConjureData", "ConjureTestSupport"]),
         .testTarget(name: "ConjureMetricsTests", dependencies: ["ConjureMetrics", "ConjureTestSupport"]),
         .testTarget(name: "ConjureTrainingTests", dependencies: ["ConjureTraining", "ConjureTestSupport"]),

@@ -1,0 +1,65 @@
+import XCTest
+import ConjureModels
+import ConjureOptim
+import ConjureTraining
+@testable import ConjureCLI
+
+/// Command-line parsing in-process: every family gets the optimisation options, a family's
+/// options are refused for another family's presets with that family's hint, and `--resume`
+/// refuses model options.
+final class ParsingTests: XCTestCase {
+    func options(_ args: [String]) throws -> TrainOptions { try Train.parse(args).makeOptions() }
+
+    func testEveryFamilyTakesTheOptimisationOptions() throws {
+        for model in ["vae", "gan", "conv-vae", "dcgan"] {
+            let o = try options(["--model", model, "--optimizer", "adamw", "--lr-schedule", "cosine", "--lr-warmup-steps", "10",
+                                 "--clip-grad-norm", "1", "--ema", "0.999", "--weight-decay", "0.01"])
+            let s = o.model.optimization
+            XCTAssertEqual(o.model.family, model.hasSuffix("vae") ? "vae" : "gan", model)
+            XCTAssertEqual(s.optimizer, .adamw, model)
+            XCTAssertEqual(s.lrSchedule.kind, .cosine, model)
+            XCTAssertEqual(s.lrSchedule.warmupSteps, 10, model)
+            XCTAssertEqual(s.clipGradNorm, 1, model)
+            XCTAssertEqual(s.emaDecay, 0.999, model)
+            XCTAssertEqual(s.weightDecay, 0.01, model)
+        }
+        XCTAssertNil(try options(["--model", "gan", "--ema", "0"]).model.optimization.emaDecay, "--ema 0 turns averaging off")
+    }
+
+    func testFamilyOptionsApplyToTheirFamilyOnly() throws {
+        let v = try options(["--model", "vae", "--latent-dim", "7", "--lr", "0.002", "--encoder-hidden", "20,10"])
+        XCTAssertEqual(v.model.vae?.latentDim, 7)
+        XCTAssertEqual(v.model.vae?.lr, 0.002)
+        XCTAssertEqual(v.model.vae?.encoderHidden, [20, 10])
+        let g = try options(["--model", "gan", "--noise-dim", "12", "--lr-g", "0.001", "--loss", "hinge"])
+        XCTAssertEqual(g.model.gan?.noiseDim, 12)
+        XCTAssertEqual(g.model.gan?.loss, .hinge)
+        for (args, option, hint) in [(["--model", "vae", "--noise-dim", "3"], "--noise-dim", "use --latent-dim"),
+                                     (["--model", "vae", "--lr-g", "0.1"], "--lr-g", "use --lr"),
+                                     (["--model", "gan", "--latent-dim", "3"], "--latent-dim", "use --noise-dim"),
+                                     (["--model", "gan", "--lr", "0.1"], "--lr", "use --lr-g and --lr-d")] {
+            XCTAssertThrowsError(try options(args)) { e in
+                let c = e as? ConfigError
+                XCTAssertEqual(c?.option, option, "\(args)")
+                XCTAssertEqual(c?.hint, hint, "\(args)")
+            }
+        }
+    }
+
+    func testResumeRefusesModelOptions() throws {
+        for args in [["--resume", "--optimizer", "adamw"], ["--resume", "--noise-dim", "4"], ["--resume", "--shape", "1,28,28"]] {
+            XCTAssertThrowsError(try options(args)) { e in
+                XCTAssertEqual((e as? ConfigError)?.option, args[1], "\(args)")
+            }
+        }
+        XCTAssertTrue(try options(["--resume", "--max-steps", "5"]).resume)
+    }
+
+    func testUnknownPresetNamesTheRegistry() throws {
+        XCTAssertThrowsError(try options(["--model", "nope"])) { e in
+            let c = e as? ConfigError
+            XCTAssertEqual(c?.option, "--model")
+            for name in ModelConfig.presetNames { XCTAssertTrue(c?.hint?.contains(name) ?? false, name) }
+        }
+    }
+}
