@@ -1,0 +1,175 @@
+// Layers of diffusion U-Nets (GroupNorm, SiLU, nearest upsampling), transformers (GELU) and
+// audio models (Conv1d, ConvTranspose1d), over the ConjureTensor primitives.
+
+/// Group normalisation (Wu & He 2018; PyTorch's `nn.GroupNorm`) with per-channel affine
+/// `weight` (ones) and `bias` (zeros); see `Tensor.groupNorm`. The same in training and
+/// evaluation (no running statistics).
+///
+/// - Shapes: input and output `[N, numChannels, ...]`; `weight`, `bias` `[numChannels]`.
+public final class GroupNorm: Layer {
+    public let numGroups: Int
+    public let numChannels: Int
+    public let eps: Float
+    public let weight: Parameter?
+    public let bias: Parameter?
+    public var isTraining = true
+
+    /// - Precondition: `numGroups` divides `numChannels`, both positive.
+    public init(numGroups: Int, numChannels: Int, eps: Float = 1e-5, affine: Bool = true) {
+        precondition(numGroups > 0 && numChannels > 0 && numChannels % numGroups == 0,
+                     "GroupNorm: \(numChannels) channels cannot be split into \(numGroups) groups")
+        self.numGroups = numGroups
+        self.numChannels = numChannels
+        self.eps = eps
+        weight = affine ? Parameter(.ones([numChannels])) : nil
+        bias = affine ? Parameter(.zeros([numChannels])) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        precondition(x.rank >= 2 && x.shape[1] == numChannels, "GroupNorm: input \(x.shape) ([N, C, ...]) for \(numChannels) channels")
+        return Tensor.groupNorm(x, groups: numGroups, weight: weight?.value, bias: bias?.value, eps: eps)
+    }
+
+    public var namedParameters: [(String, Parameter)] {
+        if let weight, let bias { return [("weight", weight), ("bias", bias)] }
+        return []
+    }
+}
+
+/// SiLU / swish `x · sigmoid(x)` as a layer (PyTorch's `nn.SiLU`); see `Tensor.silu()`.
+///
+/// - Shapes: any; output like input.
+public final class SiLU: Layer {
+    public var isTraining = true
+    public init() {}
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.silu() }
+}
+
+/// GELU as a layer (PyTorch's `nn.GELU(approximate=...)`); see `Tensor.gelu(approximation:)`.
+///
+/// - Shapes: any; output like input.
+public final class GELU: Layer {
+    public let approximation: GELUApproximation
+    public var isTraining = true
+    public init(approximation: GELUApproximation = .none) { self.approximation = approximation }
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.gelu(approximation: approximation) }
+}
+
+/// Nearest-neighbour upsampling by an integer factor (PyTorch's
+/// `nn.Upsample(scale_factor=scale, mode="nearest")`), the U-Net decoder's resize.
+///
+/// - Shapes: `[N, C, H, W]` → `[N, C, scale·H, scale·W]`.
+public final class UpsampleNearest2d: Layer {
+    public let scale: Int
+    public var isTraining = true
+    public init(scale: Int = 2) {
+        precondition(scale >= 1, "UpsampleNearest2d: scale \(scale) must be ≥ 1")
+        self.scale = scale
+    }
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.upsampleNearest2d(scale: scale) }
+}
+
+/// 1-D convolution layer (PyTorch's `nn.Conv1d`, dilation 1, groups 1); see `Tensor.conv1d`.
+///
+/// - Shapes: input `[N, inChannels, L]`, output `[N, outChannels, Lo]` with
+///   `Lo = (L + 2 padding - kernelSize) / stride + 1`; `weight` `[outChannels, inChannels,
+///   kernelSize]`, `bias` `[outChannels]`.
+/// - Initialisation: PyTorch's default `U(-1/sqrt(fanIn), 1/sqrt(fanIn))`, `fanIn = inChannels ·
+///   kernelSize`, or as `initializer` says.
+public final class Conv1d: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let stride: Int
+    public let padding: Int
+    public var isTraining = true
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                bias: Bool = true, initializer: Initializer = .pytorchDefault, rng: inout RandomGenerator) {
+        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0,
+                     "Conv1d: invalid sizes \(inChannels) -> \(outChannels), kernel \(kernelSize), stride \(stride), padding \(padding)")
+        (weight, self.bias) = convInitialParameters(
+            weightShape: [outChannels, inChannels, kernelSize], fanIn: inChannels * kernelSize,
+            fanOut: outChannels * kernelSize, biasCount: outChannels, bias: bias, initializer: initializer, rng: &rng)
+        self.stride = stride
+        self.padding = padding
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        Tensor.conv1d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding)
+    }
+
+    public var namedParameters: [(String, Parameter)] {
+        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
+    }
+}
+
+/// 1-D transposed convolution layer (PyTorch's `nn.ConvTranspose1d`, dilation 1, groups 1);
+/// see `Tensor.convTranspose1d`. WaveGAN: kernel 25, stride 4, padding 11, output padding 1.
+///
+/// - Shapes: input `[N, inChannels, L]`, output `[N, outChannels, Lo]` with
+///   `Lo = (L - 1) stride - 2 padding + kernelSize + outputPadding`; `weight` `[inChannels,
+///   outChannels, kernelSize]` (PyTorch's layout), `bias` `[outChannels]`.
+/// - Initialisation: PyTorch's default `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` with PyTorch's
+///   `fanIn = outChannels · kernelSize` (from `weight.size(1)`), or as `initializer` says.
+public final class ConvTranspose1d: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let stride: Int
+    public let padding: Int
+    public let outputPadding: Int
+    public var isTraining = true
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                outputPadding: Int = 0, bias: Bool = true, initializer: Initializer = .pytorchDefault,
+                rng: inout RandomGenerator) {
+        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0
+                     && outputPadding >= 0 && outputPadding < stride,
+                     "ConvTranspose1d: invalid sizes \(inChannels) -> \(outChannels), kernel \(kernelSize), stride \(stride), padding \(padding), outputPadding \(outputPadding)")
+        (weight, self.bias) = convInitialParameters(
+            weightShape: [inChannels, outChannels, kernelSize], fanIn: outChannels * kernelSize,
+            fanOut: inChannels * kernelSize, biasCount: outChannels, bias: bias, initializer: initializer, rng: &rng)
+        self.stride = stride
+        self.padding = padding
+        self.outputPadding = outputPadding
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        Tensor.convTranspose1d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
+                               outputPadding: outputPadding)
+    }
+
+    public var namedParameters: [(String, Parameter)] {
+        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
+    }
+}
+
+extension Dropout {
+    /// Inverted dropout with the mask drawn from the caller's generator instead of the layer's
+    /// own (for data-parallel runs that derive streams from (seed, rank)); identity in
+    /// evaluation mode or when `p` is 0, and then `rng` is not advanced.
+    ///
+    /// - Shapes: any; output like `x`.
+    public func callAsFunction(_ x: Tensor, rng: inout RandomGenerator) -> Tensor {
+        if !isTraining || p == 0 { return x }
+        let keep = 1 - p, scale = 1 / keep
+        var mask = [Float](repeating: 0, count: x.count)
+        for i in 0..<mask.count { mask[i] = rng.nextUniform() < keep ? scale : 0 }
+        return x * Tensor(shape: x.shape, scalars: mask)
+    }
+}
+
+extension Loss {
+    /// Mean next-token cross-entropy in nats: `mean over B·T positions of
+    /// -log softmax(logits[b, t])[targets[b, t]]` (PyTorch's `F.cross_entropy` on logits
+    /// reshaped to `[B·T, V]`), through `Tensor.softmaxCrossEntropy`.
+    ///
+    /// - Shapes: `logits` `[B, T, V]` (or `[N, V]`), `targets` `B·T` integers in `0..<V`
+    ///   in row-major order.
+    /// - Gradient: `(softmax(logits) - onehot(targets)) / (B·T)` with respect to the logits.
+    public static func tokenCrossEntropy(logits: Tensor, targets: [Int]) -> Tensor {
+        precondition(logits.rank >= 2 && logits.count / Swift.max(logits.shape.last!, 1) == targets.count,
+                     "tokenCrossEntropy: logits \(logits.shape) ([B, T, V]) for \(targets.count) targets")
+        let v = logits.shape.last!
+        return Tensor.softmaxCrossEntropy(logits: logits.reshaped([targets.count, v]), labels: targets)
+    }
+}

@@ -1,0 +1,75 @@
+/// One-layer gated recurrent unit (Cho et al. 2014) with the layout and state-dict names of
+/// PyTorch's `nn.GRU(inputSize, hiddenSize, batch_first=True)`:
+///
+///     r = σ(W_ir x + b_ir + W_hr h + b_hr)
+///     z = σ(W_iz x + b_iz + W_hz h + b_hz)
+///     n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+///     h' = (1 - z) ⊙ n + z ⊙ h
+///
+/// The input projections of all steps are one GEMM; the recurrence is one GEMM per step;
+/// gradients are backpropagation through time by the autodiff over the unrolled steps.
+///
+/// - Shapes: input `[B, T, inputSize]`, output `[B, T, hiddenSize]`, hidden state
+///   `[B, hiddenSize]`; `weight_ih_l0` `[3 hiddenSize, inputSize]` and `weight_hh_l0`
+///   `[3 hiddenSize, hiddenSize]` with gate rows `[r; z; n]`, `bias_ih_l0`, `bias_hh_l0`
+///   `[3 hiddenSize]`.
+/// - Initialisation (PyTorch's): every weight and bias `U(-1/sqrt(hiddenSize), 1/sqrt(hiddenSize))`.
+public final class GRU: Layer {
+    public let inputSize: Int
+    public let hiddenSize: Int
+    public let weightIH: Parameter
+    public let weightHH: Parameter
+    public let biasIH: Parameter
+    public let biasHH: Parameter
+    public var isTraining = true
+
+    public init(inputSize: Int, hiddenSize: Int, rng: inout RandomGenerator) {
+        precondition(inputSize > 0 && hiddenSize > 0, "GRU: sizes must be positive, got \(inputSize) -> \(hiddenSize)")
+        self.inputSize = inputSize
+        self.hiddenSize = hiddenSize
+        let k = 1 / Float(hiddenSize).squareRoot()
+        weightIH = Parameter(.randomUniform([3 * hiddenSize, inputSize], low: -k, high: k, using: &rng))
+        weightHH = Parameter(.randomUniform([3 * hiddenSize, hiddenSize], low: -k, high: k, using: &rng))
+        biasIH = Parameter(.randomUniform([3 * hiddenSize], low: -k, high: k, using: &rng))
+        biasHH = Parameter(.randomUniform([3 * hiddenSize], low: -k, high: k, using: &rng))
+    }
+
+    /// The output sequence from a zero initial state.
+    public func callAsFunction(_ x: Tensor) -> Tensor { run(x, initialState: nil).output }
+
+    /// Runs the recurrence over the sequence.
+    ///
+    /// - Parameters:
+    ///   - x: `[B, T, inputSize]`.
+    ///   - initialState: `[B, hiddenSize]`, or nil for zeros.
+    /// - Returns: `output` `[B, T, hiddenSize]` (the state after each step) and `finalState`
+    ///   `[B, hiddenSize]` (PyTorch's `h_n` without its layer axis).
+    public func run(_ x: Tensor, initialState: Tensor?) -> (output: Tensor, finalState: Tensor) {
+        precondition(x.rank == 3 && x.shape[2] == inputSize && x.shape[1] >= 1,
+                     "GRU: input \(x.shape) is not [B, T ≥ 1, \(inputSize)]")
+        let b = x.shape[0], steps = x.shape[1], hs = hiddenSize
+        if let initialState {
+            precondition(initialState.shape == [b, hs], "GRU: initial state \(initialState.shape) is not [\(b), \(hs)]")
+        }
+        // Input projections of every step at once, time-major: [T, B, 3H].
+        let projected = Tensor.linear(x.permuted([1, 0, 2]).reshaped([steps * b, inputSize]),
+                                      weight: weightIH.value, bias: biasIH.value)
+        var h = initialState ?? Tensor.zeros([b, hs])
+        var outputs: [Tensor] = []
+        outputs.reserveCapacity(steps)
+        for s in 0..<steps {
+            let gi = projected.slice(axis: 0, (s * b)..<((s + 1) * b))  // [B, 3H]
+            let gh = Tensor.linear(h, weight: weightHH.value, bias: biasHH.value)
+            let r = (gi.slice(axis: 1, 0..<hs) + gh.slice(axis: 1, 0..<hs)).sigmoid()
+            let z = (gi.slice(axis: 1, hs..<(2 * hs)) + gh.slice(axis: 1, hs..<(2 * hs))).sigmoid()
+            let n = (gi.slice(axis: 1, (2 * hs)..<(3 * hs)) + r * gh.slice(axis: 1, (2 * hs)..<(3 * hs))).tanh()
+            h = n + z * (h - n)  // (1 - z) n + z h
+            outputs.append(h.reshaped([b, 1, hs]))
+        }
+        return (Tensor.concat(outputs, axis: 1), h)
+    }
+
+    public var namedParameters: [(String, Parameter)] {
+        [("weight_ih_l0", weightIH), ("weight_hh_l0", weightHH), ("bias_ih_l0", biasIH), ("bias_hh_l0", biasHH)]
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import XCTest
+import ConjureTensor
+import ConjureTestSupport
+
+/// Finite-difference checks (Double sums of Float32 evaluations) of the primitives of diffusion,
+/// sequence and audio models: SiLU, GELU, group norm, batched products, softmax, nearest
+/// upsampling, 1-D convolutions; first order, second order through `createGraph`, and the
+/// one-pass backward against the differentiable one.
+final class BlocksGradientTests: XCTestCase {
+    var rng = RandomGenerator(seed: 11)
+    func randn(_ shape: [Int], scale: Float = 1) -> Tensor { Tensor.randomNormal(shape, std: scale, using: &rng) }
+
+    /// The gradient of `sum(f(x) * seed)` with and without `createGraph` (the two backward paths).
+    func assertBackwardPathsAgree(_ inputs: [Tensor], file: StaticString = #filePath, line: UInt = #line,
+                                  _ f: ([Tensor]) -> Tensor) {
+        let leaves = inputs.map { $0.requiringGrad() }
+        let y = f(leaves)
+        let seed = randn(y.shape)
+        let fast = Tensor.gradients(of: y, seed: seed, wrt: leaves)
+        let graph = Tensor.gradients(of: y, seed: seed, wrt: leaves, createGraph: true)
+        for (a, b) in zip(fast, graph) { assertClose(a, b.detached(), rtol: 1e-4, atol: 1e-5, "fast vs createGraph backward", file: file, line: line) }
+    }
+
+    func testSiLUAndGELU() {
+        let x = randn([3, 7], scale: 2)
+        checkGradients([x]) { $0[0].silu() }
+        checkGradients([x]) { $0[0].gelu(approximation: .none) }
+        checkGradients([x]) { $0[0].gelu(approximation: .tanh) }
+        // Forward values of the definitions (in Double).
+        let xs = x.scalars.map(Double.init)
+        assertClose(x.silu().scalars, xs.map { Float($0 / (1 + Foundation.exp(-$0))) })
+        assertClose(x.gelu().scalars, xs.map { Float(0.5 * $0 * (1 + Foundation.erf($0 / 2.0.squareRoot()))) })
+        assertClose(x.gelu(approximation: .tanh).scalars,
+                    xs.map { Float(0.5 * $0 * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0)))) })
+        // Second order: d/dx of the weight gradient x · f'(x w) needs f''.
+        let w = randn([3, 7])
+        for f in [{ (t: Tensor) in t.silu() }, { $0.gelu() }, { $0.gelu(approximation: .tanh) }] {
+            checkGradients([x]) { xs in
+                let wi = w.requiringGrad()
+                return Tensor.gradients(of: f(xs[0] * wi).sum(), wrt: [wi], createGraph: true)[0]
+            }
+            assertBackwardPathsAgree([x]) { f($0[0]) }
+        }
+    }
+
+    func testGroupNorm() {
+        let x = randn([2, 6, 3, 2]), w = randn([6]), b = randn([6])
+        for groups in [1, 2, 3, 6] {
+            checkGradients([x, w, b]) { Tensor.groupNorm($0[0], groups: groups, weight: $0[1], bias: $0[2]) }
+            assertBackwardPathsAgree([x, w, b]) { Tensor.groupNorm($0[0], groups: groups, weight: $0[1], bias: $0[2]) }
+        }
+        checkGradients([randn([3, 4, 5])]) { Tensor.groupNorm($0[0], groups: 2, weight: nil, bias: nil) }
+        // Forward: each (sample, group) has mean 0 and biased variance 1 / (1 + eps/var) without affine.
+        let y = Tensor.groupNorm(x, groups: 3, weight: nil, bias: nil, eps: 0)
+        for q in 0..<6 {
+            let block = y.scalars[(q * 12)..<((q + 1) * 12)].map(Double.init)
+            let mean = block.reduce(0, +) / 12
+            XCTAssertEqual(mean, 0, accuracy: 1e-6)
+            XCTAssertEqual(block.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 12, 1, accuracy: 1e-5)
+        }
+        // Second order through the differentiable backward.
+        checkGradients([w], rtol: 3e-2, atol: 3e-3) { ws in
+            let xi = x.requiringGrad()
+            let yy = Tensor.groupNorm(xi, groups: 2, weight: ws[0], bias: b)
+            let gx = Tensor.gradients(of: (yy * yy * yy).sum(), wrt: [xi], createGraph: true)[0]
+            return (gx * gx).sum()
+        }
+    }
+
+    func testBatchedMatmulAllTransposes() {
+        for ta in [false, true] { for tb in [false, true] {
+            let a = randn(ta ? [3, 4, 2] : [3, 2, 4]), b = randn(tb ? [3, 5, 4] : [3, 4, 5])
+            checkGradients([a, b]) { Tensor.batchedMatmul($0[0], $0[1], transposeA: ta, transposeB: tb) }
+            // Each slice equals the 2-D product.
+            let y = Tensor.batchedMatmul(a, b, transposeA: ta, transposeB: tb)
+            for i in 0..<3 {
+                let ai = a.slice(axis: 0, i..<(i + 1)).reshaped(Array(a.shape.dropFirst()))
+                let bi = b.slice(axis: 0, i..<(i + 1)).reshaped(Array(b.shape.dropFirst()))
+                assertClose(y.slice(axis: 0, i..<(i + 1)).reshaped([2, 5]), Tensor.matmul(ai, bi, transposeA: ta, transposeB: tb))
+            }
+        } }
+    }
+
+    func testSoftmaxOverEachAxis() {
+        let x = randn([2, 3, 4], scale: 2)
+        for axis in [0, 1, 2, -1] {
+            checkGradients([x]) { $0[0].softmax(axis: axis) }
+            assertBackwardPathsAgree([x]) { $0[0].softmax(axis: axis) }
+            // Rows sum to one.
+            let ax = axis < 0 ? axis + 3 : axis
+            for v in x.softmax(axis: axis).sum(axes: [ax]).scalars { XCTAssertEqual(v, 1, accuracy: 1e-6) }
+        }
+        // Stable for huge logits; -inf gets probability 0.
+        let big = Tensor(shape: [1, 3], scalars: [1000, 999, -.infinity]).softmax()
+        let e = 1 / (1 + Foundation.exp(-1.0))
+        assertClose(big.scalars, [Float(e), Float(1 - e), 0])
+        let w0 = randn([2, 3, 4])
+        checkGradients([x], rtol: 3e-2, atol: 3e-3) { xs in
+            let w = w0.requiringGrad()
+            let g = Tensor.gradients(of: ((xs[0] * w).softmax(axis: 1) * x).sum(), wrt: [w], createGraph: true)[0]
+            return g
+        }
+    }
+
+    func testUpsampleNearestAndBlockSum() {
+        let x = randn([2, 3, 2, 3])
+        checkGradients([x]) { $0[0].upsampleNearest2d(scale: 2) }
+        checkGradients([x]) { $0[0].upsampleNearest2d(scale: 3) }
+        checkGradients([randn([1, 2, 4, 6])]) { $0[0].blockSum2d(2) }
+        let y = x.upsampleNearest2d(scale: 2)
+        XCTAssertEqual(y.shape, [2, 3, 4, 6])
+        for q in 0..<6 { for i in 0..<4 { for j in 0..<6 {
+            XCTAssertEqual(y.scalars[(q * 4 + i) * 6 + j], x.scalars[(q * 2 + i / 2) * 3 + j / 2])
+        } } }
+    }
+
+    func testConv1dAndTranspose() {
+        for (k, s, p, biased) in [(3, 1, 1, true), (5, 2, 0, false), (4, 3, 2, true)] {
+            let x = randn([2, 3, 11]), w = randn([4, 3, k], scale: 0.5), b = randn([4])
+            checkGradients(biased ? [x, w, b] : [x, w]) {
+                Tensor.conv1d($0[0], weight: $0[1], bias: biased ? $0[2] : nil, stride: s, padding: p)
+            }
+            // Equals the direct sum y[n, o, l] = b[o] + Σ_c Σ_j w[o, c, j] x[n, c, l s - p + j].
+            let y = Tensor.conv1d(x, weight: w, bias: biased ? b : nil, stride: s, padding: p)
+            let lo = (11 + 2 * p - k) / s + 1
+            XCTAssertEqual(y.shape, [2, 4, lo])
+            var direct = [Float](repeating: 0, count: 2 * 4 * lo)
+            for n in 0..<2 { for o in 0..<4 { for l in 0..<lo {
+                var acc = biased ? Double(b.scalars[o]) : 0
+                for c in 0..<3 { for j in 0..<k {
+                    let i = l * s - p + j
+                    if i >= 0 && i < 11 { acc += Double(w.scalars[(o * 3 + c) * k + j]) * Double(x.scalars[(n * 3 + c) * 11 + i]) }
+                } }
+                direct[(n * 4 + o) * lo + l] = Float(acc)
+            } } }
+            assertClose(y.scalars, direct, rtol: 1e-5, atol: 1e-5)
+            // The transposed convolution is the adjoint: <conv(x), g> = <x, convT(g)>.
+            let wt = randn([4, 3, k], scale: 0.5), g = randn([2, 4, lo])
+            let op = 11 - ((lo - 1) * s - 2 * p + k)
+            XCTAssert(op >= 0 && op < s, "output padding \(op)")
+            let xt = Tensor.convTranspose1d(g, weight: wt, stride: s, padding: p, outputPadding: op)
+            let lhs = (Tensor.conv1d(x, weight: wt, stride: s, padding: p) * g).sum().item
+            let rhs = (x * xt).sum().item
+            XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * max(1, abs(lhs)))
+            checkGradients([g, wt, randn([3])]) {
+                Tensor.convTranspose1d($0[0], weight: $0[1], bias: $0[2], stride: s, padding: p, outputPadding: op)
+            }
+        }
+        // WaveGAN's upsampling layer: kernel 25, stride 4, padding 11, output padding 1 (length × 4).
+        let z = randn([1, 2, 5]), wz = randn([2, 1, 25], scale: 0.3)
+        XCTAssertEqual(Tensor.convTranspose1d(z, weight: wz, stride: 4, padding: 11, outputPadding: 1).shape, [1, 1, 20])
+        checkGradients([z, wz]) { Tensor.convTranspose1d($0[0], weight: $0[1], stride: 4, padding: 11, outputPadding: 1) }
+        // Second order (a gradient penalty on a 1-D critic).
+        let xc = randn([1, 2, 9])
+        checkGradients([randn([3, 2, 3], scale: 0.5)], rtol: 3e-2, atol: 3e-3) { ws in
+            let xi = xc.requiringGrad()
+            let y = Tensor.conv1d(xi, weight: ws[0], stride: 2, padding: 1).tanh()
+            let gx = Tensor.gradients(of: (y * y).sum(), wrt: [xi], createGraph: true)[0]
+            return (gx * gx).sum()
+        }
+    }
+}
