@@ -129,12 +129,13 @@ public struct PreparedData {
             var rng = RandomGenerator(seed: o.model.seed, stream: 0x5EED)
             return Dataset(samples: mix.sample(n: o.syntheticCount, rng: &rng), source: path, format: .npy)
         }
-        var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean)
+        var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean, declaredRange: o.dataRange)
         let format = try Dataset.detectFormat(path: path)
         if o.labelColumn != nil && format != .csv {
             throw ConfigError(option: "--label-column", problem: "applies to CSV files only; \(path) is \(format.rawValue)")
         }
-        if format == .csv && o.labelColumn == nil {
+        if format == .csv && o.labelColumn == nil, let named = try CSVReader.namedLabelColumn(path: path) { options.labelColumn = named }
+        if format == .csv && options.labelColumn == nil {
             // Parse once for the common case, an image CSV whose last column is the label
             // (MNIST): the load with that label column is kept when its shape and integer values
             // meet ``defaultCSVLabelColumn(path:)``'s rule; otherwise the file is probed first.
@@ -157,6 +158,7 @@ public struct PreparedData {
     /// The label column of an image CSV: the last column when a row has `s*s + 1` integer
     /// columns (MNIST 785, the 8x8 digits 65), else none.
     public static func defaultCSVLabelColumn(path: String) throws -> ColumnSelector? {
+        if let named = try CSVReader.namedLabelColumn(path: path) { return named }
         let probe = try CSVReader.read(path: path, options: CSVOptions(delimiter: CSVOptions.delimiter(forPath: path), labelColumn: nil, clean: .drop))
         let cols: Int = probe.values.rank == 2 ? probe.values.shape[1] : 0
         let pixels: Int = Swift.max(cols - 1, 0)
