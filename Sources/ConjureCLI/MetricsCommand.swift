@@ -43,6 +43,7 @@ struct MetricsCommand: ParsableCommand {
             } else {
                 guard let b else { throw ConfigError(option: "B", problem: "\(name) needs two arrays") }
                 let y = try load(b)
+                try Metrics.checkComparableUnits(aPath: a, bPath: b)
                 guard x.shape[1] == y.shape[1] else {
                     throw DataError(file: b, problem: "has \(y.shape[1]) values per row but \(a) has \(x.shape[1])")
                 }

@@ -64,9 +64,16 @@ public struct CSVOptions: Sendable, Equatable {
     public var labelColumn: ColumnSelector?
     /// What to do with empty, `nan`, `inf` or other missing-value cells; `.error` by default.
     public var clean: CleanPolicy
+    /// When ``labelColumn`` is `nil`: take the first header column named as in
+    /// ``CSVReader/labelColumnNames`` (`label`, `class`, `target`, `y`, any case) as the label
+    /// column, as in Kaggle's `label,pixel0,...,pixel783`. `false` by default here (the reader
+    /// does only what it is told); ``DatasetOptions`` turns it on.
+    public var labelColumnFromHeader: Bool
 
     public init(header: CSVHeaderPolicy = .auto, delimiter: UInt8 = UInt8(ascii: ","),
-                labelColumn: ColumnSelector? = nil, clean: CleanPolicy = .error) {
+                labelColumn: ColumnSelector? = nil, clean: CleanPolicy = .error,
+                labelColumnFromHeader: Bool = false) {
+        self.labelColumnFromHeader = labelColumnFromHeader
         self.header = header
         self.delimiter = delimiter
         self.labelColumn = labelColumn
@@ -141,7 +148,60 @@ public enum CSVReader {
     ///
     /// - Throws: as ``read(path:options:)``.
     public static func read(bytes: [UInt8], file: String, options: CSVOptions = CSVOptions()) throws -> CSVTable {
-        try bytes.withUnsafeBufferPointer { try parse($0, file: file, options: options) }
+        try bytes.withUnsafeBufferPointer { buf in
+            do {
+                return try parse(buf, file: file, options: options)
+            } catch let e as DataError where options.labelColumn == nil && options.labelColumnFromHeader && e.isLabelValueError {
+                // A column merely named like a label (`y` of 2-d points, a real-valued `target`)
+                // whose values are not class indices is a feature column: read the file unlabelled.
+                var plain = options
+                plain.labelColumnFromHeader = false
+                return try parse(buf, file: file, options: plain)
+            }
+        }
+    }
+
+    /// The header names taken for a label column when none is given (compared ignoring case
+    /// and surrounding spaces): `label`, `class`, `target`, `y`, in that order of preference.
+    public static let labelColumnNames = ["label", "class", "target", "y"]
+
+    /// The index of the label column a header names: the first column named by the earliest
+    /// entry of ``labelColumnNames`` (ignoring case and surrounding spaces), or `nil`. A `y`
+    /// column beside an `x` column is a coordinate, not a label.
+    ///
+    /// Kaggle's MNIST `label,pixel0,...,pixel783` gives 0.
+    public static func labelColumnIndex(header: [String]) -> Int? {
+        let names = header.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        for wanted in labelColumnNames {
+            // `x,y` are the coordinates of 2-d points, not a feature and a label.
+            if wanted == "y" && names.contains("x") { continue }
+            if let j = names.firstIndex(of: wanted) { return j }
+        }
+        return nil
+    }
+
+    /// The label column a CSV file's header names (see ``labelColumnIndex(header:)``), as a
+    /// selector, or `nil` when the file has no header, a single column, no such name, or when
+    /// that column's values are not all non-negative integers (the `y` of 2-d points is a
+    /// feature, not a label).
+    ///
+    /// The first line is looked at first; only when it names a label column is the whole file
+    /// parsed (rows with missing values skipped) to check the values.
+    ///
+    /// - Throws: ``DataError`` when the file cannot be read.
+    public static func namedLabelColumn(path: String, delimiter: UInt8? = nil) throws -> ColumnSelector? {
+        let bytes = try Gzip.readFile(atPath: path)
+        // The first non-blank line (blank lines before a header are skipped, as the parser does).
+        let start = bytes.firstIndex(where: { $0 != 10 && $0 != 13 && $0 != 32 }) ?? bytes.count
+        let end = bytes[start...].firstIndex(where: { $0 == 10 || $0 == 13 }) ?? bytes.count
+        let head = Array(bytes[start..<end]) + [10]
+        let options = CSVOptions(header: .auto, delimiter: delimiter ?? CSVOptions.delimiter(forPath: path), labelColumn: nil, clean: .drop)
+        guard let table = try? head.withUnsafeBufferPointer({ try parse($0, file: path, options: options) }) else { return nil }
+        guard let header = table.header, header.count >= 2, labelColumnIndex(header: header) != nil else { return nil }
+        var all = options
+        all.labelColumnFromHeader = true
+        guard let full = try? read(bytes: bytes, file: path, options: all), let j = full.labelColumnIndex else { return nil }
+        return .index(j)
     }
 
     // MARK: - Implementation
@@ -264,6 +324,8 @@ public enum CSVReader {
                 }
                 labelIndex = j
             }
+        } else if options.labelColumnFromHeader, columns >= 2, let header {
+            labelIndex = labelColumnIndex(header: header)
         }
         let features = columns - (labelIndex == nil ? 0 : 1)
 
@@ -340,7 +402,7 @@ public enum CSVReader {
                                     label = Int(v)
                                 } else {
                                     throw DataError(file: file, location: "line \(line), \(columnName(col))",
-                                                    problem: "label '\(shown(r))' is not a non-negative integer class index",
+                                                    problem: DataError.labelValueProblemPrefix + "'\(shown(r))' is not a non-negative integer class index",
                                                     hint: "labels must be 0, 1, 2, ...")
                                 }
                             } else {

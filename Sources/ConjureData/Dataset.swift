@@ -20,10 +20,32 @@ public struct DatasetOptions: Sendable, Equatable {
     /// `train-labels-idx1-ubyte`, with or without `.gz`) when ``labelsPath`` is `nil`;
     /// `true` by default.
     public var siblingLabels: Bool
+    /// `.npy`/IDX 4-d arrays: their axis order, or `nil` (the default) to detect it with
+    /// ``ArrayLayout/detect(shape:)``. Channels-last arrays are transposed to `[N, C, H, W]` and
+    /// a line saying so is added to ``Dataset/notes``.
+    public var layout: ArrayLayout?
+    /// The value range the user declares for the data (`--data-range`), or `nil`. When set,
+    /// values outside it are an error (``Dataset/checkDeclaredRange(_:option:)``); when `nil`,
+    /// integer data in a wide type must look like 8- or 16-bit pixels
+    /// (``Dataset/checkIntegerRange()``).
+    public var declaredRange: ClosedRange<Float>?
+    /// CSV without ``labelColumn``: take a header column named `label`, `class`, `target` or `y`
+    /// (any case) as the label column (``CSVReader/labelColumnNames``); `true` by default.
+    public var labelColumnFromHeader: Bool
+    /// PNG folders: the largest decoded size of one image, in bytes
+    /// (``PNGReader/decode(bytes:file:maxDecodedBytes:)``); ``PNGReader/defaultMaxDecodedBytes``
+    /// by default.
+    public var maxImageBytes: Int
 
     public init(format: Dataset.Format? = nil, labelColumn: ColumnSelector? = nil,
                 csvHeader: CSVHeaderPolicy = .auto, csvDelimiter: UInt8? = nil, clean: CleanPolicy = .error,
-                labelsPath: String? = nil, siblingLabels: Bool = true) {
+                labelsPath: String? = nil, siblingLabels: Bool = true, layout: ArrayLayout? = nil,
+                declaredRange: ClosedRange<Float>? = nil, labelColumnFromHeader: Bool = true,
+                maxImageBytes: Int = PNGReader.defaultMaxDecodedBytes) {
+        self.layout = layout
+        self.declaredRange = declaredRange
+        self.labelColumnFromHeader = labelColumnFromHeader
+        self.maxImageBytes = maxImageBytes
         self.format = format
         self.labelColumn = labelColumn
         self.csvHeader = csvHeader
@@ -75,6 +97,10 @@ public struct Dataset: Sendable {
     public var droppedSamples: Int
     /// For PNG folders, the image files in sample order; otherwise `nil`.
     public var files: [String]?
+    /// What loading did to the data that the user should hear about, one sentence each (for
+    /// example that a channels-last array was transposed); empty when nothing. The library
+    /// prints nothing: callers show these lines.
+    public var notes: [String] = []
 
     /// Creates a dataset from samples already in memory (e.g. a synthetic one).
     ///
@@ -180,6 +206,12 @@ public struct Dataset: Sendable {
     ///   truncated data, bad header, unsupported dtype, ragged CSV rows, missing cells, corrupt
     ///   PNGs, ...) and from the checks above.
     public static func load(path: String, options: DatasetOptions = DatasetOptions()) throws -> Dataset {
+        let d = try loadUnchecked(path: path, options: options)
+        if let r = options.declaredRange { try d.checkDeclaredRange(r) } else { try d.checkIntegerRange() }
+        return d
+    }
+
+    static func loadUnchecked(path: String, options: DatasetOptions) throws -> Dataset {
         let format = try options.format ?? detectFormat(path: path)
         switch format {
         case .npy:
@@ -190,16 +222,21 @@ public struct Dataset: Sendable {
             return try fromArray(array, path: path, format: .idx, options: options)
         case .csv:
             let csv = CSVOptions(header: options.csvHeader, delimiter: options.csvDelimiter ?? CSVOptions.delimiter(forPath: path),
-                                 labelColumn: options.labelColumn, clean: options.clean)
+                                 labelColumn: options.labelColumn, clean: options.clean,
+                                 labelColumnFromHeader: options.labelColumnFromHeader)
             let table = try CSVReader.read(path: path, options: csv)
             if table.values.shape[1] == 0 && table.values.shape[0] > 0 {
                 throw DataError(file: path, problem: "no feature columns (the only column is the label column)")
             }
             try checkCount(table.values.shape[0], path: path, dropped: table.droppedRows)
-            return Dataset(samples: table.values, labels: table.labels, source: path, format: .csv, dtype: .text,
-                           labelsSource: table.labels == nil ? nil : path, droppedSamples: table.droppedRows)
+            var d = Dataset(samples: table.values, labels: table.labels, source: path, format: .csv, dtype: .text,
+                            labelsSource: table.labels == nil ? nil : path, droppedSamples: table.droppedRows)
+            if options.labelColumn == nil, let j = table.labelColumnIndex, let name = table.header?[j] {
+                d.notes.append("column \(j + 1) ('\(sanitizedForMessage(name))') of the header holds the labels")
+            }
+            return d
         case .png:
-            let (images, files) = try PNGReader.loadFolder(path)
+            let (images, files) = try PNGReader.loadFolder(path, maxDecodedBytes: options.maxImageBytes)
             return Dataset(samples: images, labels: nil, source: path, format: .png, dtype: .uint8, files: files)
         }
     }
@@ -221,6 +258,18 @@ public struct Dataset: Sendable {
         }
         if t.rank == 1 { t = t.reshaped([t.shape[0], 1]) }
         try checkCount(t.shape[0], path: path, dropped: 0)
+        var notes: [String] = []
+        if let forced = options.layout, t.rank != 4 {
+            throw DataError(file: path, problem: "layout \(forced.rawValue) was given but the array has shape \(t.shape), not 4-d images",
+                            hint: "drop the layout option for arrays that are not [N, C, H, W] or [N, H, W, C]")
+        }
+        if t.rank == 4, (options.layout ?? ArrayLayout.detect(shape: t.shape)) == .nhwc {
+            let s = t.shape
+            t = nhwcToNCHW(t)
+            let how = options.layout == nil ? "detected" : "as given"
+            let undo = options.layout == nil ? "; pass layout nchw (--layout nchw) if the array is already channels-first" : ""
+            notes.append("read [N, H, W, C] = \(s) as channels-last (\(how)) and transposed it to [N, C, H, W] = \(t.shape)\(undo)")
+        }
         if t.count == 0 {
             throw DataError(file: path, problem: "each sample has 0 values (shape \(t.shape))",
                             hint: "save an array of shape [N, ...] whose samples hold at least one value")
@@ -271,8 +320,10 @@ public struct Dataset: Sendable {
                 labels = labels.map { l in keep.map { l[$0] } }
             }
         }
-        return Dataset(samples: t, labels: labels, source: path, format: format, dtype: array.dtype,
-                       labelsSource: labelsSource, droppedSamples: dropped)
+        var d = Dataset(samples: t, labels: labels, source: path, format: format, dtype: array.dtype,
+                        labelsSource: labelsSource, droppedSamples: dropped)
+        d.notes = notes
+        return d
     }
 
     /// Loads a labels file (1-d `.npy` or IDX) and checks it has `expected` non-negative integers.

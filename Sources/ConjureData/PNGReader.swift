@@ -22,14 +22,38 @@ public struct PNGDecodedImage: Sendable {
 /// Reader for PNG files and folders of PNG files, through libspng
 /// (<https://libspng.org>; format: W3C PNG Specification, Third Edition).
 public enum PNGReader {
+    /// The default bound on the bytes one image may decode to: 2^28 bytes (256 MiB), that is
+    /// 67 million pixels at 8 bits per sample or 33 million at 16 bits (a 50-megapixel
+    /// 8-bit photo fits). See ``decodedByteCount(width:height:bitDepth:)``.
+    public static let defaultMaxDecodedBytes = 1 << 28
+
+    /// The bytes the decoder allocates for an image: `width * height * 4 * (bitDepth == 16 ? 2 : 1)`
+    /// (every image is decoded as RGBA, 8 or 16 bits per sample), or `nil` when that product
+    /// overflows `Int`.
+    public static func decodedByteCount(width: Int, height: Int, bitDepth: Int) -> Int? {
+        let sample = bitDepth == 16 ? 8 : 4
+        let (pixels, o1) = width.multipliedReportingOverflow(by: height)
+        let (bytes, o2) = pixels.multipliedReportingOverflow(by: sample)
+        return o1 || o2 ? nil : bytes
+    }
+
     /// Decodes one PNG file held in memory.
+    ///
+    /// The header's width, height and bit depth are checked against `maxDecodedBytes` before
+    /// anything is allocated, so a small file that declares a huge image (a "decompression
+    /// bomb", such as 32768x32768 in 1 MB) is refused with an error instead of exhausting memory.
     ///
     /// - Parameters:
     ///   - bytes: the whole file.
     ///   - file: the name used in error messages.
-    /// - Throws: ``DataError`` when the bytes are not a PNG (bad signature), are truncated, or
-    ///   fail to decode (libspng's message is quoted).
-    public static func decode(bytes: [UInt8], file: String) throws -> PNGDecodedImage {
+    ///   - maxDecodedBytes: the largest decoded size accepted, in bytes, as
+    ///     ``decodedByteCount(width:height:bitDepth:)`` counts it; default
+    ///     ``defaultMaxDecodedBytes``.
+    /// - Throws: ``DataError`` when the bytes are not a PNG (bad signature), are truncated, fail
+    ///   to decode (libspng's message is quoted), or declare an image larger than
+    ///   `maxDecodedBytes` (the message gives width x height, channels and bytes).
+    public static func decode(bytes: [UInt8], file: String,
+                              maxDecodedBytes: Int = defaultMaxDecodedBytes) throws -> PNGDecodedImage {
         let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         guard bytes.count >= 8, Array(bytes[0..<8]) == signature else {
             throw DataError(file: file, location: "byte 0",
@@ -47,6 +71,9 @@ public enum PNGReader {
         }
         // Guard against absurd dimensions in a damaged header (libspng's default limit is huge).
         spng_set_image_limits(ctx, 1 << 15, 1 << 15)
+        // Ancillary chunks (text, ICC profiles) are small in real files; bound what libspng
+        // keeps of them (its default is unbounded) so compressed text cannot inflate without end.
+        spng_set_chunk_limits(ctx, 1 << 24, 1 << 26)
         return try bytes.withUnsafeBytes { raw -> PNGDecodedImage in
             var rc = spng_set_png_buffer(ctx, raw.baseAddress, raw.count)
             if rc != 0 { throw fail("reading the buffer", rc) }
@@ -57,6 +84,13 @@ public enum PNGReader {
             let colorType = Int(ihdr.color_type)
             let depth = Int(ihdr.bit_depth)
             let sixteen = depth == 16
+            let storedChannels = [0: 1, 2: 3, 3: 3, 4: 2, 6: 4][colorType] ?? 4
+            let needed = decodedByteCount(width: w, height: h, bitDepth: depth)
+            guard let needed, needed <= maxDecodedBytes else {
+                throw DataError(file: file, location: "IHDR",
+                                problem: "the image declares \(w)x\(h) pixels (width x height) with \(storedChannels) channel\(storedChannels == 1 ? "" : "s") at \(depth) bits, which decodes to \(needed.map { "\($0) bytes" } ?? "more than Int.max bytes"), over the limit of \(maxDecodedBytes) bytes",
+                                hint: "a file this small declaring an image this large is damaged or crafted; if it is real, downscale it or raise the limit (maxDecodedBytes)")
+            }
             let fmt = Int32(sixteen ? SPNG_FMT_RGBA16.rawValue : SPNG_FMT_RGBA8.rawValue)
             var size = 0
             rc = spng_decoded_image_size(ctx, fmt, &size)
@@ -89,9 +123,9 @@ public enum PNGReader {
 
     /// Reads and decodes one PNG file.
     ///
-    /// - Throws: ``DataError`` as ``decode(bytes:file:)``, or when the file cannot be read.
-    public static func decode(path: String) throws -> PNGDecodedImage {
-        try decode(bytes: Gzip.readRawFile(atPath: path), file: path)
+    /// - Throws: ``DataError`` as ``decode(bytes:file:maxDecodedBytes:)``, or when the file cannot be read.
+    public static func decode(path: String, maxDecodedBytes: Int = defaultMaxDecodedBytes) throws -> PNGDecodedImage {
+        try decode(bytes: Gzip.readRawFile(atPath: path), file: path, maxDecodedBytes: maxDecodedBytes)
     }
 
     /// The `*.png` files (any case of the extension) directly inside `directory`, sorted by name
@@ -118,13 +152,16 @@ public enum PNGReader {
     /// and B). Alpha is dropped, not composited over a background. 16-bit samples are scaled to
     /// 8 bits (65535 → 255); palette images are expanded to RGB.
     ///
-    /// - Parameter directory: the folder path.
+    /// - Parameters:
+    ///   - directory: the folder path.
+    ///   - maxDecodedBytes: the per-image bound of ``decode(bytes:file:maxDecodedBytes:)``.
     /// - Returns: the images, shape `[N, C, H, W]`, values 0...255 (Float32), and the file paths
     ///   in the same order (sorted by name).
     /// - Throws: ``DataError`` naming the folder when it holds no PNG files; naming **every**
     ///   corrupt, truncated or non-PNG file (all are checked before the error is raised); or
     ///   naming the first file whose width/height differs from the first image's.
-    public static func loadFolder(_ directory: String) throws -> (images: Tensor, files: [String]) {
+    public static func loadFolder(_ directory: String,
+                                  maxDecodedBytes: Int = defaultMaxDecodedBytes) throws -> (images: Tensor, files: [String]) {
         let files = try pngFiles(in: directory)
         guard !files.isEmpty else {
             throw DataError(file: directory, problem: "the folder holds no .png files",
@@ -133,7 +170,7 @@ public enum PNGReader {
         var images: [PNGDecodedImage] = []
         var failures: [(String, DataError)] = []
         for f in files {
-            do { images.append(try decode(path: f)) } catch let e as DataError { failures.append((f, e)) }
+            do { images.append(try decode(path: f, maxDecodedBytes: maxDecodedBytes)) } catch let e as DataError { failures.append((f, e)) }
         }
         if !failures.isEmpty {
             let list = failures.map { "\(($0.0 as NSString).lastPathComponent) (\($0.1.problem))" }.joined(separator: "; ")

@@ -29,6 +29,7 @@ public enum ClassifierTool {
         guard let labels = prepared.labels else {
             throw ConfigError(option: "--data", problem: "\(path) has no labels", hint: "pass --label-column for a CSV, or an IDX file with its labels file")
         }
+        try checkClassCount(labels, source: path)
         let (trainIdx, testIdx) = splitHeldOut(count: labels.count, fraction: heldOut, seed: seed, labels: labels)
         let x = prepared.train
         let classes = (labels.max() ?? 0) + 1
@@ -68,6 +69,7 @@ public enum ClassifierTool {
         guard let labels = dataset.labels else {
             throw ConfigError(option: "--data", problem: "\(dataset.source) has no labels for a classifier")
         }
+        try checkClassCount(labels, source: dataset.labelsSource ?? dataset.source)
         let x = normalization.apply(dataset.flattened().samples)
         var rng = RandomStream.classifierBatches.generator(seed: seed)
         let clf = Classifier(inputDim: x.shape[1], classes: max((labels.max() ?? 0) + 1, 2), rng: &rng)

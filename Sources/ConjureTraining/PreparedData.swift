@@ -63,12 +63,15 @@ public struct PreparedData {
             var rng = RandomStream.syntheticData.generator(seed: o.model.seed)
             return Dataset(samples: mix.sample(n: o.syntheticCount, rng: &rng), source: path, format: .npy)
         }
-        var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean)
+        var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean, declaredRange: o.dataRange)
         let format = try Dataset.detectFormat(path: path)
         if o.labelColumn != nil && format != .csv {
             throw ConfigError(option: "--label-column", problem: "applies to CSV files only; \(path) is \(format.rawValue)")
         }
-        if format == .csv && o.labelColumn == nil {
+        if format == .csv && o.labelColumn == nil, let named = try CSVReader.namedLabelColumn(path: path) {
+            options.labelColumn = named  // a header column named label, class, target or y
+        }
+        if format == .csv && options.labelColumn == nil {
             // Parse once for the common case, a CSV whose last column is the label (MNIST): the
             // load with that label column is kept when its shape and integer values meet
             // ``defaultCSVLabelColumn(path:)``'s rule; otherwise the file is probed first.
@@ -94,6 +97,7 @@ public struct PreparedData {
     /// decides labels only: the data kind of such a file is still a vector unless the file is
     /// known (``KnownDataSets``) or `--shape` is given.
     public static func defaultCSVLabelColumn(path: String) throws -> ColumnSelector? {
+        if let named = try CSVReader.namedLabelColumn(path: path) { return named }
         let probe = try CSVReader.read(path: path, options: CSVOptions(delimiter: CSVOptions.delimiter(forPath: path), labelColumn: nil, clean: .drop))
         let cols: Int = probe.values.rank == 2 ? probe.values.shape[1] : 0
         let pixels: Int = Swift.max(cols - 1, 0)
