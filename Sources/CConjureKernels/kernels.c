@@ -1,6 +1,8 @@
 #include "conjure_kernels.h"
 #include <math.h>
 
+// Longer than 400 lines on purpose: the vectorised kernels share their AVX-512/AVX2/baseline dispatch and helpers.
+
 // Compiled for AVX-512, AVX2 and baseline x86-64; the loader picks the best at run time.
 #if defined(__x86_64__) && defined(__clang__)
 #define CONJURE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))

@@ -1,5 +1,7 @@
 import Foundation
 
+// Longer than 400 lines on purpose: format detection, loading options, cleaning, labels and the held-out split are the one public entry point of every reader.
+
 /// Options for ``Dataset/load(path:options:)``.
 public struct DatasetOptions: Sendable, Equatable {
     /// The file format, or `nil` to detect it (see ``Dataset/detectFormat(path:)``).

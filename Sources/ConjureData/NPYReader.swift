@@ -1,5 +1,7 @@
 import Foundation
 
+// Longer than 400 lines on purpose: the .npy header grammar, every dtype's conversion and the IDX reader share the dtype table and one set of size checks.
+
 /// The element type a data file stored its values in, before conversion to Float32.
 ///
 /// It decides the default normalisation range (see ``NormalizationStats/fit(_:data:dtype:range:)``):

@@ -1,5 +1,7 @@
 import Foundation
 
+// Longer than 400 lines on purpose: the safetensors reader and writer share the header grammar, dtype table and bounds checks; split apart, each would re-derive them.
+
 /// The element types of a safetensors file that Conjure reads.
 ///
 /// Names and sizes are those of the safetensors format (`Dtype` in huggingface/safetensors).

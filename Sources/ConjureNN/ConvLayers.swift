@@ -1,5 +1,7 @@
 import Foundation
 
+// Longer than 400 lines on purpose: the convolution-family layers (Conv2d, ConvTranspose2d, BatchNorm2d, spectral norm) share initialisation and the SpectralNormalizable seam.
+
 // MARK: - Initialisation shared by the convolution layers
 
 /// Draws a weight of `shape` and an optional bias of `biasCount` as `initializer` says, weight

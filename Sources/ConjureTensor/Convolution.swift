@@ -1,6 +1,8 @@
 import Foundation
 import CConjureKernels
 
+// Longer than 400 lines on purpose: im2col/col2im, the forward and both backward passes of conv2d and conv-transpose2d, and their channel helpers are one set of index conventions that must change together.
+
 // MARK: - Geometry
 
 /// The geometry of one 2-D cross-correlation, seen from the convolution's side: an *image*

@@ -4,6 +4,8 @@ import ConjureMetrics
 import ConjureModels
 import ConjureNN
 
+// Longer than 400 lines on purpose: `conjure evaluate` is one report: each metric's applicability, computation and table row sit together so they cannot drift.
+
 /// Options of `conjure evaluate`.
 public struct EvaluateOptions: Sendable {
     public var checkpoint: String
