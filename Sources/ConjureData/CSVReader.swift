@@ -192,9 +192,14 @@ public enum CSVReader {
     ///
     /// - Throws: ``DataError`` when the file cannot be read.
     public static func namedLabelColumn(path: String, delimiter: UInt8? = nil) throws -> ColumnSelector? {
-        let bytes = try Gzip.readFile(atPath: path)
-        // The first non-blank line (blank lines before a header are skipped, as the parser does).
-        let start = bytes.firstIndex(where: { $0 != 10 && $0 != 13 && $0 != 32 }) ?? bytes.count
+        // The first non-blank line (blank lines before a header are skipped, as the parser does),
+        // from the file's first 256 KiB: a header longer than that is read whole below.
+        var bytes = try Gzip.readPrefix(atPath: path, limit: 1 << 18)
+        var start = bytes.firstIndex(where: { $0 != 10 && $0 != 13 && $0 != 32 }) ?? bytes.count
+        if bytes.count == 1 << 18, bytes[start...].firstIndex(where: { $0 == 10 || $0 == 13 }) == nil {
+            bytes = try Gzip.readFile(atPath: path)
+            start = bytes.firstIndex(where: { $0 != 10 && $0 != 13 && $0 != 32 }) ?? bytes.count
+        }
         let end = bytes[start...].firstIndex(where: { $0 == 10 || $0 == 13 }) ?? bytes.count
         let head = Array(bytes[start..<end]) + [10]
         let options = CSVOptions(header: .auto, delimiter: delimiter ?? CSVOptions.delimiter(forPath: path), labelColumn: nil, clean: .drop)
@@ -202,7 +207,7 @@ public enum CSVReader {
         guard let header = table.header, header.count >= 2, labelColumnIndex(header: header) != nil else { return nil }
         var all = options
         all.labelColumnFromHeader = true
-        guard let full = try? read(bytes: bytes, file: path, options: all), let j = full.labelColumnIndex else { return nil }
+        guard let full = try? read(bytes: Gzip.readFile(atPath: path), file: path, options: all), let j = full.labelColumnIndex else { return nil }
         return .index(j)
     }
 

@@ -100,6 +100,36 @@ public enum Gzip {
         return out
     }
 
+    /// The first `limit` uncompressed bytes of a file, gzipped (by its magic) or not, for probing
+    /// a header without inflating the whole file. Corruption past what is inflated is not
+    /// noticed here (the full read reports it).
+    ///
+    /// - Throws: ``DataError`` when the file cannot be read or its start is not valid gzip data.
+    public static func readPrefix(atPath path: String, limit: Int) throws -> [UInt8] {
+        let raw = try readRawFile(atPath: path)
+        guard isGzip(raw) else { return Array(raw.prefix(limit)) }
+        var out = [UInt8](repeating: 0, count: max(limit, 1))
+        var stream = z_stream()
+        guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw DataError(file: path, problem: "cannot initialise zlib")
+        }
+        defer { inflateEnd(&stream) }
+        let produced: Int = try raw.withUnsafeBufferPointer { input in
+            try out.withUnsafeMutableBufferPointer { o in
+                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!)
+                stream.avail_in = UInt32(input.count)
+                stream.next_out = o.baseAddress!
+                stream.avail_out = UInt32(o.count)
+                let rc = inflate(&stream, Z_NO_FLUSH)
+                guard rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR else {
+                    throw DataError(file: path, problem: "corrupt gzip data at its start", hint: "the file may be damaged; re-download it")
+                }
+                return o.count - Int(stream.avail_out)
+            }
+        }
+        return Array(out.prefix(produced))
+    }
+
     /// Compresses bytes into a single-member gzip file (RFC 1952) with zlib's deflate.
     ///
     /// - Parameters:
