@@ -54,6 +54,7 @@ let package = Package(
         .target(name: "ConjureTestSupport", dependencies: ["ConjureTensor"], path: "Sources/ConjureTestSupport"),
         .testTarget(name: "ConjureTensorTests", dependencies: ["ConjureTensor", "ConjureTestSupport"]),
         .testTarget(name: "ConjureNNTests", dependencies: ["ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureTestSupport"]),
+        .testTarget(name: "ConjureOptimTests", dependencies: ["ConjureOptim", "ConjureNN", "ConjureTestSupport"]),
         .testTarget(name: "ConjureDataTests", dependencies: ["ConjureData", "ConjureTestSupport"]),
         .testTarget(name: "ConjureMetricsTests", dependencies: ["ConjureMetrics", "ConjureTestSupport"]),
         .testTarget(name: "ConjureTrainingTests", dependencies: ["ConjureTraining", "ConjureTestSupport"]),
