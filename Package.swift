@@ -1,7 +1,9 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Release builds are plain `-O` (whole-module): bounds checks and preconditions stay on, so
+// the op-and-shape checks of the house style exist in every build.
+let release: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "Conjure",
@@ -57,6 +59,7 @@ let package = Package(
         .testTarget(name: "ConjureTensorTests", dependencies: ["ConjureTensor", "ConjureTestSupport"]),
         .testTarget(name: "ConjureNNTests", dependencies: ["ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureTestSupport"]),
         .testTarget(name: "ConjureModelsTests", dependencies: ["ConjureModels", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureTestSupport"]),
+        .testTarget(name: "ConjureOptimTests", dependencies: ["ConjureOptim", "ConjureNN", "ConjureTestSupport"]),
         .testTarget(name: "ConjureCLITests", dependencies: ["ConjureCLI", "ConjureTraining"]),
         .testTarget(name: "ConjureDataTests", dependencies: ["ConjureData", "ConjureTestSupport"]),
         .testTarget(name: "ConjureMetricsTests", dependencies: ["ConjureMetrics", "ConjureTestSupport"]),

@@ -145,6 +145,7 @@ extension Tensor {
     /// reaching a tensor by several paths); the same values as `sum + g`, split across the pool
     /// when large.
     static func accumulated(_ sum: Tensor, _ g: Tensor) -> Tensor {
+        precondition(sum.count == g.count, "accumulated: gradient \(g.shape) added to gradient \(sum.shape)")
         var total = sum
         let n = total.count
         if n == 0 { return total }

@@ -52,19 +52,28 @@ extension Tensor {
         var xhat = [Float](repeating: 0, count: n * f)
         var y = [Float](repeating: 0, count: n * f)
         var invStd = [Double](repeating: 0, count: f)
+        // Buffer pointers (sizes checked above and by construction: p, xhat, y hold n * f,
+        // the rest f) keep bounds checks out of the per-element loops.
         x.scalars.withUnsafeBufferPointer { p in
-            for i in 0..<n { for j in 0..<f { mean[j] += Double(p[i * f + j]) } }
+        weight.scalars.withUnsafeBufferPointer { weight in
+        bias.scalars.withUnsafeBufferPointer { bias in
+        mean.withUnsafeMutableBufferPointer { mean in
+        variance.withUnsafeMutableBufferPointer { variance in
+        invStd.withUnsafeMutableBufferPointer { invStd in
+        xhat.withUnsafeMutableBufferPointer { xhat in
+        y.withUnsafeMutableBufferPointer { y in
+            for i in 0..<n { for j in 0..<f { mean[j] += Double(p[i &* f &+ j]) } }
             for j in 0..<f { mean[j] /= Double(n) }
-            for i in 0..<n { for j in 0..<f { let d = Double(p[i * f + j]) - mean[j]; variance[j] += d * d } }
+            for i in 0..<n { for j in 0..<f { let d = Double(p[i &* f &+ j]) - mean[j]; variance[j] += d * d } }
             for j in 0..<f { variance[j] /= Double(n); invStd[j] = 1 / (variance[j] + Double(eps)).squareRoot() }
             for i in 0..<n {
                 for j in 0..<f {
-                    let h = (Double(p[i * f + j]) - mean[j]) * invStd[j]
-                    xhat[i * f + j] = Float(h)
-                    y[i * f + j] = Float(h * Double(weight.scalars[j]) + Double(bias.scalars[j]))
+                    let h = (Double(p[i &* f &+ j]) - mean[j]) * invStd[j]
+                    xhat[i &* f &+ j] = Float(h)
+                    y[i &* f &+ j] = Float(h * Double(weight[j]) + Double(bias[j]))
                 }
             }
-        }
+        } } } } } } } }
         let xhatConst = Tensor(shape: [n, f], scalars: xhat)
         let out = record(shape: [n, f], scalars: y, inputs: [x, weight, bias]) { g, t in
             if GradMode.enabled {
@@ -79,21 +88,29 @@ extension Tensor {
             }
             var dx = [Float](repeating: 0, count: n * f)
             var dw = [Double](repeating: 0, count: f), db = [Double](repeating: 0, count: f)
+            precondition(g.shape == [n, f], "batchNormTraining backward: gradient \(g.shape) for output [\(n), \(f)]")
+            let needsDx = t[0].node != nil
             g.scalars.withUnsafeBufferPointer { gp in
+            t[1].scalars.withUnsafeBufferPointer { weight in
+            xhat.withUnsafeBufferPointer { xhat in
+            invStd.withUnsafeBufferPointer { invStd in
+            dw.withUnsafeMutableBufferPointer { dw in
+            db.withUnsafeMutableBufferPointer { db in
+            dx.withUnsafeMutableBufferPointer { dx in
                 for i in 0..<n { for j in 0..<f {
-                    let gv = Double(gp[i * f + j])
+                    let gv = Double(gp[i &* f &+ j])
                     db[j] += gv
-                    dw[j] += gv * Double(xhat[i * f + j])
+                    dw[j] += gv * Double(xhat[i &* f &+ j])
                 } }
-                if t[0].node != nil {
+                if needsDx {
                     for i in 0..<n { for j in 0..<f {
-                        let w = Double(t[1].scalars[j])
-                        let gv = Double(gp[i * f + j]) * w
-                        let v = (gv - db[j] * w / Double(n) - Double(xhat[i * f + j]) * dw[j] * w / Double(n)) * invStd[j]
-                        dx[i * f + j] = Float(v)
+                        let w = Double(weight[j])
+                        let gv = Double(gp[i &* f &+ j]) * w
+                        let v = (gv - db[j] * w / Double(n) - Double(xhat[i &* f &+ j]) * dw[j] * w / Double(n)) * invStd[j]
+                        dx[i &* f &+ j] = Float(v)
                     } }
                 }
-            }
+            } } } } } } }
             _ = xhatConst
             return [t[0].node == nil ? nil : Tensor(shape: [n, f], scalars: dx),
                     Tensor(shape: [f], scalars: dw.map { Float($0) }), Tensor(shape: [f], scalars: db.map { Float($0) })]

@@ -116,8 +116,10 @@ extension Tensor {
     public static func randomUniform(_ shape: [Int], low: Float = 0, high: Float = 1,
                                      using rng: inout RandomGenerator) -> Tensor {
         let n = shape.reduce(1, *)
-        var out = [Float](repeating: 0, count: n)
-        for i in 0..<n { out[i] = low + (high - low) * rng.nextUniform() }
+        let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            for i in 0..<n { buf[i] = low + (high - low) * rng.nextUniform() }
+            initialised = n
+        }
         return Tensor(shape: shape, scalars: out)
     }
 }

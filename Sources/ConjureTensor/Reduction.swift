@@ -31,10 +31,16 @@ extension Tensor {
                     let (p0, o0) = (p.baseAddress, o.baseAddress)
                     // Column ranges: each column's sum keeps its row order, so any split gives the
                     // same values (a bias gradient over a large batch is split across the pool).
+                    // Unwrapped pointers and a wrapping counter leave the inner loop free of
+                    // checks, so the compiler vectorises it (bounds: cols is within 0..<inner).
                     func columns(_ cols: Range<Int>) {
-                        for i in 0..<outer {
-                            let row = p0! + i * inner
-                            for j in cols { o0![j] += Double(row[j]) }
+                        guard let p0, let o0 else { return }
+                        let (lo, hi) = (cols.lowerBound, cols.upperBound)
+                        var row = p0
+                        for _ in 0..<outer {
+                            var j = lo
+                            while j < hi { o0[j] += Double(row[j]); j &+= 1 }
+                            row += inner
                         }
                     }
                     if inner == 1 {
