@@ -5,9 +5,10 @@ import CConjureKernels
 
 /// `C = alpha * op(A) * op(B) + beta * C` with row-major operands (`cblas_sgemm`).
 ///
-/// Products of at least ``Parallel/gemmSplitFLOPs`` are split into row blocks of `C` (or column
-/// blocks when `C` is wider than tall) computed concurrently by ``Parallel``'s threads; every
-/// element's accumulation is unchanged by the split.
+/// Products of at least ``Parallel/gemmSplitFLOPs`` are computed as blocks of `C` whose
+/// boundaries depend on the shape only (``productBlocks(m:n:k:)``, ``smallKernelBlocks(transposeA:transposeB:m:n:k:)``),
+/// each one OpenBLAS call; the pool's threads only decide who computes which block, so the
+/// result is bit-identical for any thread count.
 ///
 /// - Parameters: `m, n, k` are the extents of `op(A)` `[m, k]` and `op(B)` `[k, n]`.
 @inline(__always)
@@ -24,6 +25,12 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
 /// every one of its `m` rows and then accumulated into (`beta` must be 1): a linear layer's bias
 /// as the product's initial value. Each thread sets the block of `C` it computes, just before
 /// computing it.
+///
+/// The same shape always gives the same blocks and the same OpenBLAS calls, whatever
+/// ``Parallel/threads`` is: OpenBLAS's value for an element depends on where the element sits
+/// in its call (its edge micro-kernels and k-blocking accumulate in other orders; measured on
+/// the Haswell and Cooperlake kernels of OpenBLAS 0.3.21), not on the operands' addresses, so
+/// fixing the calls by shape fixes the bits.
 @inline(__always)
 public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -31,13 +38,13 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
                   broadcasting row: UnsafePointer<Float>? = nil) {
     precondition(row == nil || beta == 1, "sgemm: a broadcast row needs beta = 1")
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
-    let threads = Parallel.threads
     /// Sets rows `rows` and columns `columns` of `C` to the broadcast row.
     @inline(__always) func initialise(_ rows: Range<Int>, _ columns: Range<Int>) {
         guard let row else { return }
         for i in rows { (c + i * ldc + columns.lowerBound).update(from: row + columns.lowerBound, count: columns.count) }
     }
-    /// `body` over row ranges of `C`, split across the pool from 2 · 16K elements.
+    /// `body` over row ranges of `C`, split across the pool from 2 · 16K elements (element-wise
+    /// work: any split gives the same values).
     @inline(__always) func forRowRanges(_ body: (Range<Int>) -> Void) {
         if Tensor.splitsAcrossPool(m * n) && m >= 2 {
             Parallel.forRanges(m, minimum: max(1, Tensor.mapSplitCount / max(1, n)), alignment: 1, body)
@@ -49,28 +56,17 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         initialise(0..<m, 0..<n)
         return
     }
-    /// Rows (or columns) `lo..<lo+len` of `C` as one OpenBLAS call.
-    @inline(__always) func block(alongRows: Bool, _ lo: Int, _ len: Int) {
-        if alongRows {
-            cblas_sgemm(CblasRowMajor, ta, tb, blasint(len), blasint(n), blasint(k), alpha,
-                        a + (transposeA ? lo : lo * lda), blasint(lda), b, blasint(ldb), beta, c + lo * ldc, blasint(ldc))
-        } else {
-            cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(len), blasint(k), alpha,
-                        a, blasint(lda), b + (transposeB ? lo * ldb : lo), blasint(ldb), beta, c + lo, blasint(ldc))
-        }
-    }
     if k == 1 && !transposeB && alpha == 1 && beta == 0 {
         // An outer product (a linear layer with one output, backward): each element is one
-        // rounded product, OpenBLAS's NN/TN value, without its call and packing; rows split
-        // across the pool from 2 · 16K elements.
+        // product rounded once (`fmaf(a, b, 0)`), Conjure's kernel instead of an OpenBLAS call and
+        // its packing; rows split across the pool from 2 · 16K elements.
         let aStride = transposeA ? 1 : lda
         forRowRanges { r in conjure_outer_rows(a, aStride, b, c, ldc, n, r.lowerBound, r.upperBound) }
         return
     }
     if let tile = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
         // Tiles of `tile.rows` x `tile.columns` of C, each a product OpenBLAS runs on its
-        // small-matrix kernel (no packing); the tiles depend on the shape only, so any thread
-        // count gives the same bits.
+        // small-matrix kernel (no packing).
         let across = (n + tile.columns - 1) / tile.columns
         let count = (m + tile.rows - 1) / tile.rows * across
         @inline(__always) func run(_ i: Int) {
@@ -80,7 +76,7 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
                         a + (transposeA ? r0 : r0 * lda), blasint(lda), b + (transposeB ? c0 * ldb : c0), blasint(ldb),
                         beta, c + r0 * ldc + c0, blasint(ldc))
         }
-        if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
+        if Parallel.threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
             // The broadcast row in whole rows first (tiles this narrow fill slowly), then one
             // task per tile, taken by whichever thread is free.
             if row != nil { forRowRanges { r in initialise(r, 0..<n) } }
@@ -91,48 +87,99 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         }
         return
     }
-    if threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs && max(m, n) >= 32 {
-        let alongRows = m >= n
-        let extent = alongRows ? m : n
-        // Equal blocks in multiples of 8 rows/columns (784 columns: 392 + 392); every block must
-        // stay above OpenBLAS's small-matrix limit (its SkylakeX-family kernels take products
-        // of at most 1e6 multiply-adds by another path with another accumulation order), so a
-        // split result equals the unsplit one.
-        var parts = min(threads, extent / 16)
-        var per = 0
-        while parts > 1 {
-            per = ((extent + parts - 1) / parts + 7) / 8 * 8
-            let smallest = extent - (parts - 1) * per
-            if smallest > 0 && Double(smallest) * Double(alongRows ? n : m) * Double(k) > 1e6 { break }
-            parts -= 1
-        }
-        if parts > 1 {
-            Parallel.forEach((extent + per - 1) / per) { i in
-                let lo = i * per, len = min(extent, lo + per) - lo
-                if alongRows { initialise(lo..<lo + len, 0..<n) } else { initialise(0..<m, lo..<lo + len) }
-                block(alongRows: alongRows, lo, len)
-            }
-            return
+    let blocks = productBlocks(m: m, n: n, k: k)
+    // Block `i` of C: rows (or columns) `blocks.bounds(i)`, one OpenBLAS call; one thread runs
+    // them in order, more threads take them as they come free.
+    Parallel.forEach(blocks.count) { i in
+        let r = blocks.bounds(i)
+        if blocks.alongRows {
+            initialise(r, 0..<n)
+            cblas_sgemm(CblasRowMajor, ta, tb, blasint(r.count), blasint(n), blasint(k), alpha,
+                        a + (transposeA ? r.lowerBound : r.lowerBound * lda), blasint(lda), b, blasint(ldb),
+                        beta, c + r.lowerBound * ldc, blasint(ldc))
+        } else {
+            initialise(0..<m, r)
+            cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(r.count), blasint(k), alpha,
+                        a, blasint(lda), b + (transposeB ? r.lowerBound * ldb : r.lowerBound), blasint(ldb),
+                        beta, c + r.lowerBound, blasint(ldc))
         }
     }
-    initialise(0..<m, 0..<n)
-    cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda),
-                b, blasint(ldb), beta, c, blasint(ldc))
+}
+
+/// The blocks ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:broadcasting:)``
+/// cuts `C` `[m, n]` into when no small-matrix tiling applies: consecutive row blocks (column
+/// blocks when `C` is wider than tall), each one OpenBLAS call.
+///
+/// A function of the shape and ``Parallel/gemmSplitFLOPs`` only, never of the thread count:
+/// products below `gemmSplitFLOPs` (2·m·n·k) or with fewer than 64 rows and columns are one
+/// block; larger ones `P` blocks, the largest power of two at most 8 (the pool's default
+/// maximum thread count), `extent / 32` and `2 · FLOPs / gemmSplitFLOPs`, so every block keeps
+/// about 32 rows or columns (at least 24) and half of `gemmSplitFLOPs`. Boundaries are
+/// `i · extent / P` rounded to a multiple of 8, so any thread count dividing `P` gets nearly
+/// equal shares. At one thread the blocks cost 0.5-1% more instructions than one call at most
+/// (callgrind, the gan preset's shapes on the Haswell kernel).
+@inline(__always)
+func productBlocks(m: Int, n: Int, k: Int) -> ProductBlocks {
+    let alongRows = m >= n
+    let extent = alongRows ? m : n
+    let flops = 2 * m * n * k
+    var parts = 1
+    if flops >= Parallel.gemmSplitFLOPs && extent >= 64 {
+        let limit = min(8, extent / 32, 2 * flops / max(1, Parallel.gemmSplitFLOPs))
+        while parts * 2 <= limit { parts *= 2 }
+    }
+    return ProductBlocks(alongRows: alongRows, extent: extent, count: parts)
+}
+
+/// Consecutive blocks of one extent of `C` (see ``productBlocks(m:n:k:)``).
+struct ProductBlocks {
+    /// Whether the blocks are row blocks (else column blocks).
+    let alongRows: Bool
+    /// The rows (or columns) of `C` that the blocks cover.
+    let extent: Int
+    /// How many blocks.
+    let count: Int
+
+    /// Block `i`'s rows (or columns): from `i · extent / count` rounded to a multiple of 8 to
+    /// the next block's start (the last ends at `extent`).
+    @inline(__always)
+    func bounds(_ i: Int) -> Range<Int> {
+        @inline(__always) func start(_ j: Int) -> Int { j == count ? extent : (j * extent / count + 4) / 8 * 8 }
+        return start(i)..<start(i + 1)
+    }
+}
+
+/// What Conjure knows of the loaded OpenBLAS's kernels.
+enum OpenBLASKernels {
+    /// Whether products are cut into small-matrix tiles (``smallKernelBlocks(transposeA:transposeB:m:n:k:smallMatrixKernels:)``):
+    /// true when the loaded OpenBLAS runs products of at most 1e6 multiply-adds on its
+    /// small-matrix kernels (no packing), as its SkylakeX-family cores (SkylakeX, Cooperlake,
+    /// SapphireRapids) do in 0.3.21. Other cores (Haswell, Zen, ...) pack every call, so small
+    /// tiles only cost there. Read once from `openblas_get_corename()`, which follows
+    /// `OPENBLAS_CORETYPE`; tests set it to run the tiles on any core.
+    nonisolated(unsafe) static var smallMatrixTiles: Bool = {
+        guard let name = openblas_get_corename() else { return false }
+        return ["skylakex", "cooperlake", "sapphirerapids"].contains(String(cString: name).lowercased())
+    }()
 }
 
 /// Products that OpenBLAS 0.3.21 computes faster as tiles small enough for its SkylakeX-family
 /// small-matrix kernels (at most 1e6 multiply-adds, no packing of either operand) than as one
 /// call, measured on Zen 4 for the MLP shapes at batch 64-256: the tile's `(rows, columns)` of
-/// `C`, or nil for one call. Where the gain held for every measured shape only:
+/// `C`, or nil for ``productBlocks(m:n:k:)``. Always nil when `smallMatrixKernels` is false
+/// (``OpenBLASKernels/smallMatrixTiles``; on the Haswell kernel, which packs every call, the
+/// same tiles were 1.3-2.5x slower than one call). Where the
+/// gain held for every measured shape only:
 /// - `x · Wᵀ` (NT) with `k >= 256`: 16 columns of all rows for `m <= 64`, 8 for `m <= 128`,
 ///   4-33% faster; above 128 rows with `k >= 512`, 64 x 16 tiles, 5-10%.
 /// - `g · W` (NN) with `k >= 128` and `n` a multiple of 16: 4 rows, 6-20%.
 /// - `gᵀ · x` (TN) with `n >= 48`: 16 columns of all rows (the last one narrower), 5-20%.
-/// Elsewhere the small kernel was slower. Against one call the bits were the same in every
-/// shape compared with `k <= 320`; from `k = 384` (OpenBLAS splits `k` there) the tiles sum in
-/// another order, a rounding-level difference.
+/// Elsewhere the small kernel was slower. The tiles depend on the shape (and the OpenBLAS core)
+/// only, so any thread count computes the same tiles with the same calls.
 @inline(__always)
-func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> (rows: Int, columns: Int)? {
+func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                       smallMatrixKernels: Bool = OpenBLASKernels.smallMatrixTiles) -> (rows: Int, columns: Int)? {
+    if !smallMatrixKernels { return nil }
     let (dm, dn, dk) = (Double(m), Double(n), Double(k))
     if dm * dn * dk <= 1e6 { return nil }  // one call takes the small-matrix kernel already
     switch (transposeA, transposeB) {

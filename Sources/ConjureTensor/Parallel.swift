@@ -8,9 +8,10 @@ import CConjureKernels
 ///
 /// OpenBLAS is kept at one thread while the pool has more: its own threads collapse on the
 /// small GEMMs of a training step as soon as another process competes for a core, and two
-/// threading layers would oversubscribe the cores. Splitting a product into row or column
-/// blocks leaves every output element's accumulation order unchanged, so results are the same
-/// for any thread count.
+/// threading layers would oversubscribe the cores. Work is divided by the data's shape, never
+/// by the thread count (a matrix product into blocks of fixed bounds, each one OpenBLAS call; an
+/// element-wise pass computes each element the same way wherever it is cut), so results are
+/// bit-identical for any thread count.
 public enum Parallel {
     /// Sets the calling thread's thread count (1...64), itself included; OpenBLAS is set to one
     /// thread. The count is thread-local: a second training on another thread of the same
@@ -27,7 +28,9 @@ public enum Parallel {
     /// The calling thread's count (1 unless ``setThreads(_:)`` was called on this thread).
     public static var threads: Int { Int(conjure_pool_threads()) }
 
-    /// Products of at least this many FLOPs (2·m·n·k) are split across the pool.
+    /// Products of at least this many FLOPs (2·m·n·k) are computed as blocks split across the
+    /// pool (see `productBlocks(m:n:k:)`); the blocks depend on this value and the shape, so
+    /// changing it may change a product's rounding, changing the thread count never does.
     public static var gemmSplitFLOPs = 1 << 20
     /// Element-wise passes over at least this many elements are split across the pool.
     public static var elementwiseSplitCount = 1 << 16

@@ -336,7 +336,7 @@ final class TrainerTests: XCTestCase {
         defer { Parallel.gemmSplitFLOPs = gemm; Parallel.elementwiseSplitCount = elementwise; Parallel.setThreads(1) }
         Parallel.gemmSplitFLOPs = 1
         Parallel.elementwiseSplitCount = 16
-        // Layers wide enough that the products split (OpenBLAS's small products never do).
+        // Layers wide enough (64 rows or columns) that the products are cut into blocks.
         func wide(_ name: String) throws -> TrainOptions {
             try options(name, epochs: 1, generatorHidden: [128, 1024], discriminatorHidden: [1024, 128])
         }

@@ -95,8 +95,9 @@ void conjure_leaky_relu(const float *restrict x, float *restrict y, size_t n, fl
 void conjure_leaky_relu_backward(const float *restrict g, const float *restrict x, float *restrict dx, size_t n, float slope);
 
 /// Rows r0..<r1 of the outer product c[i * ldc + j] = fmaf(a[i * a_stride], b[j], 0) for j < n: a
-/// product of `k = 1` as OpenBLAS's NN and TN kernels round it (the product rounded once; an
-/// exact zero product is +0, one that underflowed keeps its sign).
+/// product of `k = 1`, the product rounded once (an exact zero product is +0, one that
+/// underflowed keeps its sign, 0 * inf is NaN). OpenBLAS 0.3.21's Cooperlake kernel gives the
+/// same bits; its Haswell kernel gives +0 for a negative product that underflows.
 void conjure_outer_rows(const float *restrict a, long a_stride, const float *restrict b, float *restrict c, long ldc,
                         long n, long r0, long r1);
 
