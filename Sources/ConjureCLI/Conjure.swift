@@ -71,6 +71,8 @@ public struct Conjure: ParsableCommand {
         }
     }
 
+    /// The root command `conjure`: its one-line abstract and the verbs `train`, `sample`,
+    /// `evaluate`, `metrics`, `data`, `classifier` and `bench`.
     public static let configuration = CommandConfiguration(
         commandName: "conjure",
         abstract: "Train, sample and evaluate generative models on your own data.",

@@ -37,6 +37,8 @@ public struct AudioFolderOptions: Sendable, Equatable {
     /// Value scaling; ``AudioNormalization/fullScale`` by default.
     public var normalization: AudioNormalization
 
+    /// Options with the defaults listed on each property (no labels, mono, longest length, the
+    /// files' own rate, full-scale values).
     public init(labels: AudioLabelSource = .none, mono: Bool = true, length: Int? = nil,
                 sampleRate: Int? = nil, normalization: AudioNormalization = .fullScale) {
         self.labels = labels

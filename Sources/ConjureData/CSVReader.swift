@@ -39,7 +39,9 @@ public enum ColumnSelector: Sendable, Equatable, Hashable, CustomStringConvertib
     /// The last column (`.index(-1)`), where MNIST CSV files keep the label.
     public static let last = ColumnSelector.index(-1)
 
+    /// A column by index: `0`, `-1` (the last).
     public init(integerLiteral value: Int) { self = .index(value) }
+    /// A column by header name: `"label"`.
     public init(stringLiteral value: String) { self = .name(value) }
 
     /// Parses a command-line spelling: an integer (`0`, `-1`), `last`, or a header name.
@@ -47,6 +49,7 @@ public enum ColumnSelector: Sendable, Equatable, Hashable, CustomStringConvertib
         if let n = Int(text) { self = .index(n) } else if text == "last" { self = .last } else { self = .name(text) }
     }
 
+    /// `index N` or `'NAME'`, as shown in error messages.
     public var description: String {
         switch self {
         case .index(let i): return "index \(i)"
@@ -72,6 +75,8 @@ public struct CSVOptions: Sendable, Equatable {
     /// does only what it is told); ``DatasetOptions`` turns it on.
     public var labelColumnFromHeader: Bool
 
+    /// Options with the defaults listed on each property (detected header, `,`, no label column,
+    /// missing values an error, no label column taken from the header).
     public init(header: CSVHeaderPolicy = .auto, delimiter: UInt8 = UInt8(ascii: ","),
                 labelColumn: ColumnSelector? = nil, clean: CleanPolicy = .error,
                 labelColumnFromHeader: Bool = false) {

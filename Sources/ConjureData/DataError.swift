@@ -12,6 +12,7 @@ public struct DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// What the user can do about it, or nil.
     public var hint: String?
 
+    /// An error about `file`, at `location` when known, with `problem` and an optional `hint`.
     public init(file: String, location: String? = nil, problem: String, hint: String? = nil) {
         self.file = file
         self.location = location
@@ -19,6 +20,7 @@ public struct DataError: Error, CustomStringConvertible, Equatable, Sendable {
         self.hint = hint
     }
 
+    /// `FILE: LOCATION: PROBLEM (HINT)`, the location and hint only when present.
     public var description: String {
         var s = file
         if let location { s += ": \(location)" }

@@ -39,6 +39,9 @@ public struct DatasetOptions: Sendable, Equatable {
     /// by default.
     public var maxImageBytes: Int
 
+    /// Options with the defaults listed on each property (format detected, no label column, header
+    /// detected, `,`/tab, missing values an error, sibling IDX labels, layout detected, no declared
+    /// range, label column from the header, PNG size bound ``PNGReader/defaultMaxDecodedBytes``).
     public init(format: Dataset.Format? = nil, labelColumn: ColumnSelector? = nil,
                 csvHeader: CSVHeaderPolicy = .auto, csvDelimiter: UInt8? = nil, clean: CleanPolicy = .error,
                 labelsPath: String? = nil, siblingLabels: Bool = true, layout: ArrayLayout? = nil,

@@ -30,6 +30,7 @@ public struct DatasetSummary: Sendable, Codable, Equatable, CustomStringConverti
     /// rule of ``NormalizationStats/fit(_:data:dtype:range:)``.
     public var normalizationRange: ClosedRange<Float>
 
+    /// The multi-line report `conjure data inspect` prints: one `name: value` line per field.
     public var description: String {
         func num(_ v: Float) -> String { v == v.rounded() && abs(v) < 1e9 ? String(Int(v)) : String(v) }
         var lines: [String] = []

@@ -8,6 +8,8 @@ import Foundation
 /// 8-bit unsigned integers (`u1`, MNIST IDX, PNG pixels) are taken to span 0...255 whatever values
 /// occur; floats and text use the range actually observed.
 public enum SourceDType: String, Sendable, Codable, CaseIterable {
+    /// The binary element types, named as NumPy's dtypes (`bool` is one byte, `float16` half
+    /// precision, ...).
     case bool, uint8, int8, uint16, int16, uint32, int32, uint64, int64, float16, float32, float64
     /// Decimal numbers written as text (CSV).
     case text

@@ -135,6 +135,7 @@ public struct NormalizationStats: Sendable, Codable, Equatable, CustomStringConv
         }
     }
 
+    /// The kind with its fitted statistics, e.g. `symmetric: [0.0, 255.0] -> [-1, 1]`.
     public var description: String {
         switch kind {
         case .none: return "none"

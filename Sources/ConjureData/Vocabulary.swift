@@ -147,6 +147,9 @@ public struct Vocabulary: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey { case format, characters, endOfSample, unknown }
 
+    /// Decodes the JSON form (`format`, `characters`, `endOfSample`, `unknown`).
+    /// - Throws: `DecodingError` for an unknown `format` tag, an entry of `characters` that is not
+    ///   one Unicode scalar, or characters not in strictly increasing scalar order.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let format = try c.decode(String.self, forKey: .format)
@@ -169,6 +172,8 @@ public struct Vocabulary: Sendable, Equatable, Codable {
                   unknownPolicy: try c.decode(UnknownCharacterPolicy.self, forKey: .unknown))
     }
 
+    /// Encodes the JSON form: the format tag ``formatTag``, the characters as one-scalar strings,
+    /// `endOfSample` and the unknown-character policy.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(Self.formatTag, forKey: .format)
@@ -197,6 +202,7 @@ public struct Vocabulary: Sendable, Equatable, Codable {
         }
     }
 
+    /// Same characters in the same order, the same end-of-sample token and unknown policy.
     public static func == (a: Vocabulary, b: Vocabulary) -> Bool {
         a.characters == b.characters && a.hasEndOfSample == b.hasEndOfSample && a.unknownPolicy == b.unknownPolicy
     }

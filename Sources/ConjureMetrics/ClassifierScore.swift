@@ -9,7 +9,9 @@ public struct ClassifierScore: Sendable, Codable, Equatable {
     public var std: Double
     /// The per-split scores.
     public var splitScores: [Double]
+    /// Number of samples scored (N).
     public var count: Int
+    /// Number of classes K of the classifier (the score's upper bound).
     public var classCount: Int
 }
 
@@ -30,6 +32,7 @@ public struct ModeCoverage: Sendable, Codable, Equatable {
     public var confidentFraction: Double?
     /// The threshold used for ``confidentFraction``.
     public var confidenceThreshold: Double?
+    /// Number of samples counted in ``histogram``.
     public var count: Int
 }
 

@@ -15,6 +15,7 @@ public struct KIDResult: Sendable, Codable, Equatable {
     public var fakeSubsetSize: Int
     /// Number of real / generated samples available.
     public var realCount: Int
+    /// Number of generated samples available.
     public var fakeCount: Int
     /// The seed of the subset draws.
     public var seed: UInt64

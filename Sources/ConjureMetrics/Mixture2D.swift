@@ -13,6 +13,7 @@ import Foundation
 ///   probability 1/2, plus Gaussian noise of standard deviation 0.05. It has no discrete modes:
 ///   a sampler only, not evaluated.
 public enum Mixture2D: String, CaseIterable, Sendable, Codable {
+    /// The three distributions described above.
     case ring8, grid25, moons
 
     /// The mode centres (empty for `moons`).

@@ -8,7 +8,9 @@ public struct PrecisionRecall: Sendable, Codable, Equatable {
     public var recall: Double
     /// The neighbourhood size `k`.
     public var k: Int
+    /// Number of real samples (feature rows) compared.
     public var realCount: Int
+    /// Number of generated samples (feature rows) compared.
     public var fakeCount: Int
 }
 
@@ -21,7 +23,9 @@ public struct DensityCoverage: Sendable, Codable, Equatable {
     public var coverage: Double
     /// The neighbourhood size `k`.
     public var k: Int
+    /// Number of real samples (feature rows) compared.
     public var realCount: Int
+    /// Number of generated samples (feature rows) compared.
     public var fakeCount: Int
 }
 

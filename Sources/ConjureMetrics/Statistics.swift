@@ -23,13 +23,16 @@ public struct MetricError: Error, CustomStringConvertible, LocalizedError, Equat
     /// How to fix it, when there is something to say.
     public var hint: String?
 
+    /// An error for `metric` with `problem` and an optional `hint`.
     public init(metric: String, problem: String, hint: String? = nil) {
         self.metric = metric
         self.problem = problem
         self.hint = hint
     }
 
+    /// `METRIC: PROBLEM; HINT`, the hint only when present.
     public var description: String { "\(metric): \(problem)" + (hint.map { "; \($0)" } ?? "") }
+    /// The ``description`` (for `localizedDescription`).
     public var errorDescription: String? { description }
 }
 
@@ -134,6 +137,7 @@ public struct GaussianStatsAccumulator: Sendable {
     private var crossProducts: [Double] = []  // upper triangle valid
     private let metric: String
 
+    /// An empty accumulator; `metric` names the metric in its errors (default `"FID"`).
     public init(metric: String = "FID") { self.metric = metric }
 
     /// Adds a batch of feature vectors.

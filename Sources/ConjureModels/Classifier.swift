@@ -8,10 +8,16 @@ import ConjureData
 ///
 /// State-dict names: `classifier.0.weight` `[512, D]`, ..., `classifier.4.bias` `[K]`.
 public final class Classifier {
+    /// The layers: Linear, ReLU per hidden width, then the final Linear to `classes` logits
+    /// (`state_dict` prefix `classifier.` where saved).
     public let net: Sequential
+    /// Flattened input size D (784 for 28x28 MNIST).
     public let inputDim: Int
+    /// Number of classes K, the width of the logits.
     public let classes: Int
 
+    /// A classifier `inputDim -> hidden... -> classes` with ReLU between layers, weights drawn from
+    /// `rng` in PyTorch's default initialisation. Precondition: `inputDim > 0`, `classes ≥ 2`.
     public init(inputDim: Int, classes: Int, hidden: [Int] = [512, 256], rng: inout RandomGenerator) {
         precondition(inputDim > 0 && classes > 1, "Classifier: need inputDim > 0 and at least 2 classes")
         var layers: [any Layer] = []

@@ -12,14 +12,21 @@ import Foundation
 /// - Initialisation (PyTorch's): `in_proj_weight` Xavier-uniform, `out_proj.weight`
 ///   `U(-1/sqrt(embedDim), 1/sqrt(embedDim))`, both biases zero.
 public final class MultiheadSelfAttention: Layer {
+    /// Width E of each position's vector, input and output (`embed_dim`).
     public let embedDim: Int
+    /// Number of attention heads H; each head works on `embedDim / numHeads` features.
     public let numHeads: Int
     /// Whether ``callAsFunction(_:)`` applies the causal mask (position i attends to j ≤ i).
     public var causal: Bool
+    /// The stacked query, key and value projections `[3 embedDim, embedDim]` (`in_proj_weight`).
     public let inProjWeight: Parameter
+    /// The stacked q, k, v biases `[3 embedDim]` (`in_proj_bias`), starting at zeros.
     public let inProjBias: Parameter
+    /// The output projection `[embedDim, embedDim]` (`out_proj.weight`).
     public let outProjWeight: Parameter
+    /// The output projection's bias `[embedDim]` (`out_proj.bias`), starting at zeros.
     public let outProjBias: Parameter
+    /// Unused (no dropout, so no mode-dependent behaviour).
     public var isTraining = true
 
     /// - Precondition: `numHeads` divides `embedDim`, both positive.
@@ -74,6 +81,7 @@ public final class MultiheadSelfAttention: Layer {
         return Tensor.linear(merged, weight: outProjWeight.value, bias: outProjBias.value).reshaped([b, t, e])
     }
 
+    /// `in_proj_weight`, `in_proj_bias`, `out_proj.weight`, `out_proj.bias` (PyTorch's order).
     public var namedParameters: [(String, Parameter)] {
         [("in_proj_weight", inProjWeight), ("in_proj_bias", inProjBias),
          ("out_proj.weight", outProjWeight), ("out_proj.bias", outProjBias)]

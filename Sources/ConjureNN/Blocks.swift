@@ -7,11 +7,17 @@
 ///
 /// - Shapes: input and output `[N, numChannels, ...]`; `weight`, `bias` `[numChannels]`.
 public final class GroupNorm: Layer {
+    /// Number of channel groups normalised together; divides `numChannels`.
     public let numGroups: Int
+    /// Number of channels `C` of the input `[N, C, ...]`.
     public let numChannels: Int
+    /// Added to each group's variance before the square root (default 1e-5, as PyTorch).
     public let eps: Float
+    /// The per-channel scale `[numChannels]`, starting at ones; `nil` without affine.
     public let weight: Parameter?
+    /// The per-channel shift `[numChannels]`, starting at zeros; `nil` without affine.
     public let bias: Parameter?
+    /// Unused (the same in training and evaluation).
     public var isTraining = true
 
     /// - Precondition: `numGroups` divides `numChannels`, both positive.
@@ -25,11 +31,14 @@ public final class GroupNorm: Layer {
         bias = affine ? Parameter(.zeros([numChannels])) : nil
     }
 
+    /// Normalises each group of `numChannels / numGroups` channels of each sample over its channels
+    /// and spatial positions, then applies the affine map: `[N, numChannels, ...]` → same shape.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] == numChannels, "GroupNorm: input \(x.shape) ([N, C, ...]) for \(numChannels) channels")
         return Tensor.groupNorm(x, groups: numGroups, weight: weight?.value, bias: bias?.value, eps: eps)
     }
 
+    /// `weight`, then `bias` (none without affine).
     public var namedParameters: [(String, Parameter)] {
         if let weight, let bias { return [("weight", weight), ("bias", bias)] }
         return []
@@ -40,8 +49,11 @@ public final class GroupNorm: Layer {
 ///
 /// - Shapes: any; output like input.
 public final class SiLU: Layer {
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
+    /// A SiLU layer (no parameters).
     public init() {}
+    /// `x · sigmoid(x)` elementwise; output like `x`.
     public func callAsFunction(_ x: Tensor) -> Tensor { x.silu() }
 }
 
@@ -49,9 +61,13 @@ public final class SiLU: Layer {
 ///
 /// - Shapes: any; output like input.
 public final class GELU: Layer {
+    /// Exact (`.none`, with erf) or the tanh approximation (PyTorch's `approximate="tanh"`).
     public let approximation: GELUApproximation
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
+    /// A GELU layer; `approximation` defaults to the exact form, as PyTorch.
     public init(approximation: GELUApproximation = .none) { self.approximation = approximation }
+    /// GELU of `x` elementwise; output like `x`.
     public func callAsFunction(_ x: Tensor) -> Tensor { x.gelu(approximation: approximation) }
 }
 
@@ -60,12 +76,16 @@ public final class GELU: Layer {
 ///
 /// - Shapes: `[N, C, H, W]` → `[N, C, scale·H, scale·W]`.
 public final class UpsampleNearest2d: Layer {
+    /// The integer factor applied to height and width (default 2).
     public let scale: Int
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
+    /// Upsampling by `scale` ≥ 1 along both spatial axes.
     public init(scale: Int = 2) {
         precondition(scale >= 1, "UpsampleNearest2d: scale \(scale) must be ≥ 1")
         self.scale = scale
     }
+    /// Each pixel of `x` `[N, C, H, W]` repeated in a `scale × scale` block: `[N, C, scale·H, scale·W]`.
     public func callAsFunction(_ x: Tensor) -> Tensor { x.upsampleNearest2d(scale: scale) }
 }
 
@@ -77,12 +97,19 @@ public final class UpsampleNearest2d: Layer {
 /// - Initialisation: PyTorch's default `U(-1/sqrt(fanIn), 1/sqrt(fanIn))`, `fanIn = inChannels ·
 ///   kernelSize`, or as `initializer` says.
 public final class Conv1d: Layer {
+    /// The kernel `[outChannels, inChannels, kernelSize]` (`state_dict` name `weight`).
     public let weight: Parameter
+    /// The per-output-channel bias `[outChannels]`, or `nil` when built with `bias: false`.
     public let bias: Parameter?
+    /// Step between kernel positions, in samples (default 1).
     public let stride: Int
+    /// Zeros added at each end of the length axis, in samples (default 0).
     public let padding: Int
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
 
+    /// A convolution of width `kernelSize` from `inChannels` to `outChannels` channels, parameters
+    /// drawn from `rng` as `initializer` says. Precondition: sizes positive, `padding ≥ 0`.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 bias: Bool = true, initializer: Initializer = .pytorchDefault, rng: inout RandomGenerator) {
         precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0,
@@ -94,10 +121,12 @@ public final class Conv1d: Layer {
         self.padding = padding
     }
 
+    /// The convolution of `x` `[N, inChannels, L]`: `[N, outChannels, Lo]`.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         Tensor.conv1d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding)
     }
 
+    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
     public var namedParameters: [(String, Parameter)] {
         bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
     }
@@ -112,13 +141,22 @@ public final class Conv1d: Layer {
 /// - Initialisation: PyTorch's default `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` with PyTorch's
 ///   `fanIn = outChannels · kernelSize` (from `weight.size(1)`), or as `initializer` says.
 public final class ConvTranspose1d: Layer {
+    /// The kernel `[inChannels, outChannels, kernelSize]` (PyTorch's transposed layout).
     public let weight: Parameter
+    /// The per-output-channel bias `[outChannels]`, or `nil` when built with `bias: false`.
     public let bias: Parameter?
+    /// Upsampling factor: the step, in output samples, between the kernel's placements (default 1).
     public let stride: Int
+    /// Samples removed from each end of the output (PyTorch's `padding`, default 0).
     public let padding: Int
+    /// Extra samples added at the end of the output, in `0..<stride` (default 0).
     public let outputPadding: Int
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
 
+    /// A transposed convolution of width `kernelSize` from `inChannels` to `outChannels` channels,
+    /// parameters drawn from `rng` as `initializer` says. Precondition: sizes positive,
+    /// `padding ≥ 0`, `0 ≤ outputPadding < stride`.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 outputPadding: Int = 0, bias: Bool = true, initializer: Initializer = .pytorchDefault,
                 rng: inout RandomGenerator) {
@@ -133,11 +171,13 @@ public final class ConvTranspose1d: Layer {
         self.outputPadding = outputPadding
     }
 
+    /// The transposed convolution of `x` `[N, inChannels, L]`: `[N, outChannels, Lo]`.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         Tensor.convTranspose1d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
                                outputPadding: outputPadding)
     }
 
+    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
     public var namedParameters: [(String, Parameter)] {
         bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
     }

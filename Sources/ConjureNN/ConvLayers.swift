@@ -35,12 +35,20 @@ func convInitialParameters(weightShape: [Int], fanIn: Int, fanOut: Int, biasCoun
 /// - Initialisation: PyTorch's default, `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` for weight and bias
 ///   with `fanIn = inChannels * kernelSize²` (kaiming_uniform with a = sqrt(5)).
 public final class Conv2d: Layer {
+    /// The kernel `[outChannels, inChannels, kernelSize, kernelSize]` (`state_dict` name `weight`).
     public let weight: Parameter
+    /// The per-output-channel bias `[outChannels]`, or `nil` when built with `bias: false`.
     public let bias: Parameter?
+    /// Step between kernel positions, in pixels, along both spatial axes (default 1).
     public let stride: Int
+    /// Zero padding added on each side of both spatial axes, in pixels (default 0).
     public let padding: Int
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
 
+    /// A square `kernelSize × kernelSize` convolution from `inChannels` to `outChannels` channels.
+    /// Parameters are drawn from `rng` as `initializer` says (weight first, then bias).
+    /// Precondition: every size positive, `padding ≥ 0`.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 bias: Bool = true, initializer: Initializer = .pytorchDefault, rng: inout RandomGenerator) {
         precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0,
@@ -53,6 +61,7 @@ public final class Conv2d: Layer {
         self.padding = padding
     }
 
+    /// The convolution of `x` `[N, inChannels, H, W]`: `[N, outChannels, Ho, Wo]`.
     public func callAsFunction(_ x: Tensor) -> Tensor { applying(x, weight: weight.value) }
 
     /// The convolution with `weight` in place of the layer's own (used by ``SpectralNorm``).
@@ -60,6 +69,7 @@ public final class Conv2d: Layer {
         Tensor.conv2d(x, weight: weight, bias: bias?.value, stride: stride, padding: padding)
     }
 
+    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
     public var namedParameters: [(String, Parameter)] {
         bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
     }
@@ -73,13 +83,22 @@ public final class Conv2d: Layer {
 /// - Initialisation: PyTorch's default, `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` for weight and bias
 ///   where PyTorch computes `fanIn` from `weight.size(1)`: `fanIn = outChannels * kernelSize²`.
 public final class ConvTranspose2d: Layer {
+    /// The kernel `[inChannels, outChannels, kernelSize, kernelSize]` (PyTorch's transposed layout).
     public let weight: Parameter
+    /// The per-output-channel bias `[outChannels]`, or `nil` when built with `bias: false`.
     public let bias: Parameter?
+    /// Upsampling factor: the step, in output pixels, between the kernel's placements (default 1).
     public let stride: Int
+    /// Pixels removed from each side of both output spatial axes (PyTorch's `padding`, default 0).
     public let padding: Int
+    /// Extra pixels added to one side (bottom/right) of the output, in `0..<stride` (default 0).
     public let outputPadding: Int
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
 
+    /// A square `kernelSize × kernelSize` transposed convolution from `inChannels` to `outChannels`
+    /// channels. Parameters are drawn from `rng` as `initializer` says (weight first, then bias).
+    /// Precondition: every size positive, `padding ≥ 0`, `0 ≤ outputPadding < stride`.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 outputPadding: Int = 0, bias: Bool = true, initializer: Initializer = .pytorchDefault,
                 rng: inout RandomGenerator) {
@@ -95,6 +114,7 @@ public final class ConvTranspose2d: Layer {
         self.outputPadding = outputPadding
     }
 
+    /// The transposed convolution of `x` `[N, inChannels, H, W]`: `[N, outChannels, Ho, Wo]`.
     public func callAsFunction(_ x: Tensor) -> Tensor { applying(x, weight: weight.value) }
 
     /// The transposed convolution with `weight` in place of the layer's own.
@@ -103,6 +123,7 @@ public final class ConvTranspose2d: Layer {
                                outputPadding: outputPadding)
     }
 
+    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
     public var namedParameters: [(String, Parameter)] {
         bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
     }
@@ -120,10 +141,14 @@ public final class ConvTranspose2d: Layer {
 /// - Shapes: input and output `[N, C, H, W]`; `weight`, `bias`, `running_mean`, `running_var`
 ///   `[C]`; `num_batches_tracked` a scalar.
 public final class BatchNorm2d: BatchNormBase, Layer {
+    /// Batch normalisation of `channels` channels: `weight` ones, `bias` zeros, running mean 0 and
+    /// variance 1. `eps` is added to the variance; `momentum` is the running-statistics update factor.
     public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
         super.init(features: channels, eps: eps, momentum: momentum, layer: "BatchNorm2d")
     }
 
+    /// Normalises `x` `[N, C, H, W]` per channel (batch statistics in training, running ones in
+    /// evaluation); output `[N, C, H, W]`. Training needs `N·H·W > 1`.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let c = weight.shape[0]
         precondition(x.rank == 4 && x.shape[1] == c, "BatchNorm2d: input \(x.shape) ([N, C, H, W]) for \(c) channels")
@@ -144,7 +169,9 @@ public final class BatchNorm2d: BatchNormBase, Layer {
 
 /// A layer whose `weight` can be spectrally normalised: it can run with a replacement weight.
 public protocol SpectralNormalizable: Layer {
+    /// The weight to normalise (`weight_orig` once wrapped by ``SpectralNorm``).
     var weight: Parameter { get }
+    /// The layer's bias, if any; it is not normalised.
     var bias: Parameter? { get }
     /// The axis of `weight` that becomes the rows of the matrix whose largest singular value is
     /// normalised (PyTorch: 0, except 1 for transposed convolutions).
@@ -154,13 +181,17 @@ public protocol SpectralNormalizable: Layer {
 }
 
 extension Linear: SpectralNormalizable {
+    /// 0: `weight` `[out, in]` already has the output features as rows.
     public var spectralNormAxis: Int { 0 }
+    /// `x Wᵀ + b` with `weight` in place of the layer's own: `[N, in]` → `[N, out]`.
     public func applying(_ x: Tensor, weight: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias?.value) }
 }
 extension Conv2d: SpectralNormalizable {
+    /// 0: the output channels of `weight` `[out, in, k, k]`.
     public var spectralNormAxis: Int { 0 }
 }
 extension ConvTranspose2d: SpectralNormalizable {
+    /// 1: the output channels of `weight` `[in, out, k, k]` (as PyTorch's `spectral_norm` does).
     public var spectralNormAxis: Int { 1 }
 }
 
@@ -176,15 +207,21 @@ extension ConvTranspose2d: SpectralNormalizable {
 ///   `weight_u` `[rows]`, `weight_v` `[cols]`.
 /// - Shapes: those of the wrapped layer.
 public final class SpectralNorm<Wrapped: SpectralNormalizable>: Layer {
+    /// The wrapped layer; its `weight` holds `weight_orig` and its bias is used unchanged.
     public let layer: Wrapped
     /// The unnormalised weight (`weight_orig`); the same parameter as `layer.weight`.
     public var weightOrig: Parameter { layer.weight }
+    /// The left singular vector estimate `[rows]` (`weight_u`), updated by each training forward.
     public let u: Buffer
+    /// The right singular vector estimate `[cols]` (`weight_v`), updated by each training forward.
     public let v: Buffer
+    /// Power iterations per training forward (default 1, as PyTorch).
     public let powerIterations: Int
+    /// Lower bound of the norm when normalising u and v (default 1e-12, as PyTorch).
     public let eps: Float
     /// σ from the last forward (no history).
     public private(set) var lastSigma: Float = .nan
+    /// Training (power iteration each forward) or evaluation (stored u, v); passed on to `layer`.
     public var isTraining = true {
         didSet { layer.isTraining = isTraining }
     }
@@ -280,11 +317,14 @@ public final class SpectralNorm<Wrapped: SpectralNormalizable>: Layer {
         return w / sigma
     }
 
+    /// The wrapped layer applied with `W / σ(W)` (see ``normalizedWeight()``); shapes of the layer.
     public func callAsFunction(_ x: Tensor) -> Tensor { layer.applying(x, weight: normalizedWeight()) }
 
+    /// `bias` (if any), then `weight_orig` (PyTorch's order after `spectral_norm`).
     public var namedParameters: [(String, Parameter)] {
         (layer.bias.map { [("bias", $0)] } ?? []) + [("weight_orig", layer.weight)]
     }
+    /// `weight_u`, then `weight_v`.
     public var namedBuffers: [(String, Buffer)] { [("weight_u", u), ("weight_v", v)] }
 }
 
@@ -292,8 +332,11 @@ public final class SpectralNorm<Wrapped: SpectralNormalizable>: Layer {
 
 /// Flattens every axis after the first: `[N, d1, d2, ...]` → `[N, d1·d2·...]` (PyTorch's `nn.Flatten`).
 public final class Flatten: Layer {
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
+    /// A flatten layer (no parameters).
     public init() {}
+    /// `x` `[N, d1, d2, ...]` reshaped to `[N, d1·d2·...]`. Precondition: rank ≥ 1.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.rank >= 1, "Flatten: input \(x.shape) has no batch axis")
         return x.reshaped([x.shape[0], x.count / Swift.max(x.shape[0], 1)])
@@ -303,9 +346,13 @@ public final class Flatten: Layer {
 /// Reshapes each sample: `[N, ...]` → `[N] + shape` (one extent of `shape` may be -1), e.g.
 /// `[N, 128·7·7]` → `[N, 128, 7, 7]` in a DCGAN generator (PyTorch's `nn.Unflatten(1, shape)`).
 public final class Reshape: Layer {
+    /// The shape of each sample after the layer, without the batch axis (one extent may be -1).
     public let shape: [Int]
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
+    /// A layer reshaping each sample to `shape` (without the batch axis).
     public init(_ shape: [Int]) { self.shape = shape }
+    /// `x` `[N, ...]` reshaped to `[N] + shape`; the element count per sample must match.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.rank >= 1, "Reshape: input \(x.shape) has no batch axis")
         return x.reshaped([x.shape[0]] + shape)
@@ -320,16 +367,22 @@ public final class Reshape: Layer {
 /// The layer owns a generator derived from `rng` at construction, so its masks are reproducible.
 /// - Shapes: any; output like input.
 public final class Dropout: Layer {
+    /// Probability of zeroing each element in training, in `[0, 1)` (default 0.5).
     public let p: Float
+    /// The layer's own generator for masks, seeded from the `rng` given at construction.
     public var rng: RandomGenerator
+    /// Training (masks drawn) or evaluation (identity).
     public var isTraining = true
 
+    /// Dropout with probability `p` in `[0, 1)`; takes one draw from `rng` to seed its own generator.
     public init(_ p: Float = 0.5, rng: inout RandomGenerator) {
         precondition(p >= 0 && p < 1, "Dropout: probability \(p) outside [0, 1)")
         self.p = p
         self.rng = RandomGenerator(seed: rng.next())
     }
 
+    /// In training, `x · mask / (1 - p)` with a fresh Bernoulli(1 - p) mask; otherwise `x`. Any
+    /// shape; output like `x`.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         if !isTraining || p == 0 { return x }
         let keep = 1 - p, scale = 1 / keep
@@ -345,12 +398,19 @@ public final class Dropout: Layer {
 ///
 /// - Shapes: input `[..., normalizedShape...]`, output the same; `weight`, `bias` `normalizedShape`.
 public final class LayerNorm: Layer {
+    /// The trailing shape normalised over, e.g. `[D]` for `[N, D]` inputs.
     public let normalizedShape: [Int]
+    /// The elementwise scale, shape `normalizedShape`, starting at ones; `nil` without affine.
     public let weight: Parameter?
+    /// The elementwise shift, shape `normalizedShape`, starting at zeros; `nil` without affine.
     public let bias: Parameter?
+    /// Added to the variance before the square root (default 1e-5, as PyTorch).
     public let eps: Float
+    /// Unused (no mode-dependent behaviour: statistics are always the sample's own).
     public var isTraining = true
 
+    /// Layer normalisation over trailing axes `normalizedShape`, with a learned `weight` and `bias`
+    /// when `elementwiseAffine` (default). Precondition: `normalizedShape` non-empty, positive.
     public init(_ normalizedShape: [Int], eps: Float = 1e-5, elementwiseAffine: Bool = true) {
         precondition(!normalizedShape.isEmpty && normalizedShape.allSatisfy { $0 > 0 },
                      "LayerNorm: invalid normalizedShape \(normalizedShape)")
@@ -360,6 +420,7 @@ public final class LayerNorm: Layer {
         bias = elementwiseAffine ? Parameter(.zeros(normalizedShape)) : nil
     }
 
+    /// Normalises each trailing block of `x` `[..., normalizedShape...]`; output the same shape.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let k = normalizedShape.count
         precondition(x.rank > k && Array(x.shape.suffix(k)) == normalizedShape,
@@ -375,6 +436,7 @@ public final class LayerNorm: Layer {
         return y.reshaped(x.shape)
     }
 
+    /// `weight`, then `bias` (none without affine).
     public var namedParameters: [(String, Parameter)] {
         if let weight, let bias { return [("weight", weight), ("bias", bias)] }
         return []
@@ -387,14 +449,19 @@ public final class LayerNorm: Layer {
 /// - Shapes: input any shape of integer indices stored as Float32 (each in `0..<count`),
 ///   output `input.shape + [dimension]`; `weight` `[count, dimension]`.
 public final class Embedding: Layer {
+    /// The table `[count, dimension]`: row `i` is the vector of index `i`.
     public let weight: Parameter
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
 
+    /// A table of `count` vectors of `dimension` elements drawn from N(0, 1) with `rng`.
     public init(_ count: Int, _ dimension: Int, rng: inout RandomGenerator) {
         precondition(count > 0 && dimension > 0, "Embedding: sizes must be positive, got \(count) x \(dimension)")
         weight = Parameter(.randomNormal([count, dimension], using: &rng))
     }
 
+    /// The vectors of the indices in `x` (integers in `0..<count` stored as Float32): output
+    /// `x.shape + [dimension]`. Precondition: every index is an integer in range.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let count = weight.shape[0]
         let indices = x.scalars.map { v -> Int in
@@ -408,5 +475,6 @@ public final class Embedding: Layer {
     /// The rows at `indices`: `[indices.count, dimension]`.
     public func lookup(_ indices: [Int]) -> Tensor { weight.value.gathered(rows: indices) }
 
+    /// `weight`.
     public var namedParameters: [(String, Parameter)] { [("weight", weight)] }
 }

@@ -13,9 +13,11 @@ import Foundation
 public struct NoiseSchedule: Sendable, Equatable {
     /// The schedule's family.
     public enum Kind: String, Sendable, Equatable {
+        /// `linear`: Ho et al. 2020's evenly spaced betas; `cosine`: Nichol & Dhariwal 2021's cosine ᾱ.
         case linear, cosine
     }
 
+    /// The schedule's family (`linear` or `cosine`).
     public let kind: Kind
     /// β_t for t = 0..T-1.
     public let betas: [Double]

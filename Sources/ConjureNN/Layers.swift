@@ -16,10 +16,15 @@ public enum Initializer {
 /// - Shapes: input `[N, inFeatures]`, output `[N, outFeatures]`; `weight` `[out, in]`,
 ///   `bias` `[out]`.
 public final class Linear: Layer {
+    /// The weight matrix `[outFeatures, inFeatures]` (`state_dict` name `weight`).
     public let weight: Parameter
+    /// The bias `[outFeatures]`, or `nil` when built with `bias: false`.
     public let bias: Parameter?
+    /// Unused (no mode-dependent behaviour).
     public var isTraining = true
 
+    /// A layer from `inFeatures` to `outFeatures`, parameters drawn from `rng` as `initializer` says
+    /// (weight first, then bias). Precondition: both sizes positive.
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true,
                 initializer: Initializer = .pytorchDefault, rng: inout RandomGenerator) {
         precondition(inFeatures > 0 && outFeatures > 0, "Linear: sizes must be positive, got \(inFeatures) -> \(outFeatures)")
@@ -42,8 +47,10 @@ public final class Linear: Layer {
         }
     }
 
+    /// `x Wᵀ + b`: `[N, inFeatures]` → `[N, outFeatures]`.
     public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight.value, bias: bias?.value) }
 
+    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
     public var namedParameters: [(String, Parameter)] {
         bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
     }
@@ -111,10 +118,14 @@ public final class Activation: Layer {
 /// - Shapes: input and output `[N, features]`; `weight`, `bias`, `running_mean`,
 ///   `running_var` `[features]`; `num_batches_tracked` a scalar.
 public final class BatchNorm1d: BatchNormBase, Layer {
+    /// Batch normalisation of `features` features: `weight` ones, `bias` zeros, running mean 0 and
+    /// variance 1. `eps` is added to the variance; `momentum` is the running-statistics update factor.
     public init(_ features: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
         super.init(features: features, eps: eps, momentum: momentum, layer: "BatchNorm1d")
     }
 
+    /// Normalises `x` `[N, features]` per feature (batch statistics in training, running ones in
+    /// evaluation); output `[N, features]`. Training needs `N > 1`.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let f = weight.shape[0]
         precondition(x.rank == 2 && x.shape[1] == f, "BatchNorm1d: input \(x.shape) for \(f) features")
@@ -134,13 +145,23 @@ public final class BatchNorm1d: BatchNormBase, Layer {
 /// in PyTorch's `state_dict` order (`weight`, `bias`, `running_mean`, `running_var`,
 /// `num_batches_tracked`).
 public class BatchNormBase {
+    /// The per-feature scale `[features]`, starting at ones (γ in the paper).
     public let weight: Parameter
+    /// The per-feature shift `[features]`, starting at zeros (β in the paper).
     public let bias: Parameter
+    /// The running mean per feature `[features]` (`running_mean`), starting at 0, used in evaluation.
     public let runningMean: Buffer
+    /// The running unbiased variance per feature `[features]` (`running_var`), starting at 1, used in
+    /// evaluation.
     public let runningVar: Buffer
+    /// The number of training batches folded into the running statistics, a scalar stored as Float32
+    /// (`num_batches_tracked`; PyTorch stores it as int64).
     public let numBatchesTracked: Buffer
+    /// Added to the variance before the square root (default 1e-5, as PyTorch).
     public let eps: Float
+    /// Weight of the newest batch in the running statistics (default 0.1, as PyTorch).
     public let momentum: Float
+    /// Training (batch statistics, running statistics updated) or evaluation (running statistics).
     public var isTraining = true
 
     init(features: Int, eps: Float, momentum: Float, layer: String) {
@@ -154,7 +175,9 @@ public class BatchNormBase {
         self.momentum = momentum
     }
 
+    /// `weight`, then `bias`.
     public var namedParameters: [(String, Parameter)] { [("weight", weight), ("bias", bias)] }
+    /// `running_mean`, `running_var`, then `num_batches_tracked` (PyTorch's order).
     public var namedBuffers: [(String, Buffer)] {
         [("running_mean", runningMean), ("running_var", runningVar), ("num_batches_tracked", numBatchesTracked)]
     }

@@ -48,6 +48,8 @@ public enum Loss {
 
 /// Invalid arguments to a loss function.
 public struct LossError: Error, CustomStringConvertible {
+    /// What was invalid, naming the loss function and the offending value or shapes.
     public var message: String
+    /// The message.
     public var description: String { message }
 }

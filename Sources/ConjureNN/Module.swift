@@ -6,6 +6,7 @@ public final class Parameter {
     /// The current value, a leaf that records gradients.
     public private(set) var value: Tensor
 
+    /// A parameter holding a detached copy of `value` that records gradients.
     public init(_ value: Tensor) { self.value = value.detached().requiringGrad() }
 
     /// The shape of the value.
@@ -30,7 +31,9 @@ public final class Parameter {
 
 /// A non-trainable tensor kept with a layer's state (BatchNorm running statistics).
 public final class Buffer {
+    /// The current value (no gradient history).
     public var value: Tensor
+    /// A buffer holding `value`.
     public init(_ value: Tensor) { self.value = value }
 }
 
@@ -124,9 +127,13 @@ extension Module {
 
 /// A state-dict key that is missing or has the wrong shape.
 public struct StateDictError: Error, CustomStringConvertible {
+    /// The full `state_dict` name concerned (`generator.net.0.weight`).
     public var key: String
+    /// What is wrong with it: `missing`, or the two shapes that differ.
     public var problem: String
+    /// An error for `key` with `problem`.
     public init(key: String, problem: String) { self.key = key; self.problem = problem }
+    /// `state_dict key 'KEY': PROBLEM`.
     public var description: String { "state_dict key '\(key)': \(problem)" }
 }
 
@@ -145,6 +152,7 @@ public final class Sequential: Layer {
     /// The layers, named by index.
     public var children: [(String, any Module)] { layers.enumerated().map { (String($0.offset), $0.element as any Module) } }
 
+    /// Each layer applied to the previous one's output, in order; shapes as the layers say.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         var h = x
         for l in layers { h = l(h) }

@@ -15,14 +15,23 @@
 ///   `[3 hiddenSize]`.
 /// - Initialisation (PyTorch's): every weight and bias `U(-1/sqrt(hiddenSize), 1/sqrt(hiddenSize))`.
 public final class GRU: Layer {
+    /// Features per input step (`input_size`).
     public let inputSize: Int
+    /// Features of the hidden state and of each output step (`hidden_size`).
     public let hiddenSize: Int
+    /// Input-to-hidden weights `[3 hiddenSize, inputSize]`, gate rows `[r; z; n]` (`weight_ih_l0`).
     public let weightIH: Parameter
+    /// Hidden-to-hidden weights `[3 hiddenSize, hiddenSize]`, gate rows `[r; z; n]` (`weight_hh_l0`).
     public let weightHH: Parameter
+    /// Input-side biases `[3 hiddenSize]` (`bias_ih_l0`).
     public let biasIH: Parameter
+    /// Hidden-side biases `[3 hiddenSize]` (`bias_hh_l0`); `b_hn` sits inside the reset gate's product.
     public let biasHH: Parameter
+    /// Unused (no dropout, so no mode-dependent behaviour).
     public var isTraining = true
 
+    /// A GRU from `inputSize` to `hiddenSize` features; weights then biases drawn from `rng` in
+    /// `state_dict` order. Precondition: both sizes positive.
     public init(inputSize: Int, hiddenSize: Int, rng: inout RandomGenerator) {
         precondition(inputSize > 0 && hiddenSize > 0, "GRU: sizes must be positive, got \(inputSize) -> \(hiddenSize)")
         self.inputSize = inputSize
@@ -69,6 +78,7 @@ public final class GRU: Layer {
         return (Tensor.concat(outputs, axis: 1), h)
     }
 
+    /// `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0` (PyTorch's order).
     public var namedParameters: [(String, Parameter)] {
         [("weight_ih_l0", weightIH), ("weight_hh_l0", weightHH), ("bias_ih_l0", biasIH), ("bias_hh_l0", biasHH)]
     }

@@ -23,13 +23,16 @@ public final class AdamW: Optimizer {
     /// The Adam that does the work: no L2 term, the decoupled decay on.
     let adam: Adam
 
+    /// The parameters this optimiser updates, in the order given at construction.
     public var parameters: [Parameter] { adam.parameters }
     /// Learning rate (per step, in the parameters' units per unit of normalised gradient).
     public var lr: Float {
         get { adam.lr }
         set { adam.lr = newValue }
     }
+    /// (β1, β2), the decay rates of the first and second moment averages (default (0.9, 0.999)).
     public var betas: (Float, Float) { adam.betas }
+    /// Added to the bias-corrected root of the second moment in the denominator (default 1e-8).
     public var eps: Float { adam.eps }
     /// Decoupled weight decay λ: each step multiplies the parameters by `1 - lr * λ`.
     public var weightDecay: Float { adam.decoupledWeightDecay }

@@ -6,7 +6,9 @@ import CConjureKernels
 /// are state to checkpoint: re-initialising them from the weights at resume gives a different
 /// result from the uninterrupted run.
 public final class EMA {
+    /// The largest decay per update, in `[0, 1)` (e.g. 0.999); see ``decay(atStep:)``.
     public let decay: Float
+    /// The averaged values, one flat row-major array per parameter, in the order given at construction.
     public private(set) var averages: [[Float]]
 
     /// Starts the averages at the parameters' current values (or zeros when `startAtZero`).

@@ -25,16 +25,24 @@ public protocol Optimizer: AnyObject {
 /// as PyTorch's `torch.optim.SGD` (Sutskever et al. 2013). Plain gradient descent is SGD with
 /// full-batch gradients and no momentum.
 public final class SGD: Optimizer {
+    /// The parameters this optimiser updates, in the order given at construction.
     public let parameters: [Parameter]
+    /// Learning rate (per step, in the parameters' units per unit of gradient).
     public var lr: Float
+    /// Momentum factor μ of the buffer `b = μ b + (1 - dampening) g` (default 0: no momentum).
     public let momentum: Float
+    /// Dampening of the gradient's contribution to the momentum buffer (default 0).
     public let dampening: Float
+    /// Nesterov momentum: step along `g + μ b` instead of `b` (default `false`).
     public let nesterov: Bool
+    /// L2 penalty folded into the gradient, `g += weightDecay * p` (default 0).
     public let weightDecay: Float
     var buffers: [[Float]?]
     /// Updates applied since construction (SGD's rule does not depend on it, so it is not saved).
     public private(set) var stepCount = 0
 
+    /// SGD over `parameters` with PyTorch's defaults (no momentum, dampening or weight decay).
+    /// Precondition: `lr`, `momentum` non-negative; Nesterov needs `momentum > 0` and no dampening.
     public init(parameters: [Parameter], lr: Float, momentum: Float = 0, dampening: Float = 0,
                 nesterov: Bool = false, weightDecay: Float = 0) {
         precondition(lr >= 0 && momentum >= 0, "SGD: lr and momentum must be non-negative")
@@ -48,6 +56,8 @@ public final class SGD: Optimizer {
         buffers = Array(repeating: nil, count: parameters.count)
     }
 
+    /// Applies `p -= lr * d` where `d` is the (decayed, momentum-filtered) gradient; the momentum
+    /// buffer starts as the first gradient, as PyTorch. `gradients[i]` is shaped as `parameters[i]`.
     public func step(gradients: [Tensor]) {
         precondition(gradients.count == parameters.count, "SGD.step: \(gradients.count) gradients for \(parameters.count) parameters")
         stepCount += 1
@@ -70,10 +80,14 @@ public final class SGD: Optimizer {
         }
     }
 
+    /// `N.momentum_buffer` (shaped as parameter `N`) for each parameter that has a buffer yet; no
+    /// `step` (SGD's rule does not use it).
     public func stateDict() -> [(String, Tensor)] {
         parameters.indices.compactMap { i in buffers[i].map { ("\(i).momentum_buffer", Tensor(shape: parameters[i].shape, scalars: $0)) } }
     }
 
+    /// Restores the momentum buffers from `N.momentum_buffer`; a missing entry means no buffer yet.
+    /// Never throws.
     public func loadStateDict(_ state: [String: Tensor]) throws {
         for i in parameters.indices { buffers[i] = state["\(i).momentum_buffer"]?.scalars }
     }
@@ -86,10 +100,15 @@ public final class SGD: Optimizer {
 /// `weightDecay` is L2 regularisation folded into the gradient (`g += weightDecay * p`, coupled,
 /// as PyTorch's Adam); for decoupled weight decay use ``AdamW``, which runs this class.
 public final class Adam: Optimizer {
+    /// The parameters this optimiser updates, in the order given at construction.
     public let parameters: [Parameter]
+    /// Learning rate (per step, in the parameters' units per unit of normalised gradient).
     public var lr: Float
+    /// (β1, β2), the decay rates of the first and second moment averages (default (0.9, 0.999)).
     public let betas: (Float, Float)
+    /// Added to the bias-corrected root of the second moment in the denominator (default 1e-8).
     public let eps: Float
+    /// L2 penalty folded into the gradient, `g += weightDecay * p` (coupled; default 0).
     public let weightDecay: Float
     /// Number of steps taken (PyTorch's per-parameter `step`, shared here).
     public private(set) var stepCount: Int = 0
@@ -105,6 +124,8 @@ public final class Adam: Optimizer {
     var expAvg: [[Float]]
     var expAvgSq: [[Float]]
 
+    /// Adam over `parameters` with the paper's and PyTorch's defaults; moments start at zero.
+    /// Precondition: `lr ≥ 0`, betas in `[0, 1)`, no parameter listed twice.
     public convenience init(parameters: [Parameter], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
                             eps: Float = 1e-8, weightDecay: Float = 0) {
         self.init(parameters: parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupledWeightDecay: 0, name: "Adam")
@@ -126,6 +147,8 @@ public final class Adam: Optimizer {
         expAvgSq = expAvg
     }
 
+    /// Applies one bias-corrected Adam update with `gradients[i]` (shaped as `parameters[i]`),
+    /// split across the thread pool; the result does not depend on the thread count.
     public func step(gradients: [Tensor]) {
         precondition(gradients.count == parameters.count, "\(name).step: \(gradients.count) gradients for \(parameters.count) parameters")
         stepCount += 1
@@ -160,6 +183,7 @@ public final class Adam: Optimizer {
         }
     }
 
+    /// `N.exp_avg` and `N.exp_avg_sq` for each parameter `N` (shaped as it), then the scalar `step`.
     public func stateDict() -> [(String, Tensor)] {
         var out: [(String, Tensor)] = []
         for (i, p) in parameters.enumerated() {
@@ -170,6 +194,9 @@ public final class Adam: Optimizer {
         return out
     }
 
+    /// Restores the moments and the step count written by ``stateDict()``.
+    /// - Throws: ``StateDictError`` when a parameter's moments or `step` are missing or a moment's
+    ///   element count differs from its parameter's.
     public func loadStateDict(_ state: [String: Tensor]) throws {
         for (i, p) in parameters.enumerated() {
             guard let m = state["\(i).exp_avg"], let v = state["\(i).exp_avg_sq"], m.count == p.value.count, v.count == p.value.count else {

@@ -26,6 +26,7 @@ import ConjureNN
 /// (only when momentum > 0), `N.grad_avg` (only when centered), shaped as parameter `N`, and
 /// the scalar `step`.
 public final class RMSprop: Optimizer {
+    /// The parameters this optimiser updates, in the order given at construction.
     public let parameters: [Parameter]
     /// Learning rate (per step, in the parameters' units per unit of normalised gradient).
     public var lr: Float
@@ -35,6 +36,7 @@ public final class RMSprop: Optimizer {
     public let eps: Float
     /// L2 penalty folded into the gradient (`g += weightDecay * p`).
     public let weightDecay: Float
+    /// Momentum factor of the buffer `b = momentum b + g / d` (default 0: no buffer).
     public let momentum: Float
     /// Normalise by an estimate of the gradient's variance rather than its second moment.
     public let centered: Bool

@@ -33,6 +33,7 @@ public struct LRSchedule: Codable, Sendable, Equatable, CustomStringConvertible 
         case cosine
     }
 
+    /// The shape of the decay after the warm-up (default `constant`).
     public var kind: Kind
     /// Number of warm-up updates `W` (0: none).
     public var warmupSteps: Int

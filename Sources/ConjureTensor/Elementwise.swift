@@ -119,18 +119,22 @@ extension Tensor {
 // MARK: - Arithmetic
 
 extension Tensor {
+    /// Element-wise sum with NumPy broadcasting; each gradient is summed back to its input's shape.
+    /// Precondition: the shapes broadcast.
     public static func + (a: Tensor, b: Tensor) -> Tensor {
         let (shape, out) = zipBroadcast(a, b, op: "add", +)
         let sa = a.shape, sb = b.shape
         return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, _ in [g.sumTo(sa), g.sumTo(sb)] }
     }
 
+    /// Element-wise difference `a - b` with NumPy broadcasting. Precondition: the shapes broadcast.
     public static func - (a: Tensor, b: Tensor) -> Tensor {
         let (shape, out) = zipBroadcast(a, b, op: "subtract", -)
         let sa = a.shape, sb = b.shape
         return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, _ in [g.sumTo(sa), (-g).sumTo(sb)] }
     }
 
+    /// Element-wise product with NumPy broadcasting. Precondition: the shapes broadcast.
     public static func * (a: Tensor, b: Tensor) -> Tensor {
         let (shape, out) = zipBroadcast(a, b, op: "multiply", *)
         return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, x in
@@ -139,6 +143,8 @@ extension Tensor {
         }
     }
 
+    /// Element-wise quotient `a / b` with NumPy broadcasting (IEEE semantics: `x / 0` is ±inf or
+    /// NaN). Precondition: the shapes broadcast.
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let (shape, out) = zipBroadcast(a, b, op: "divide", /)
         return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, x in
@@ -147,21 +153,29 @@ extension Tensor {
         }
     }
 
+    /// Element-wise negation.
     public static prefix func - (a: Tensor) -> Tensor {
         record(shape: a.shape, scalars: a.mapScalars { -$0 }, inputs: [a]) { g, _ in [-g] }
     }
 
+    /// `a + s` for every element.
     public static func + (a: Tensor, s: Float) -> Tensor {
         record(shape: a.shape, scalars: a.mapScalars { $0 + s }, inputs: [a]) { g, _ in [g] }
     }
+    /// `a - s` for every element.
     public static func - (a: Tensor, s: Float) -> Tensor { a + (-s) }
+    /// `s + a` for every element.
     public static func + (s: Float, a: Tensor) -> Tensor { a + s }
+    /// `s - a` for every element.
     public static func - (s: Float, a: Tensor) -> Tensor { (-a) + s }
 
+    /// `a · s` for every element.
     public static func * (a: Tensor, s: Float) -> Tensor {
         record(shape: a.shape, scalars: a.mapScalars { $0 * s }, inputs: [a]) { g, _ in [g * s] }
     }
+    /// `s · a` for every element.
     public static func * (s: Float, a: Tensor) -> Tensor { a * s }
+    /// `a / s` for every element, computed as `a · (1/s)`.
     public static func / (a: Tensor, s: Float) -> Tensor { a * (1 / s) }
 }
 
@@ -273,6 +287,8 @@ extension Tensor {
         }
     }
 
+    /// Scalar logistic sigmoid `1 / (1 + e^-x)`, computed as `e^x / (1 + e^x)` for negative `x` so
+    /// that no exponential overflows.
     @inline(__always)
     public static func stableSigmoid(_ x: Float) -> Float {
         if x >= 0 { return 1 / (1 + Foundation.exp(-x)) }

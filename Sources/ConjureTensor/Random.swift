@@ -9,6 +9,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
     /// The four state words (never all zero).
     public var state: (UInt64, UInt64, UInt64, UInt64)
 
+    /// Equal state words (the two generators produce the same sequence).
     public static func == (a: RandomGenerator, b: RandomGenerator) -> Bool {
         a.state.0 == b.state.0 && a.state.1 == b.state.1 && a.state.2 == b.state.2 && a.state.3 == b.state.3
     }
@@ -35,6 +36,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
     /// The state as an array (for checkpoints).
     public var stateWords: [UInt64] { [state.0, state.1, state.2, state.3] }
 
+    /// The next 64 random bits (xoshiro256**'s output function and state update).
     @inline(__always)
     public mutating func next() -> UInt64 {
         let result = ((state.1 &* 5) << 7 | (state.1 &* 5) >> 57) &* 9

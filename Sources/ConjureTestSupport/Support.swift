@@ -53,6 +53,8 @@ public func assertClose(_ a: [Float], _ b: [Float], rtol: Float = 1e-4, atol: Fl
     }
 }
 
+/// Tensor form of the array `assertClose` above: the shapes must be equal, then each element
+/// satisfies `|a - b| <= atol + rtol * |b|` (NaN matches NaN).
 public func assertClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-4, atol: Float = 1e-6, _ message: String = "",
                  file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(a.shape, b.shape, "\(message): shapes differ", file: file, line: line)

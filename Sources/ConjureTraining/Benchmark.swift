@@ -4,15 +4,23 @@ import ConjureModels
 /// Times GAN training steps on synthetic batches (no I/O), as the reference scripts in
 /// ../shared/bench do: warm-up steps, then the median of repeated timed runs.
 public enum Benchmark {
+    /// One benchmark measurement, printed by `conjure bench` (and as JSON).
     public struct Result: Codable, Sendable {
+        /// The preset timed (`seed`, `gan`, `dcgan`, ...).
         public var model: String
         /// The update order timed (`simultaneous`, `alternating`, `alternating-fresh`).
         public var update: String
+        /// Samples per batch.
         public var batch: Int
+        /// Worker threads of the pool during the timing.
         public var threads: Int
+        /// Median over the timed runs of training steps per second.
         public var stepsPerSecondMedian: Double
+        /// Slowest timed run, in steps per second.
         public var stepsPerSecondMin: Double
+        /// Fastest timed run, in steps per second.
         public var stepsPerSecondMax: Double
+        /// Median steps per second times the batch size: samples per second.
         public var samplesPerSecond: Double
         /// MFLOP of matrix products per step (forward and backward); nil where not counted
         /// (convolutional networks).

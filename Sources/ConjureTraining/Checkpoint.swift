@@ -22,14 +22,19 @@ public struct RunConfig: Codable, Sendable, Equatable {
     /// Fraction of the data kept out of training (stratified by label), and a SHA-256 of the
     /// held-out indices so that evaluation can check it uses the same split.
     public var heldOutFraction: Double
+    /// Lower-case hex SHA-256 of the held-out indices joined by commas (`3,17,...`), or nil when
+    /// nothing is held out.
     public var heldOutIndicesSHA256: String?
     /// Steps between metric log lines, sample grids and checkpoints.
     public var logEvery: Int
+    /// Steps between sample grids in `samples/` (0: only the final grid).
     public var sampleEvery: Int
+    /// Steps between periodic checkpoints in `checkpoints/`.
     public var checkpointEvery: Int
     /// Steps between in-training FID/KID measurements and their sample count (nil in runs
     /// written before they were saved: 0 and 2000).
     public var evalEvery: Int?
+    /// Samples drawn for each in-training FID/KID measurement (nil in older runs: 2000).
     public var evalCount: Int?
     /// Samples generated for a built-in synthetic data set (nil for files).
     public var syntheticCount: Int?
@@ -73,6 +78,7 @@ public struct TrainingProgress: Sendable, Equatable {
     public var step: Int
     /// The epoch the next step belongs to, and how many of its batches are done.
     public var epoch: Int
+    /// Batches of the current epoch already trained on (0 at an epoch's start).
     public var batchInEpoch: Int
     /// State of the generator producing the latent `z` batches.
     public var noiseRNG: RandomGenerator
@@ -92,8 +98,11 @@ public struct TrainingProgress: Sendable, Equatable {
 /// Sums of the step statistics over the steps of an open logging window (metrics.jsonl lines
 /// hold their means). No wall-clock time: a checkpoint's bytes depend on the training only.
 public struct LogWindow: Codable, Sendable, Equatable {
+    /// Steps accumulated in the window.
     public var steps: Int
+    /// The statistic names (`d_loss`, `g_loss`, ...), in log order.
     public var names: [String]
+    /// The sum over the window's steps of each statistic in ``names``, in Double.
     public var sums: [Double]
 }
 
@@ -107,6 +116,7 @@ public struct LogWindow: Codable, Sendable, Equatable {
 /// words), `normalization` (JSON), and `log_window` (JSON, when a logging window is open). Written
 /// to a temporary file, fsynced, then renamed.
 public enum Checkpoint {
+    /// The `format` value in every Conjure checkpoint's `__metadata__`; other values are refused.
     public static let format = "conjure.checkpoint.v1"
 
     /// Writes the model's `state_dict`, the averaged weights and the optimiser state with the
@@ -139,7 +149,9 @@ public enum Checkpoint {
         public var model: any GenerativeModel
         /// Its optimisers (with their state) and weight averages.
         public var optimization: Optimization
+        /// The run's configuration (the `config` metadata).
         public var run: RunConfig
+        /// Where training stood: step, epoch, batch in epoch, latent RNG state and open log window.
         public var progress: TrainingProgress
     }
 

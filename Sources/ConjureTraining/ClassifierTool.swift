@@ -6,12 +6,18 @@ import ConjureNN
 
 /// Training, saving and loading the domain classifier used to judge samples.
 public enum ClassifierTool {
+    /// The `format` value in a classifier file's `__metadata__`; other values are refused.
     public static let format = "conjure.classifier.v1"
 
+    /// A freshly trained classifier with what it needs to be saved and its accuracies.
     public struct Trained {
+        /// The trained network.
         public var classifier: Classifier
+        /// The normalisation applied to raw inputs before the network (saved with it).
         public var normalization: NormalizationStats
+        /// Fraction of held-out samples classified correctly, in [0, 1]; NaN without a held-out split.
         public var heldOutAccuracy: Double
+        /// Fraction of training samples classified correctly, in [0, 1].
         public var trainAccuracy: Double
     }
 
@@ -42,6 +48,10 @@ public enum ClassifierTool {
         return Trained(classifier: clf, normalization: prepared.normalization, heldOutAccuracy: testAcc, trainAccuracy: trainAcc)
     }
 
+    /// Writes `t` as safetensors: the network's `state_dict` under `classifier.` and `__metadata__`
+    /// `format`, `input_dim`, `classes`, `hidden`, `normalization` (JSON) and `held_out_accuracy`.
+    /// The same classifier always gives the same bytes.
+    /// - Throws: ``DataError`` when the file cannot be written.
     public static func save(_ t: Trained, to path: String) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]  // the same bytes for the same classifier
@@ -54,9 +64,13 @@ public enum ClassifierTool {
         ], to: path, createDirectories: true)
     }
 
+    /// A classifier read back from a file by ``load(path:)``.
     public struct Loaded {
+        /// The network with the saved weights.
         public var classifier: Classifier
+        /// The normalisation to apply to raw inputs (data units) before the network.
         public var normalization: NormalizationStats
+        /// Lower-case hex SHA-256 of the file's bytes, reported with scores so they name their judge.
         public var sha256: String
         /// Accuracy on the held-out split it was trained with (nil when unknown).
         public var heldOutAccuracy: Double?
@@ -79,6 +93,9 @@ public enum ClassifierTool {
         return Trained(classifier: clf, normalization: normalization, heldOutAccuracy: testAcc, trainAccuracy: trainAcc)
     }
 
+    /// Reads a classifier written by ``save(_:to:)``.
+    /// - Throws: ``DataError`` naming `path` when the file is unreadable, is not a Conjure classifier
+    ///   (format or metadata), a tensor is missing or mis-shaped, or a weight is not finite.
     public static func load(path: String) throws -> Loaded {
         let file = try SafeTensors.read(path: path)
         guard file.metadata["format"] == format, let d = file.metadata["input_dim"].flatMap(Int.init),
@@ -108,15 +125,21 @@ public enum ClassifierTool {
 
     /// How confidently and evenly a classifier labels samples (given in the data's own units).
     public struct Score: Codable {
+        /// Number of samples scored.
         public var samples: Int
         /// Fraction of samples whose top class probability is at least `threshold`.
         public var confidentFraction: Double
+        /// The top-class probability from which a sample counts as confident (default 0.9).
         public var threshold: Double
         /// Fraction of samples per predicted class (all samples, argmax).
         public var classFractions: [Double]
+        /// SHA-256 of the classifier file used (``Loaded/sha256``).
         public var classifierSHA256: String
     }
 
+    /// Scores `samples` `[N, ...]` (data units, flattened per sample): the fraction labelled with
+    /// top probability ≥ `threshold` and the fraction per predicted class (argmax, ties to the
+    /// lowest class). N = 0 gives zero fractions.
     public static func score(_ loaded: Loaded, samples: Tensor, threshold: Double = 0.9) -> Score {
         let n = samples.shape[0]
         let x = loaded.normalization.apply(samples.reshaped([n, -1]))

@@ -8,6 +8,7 @@ import ConjureNN
 
 /// Options of `conjure evaluate`.
 public struct EvaluateOptions: Sendable {
+    /// Path of the checkpoint to evaluate (`runs/NAME/checkpoints/latest.safetensors`).
     public var checkpoint: String
     /// Samples drawn from the generator (ignored with `samplesFile`); nil: 10 000, or 2500
     /// for the 2-D mixtures (the VEEGAN/PacGAN protocol).
@@ -23,9 +24,13 @@ public struct EvaluateOptions: Sendable {
     public var reference: String?
     /// Samples from anywhere (`.npy`, the data's own units) instead of the generator's.
     public var samplesFile: String?
+    /// KID: number of random subsets averaged (default 100, as torch-fidelity; 1...10 000).
     public var kidSubsets: Int = 100
+    /// KID: samples per subset (default 1000; clamped to the samples available).
     public var kidSubsetSize: Int = 1000
+    /// Neighbourhood size k of improved precision/recall (default 3, Kynkäänniemi et al. 2019).
     public var prK: Int = 3
+    /// Neighbourhood size k of density/coverage (default 5, Naeem et al. 2020).
     public var dcK: Int = 5
     /// Importance samples per image for the IWAE bound of a VAE (Burda et al. 2016 use 5000).
     public var iwaeK: Int = 1000
@@ -34,6 +39,7 @@ public struct EvaluateOptions: Sendable {
     /// Where to write the report; default `eval.json` in the run directory.
     public var output: String?
 
+    /// Options for `checkpoint` with the defaults listed on each property.
     public init(checkpoint: String) { self.checkpoint = checkpoint }
 }
 
@@ -41,7 +47,10 @@ public struct EvaluateOptions: Sendable {
 public enum Evaluator {
     /// The largest sample size compared in pixel space (covariances are D x D in Double).
     public static let maxPixelFeatures = 4096
+    /// Every metric name `--metrics` accepts.
     public static let allMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture", "elbo"]
+    /// The metrics computed when none are named (all of them); with this list, those a run cannot
+    /// support are skipped and listed under `skipped_metrics` instead of being an error.
     public static let defaultMetrics = ["fid", "kid", "pr", "dc", "score", "modes", "memorization", "mixture", "elbo"]
 
     /// A JSON encoder that writes non-finite numbers as the strings "inf", "-inf", "nan".
@@ -59,9 +68,13 @@ public enum Evaluator {
         return dir.isEmpty ? "." : dir
     }
 
+    /// The result of ``run(_:log:)``.
     public struct Outcome {
+        /// The report as written to the JSON file (metric name to value or object).
         public var report: [String: Any]
+        /// The human-readable table printed by `conjure evaluate`.
         public var table: String
+        /// Where the JSON report was written.
         public var path: String
     }
 
@@ -90,6 +103,11 @@ public enum Evaluator {
         return RunData(all: ds, train: train, heldOut: held)
     }
 
+    /// Evaluates a checkpoint: loads it and its data, draws or reads samples, computes each metric
+    /// in `o.metrics`, writes the JSON report and returns it with a table. `log` receives progress.
+    /// - Throws: ``ConfigError`` for an unknown metric, an out-of-range option or a metric this run
+    ///   cannot support; ``DataError`` for an unreadable checkpoint, reference or samples file or a
+    ///   changed held-out split; ``MetricError`` when a metric cannot be computed.
     public static func run(_ o: EvaluateOptions, log: (String) -> Void) throws -> Outcome {
         let unknown = o.metrics.filter { !allMetrics.contains($0) }
         if !unknown.isEmpty {

@@ -13,17 +13,25 @@ import ConjureMetrics
 public struct Memorization: Codable, Sendable {
     /// Fraction of samples whose nearest training image is closer than `threshold`.
     public var fraction: Double
+    /// The distance below which a sample counts as memorised: the `percentile`-th percentile of
+    /// the held-out images' nearest-training distances (normalised data units).
     public var threshold: Double
     /// The percentile of held-out distances used as the threshold (1).
     public var percentile: Double
     /// Median nearest-training distance of samples and of held-out real images.
     public var medianSampleDistance: Double
+    /// Median nearest-training distance of the held-out real images.
     public var medianHeldOutDistance: Double
+    /// Number of generated samples checked.
     public var sampleCount: Int
+    /// Number of held-out real images used to calibrate the threshold.
     public var heldOutCount: Int
     /// Indices (sample, training image) of the closest pairs, closest first (up to 16).
     public var closestPairs: [[Int]]
 
+    /// Measures memorisation of `samples` `[S, D]` against `train` `[N, D]`, with the threshold
+    /// from `heldOut` `[H, D]` at `percentile` (percent, default 1); all in normalised units.
+    /// - Throws: ``MetricError`` when any of the three sets is empty.
     public static func measure(samples: Tensor, train: Tensor, heldOut: Tensor, percentile: Double = 1) throws -> Memorization {
         guard samples.shape[0] > 0, heldOut.shape[0] > 0, train.shape[0] > 0 else {
             throw MetricError(metric: "memorization", problem: "needs samples, training and held-out images")

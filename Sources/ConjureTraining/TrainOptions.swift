@@ -8,15 +8,18 @@ import ConjureMetrics
 public struct TrainOptions: Sendable {
     /// The data file or PNG folder; nil looks in `dataDirectory` (see ``DataFetch/defaultDataPath(in:)``).
     public var data: String?
+    /// Folder searched for the default data file when ``data`` is nil (default `data`).
     public var dataDirectory: String = "data"
     /// The run directory, e.g. `runs/demo`.
     public var runDirectory: String
+    /// The model family, its configuration and optimisation (a preset plus overrides).
     public var model: ModelConfig
     /// Normalisation; nil picks the one matching the generator's output (tanh: symmetric,
     /// sigmoid: unit, identity: zscore).
     public var normalization: Normalization?
     /// The data's value range for symmetric/unit scaling, overriding detection.
     public var dataRange: ClosedRange<Float>?
+    /// What to do with samples holding missing or non-finite values (default: refuse the file).
     public var clean: CleanPolicy = .error
     /// `--shape`: what one sample is (`D`, `C,T` or `C,H,W`), overriding the reader's kind.
     public var shape: String?
@@ -36,11 +39,14 @@ public struct TrainOptions: Sendable {
     public var checkpointEvery: Int?
     /// Stop after this many steps in total (the run can be resumed later).
     public var maxSteps: Int?
+    /// Continue the run in ``runDirectory`` from its latest checkpoint, with its saved
+    /// configuration (default `false`).
     public var resume = false
     /// Replace an existing run directory.
     public var overwrite = false
     /// With `resume`: a new total epoch count (to train a finished run further).
     public var resumeEpochs: Int?
+    /// Worker threads asked for, 1...64 (default 1); capped at the machine's core count.
     public var threads: Int = 1
     /// Steps between FID/KID measurements against the held-out split, logged to
     /// metrics.jsonl (0: never).
@@ -50,6 +56,8 @@ public struct TrainOptions: Sendable {
     /// Progress output: a live line on a terminal, plain lines otherwise, or nothing.
     public var progress: ProgressStyle = .automatic
 
+    /// `automatic`: a live line on a terminal, plain lines otherwise; `lines`: plain lines;
+    /// `live`: always the live line; `quiet`: no progress output.
     public enum ProgressStyle: Sendable, Equatable { case automatic, lines, live, quiet }
 
     /// Options for a run in `runDirectory` of `model`, defaults elsewhere.
@@ -66,13 +74,17 @@ public struct TrainOptions: Sendable {
 
 /// The outcome of a training run.
 public struct TrainSummary: Sendable {
+    /// The run directory written (e.g. `runs/demo`).
     public var runDirectory: String
+    /// The step count reached (the total, counting steps before a resume).
     public var steps: Int
     /// Epochs completed (fractional).
     public var epochs: Double
+    /// Wall-clock seconds of this invocation's training.
     public var seconds: Double
     /// Statistics of the last step (`d_loss`, `g_loss`, ... for a GAN).
     public var last: StepMetrics?
+    /// Files written by this invocation (checkpoints, grids, classifier), sorted.
     public var files: [String]
     /// True when SIGINT/SIGTERM stopped training early (a checkpoint was written).
     public var interrupted: Bool
@@ -83,9 +95,13 @@ public struct TrainSummary: Sendable {
 
 /// Training stopped because the optimisation failed.
 public struct TrainingError: Error, CustomStringConvertible {
+    /// The 0-based index of the step that failed (the number of steps completed before it).
     public var step: Int
+    /// What went wrong, e.g. which loss became non-finite.
     public var problem: String
+    /// What to try (a lower learning rate, clipping, ...), or nil.
     public var hint: String?
+    /// `step N: PROBLEM (HINT)`, the hint only when present.
     public var description: String { "step \(step): \(problem)" + (hint.map { " (\($0))" } ?? "") }
 }
 

@@ -6,9 +6,11 @@ import ConjureMetrics
 
 /// The training loop of any model family: batches, steps, logging, sample grids and checkpoints.
 public final class Trainer {
+    /// The options of this run (data, run directory, model, cadences, threads).
     public let options: TrainOptions
     let log: (String) -> Void
 
+    /// A trainer for `options`; `log` receives each message line (default: standard error).
     public init(options: TrainOptions, log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
         self.options = options
         self.log = log

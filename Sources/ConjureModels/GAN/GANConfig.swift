@@ -49,11 +49,13 @@ public enum GANArchitecture: String, Codable, Sendable {
 
 /// Hidden-layer activation names.
 public enum HiddenActivation: String, Codable, Sendable {
+    /// `relu`: ReLU; `leakyrelu`: LeakyReLU with slope ``GANConfig/leakySlope``.
     case relu, leakyrelu
 }
 
 /// Everything that defines an MLP GAN and its optimisation. A preset is only a set of defaults.
 public struct GANConfig: FamilyConfig, Equatable {
+    /// The preset this configuration started from (`seed`, `gan`, `lsgan`, `wgan-gp`, ...).
     public var preset: String
     /// Size of the latent `z ~ N(0, I)` fed to the generator.
     public var noiseDim: Int
@@ -61,23 +63,34 @@ public struct GANConfig: FamilyConfig, Equatable {
     public var dataDim: Int
     /// Hidden widths of the generator, input side first.
     public var generatorHidden: [Int]
+    /// Non-linearity after each generator hidden layer (after its BatchNorm1d, if any).
     public var generatorActivation: HiddenActivation
     /// BatchNorm1d after the Linear of each generator hidden layer (same length as
     /// `generatorHidden`).
     public var generatorBatchNorm: [Bool]
+    /// The generator's last non-linearity; it must match the data normalisation's range.
     public var outputActivation: OutputActivation
     /// Hidden widths of the discriminator, input side first (LeakyReLU after each).
     public var discriminatorHidden: [Int]
     /// Negative slope of LeakyReLU.
     public var leakySlope: Float
+    /// The generator's base learning rate (2e-4 in the `gan` preset), scaled by ``lrSchedule``.
     public var generatorLR: Float
+    /// The discriminator's base learning rate (2e-4 in the `gan` preset), scaled by ``lrSchedule``.
     public var discriminatorLR: Float
+    /// Adam's β1 for both networks (0.5 in the GAN presets, after Radford et al. 2016).
     public var beta1: Float
+    /// Adam's β2 for both networks (0.999; 0.9 for `wgan-gp`).
     public var beta2: Float
+    /// The optimiser's ε in the denominator (1e-8).
     public var eps: Float
+    /// How the discriminator and generator updates of a step are ordered.
     public var update: UpdateOrder
+    /// Real samples per discriminator step (and fakes per step), 64 in the presets.
     public var batchSize: Int
+    /// Passes over the training split; the run's total steps are `epochs × steps per epoch`.
     public var epochs: Int
+    /// The run's seed: every random stream (initialisation, latents, batches) derives from it.
     public var seed: UInt64
     /// PacGAN packing (Lin et al. 2018): the discriminator judges `pack` samples at once,
     /// concatenated into one input of `pack * dataDim`; 1 is the ordinary GAN.
@@ -90,6 +103,7 @@ public struct GANConfig: FamilyConfig, Equatable {
     public var gpLambda: Float = 10
     /// Spectral normalisation of every discriminator weight (Miyato et al. 2018).
     public var spectralNorm: Bool = false
+    /// Fully connected (`mlp`, default) or convolutional (`dcgan`, needs ``imageShape``) networks.
     public var architecture: GANArchitecture = .mlp
     /// `[C, H, W]` of samples for the convolutional architecture.
     public var imageShape: [Int]? = nil
@@ -119,6 +133,9 @@ public struct GANConfig: FamilyConfig, Equatable {
              optimizer, weightDecay, lrSchedule, clipGradNorm, emaDecay
     }
 
+    /// A configuration from the fields that have no default; the others take their declared
+    /// defaults (BCE loss, one critic step, no spectral norm, MLP, unconditional, Adam, constant
+    /// learning rate, no clipping, no EMA).
     public init(preset: String, noiseDim: Int, dataDim: Int, generatorHidden: [Int], generatorActivation: HiddenActivation,
                 generatorBatchNorm: [Bool], outputActivation: OutputActivation, discriminatorHidden: [Int], leakySlope: Float,
                 generatorLR: Float, discriminatorLR: Float, beta1: Float, beta2: Float, eps: Float, update: UpdateOrder,
@@ -130,6 +147,9 @@ public struct GANConfig: FamilyConfig, Equatable {
         self.eps = eps; self.update = update; self.batchSize = batchSize; self.epochs = epochs; self.seed = seed; self.pack = pack
     }
 
+    /// Decodes `config.json`; keys added after the first release (`pack`, `loss`, ..., `emaDecay`)
+    /// may be missing and take their defaults, so older run directories still load.
+    /// - Throws: `DecodingError` when a required key is missing or of the wrong type.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(preset: try c.decode(String.self, forKey: .preset), noiseDim: try c.decode(Int.self, forKey: .noiseDim),

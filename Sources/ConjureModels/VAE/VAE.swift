@@ -17,6 +17,7 @@ public struct VAEStepStats: Sendable, Equatable {
     /// The KL weight used in this step's objective (1 without warm-up).
     public var klWeight: Float
 
+    /// Statistics from the negative ELBO, its two terms (nats per sample) and the KL weight.
     public init(loss: Float, reconstruction: Float, kl: Float, klWeight: Float) {
         self.loss = loss; self.reconstruction = reconstruction; self.kl = kl; self.klWeight = klWeight
     }
@@ -66,6 +67,7 @@ public enum VAEFamily: ModelFamily {
 /// `nn.Sequential` (and a `log_sigma` `nn.Parameter` for a learned Gaussian scale):
 /// `encoder.0.weight` `[200, 784]`, ..., `encoder.4.bias` `[100]`, `decoder.0.weight` `[200, 50]`, ...
 public final class VAE: GenerativeModel {
+    /// The configuration the networks were built from.
     public let config: VAEConfig
     /// Maps `[N, dataDim]` (MLP) or `[N, C, H, W]` (conv) to `[N, 2·latentDim]`: `μ` in the
     /// first half of each row, `log σ²` (before clamping) in the second.

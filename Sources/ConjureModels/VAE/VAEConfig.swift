@@ -25,6 +25,7 @@ public enum VAELikelihood: String, Codable, Sendable, CaseIterable {
 
 /// Hidden-layer non-linearity of a VAE.
 public enum VAEActivation: String, Codable, Sendable, CaseIterable {
+    /// `relu`: ReLU (the presets); `tanh`: tanh (the network of Burda et al. 2016).
     case relu, tanh
 }
 
@@ -36,6 +37,7 @@ public enum VAEActivation: String, Codable, Sendable, CaseIterable {
 /// parameters of ``likelihood``. Training minimises the negative evidence lower bound
 /// `-ELBO = E_q[-log p(x|z)] + KL(q(z|x) ‖ p(z))` in nats per sample.
 public struct VAEConfig: FamilyConfig, Equatable {
+    /// The preset this configuration started from (`vae`, `conv-vae`, ...).
     public var preset: String
     /// Size of the latent `z`.
     public var latentDim: Int
@@ -47,10 +49,12 @@ public struct VAEConfig: FamilyConfig, Equatable {
     public var decoderHidden: [Int]
     /// Non-linearity after every hidden layer (both architectures).
     public var activation: VAEActivation
+    /// Fully connected (`mlp`) or convolutional (`conv`, needs ``imageShape``) networks.
     public var architecture: VAEArchitecture
     /// `[C, H, W]` of samples; required for `conv` (28x28 or 32x32, 1-4 channels), optional for
     /// `mlp` (used for image grids), and then its product must equal `dataDim`.
     public var imageShape: [Int]?
+    /// The decoder's observation model `p(x|z)` (Bernoulli logits in the presets).
     public var likelihood: VAELikelihood
     /// Fixed standard deviation of the Gaussian likelihood (in data units); nil learns one
     /// log standard deviation per data dimension (parameter `log_sigma`, initialised to 0,
@@ -68,12 +72,19 @@ public struct VAEConfig: FamilyConfig, Equatable {
     /// training objective rises linearly from `1/klWarmupSteps` to 1 over this many steps.
     /// 0: no warm-up. Reported losses are always the true negative ELBO.
     public var klWarmupSteps: Int
+    /// The base learning rate (1e-3 in the presets), scaled by ``lrSchedule``.
     public var lr: Float
+    /// Adam's β1 (0.9 in the presets).
     public var beta1: Float
+    /// Adam's β2 (0.999 in the presets).
     public var beta2: Float
+    /// The optimiser's ε in the denominator (1e-8 in the presets).
     public var eps: Float
+    /// Samples per training step (100 in the presets).
     public var batchSize: Int
+    /// Passes over the training split; the run's total steps are `epochs × steps per epoch`.
     public var epochs: Int
+    /// The run's seed: every random stream (initialisation, latents, batches) derives from it.
     public var seed: UInt64
     /// Learning-rate schedule over the run's total steps.
     public var lrSchedule: LRSchedule = .constant
