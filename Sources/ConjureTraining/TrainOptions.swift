@@ -18,6 +18,8 @@ public struct TrainOptions: Sendable {
     /// The data's value range for symmetric/unit scaling, overriding detection.
     public var dataRange: ClosedRange<Float>?
     public var clean: CleanPolicy = .error
+    /// `--layout`: the axis order of 4-d image arrays (nil: detected, see ``ArrayLayout/detect(shape:)``).
+    public var layout: ArrayLayout?
     /// `--shape`: what one sample is (`D`, `C,T` or `C,H,W`), overriding the reader's kind.
     public var shape: String?
     /// CSV label column; nil means the last column for image CSVs with D = s² + 1 columns
@@ -39,6 +41,9 @@ public struct TrainOptions: Sendable {
     public var resume = false
     /// Replace an existing run directory.
     public var overwrite = false
+    /// With `resume`: continue although the data file's contents changed since the run
+    /// started (its SHA-256 differs from the one in the checkpoint).
+    public var allowDataChange = false
     /// With `resume`: a new total epoch count (to train a finished run further).
     public var resumeEpochs: Int?
     public var threads: Int = 1
@@ -74,7 +79,7 @@ public struct TrainSummary: Sendable {
     /// Statistics of the last step (`d_loss`, `g_loss`, ... for a GAN).
     public var last: StepMetrics?
     public var files: [String]
-    /// True when SIGINT/SIGTERM stopped training early (a checkpoint was written).
+    /// True when SIGINT, SIGTERM or SIGHUP stopped training early (a checkpoint was written).
     public var interrupted: Bool
     /// Seconds from process start to the end of this run's first training step (Linux
     /// `/proc`), nil when no step ran.
