@@ -17,7 +17,7 @@ func fail(_ error: Error) -> Never {
     case let e as MetricError: text = e.description
     default: text = "\(error)"
     }
-    FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+    Console.error("error: \(text)")  // write(2): a closed stderr must not turn the error into a crash
     exit(1)
 }
 
@@ -76,5 +76,6 @@ public struct Conjure: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "conjure",
         abstract: "Train, sample and evaluate generative models on your own data.",
+        version: conjureVersion,
         subcommands: [Train.self, Sample.self, Evaluate.self, MetricsCommand.self, DataCommand.self, ClassifierCommand.self, Bench.self])
 }

@@ -12,9 +12,10 @@ struct DataCommand: ParsableCommand {
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print format, shape, dtype, value range and label counts of a data file.")
-        @Argument(help: "A .npy, IDX[.gz] or CSV[.gz] file, or a folder of PNGs.") var file: String
+        @Argument(help: "A .npy, IDX[.gz] or CSV[.gz] file, a folder of PNGs, or a built-in synthetic set (ring8, grid25, moons).") var file: String
         @Option(parsing: .unconditional, help: "CSV label column: index (negative from the end) or header name (default: the last column of image CSVs, as train).") var labelColumn: String?
         @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
+        @Option(help: "Axis order of 4-d image arrays: nchw or nhwc (default: detected).") var layout: String?
 
         func run() {
             runReporting {
@@ -23,7 +24,19 @@ struct DataCommand: ParsableCommand {
                 if column == nil, (try? Dataset.detectFormat(path: file)) == .csv {
                     column = try? PreparedData.defaultCSVLabelColumn(path: file)
                 }
-                print(try inspect(path: file, options: DatasetOptions(labelColumn: column, clean: policy)))
+                if Mixture2D(rawValue: file) != nil && !FileManager.default.fileExists(atPath: file) {
+                    // A built-in synthetic set, generated as `train --data \(file)` does (default seed and count).
+                    var o = TrainOptions(runDirectory: "", model: ModelConfig.presets["gan"]!)
+                    o.data = file
+                    print(try PreparedData.loadDataset(o).summary())
+                    return
+                }
+                var options = DatasetOptions(labelColumn: column, clean: policy)
+                if let v = layout {
+                    guard let l = ArrayLayout(rawValue: v.lowercased()) else { throw ConfigError(option: "--layout", problem: "expected nchw or nhwc, got '\(v)'") }
+                    options.layout = l
+                }
+                print(try inspect(path: file, options: options))
             }
         }
     }

@@ -30,6 +30,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Learning-rate factor reached at the end of a linear or cosine schedule (default 0).") var lrFinalFactor: Float?
     @Option(parsing: .unconditional, help: "Clip each parameter group's total gradient L2 norm to this value.") var clipGradNorm: Float?
     @Option(parsing: .unconditional, help: "Average the sampled weights (a GAN's generator, a VAE's networks) with this decay, e.g. 0.999, and sample with the average; 0 turns it off.") var ema: Float?
+    @Option(help: "Axis order of 4-d image arrays: nchw or nhwc (default: detected; channels-last arrays are transposed).") var layout: String?
     @Option(help: "What one sample is: D (a vector), C,T (a signal) or C,H,W (an image), e.g. 1,28,28. Default: what the file says.") var shape: String?
     @OptionGroup(title: "GAN options") var gan: GANOptions
     @OptionGroup(title: "VAE options") var vae: VAEOptions
@@ -49,6 +50,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Samples per in-training measurement (default 2000; with --resume, the run's own).") var evalCount: Int?
     @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
     @Flag(help: "Replace an existing run directory.") var overwrite = false
+    @Flag(help: "With --resume: continue although the data file's contents changed since the run started.") var allowDataChange = false
     @Flag(help: "Print plain progress lines even on a terminal.") var plain = false
     @Flag(help: "No progress output.") var quiet = false
 
@@ -62,7 +64,7 @@ struct Train: ParsableCommand {
          ("--clean", clean != nil), ("--label-column", labelColumn != nil), ("--held-out", heldOut != nil), ("--overwrite", overwrite),
          ("--optimizer", optimizer != nil), ("--weight-decay", weightDecay != nil), ("--lr-schedule", lrSchedule != nil),
          ("--lr-warmup-steps", lrWarmupSteps != nil), ("--lr-final-factor", lrFinalFactor != nil), ("--clip-grad-norm", clipGradNorm != nil),
-         ("--ema", ema != nil), ("--shape", shape != nil)] + familyOptions.flatMap(\.given)
+         ("--ema", ema != nil), ("--shape", shape != nil), ("--layout", layout != nil)] + familyOptions.flatMap(\.given)
     }
 
     func makeOptions() throws -> TrainOptions {
@@ -98,6 +100,12 @@ struct Train: ParsableCommand {
         var o = TrainOptions(runDirectory: runsDir + "/" + name, model: chosen)
         o.data = data
         o.shape = shape
+        if let v = layout {
+            guard let l = ArrayLayout(rawValue: v.lowercased()) else {
+                throw ConfigError(option: "--layout", problem: "expected nchw or nhwc, got '\(v)'")
+            }
+            o.layout = l
+        }
         if let v = normalize {
             guard let n = Normalization(rawValue: v.lowercased()) else {
                 throw ConfigError(option: "--normalize", problem: "expected symmetric, unit, zscore or none, got '\(v)'")
@@ -125,6 +133,10 @@ struct Train: ParsableCommand {
         o.evalCount = evalCount
         o.resume = resume
         o.overwrite = overwrite
+        if allowDataChange && !resume {
+            throw ConfigError(option: "--allow-data-change", problem: "applies with --resume only")
+        }
+        o.allowDataChange = allowDataChange
         o.progress = quiet ? .quiet : (plain ? .lines : .automatic)
         return o
     }

@@ -38,6 +38,12 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var evalCount: Int?
     /// Samples generated for a built-in synthetic data set (nil for files).
     public var syntheticCount: Int?
+    /// SHA-256 (lowercase hex) of the data file's bytes when the run started (nil for folders,
+    /// built-in data sets and runs written before it was saved): `--resume` refuses a file whose
+    /// contents changed unless `--allow-data-change` is given.
+    public var dataSHA256: String?
+    /// `--layout` as given for a 4-d array (nil: detected), so a resume reads the file the same way.
+    public var layout: ArrayLayout?
 
     /// A run's configuration.
     public init(model: ModelConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, dataSpec: DataSpec? = nil, trainSamples: Int,
@@ -198,8 +204,8 @@ public enum Checkpoint {
                                 hint: "use an earlier checkpoint")
             }
         }
-        do { try run.model.validate() } catch {
-            throw bad("the configuration is not valid: \(error)")
+        do { try run.validate() } catch {
+            throw bad("the configuration is not valid: \(error)", "the checkpoint was edited or damaged; use one written by `conjure train`")
         }
         let model = run.model.makeModel()
         let optimization = Optimization(model: model, settings: run.model.optimization, seed: run.model.seed)

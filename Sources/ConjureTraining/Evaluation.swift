@@ -270,12 +270,22 @@ public enum Evaluator {
                 let r = try Metrics.kid(real: real, fake: fake, subsets: o.kidSubsets, subsetSize: o.kidSubsetSize, seed: o.seed)
                 out["kid"] = try encode(r)
                 warnings += r.warnings
-                table.append(("KID" + label, String(format: "%.5f ± %.5f", r.mean, r.std)))
+                table.append(("KID (MMD², raw)" + label, String(format: "%.5f ± %.5f", r.mean, r.std)))
             }
             if requested.contains("pr") {
                 let r = try Metrics.precisionRecall(real: real, fake: fake, k: o.prK)
                 out["precision_recall"] = try encode(r)
                 table.append(("precision / recall (k=\(o.prK))" + label, String(format: "%.4f / %.4f", r.precision, r.recall)))
+                // Collapse: samples far less spread than the real data, or all samples on the
+                // real manifold while they cover none of it (precision 1, recall 0).
+                let d = try Metrics.diversity(real: real, fake: fake)
+                out["diversity"] = try encode(d)
+                table.append(("diversity: samples / real" + label, String(format: "%.4g / %.4g (ratio %.3f)", d.samples, d.reference, d.ratio)))
+                if label.isEmpty && (d.collapsed || (r.precision >= 0.99 && r.recall <= 0.01)) {
+                    warnings.append("mode collapse: the samples' mean pairwise distance is \(String(format: "%.3f", d.ratio)) of the real data's"
+                                    + String(format: " (precision %.3f, recall %.3f)", r.precision, r.recall)
+                                    + "; the generator produces a few kinds of sample (or one)")
+                }
             }
             if requested.contains("dc") {
                 let r = try Metrics.densityCoverage(real: real, fake: fake, k: o.dcK)
@@ -336,6 +346,13 @@ public enum Evaluator {
                 e = try encode(r) as! [String: Any]
                 table.append(("modes captured", "\(r.modesCaptured) / \(r.modeCount)"))
                 table.append(("high quality", String(format: "%.1f%%", 100 * r.highQualityFraction)))
+                e["mode_shares"] = r.modeShares
+                e["weak_modes"] = r.weakModes
+                table.append(("modes with >= 1/4 of a uniform share", "\(r.modeCount - r.weakModes.count) / \(r.modeCount)"))
+                if !r.weakModes.isEmpty {
+                    warnings.append("\(r.weakModes.count) of \(r.modeCount) modes hold under a quarter of their uniform share (1/\(r.modeCount)) of high-quality samples"
+                                    + " (shares " + r.modeShares.map { String(format: "%.3f", $0) }.joined(separator: ", ") + "): they are barely captured")
+                }
             }
             let path = runDir + "/samples/scatter.png"
             pendingImages.append { try Scatter.write(points: raw, modes: mix, to: path) }

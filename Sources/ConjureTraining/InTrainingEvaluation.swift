@@ -46,4 +46,14 @@ final class InTrainingEvaluator {
         let kid = try Metrics.kid(real: realFeatures, fake: fake, subsets: 10, subsetSize: min(500, realFeatures.shape[0], fake.shape[0]), seed: seed)
         return ["fid": fid.value, "kid": kid.mean, "kid_std": kid.std, "eval_samples": fake.shape[0], "eval_space": space]
     }
+
+    /// The console line of a measurement: `eval step 200: FID 41.2, KID 0.03125 ± 0.00211
+    /// (MMD², raw) on 2000 samples (classifier features)`. KID is printed and logged in one
+    /// unit everywhere: the raw unbiased MMD² estimate, not scaled by 1000.
+    static func consoleLine(_ record: [String: Any]) -> String {
+        let step = record["step"] as? Int ?? 0
+        let fid = record["fid"] as? Double ?? .nan, kid = record["kid"] as? Double ?? .nan, kidStd = record["kid_std"] as? Double ?? .nan
+        return "eval step \(step): " + String(format: "FID %.4f, KID %.5f ± %.5f (MMD², raw)", fid, kid, kidStd)
+            + " on \(record["eval_samples"] as? Int ?? 0) samples (\(record["eval_space"] as? String ?? "") features)"
+    }
 }

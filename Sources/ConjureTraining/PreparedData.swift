@@ -45,6 +45,9 @@ public struct PreparedData {
     public var dropped: Int
     /// SHA-256 of the data file's bytes (nil for folders and built-in sets).
     public var contentSHA256: String?
+    /// What the reader did that the user should know (``Dataset/notes``: a channels-last array
+    /// transposed, a header column taken as labels), printed when training starts.
+    public var notes: [String] = []
 
     /// `[C, H, W]` when the data are images.
     public var imageShape: [Int]? { spec.imageShape }
@@ -64,6 +67,7 @@ public struct PreparedData {
             return Dataset(samples: mix.sample(n: o.syntheticCount, rng: &rng), source: path, format: .npy)
         }
         var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean, declaredRange: o.dataRange)
+        options.layout = o.layout
         let format = try Dataset.detectFormat(path: path)
         if o.labelColumn != nil && format != .csv {
             throw ConfigError(option: "--label-column", problem: "applies to CSV files only; \(path) is \(format.rawValue)")
@@ -148,6 +152,6 @@ public struct PreparedData {
                               hint: "use a smaller batch size")
         }
         return PreparedData(train: stats.apply(train.samples), labels: train.labels, normalization: stats, spec: spec,
-                            source: path, heldOut: heldOut, dropped: dataset.droppedSamples, contentSHA256: hash)
+                            source: path, heldOut: heldOut, dropped: dataset.droppedSamples, contentSHA256: hash, notes: dataset.notes)
     }
 }

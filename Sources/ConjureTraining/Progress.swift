@@ -45,14 +45,14 @@ final class ProgressReporter {
         if live {
             // A live line wider than the terminal would wrap, and `\r` would then redraw only
             // its last row: cut it to the width, asked each time so a resize is followed.
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + Self.fitted(line, columns: Self.terminalColumns())).utf8))
+            Console.write("\r\u{1B}[K" + Self.fitted(line, columns: Self.terminalColumns()))
         } else {
             log(line)
         }
     }
 
     func finish() {
-        if live && !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+        if live && !quiet { Console.write("\n") }
     }
 
     /// `line` cut to `columns - 1` characters (the cursor keeps the last column), or whole when

@@ -22,11 +22,14 @@ public struct SampleWriter: Sendable {
     /// Writes normalised samples `[N, D]` of `spec` in the data's units to `path`.
     public let write: @Sendable (_ samples: Tensor, _ spec: DataSpec, _ stats: NormalizationStats, _ path: String) throws -> Void
 
-    /// The writer of in-training samples for a data kind: a PNG grid for images; nil for
+    /// The writer of in-training samples for a data kind: a PNG grid for images of 1 to 4
+    /// channels; nil for images of more channels and for
     /// vectors (2-D point sets and tabular rows have no picture; use `conjure sample --out
     /// X.npy`). Sequences (WAV) and tokens (text) get theirs with their families.
     public static func training(for spec: DataSpec) -> SampleWriter? {
         switch spec {
+        case .image(let channels, _, _) where !(1...4).contains(channels):
+            return nil  // PNG holds 1 to 4 channels
         case .image:
             return SampleWriter(fileExtension: "png") { samples, spec, stats, path in
                 try writeGrid(samples, shape: spec.sampleShape, stats: stats, to: path)

@@ -21,6 +21,8 @@ public struct TrainOptions: Sendable {
     public var dataRange: ClosedRange<Float>?
     /// What to do with samples holding missing or non-finite values (default: refuse the file).
     public var clean: CleanPolicy = .error
+    /// `--layout`: the axis order of 4-d image arrays (nil: detected, see ``ArrayLayout/detect(shape:)``).
+    public var layout: ArrayLayout?
     /// `--shape`: what one sample is (`D`, `C,T` or `C,H,W`), overriding the reader's kind.
     public var shape: String?
     /// CSV label column; nil means the last column for image CSVs with D = s² + 1 columns
@@ -44,6 +46,9 @@ public struct TrainOptions: Sendable {
     public var resume = false
     /// Replace an existing run directory.
     public var overwrite = false
+    /// With `resume`: continue although the data file's contents changed since the run
+    /// started (its SHA-256 differs from the one in the checkpoint).
+    public var allowDataChange = false
     /// With `resume`: a new total epoch count (to train a finished run further).
     public var resumeEpochs: Int?
     /// Worker threads asked for, 1...64 (default 1); capped at the machine's core count.
@@ -86,7 +91,7 @@ public struct TrainSummary: Sendable {
     public var last: StepMetrics?
     /// Files written by this invocation (checkpoints, grids, classifier), sorted.
     public var files: [String]
-    /// True when SIGINT/SIGTERM stopped training early (a checkpoint was written).
+    /// True when SIGINT, SIGTERM or SIGHUP stopped training early (a checkpoint was written).
     public var interrupted: Bool
     /// Seconds from process start to the end of this run's first training step (Linux
     /// `/proc`), nil when no step ran.

@@ -11,7 +11,7 @@ public final class Trainer {
     let log: (String) -> Void
 
     /// A trainer for `options`; `log` receives each message line (default: standard error).
-    public init(options: TrainOptions, log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
+    public init(options: TrainOptions, log: @escaping (String) -> Void = { Console.error($0) }) {
         self.options = options
         self.log = log
     }
@@ -24,29 +24,28 @@ public final class Trainer {
         let o = options
         let start = Date()
         try o.model.validate()
-        if let v = o.logEvery, v < 1 { throw ConfigError(option: "--log-every", problem: "must be at least 1, got \(v)") }
-        if let v = o.sampleEvery, v < 0 { throw ConfigError(option: "--sample-every", problem: "must be non-negative, got \(v)") }
-        if let v = o.checkpointEvery, v < 0 { throw ConfigError(option: "--checkpoint-every", problem: "must be non-negative, got \(v)") }
+        // The same bounds as a checkpoint's saved configuration (RunConfig.validate).
+        try RunLimits.validate(logEvery: o.logEvery, sampleEvery: o.sampleEvery, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery,
+                               evalCount: o.evalCount, heldOutFraction: o.heldOutFraction, epochs: o.resumeEpochs,
+                               syntheticCount: o.syntheticCount)
         if let m = o.maxSteps, m < 1 { throw ConfigError(option: "--max-steps", problem: "must be at least 1, got \(m)") }
-        if let e = o.resumeEpochs, e < 1 { throw ConfigError(option: "--epochs", problem: "must be at least 1, got \(e)") }
-        if !(0..<1).contains(o.heldOutFraction) { throw ConfigError(option: "--held-out", problem: "must be in [0, 1), got \(o.heldOutFraction)") }
-        if let v = o.evalEvery, v < 0 { throw ConfigError(option: "--eval-every", problem: "must be non-negative, got \(v)") }
         if (o.evalEvery ?? 0) > 0 && o.heldOutFraction == 0 && !o.resume { throw ConfigError(option: "--eval-every", problem: "needs a held-out split", hint: "drop --held-out 0") }
-        if let v = o.evalCount, v < 2 { throw ConfigError(option: "--eval-count", problem: "must be at least 2, got \(v)") }
         if o.threads < 1 || o.threads > 64 { throw ConfigError(option: "--threads", problem: "must be between 1 and 64, got \(o.threads)") }
         if o.resume && o.overwrite { throw ConfigError(option: "--overwrite", problem: "cannot be combined with --resume") }
 
         let fm = FileManager.default
+        // One writer per run: the lock is held until this function returns (the process's
+        // life in the CLI); stale files of dead writers go first.
+        let folder = try RunDirectory(target: o.runDirectory, log: log)
+        defer { folder.lock.release() }
         var net: any GenerativeModel
         var optimization: Optimization
         var run: RunConfig
         var progress: TrainingProgress
         let data: PreparedData
         // A new run is built in a hidden staging folder beside the target and moved into place
-        // at its first checkpoint, so a run that fails early leaves nothing (and an old run
-        // being replaced with --overwrite survives until then).
-        var dir = o.runDirectory
-        var staging: String?
+        // once its first checkpoint is durable, so a run that fails early leaves nothing (and an
+        // old run being replaced with --overwrite survives until then).
         if o.resume {
             guard fm.fileExists(atPath: checkpointPath) else {
                 throw ConfigError(option: "--resume", problem: "no checkpoint at \(checkpointPath)",
@@ -70,9 +69,18 @@ public final class Trainer {
             dataOptions.model = run.model
             dataOptions.normalization = run.normalization.kind
             dataOptions.heldOutFraction = run.heldOutFraction
+            dataOptions.layout = run.layout
             dataOptions.shape = run.dataSpec.map { $0.sampleShape.map(String.init).joined(separator: ",") }
             if let n = run.syntheticCount { dataOptions.syntheticCount = n }
             data = try PreparedData.load(dataOptions)
+            if let saved = run.dataSHA256, let now = data.contentSHA256, saved != now {
+                guard o.allowDataChange else {
+                    throw DataError(file: run.data, problem: "the file's contents changed since the run started (SHA-256 \(now.prefix(12))..., the run recorded \(saved.prefix(12))...)",
+                                    hint: "resume with the original file, or pass --allow-data-change to continue on the new contents deliberately")
+                }
+                log("note: \(run.data) changed since the run started; continuing on the new contents (--allow-data-change)")
+                run.dataSHA256 = now
+            }
             guard data.normalization == run.normalization, data.train.shape[0] == run.trainSamples else {
                 throw DataError(file: run.data, problem: "the data changed since the checkpoint was written (normalisation or sample count differ)",
                                 hint: "resume with the same data file")
@@ -124,28 +132,26 @@ public final class Trainer {
             run.evalEvery = o.evalEvery ?? 0
             run.evalCount = o.evalCount ?? 2000
             if Mixture2D(rawValue: data.source) != nil { run.syntheticCount = o.syntheticCount }
+            run.dataSHA256 = data.contentSHA256
+            run.layout = o.layout
             progress = TrainingProgress(step: 0, epoch: 0, batchInEpoch: 0, noiseRNG: RandomStream.latent.generator(seed: model.seed))
-            let parent = (o.runDirectory as NSString).deletingLastPathComponent
-            let name = (o.runDirectory as NSString).lastPathComponent
-            let stage = (parent.isEmpty ? "." : parent) + "/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            staging = stage
-            dir = stage
-            try AtomicFile.write(try run.jsonData(), to: stage + "/config.json", createDirectories: true)
+            try folder.stage()
+            try AtomicFile.write(try run.jsonData(), to: folder.current + "/config.json", createDirectories: true)
         }
         do {
-            return try train(net: net, optimization: optimization, run: run, progress: &progress, data: data, dir: &dir, staging: &staging, start: start)
+            return try train(net: net, optimization: optimization, run: run, progress: &progress, data: data, folder: folder, start: start)
         } catch {
-            if let staging { try? fm.removeItem(atPath: staging) }
+            folder.discard()
             throw error
         }
     }
 
-    /// The training loop proper; `dir` is where files go (the staging folder until promoted).
-    private func train(net: any GenerativeModel, optimization: Optimization, run: RunConfig, progress: inout TrainingProgress, data: PreparedData, dir: inout String,
-                       staging: inout String?, start: Date) throws -> TrainSummary {
+    /// The training loop proper; files go to `folder.current` (the staging folder until promoted).
+    private func train(net: any GenerativeModel, optimization: Optimization, run: RunConfig, progress: inout TrainingProgress, data: PreparedData,
+                       folder: RunDirectory, start: Date) throws -> TrainSummary {
         let o = options
-        let fm = FileManager.default
         if data.dropped > 0 { log("cleaning: dropped \(data.dropped) samples with missing or non-finite values from \(data.source)") }
+        for note in data.notes { log("data: \(note)") }
         // More threads than cores only adds contention (the pool's threads spin briefly).
         let cores = Parallel.availableCores
         let threads = min(o.threads, cores)
@@ -161,44 +167,44 @@ public final class Trainer {
         var fixedRNG = RandomStream.fixedLatent.generator(seed: model.seed)
         let fixedZ = Tensor.randomNormal([64, model.latentDim], using: &fixedRNG)
         let sampleWriter = SampleWriter.training(for: run.spec)
-
-        let metricsPath = dir + "/metrics.jsonl"
-        if !fm.fileExists(atPath: metricsPath) { _ = fm.createFile(atPath: metricsPath, contents: nil) }
-        guard let metrics = FileHandle(forWritingAtPath: metricsPath) else {
-            throw DataError(file: metricsPath, problem: "cannot open for writing")
+        if sampleWriter == nil, case .image(let c, _, _) = run.spec {
+            log("note: no sample grids: a PNG holds 1 to 4 channels and the data has \(c) channels; use `conjure sample --out X.npy`")
         }
-        defer { try? metrics.close() }
+
+        let metricsPath = folder.current + "/metrics.jsonl"
         // On resume, drop log lines past the checkpoint (a run stopped between checkpoints), and
         // the line of a logging window the checkpoint carries on (a run stopped off the
-        // --log-every grid): the resumed run logs that window whole, as a run that never stopped.
-        // A measurement at the stop step off the --eval-every grid goes too. A resume with
-        // nothing to train keeps every line.
+        // --log-every grid). A measurement at the stop step off the --eval-every grid goes too.
+        // A resume with nothing to train keeps every line.
         if o.resume {
             let continues = progress.step < stopAt
-            try truncateMetrics(metricsPath, after: progress.step,
-                                dropTrainingLineAtStep: continues && progress.logWindow != nil,
-                                dropEvalLineAtStep: continues && (evalEvery == 0 || progress.step % evalEvery != 0), handle: metrics)
+            try MetricsLog.truncate(metricsPath, after: progress.step,
+                                    dropTrainingLineAtStep: continues && progress.logWindow != nil,
+                                    dropEvalLineAtStep: continues && (evalEvery == 0 || progress.step % evalEvery != 0))
         }
-        metrics.seekToEndOfFile()
+        let metrics = try MetricsLog(path: metricsPath)
 
-        /// Moves a staged run into place (replacing an old run when --overwrite was given).
-        func promote() throws {
-            guard let stage = staging else { return }
-            if fm.fileExists(atPath: o.runDirectory) { try fm.removeItem(atPath: o.runDirectory) }
-            try fm.moveItem(atPath: stage, toPath: o.runDirectory)
-            staging = nil
-            dir = o.runDirectory
-        }
         var written: Set<String> = []
+        /// Writes the checkpoint into the current folder, then (a new run) promotes the staging
+        /// folder: the run appears under its name only with a durable checkpoint.
+        var lastCheckpointStep: Int? = o.resume ? progress.step : nil
         func checkpoint(_ p: TrainingProgress) throws {
-            try promote()
-            try Checkpoint.write(model: net, optimization: optimization, run: run, progress: p, to: checkpointPath)
-            written.insert(checkpointPath)
+            // Parameters and optimiser state (not only the losses) must be finite: a checkpoint
+            // with an inf in exp_avg_sq would be refused by sample and --resume.
+            if let bad = NumericHealth.firstNonFinite(model: net, optimization: optimization) {
+                throw TrainingError(step: p.step, problem: "tensor '\(bad.name)' became non-finite (element \(bad.index) is \(bad.value)); training diverged",
+                                    hint: "lower the learning rates or check the data; "
+                                        + (lastCheckpointStep.map { "the last checkpoint (step \($0)) is kept" } ?? "no checkpoint was written"))
+            }
+            try Checkpoint.write(model: net, optimization: optimization, run: run, progress: p, to: folder.current + "/checkpoints/latest.safetensors")
             // A resume may change the epochs and cadences: config.json follows the checkpoint.
-            if o.resume { try AtomicFile.write(try run.jsonData(), to: dir + "/config.json", createDirectories: true) }
+            if o.resume { try AtomicFile.write(try run.jsonData(), to: folder.current + "/config.json", createDirectories: true) }
+            try folder.promote()
+            lastCheckpointStep = p.step
+            written.insert(checkpointPath)
         }
 
-        let evaluator = evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: dir, shownDirectory: o.runDirectory,
+        let evaluator = evalEvery > 0 ? try InTrainingEvaluator(run: run, heldOut: data.heldOut, runDirectory: folder.current, shownDirectory: o.runDirectory,
                                                                    count: evalCount, seed: model.seed, log: log) : nil
         if evaluator?.trainedClassifier == true { written.insert(Evaluator.classifierPath(runDirectory: o.runDirectory)) }
         let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
@@ -215,27 +221,18 @@ public final class Trainer {
 
         Interrupt.install()
         defer { Interrupt.uninstall() }
-        // Sums of each step statistic over the current logging window, in the model's order.
-        var window: [(name: String, sum: Double)] = []
-        var windowSteps = 0
-        var windowStart = DispatchTime.now().uptimeNanoseconds
-        var timedSteps = 0  // the window's steps run by this process (its throughput)
-        if let carried = progress.logWindow {
-            window = zip(carried.names, carried.sums).map { ($0, $1) }
-            windowSteps = carried.steps
-        }
+        var window = MetricsWindow(carried: progress.logWindow)
         /// The open window (nil when empty), or the one just logged when the run stops off the grid.
         var stopWindow: LogWindow?
-        func openWindow() -> LogWindow? {
-            if windowSteps == 0 { return stopWindow }
-            return LogWindow(steps: windowSteps, names: window.map(\.name), sums: window.map(\.sum))
-        }
+        func openWindow() -> LogWindow? { window.saved ?? stopWindow }
         func withWindow(_ p: TrainingProgress) -> TrainingProgress {
             var p = p
             p.logWindow = openWindow()
             return p
         }
         var last: StepMetrics?
+        var recentWindows: [[(name: String, value: Double)]] = []
+        var diagnosed = false  // a family's warning is printed once
         var startup: Double?
         var interrupted = false
         training: while progress.step < stopAt {
@@ -248,51 +245,54 @@ public final class Trainer {
                 optimization.applySchedule(step: progress.step, totalSteps: totalSteps)
                 let stats = optimization.step(TrainingBatch(x: real, z: z, labels: model.conditionalClasses > 0 ? idx.map { data.labels![$0] } : nil))
                 if let bad = stats.firstNonFinite {
-                    throw TrainingError(step: progress.step, problem: "the losses became non-finite (\(stats.values.map { "\($0.name) \($0.value)" }.joined(separator: ", "))); first \(bad.name)",
-                                        hint: "lower the learning rates or check the data" + (staging == nil ? "; the last checkpoint is kept" : ""))
+                    // Steps are numbered as in metrics.jsonl: this is step progress.step + 1.
+                    throw TrainingError(step: progress.step + 1, problem: "the losses became non-finite (\(stats.values.map { "\($0.name) \($0.value)" }.joined(separator: ", "))); first \(bad.name)",
+                                        hint: "lower the learning rates or check the data; "
+                                            + (lastCheckpointStep.map { "the last checkpoint (step \($0)) is kept" } ?? "no checkpoint was written"))
+                }
+                // Parameters and optimiser state can overflow while the losses stay finite (an inf
+                // exp_avg_sq): checked every step (a scan, cheap next to the step) so the step
+                // named is the one that went bad.
+                if let bad = NumericHealth.firstNonFinite(model: net, optimization: optimization) {
+                    throw TrainingError(step: progress.step + 1, problem: "tensor '\(bad.name)' became non-finite (element \(bad.index) is \(bad.value)); training diverged",
+                                        hint: "lower the learning rates or check the data; "
+                                            + (lastCheckpointStep.map { "the last checkpoint (step \($0)) is kept" } ?? "no checkpoint was written"))
                 }
                 last = stats
                 if startup == nil { startup = processUptime() }
                 progress.step += 1
                 progress.batchInEpoch += 1
-                if window.isEmpty { window = stats.values.map { ($0.name, 0) } }
-                for (i, v) in stats.values.enumerated() { window[i].sum += Double(v.value) }
-                windowSteps += 1
-                timedSteps += 1
+                window.add(stats)
                 let epochDone = progress.batchInEpoch == batches.count
 
                 if progress.step % logEvery == 0 || progress.step == stopAt {
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    let secs = max(Double(now - windowStart) / 1e9, 1e-9)
-                    let n = Double(windowSteps)
-                    let means = window.map { (name: $0.name, value: $0.sum / n) }
-                    let samplesPerSec = Double(timedSteps) * Double(model.batchSize) / secs
+                    if progress.step % logEvery != 0 { stopWindow = window.saved }
+                    let (means, samplesPerSec) = window.close(batchSize: model.batchSize)
                     var record: [String: Any] = [
                         "step": progress.step, "epoch": Double(progress.step) / Double(perEpoch),
                         "samples_per_sec": samplesPerSec,
                     ]
                     for m in means { record[m.name] = m.value }
-                    let line = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-                    metrics.write(line + Data("\n".utf8))
+                    try metrics.append(record)
+                    if !diagnosed, let d = net as? any TrainingDiagnosis {
+                        recentWindows = Array((recentWindows + [means]).suffix(4))
+                        if let warning = d.diagnose(windows: recentWindows) { log(warning); diagnosed = true }
+                    }
                     reporter.report(step: progress.step, epoch: Double(progress.step) / Double(perEpoch),
                                     losses: Array(means.prefix(net.lossStatisticCount)),
                                     samplesPerSec: samplesPerSec)
-                    if progress.step % logEvery != 0 { stopWindow = openWindow() }
-                    window = []
-                    windowSteps = 0
-                    timedSteps = 0
-                    windowStart = now
                 }
                 if let ev = evaluator, progress.step % evalEvery == 0 || progress.step == stopAt {
                     var record = try ev.measure(net)
                     record["step"] = progress.step
                     record["epoch"] = Double(progress.step) / Double(perEpoch)
                     record["wall_seconds"] = Date().timeIntervalSince(start)
-                    metrics.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
+                    try metrics.append(record)
+                    if o.progress != .quiet { log(InTrainingEvaluator.consoleLine(record)) }
                 }
                 if sampleEvery > 0 && progress.step % sampleEvery == 0, let writer = sampleWriter {
                     let path = String(format: "/samples/step-%06d.", progress.step) + writer.fileExtension
-                    try writer.write(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), run.spec, run.normalization, dir + path)
+                    try writer.write(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), run.spec, run.normalization, folder.current + path)
                     written.insert(o.runDirectory + path)
                 }
                 if checkpointEvery > 0 && progress.step % checkpointEvery == 0 && progress.step < stopAt {
@@ -305,7 +305,8 @@ public final class Trainer {
         }
         reporter.finish()
         try checkpoint(withWindow(progress))
-        if progress.step == totalSteps, let writer = sampleWriter {
+        // The final grid of wherever training stopped: the end, --max-steps or an interrupt.
+        if let writer = sampleWriter {
             let path = o.runDirectory + "/samples/final." + writer.fileExtension
             try writer.write(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), run.spec, run.normalization, path)
             written.insert(path)
@@ -315,22 +316,4 @@ public final class Trainer {
                             seconds: Date().timeIntervalSince(start), last: last, files: written.sorted(), interrupted: interrupted,
                             startupSeconds: startup)
     }
-
-    /// Keeps only the metric lines with `step <= step`, less the training line (the one with
-    /// `samples_per_sec`) at `step` itself when `dropTrainingLineAtStep`, and the measurement
-    /// line (the one with `wall_seconds`) there when `dropEvalLineAtStep`.
-    func truncateMetrics(_ path: String, after step: Int, dropTrainingLineAtStep: Bool, dropEvalLineAtStep: Bool,
-                         handle: FileHandle) throws {
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        var kept = ""
-        for line in text.split(separator: "\n") {
-            if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-               let s = obj["step"] as? Int, s <= step,
-               !(dropTrainingLineAtStep && s == step && obj["samples_per_sec"] != nil),
-               !(dropEvalLineAtStep && s == step && obj["wall_seconds"] != nil) { kept += line + "\n" }
-        }
-        try handle.truncate(atOffset: 0)
-        handle.write(Data(kept.utf8))
-    }
 }
-

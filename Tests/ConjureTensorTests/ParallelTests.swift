@@ -335,7 +335,7 @@ final class ParallelTests: XCTestCase {
         var rng = RandomGenerator(seed: 9)
         var xs = Tensor.randomNormal([70_001], using: &rng).scalars
         var gs = Tensor.randomNormal([70_001], using: &rng).scalars
-        let specials: [Float] = [0, -0.0, .infinity, -.infinity, .nan, 1e-45, -1e-45]
+        let specials: [Float] = [0, -0.0, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, -.leastNonzeroMagnitude]
         for (i, v) in specials.enumerated() { xs[i] = v; xs[40_000 + i] = v; gs[i + 7] = v; gs[i] = -1 }
         let x = Tensor(shape: [70_001], scalars: xs).requiringGrad(), g = Tensor(shape: [70_001], scalars: gs)
         func same(_ a: [Float], _ b: [Float]) -> Bool { a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern } }

@@ -273,6 +273,8 @@ public struct GANConfig: FamilyConfig, Equatable {
         if dataDim <= 0 { throw bad("data", "sample size must be positive, got \(dataDim)") }
         if generatorHidden.contains(where: { $0 <= 0 }) { throw bad("--g-hidden", "widths must be positive, got \(generatorHidden)") }
         if discriminatorHidden.contains(where: { $0 <= 0 }) { throw bad("--d-hidden", "widths must be positive, got \(discriminatorHidden)") }
+        if dataDim > 1 << 26 { throw bad("data", "sample size must be at most 2^26 values, got \(dataDim)") }
+        if pack > 1 << 10 { throw bad("--pack", "must be at most 1024, got \(pack)") }
         if generatorBatchNorm.count != generatorHidden.count {
             throw bad("--g-batchnorm", "needs one flag per generator hidden layer (\(generatorHidden.count)), got \(generatorBatchNorm.count)")
         }
@@ -283,13 +285,14 @@ public struct GANConfig: FamilyConfig, Equatable {
         if !(0..<1).contains(beta2) { throw bad("--beta2", "must be in [0, 1), got \(beta2)") }
         if !(eps > 0) { throw bad("--eps", "must be positive, got \(eps)") }
         if batchSize < 2 { throw bad("--batch-size", "must be at least 2, got \(batchSize)") }
-        if epochs < 1 { throw bad("--epochs", "must be at least 1, got \(epochs)") }
+        if epochs < 1 || epochs > 10_000_000 { throw bad("--epochs", "must be between 1 and 10000000, got \(epochs)") }
         // Refuse models that cannot be allocated rather than crash: 2^28 parameters (1 GiB of
         // Float32 per copy; weights, gradients and two Adam moments make four).
         let widths = [noiseDim] + generatorHidden + [dataDim]
         let dWidths = [dataDim * max(pack, 1)] + discriminatorHidden + [1]
-        let count = zip(widths, widths.dropFirst()).reduce(0.0) { $0 + Double($1.0 + 1) * Double($1.1) }
-            + zip(dWidths, dWidths.dropFirst()).reduce(0.0) { $0 + Double($1.0 + 1) * Double($1.1) }
+        // In Double: Int arithmetic on widths near Int.max would overflow (a crash, not an error).
+        let count = zip(widths, widths.dropFirst()).reduce(0.0) { $0 + (Double($1.0) + 1) * Double($1.1) }
+            + zip(dWidths, dWidths.dropFirst()).reduce(0.0) { $0 + (Double($1.0) + 1) * Double($1.1) }
         if count > Double(1 << 28) {
             throw bad("--g-hidden/--d-hidden/--noise-dim", String(format: "the model would have %.3g parameters (%.1f GiB with gradients and Adam state); the limit is 2^28", count, count * 16 / 1_073_741_824))
         }

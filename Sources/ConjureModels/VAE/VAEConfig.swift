@@ -211,7 +211,7 @@ public struct VAEConfig: FamilyConfig, Equatable {
     public func validate() throws {
         func bad(_ option: String, _ problem: String) -> ConfigError { ConfigError(option: option, problem: problem) }
         if latentDim <= 0 || latentDim > 1 << 16 { throw bad("--latent-dim", "must be between 1 and 65536, got \(latentDim)") }
-        if dataDim <= 0 { throw bad("data", "sample size must be positive, got \(dataDim)") }
+        if dataDim <= 0 || dataDim > 1 << 26 { throw bad("data", "sample size must be between 1 and 2^26 values, got \(dataDim)") }
         if encoderHidden.contains(where: { $0 <= 0 }) { throw bad("--encoder-hidden", "widths must be positive, got \(encoderHidden)") }
         if decoderHidden.contains(where: { $0 <= 0 }) { throw bad("--decoder-hidden", "widths must be positive, got \(decoderHidden)") }
         if !(lr > 0 && lr.isFinite) { throw bad("--lr", "must be a positive number, got \(lr)") }
@@ -219,7 +219,7 @@ public struct VAEConfig: FamilyConfig, Equatable {
         if !(0..<1).contains(beta2) { throw bad("--beta2", "must be in [0, 1), got \(beta2)") }
         if !(eps > 0 && eps.isFinite) { throw bad("--eps", "must be positive, got \(eps)") }
         if batchSize < 1 || batchSize > 1 << 20 { throw bad("--batch-size", "must be between 1 and 1048576, got \(batchSize)") }
-        if epochs < 1 { throw bad("--epochs", "must be at least 1, got \(epochs)") }
+        if epochs < 1 || epochs > 10_000_000 { throw bad("--epochs", "must be between 1 and 10000000, got \(epochs)") }
         if !(logvarClamp.lowerBound.isFinite && logvarClamp.upperBound.isFinite && logvarClamp.lowerBound < logvarClamp.upperBound
              && logvarClamp.lowerBound >= -80 && logvarClamp.upperBound <= 80) {
             throw bad("--logvar-clamp", "must be a finite range lo < hi within [-80, 80] (exp stays finite in Float32), got \(logvarClamp)")
@@ -236,8 +236,9 @@ public struct VAEConfig: FamilyConfig, Equatable {
         switch architecture {
         case .mlp:
             let e = [dataDim] + encoderHidden + [2 * latentDim], d = [latentDim] + decoderHidden + [dataDim]
-            count = zip(e, e.dropFirst()).reduce(0.0) { $0 + Double($1.0 + 1) * Double($1.1) }
-                + zip(d, d.dropFirst()).reduce(0.0) { $0 + Double($1.0 + 1) * Double($1.1) }
+            // In Double: Int arithmetic on widths near Int.max would overflow.
+            count = zip(e, e.dropFirst()).reduce(0.0) { $0 + (Double($1.0) + 1) * Double($1.1) }
+                + zip(d, d.dropFirst()).reduce(0.0) { $0 + (Double($1.0) + 1) * Double($1.1) }
         case .conv:
             guard let shape = imageShape, shape.count == 3, (1...4).contains(shape[0]), shape[1] == shape[2],
                   shape[1] == 28 || shape[1] == 32, shape.reduce(1, *) == dataDim else {
