@@ -45,6 +45,8 @@ public struct PreparedData {
     public var dropped: Int
     /// SHA-256 of the data file's bytes (nil for folders and built-in sets).
     public var contentSHA256: String?
+    /// The text data set (vocabulary, split, encoded parts) when the file is text, else nil.
+    public var text: TextDataset? = nil
 
     /// `[C, H, W]` when the data are images.
     public var imageShape: [Int]? { spec.imageShape }
@@ -123,6 +125,7 @@ public struct PreparedData {
     /// - Throws: ``DataError`` for unreadable or invalid data, ``ConfigError`` for options that
     ///   do not fit the data.
     public static func load(_ o: TrainOptions) throws -> PreparedData {
+        if let path = o.data, isText(path: path) { return try loadText(o, path: path) }
         var dataset = try loadDataset(o)
         let path = dataset.source
         let kind = o.normalization ?? {

@@ -93,6 +93,7 @@ public final class Trainer {
             var model = o.model
             data = try PreparedData.load(o)
             try model.adapt(to: data.spec)
+            if let text = data.text { model.adopt(vocabulary: text.vocabulary, mode: text.mode) }
             if model.config.isConditional {
                 guard let labels = data.labels, let top = labels.max() else {
                     throw ConfigError(option: "--model \(model.preset)", problem: "a conditional model needs labelled data; \(data.source) has no labels",
@@ -158,7 +159,7 @@ public final class Trainer {
         let stopAt = min(totalSteps, o.maxSteps ?? totalSteps)
         var fixedRNG = RandomStream.fixedLatent.generator(seed: model.seed)
         let fixedZ = Tensor.randomNormal([64, model.latentDim], using: &fixedRNG)
-        let sampleWriter = SampleWriter.training(for: run.spec)
+        let sampleWriter = SampleWriter.training(for: run)
 
         let metricsPath = dir + "/metrics.jsonl"
         if !fm.fileExists(atPath: metricsPath) { _ = fm.createFile(atPath: metricsPath, contents: nil) }
