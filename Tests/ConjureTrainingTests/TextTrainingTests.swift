@@ -48,7 +48,7 @@ final class TextTrainingTests: XCTestCase {
         let names = try sharedPath("data/text/names.txt").path
         let inspect = try conjure(["data", "inspect", names])
         XCTAssert(inspect.out.contains("mode:       lines"), inspect.out)
-        XCTAssert(inspect.out.contains("vocabulary: 27 tokens"), inspect.out)
+        XCTAssert(inspect.out.contains("31033 training lines, 1000 held-out lines"), inspect.out)
         for preset in ["char-mlp", "char-gru", "char-transformer"] {
             try conjure(["train", "--data", names, "--model", preset, "--name", preset, "--max-steps", "30", "--batch-size", "16",
                          "--width", "32", "--layers", "1", "--heads", "2", "--log-every", "10", "--sample-every", "15", "--plain"])
