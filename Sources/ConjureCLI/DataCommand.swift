@@ -12,13 +12,22 @@ struct DataCommand: ParsableCommand {
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print format, shape, dtype, value range and label counts of a data file.")
-        @Argument(help: "A .npy, IDX[.gz] or CSV[.gz] file, a folder of PNGs, or a built-in synthetic set (ring8, grid25, moons).") var file: String
+        @Argument(help: "A .npy, IDX[.gz], CSV[.gz] or UTF-8 .txt file, a folder of PNGs, or a built-in synthetic set (ring8, grid25, moons).") var file: String
+        @Option(help: "Text files: lines or stream (default: by the file's lines).") var textMode: String?
         @Option(parsing: .unconditional, help: "CSV label column: index (negative from the end) or header name (default: the last column of image CSVs, as train).") var labelColumn: String?
         @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
         @Option(help: "Axis order of 4-d image arrays: nchw or nhwc (default: detected).") var layout: String?
 
         func run() {
             runReporting {
+                if PreparedData.isText(path: file) {
+                    let mode = try textMode.map { v -> TextMode in
+                        guard let m = TextMode(rawValue: v.lowercased()) else { throw ConfigError(option: "--text-mode", problem: "expected lines or stream, got '\(v)'") }
+                        return m
+                    }
+                    print(try inspectText(path: file, mode: mode))
+                    return
+                }
                 guard let policy = CleanPolicy(rawValue: clean) else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean)'") }
                 var column = labelColumn.map { ColumnSelector(parsing: $0) }
                 if column == nil, (try? Dataset.detectFormat(path: file)) == .csv {

@@ -28,6 +28,12 @@ struct Evaluate: ParsableCommand {
     func run() {
         runReporting {
             try pool.apply()
+            // Text models (the TokenSequenceModel capability): held-out likelihood and sample statistics.
+            if let outcome = try TextEvaluator.runIfText(checkpoint: checkpoint, count: count, seed: seed, output: out,
+                                                         log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
+                print(outcome.table + "wrote \(outcome.path)")
+                return
+            }
             var o = EvaluateOptions(checkpoint: checkpoint)
             o.count = count; o.seed = seed
             o.metrics = metrics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }

@@ -11,9 +11,10 @@ struct Sample: ParsableCommand {
     @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
     @Option(parsing: .unconditional, help: "Number of samples.") var count: Int = 64
     @Option(parsing: .unconditional, help: "Seed of the latent z.") var seed: UInt64 = 0
-    @Option(help: "Output: X.png (a grid) or X.npy (float32 [N, C, H, W] or [N, D] in the data's own units).") var out: String
+    @Option(help: "Output: X.png (a grid), X.npy (float32 [N, C, H, W] or [N, D] in the data's own units), or X.txt for text models (one sample a line in lines mode, blocks in stream mode).") var out: String
     @Option(parsing: .unconditional, help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
     @Option(parsing: .unconditional, help: "Class to generate (conditional models; default: classes in turn).") var label: Int?
+    @OptionGroup var text: TextSampleOptions
     @OptionGroup var pool: ThreadsOption
 
     func run() {
@@ -21,10 +22,26 @@ struct Sample: ParsableCommand {
             try pool.apply()
             guard count >= 1 && count <= 1_000_000 else { throw ConfigError(option: "--count", problem: "must be between 1 and 1000000, got \(count)") }
             let ext = (out as NSString).pathExtension.lowercased()
-            guard ext == "png" || ext == "npy" else { throw ConfigError(option: "--out", problem: "'\(out)' must end in .png or .npy") }
+            if ext == "txt" || text.anyGiven {
+                // A text model (a capability, not a family): tokens drawn one at a time.
+                if ext != "txt" { throw ConfigError(option: "--out", problem: "'\(out)' must end in .txt for text sampling options") }
+                let loaded = try Checkpoint.read(path: checkpoint)
+                guard let model = loaded.model as? any TokenSequenceModel else {
+                    throw ConfigError(option: "--out", problem: "the checkpoint's model (\(loaded.run.model.preset)) does not generate text", hint: "write .png or .npy")
+                }
+                var rng = RandomStream.textGeneration.generator(seed: seed)
+                let texts = try model.generate(count: count, options: try text.options(), rng: &rng)
+                try TextSampleWriter.write(texts, to: out, layout: model.textMode == .lines ? .lines : .defaultBlocks, createDirectories: true)
+                print("wrote \(count) samples to \(out)")
+                return
+            }
+            guard ext == "png" || ext == "npy" else { throw ConfigError(option: "--out", problem: "'\(out)' must end in .png or .npy (.txt for text models)") }
             if ext == "png" && count > 4096 { throw ConfigError(option: "--count", problem: "a PNG grid holds at most 4096 samples; write .npy for more") }
             if let c = columns, c < 1 { throw ConfigError(option: "--columns", problem: "must be at least 1, got \(c)") }
             let loaded = try Checkpoint.read(path: checkpoint)
+            if loaded.model is any TokenSequenceModel {
+                throw ConfigError(option: "--out", problem: "a text model's samples are text", hint: "write X.txt")
+            }
             var rng = RandomStream.sampling.generator(seed: seed)
             let z = Tensor.randomNormal([count, loaded.run.model.latentDim], using: &rng)
             let k = loaded.run.model.conditionalClasses
@@ -43,5 +60,26 @@ struct Sample: ParsableCommand {
             }
             print("wrote \(count) samples to \(out)")
         }
+    }
+}
+
+/// `conjure sample` options of text models.
+struct TextSampleOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Text: softmax temperature (0: greedy; default 1).") var temperature: Float?
+    @Option(parsing: .unconditional, help: "Text: sample from the k most likely characters.") var topK: Int?
+    @Option(parsing: .unconditional, help: "Text: nucleus sampling, the most likely characters up to probability p.") var topP: Float?
+    @Option(help: "Text: every sample starts with this text.") var prompt: String?
+    @Option(parsing: .unconditional, help: "Text: characters per sample, prompt included (lines mode: at most; stream mode default 256).") var maxLength: Int?
+
+    /// Whether any text option was given.
+    var anyGiven: Bool { temperature != nil || topK != nil || topP != nil || prompt != nil || maxLength != nil }
+
+    /// The generation settings.
+    ///
+    /// - Throws: ``ConfigError`` naming a value out of range.
+    func options() throws -> GenerationOptions {
+        let o = GenerationOptions(temperature: temperature ?? 1, topK: topK, topP: topP, prompt: prompt ?? "", maxLength: maxLength)
+        try o.validate()
+        return o
     }
 }

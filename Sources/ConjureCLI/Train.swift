@@ -10,7 +10,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model and write a run directory (config, metrics, samples, checkpoints).")
 
-    @Option(help: "Data file (.npy, IDX[.gz], CSV[.gz]) or PNG folder. Default: data/train-images-idx3-ubyte[.gz] or data/mnist_5k.csv.gz.")
+    @Option(help: "Data file (.npy, IDX[.gz], CSV[.gz], UTF-8 .txt) or PNG folder. Default: data/train-images-idx3-ubyte[.gz] or data/mnist_5k.csv.gz.")
     var data: String?
     @Option(help: "Model preset: \(ModelConfig.presetNames.joined(separator: ", ")) (default gan).")
     var model: String?
@@ -34,6 +34,7 @@ struct Train: ParsableCommand {
     @Option(help: "What one sample is: D (a vector), C,T (a signal) or C,H,W (an image), e.g. 1,28,28. Default: what the file says.") var shape: String?
     @OptionGroup(title: "GAN options") var gan: GANOptions
     @OptionGroup(title: "VAE options") var vae: VAEOptions
+    @OptionGroup(title: "Text options") var text: TextOptions
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
@@ -55,7 +56,7 @@ struct Train: ParsableCommand {
     @Flag(help: "No progress output.") var quiet = false
 
     /// Every option group of a family, in registry order; each applies to its family's presets.
-    var familyOptions: [any FamilyOptions] { [gan, vae] }
+    var familyOptions: [any FamilyOptions] { [gan, vae, text] }
 
     /// Options that control the model or data, refused with `--resume`.
     var modelOptionsGiven: [(String, Bool)] {

@@ -168,6 +168,9 @@ public enum RandomStream: Sendable, Hashable, CaseIterable {
     case forwardNoise
     /// Diffusion timesteps and noise of a training step, one generator per step.
     case diffusion
+    /// The token draws of text generation: `conjure sample --seed S` uses seed `S`, the
+    /// in-training text samples the run's seed (seed salted with "textGen_").
+    case textGeneration
 
     /// The generator of this stream for `seed`, data-parallel `rank` and `counter` (a step
     /// count for per-step streams, 0 otherwise).
@@ -190,6 +193,7 @@ public enum RandomStream: Sendable, Hashable, CaseIterable {
         case .binarization: return RandomGenerator(seed: s ^ 0x4269_6E61_7269_7A65, stream: counter)
         case .forwardNoise: return RandomGenerator(seed: s ^ 0x666F_7277_6172_644E, stream: counter)
         case .diffusion: return RandomGenerator(seed: s ^ 0x6469_6666_7573_696F, stream: counter)
+        case .textGeneration: return RandomGenerator(seed: s ^ 0x7465_7874_4765_6E5F, stream: counter)
         }
     }
 }

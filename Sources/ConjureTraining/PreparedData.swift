@@ -48,6 +48,8 @@ public struct PreparedData {
     /// What the reader did that the user should know (``Dataset/notes``: a channels-last array
     /// transposed, a header column taken as labels), printed when training starts.
     public var notes: [String] = []
+    /// The text data set (vocabulary, split, encoded parts) when the file is text, else nil.
+    public var text: TextDataset? = nil
 
     /// `[C, H, W]` when the data are images.
     public var imageShape: [Int]? { spec.imageShape }
@@ -127,6 +129,7 @@ public struct PreparedData {
     /// - Throws: ``DataError`` for unreadable or invalid data, ``ConfigError`` for options that
     ///   do not fit the data.
     public static func load(_ o: TrainOptions) throws -> PreparedData {
+        if let path = o.data, isText(path: path) { return try loadText(o, path: path) }
         var dataset = try loadDataset(o)
         let path = dataset.source
         let kind = o.normalization ?? {

@@ -103,6 +103,7 @@ public final class Trainer {
             var model = o.model
             data = try PreparedData.load(o)
             try model.adapt(to: data.spec)
+            if let text = data.text { model.adopt(vocabulary: text.vocabulary, mode: text.mode) }
             if model.config.isConditional {
                 guard let labels = data.labels, let top = labels.max() else {
                     throw ConfigError(option: "--model \(model.preset)", problem: "a conditional model needs labelled data; \(data.source) has no labels",
@@ -166,7 +167,7 @@ public final class Trainer {
         let stopAt = min(totalSteps, o.maxSteps ?? totalSteps)
         var fixedRNG = RandomStream.fixedLatent.generator(seed: model.seed)
         let fixedZ = Tensor.randomNormal([64, model.latentDim], using: &fixedRNG)
-        let sampleWriter = SampleWriter.training(for: run.spec)
+        let sampleWriter = SampleWriter.training(for: run)
         if sampleWriter == nil, case .image(let c, _, _) = run.spec {
             log("note: no sample grids: a PNG holds 1 to 4 channels and the data has \(c) channels; use `conjure sample --out X.npy`")
         }

@@ -1,0 +1,145 @@
+import Foundation
+import XCTest
+import ConjureData
+import ConjureModels
+import ConjureTraining
+import ConjureTestSupport
+
+/// Text models through the trainer and the real `conjure` executable on ../shared's names.txt.
+final class TextTrainingTests: XCTestCase {
+    var tmp: URL!
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-text-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    var binary: URL {
+        var dir = Bundle(for: TextTrainingTests.self).bundleURL.deletingLastPathComponent()
+        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("conjure").path) {
+            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/release")
+        }
+        return dir.appendingPathComponent("conjure")
+    }
+
+    @discardableResult
+    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = tmp
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let result = (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        if expectFailure { XCTAssertNotEqual(result.0, 0, "\(args) should fail", file: file, line: line) }
+        else { XCTAssertEqual(result.0, 0, "\(args) failed: \(result.2)", file: file, line: line) }
+        return result
+    }
+
+    /// train (a few steps of each preset) → sample (determinism, prompt, options) → evaluate
+    /// (held-out NLL, bits/char, perplexity, novelty) → data inspect, on names.txt.
+    func testTrainSampleEvaluateOnNames() throws {
+        let names = try sharedPath("data/text/names.txt").path
+        let inspect = try conjure(["data", "inspect", names])
+        XCTAssert(inspect.out.contains("mode:       lines"), inspect.out)
+        XCTAssert(inspect.out.contains("31033 training lines, 1000 held-out lines"), inspect.out)
+        for preset in ["char-mlp", "char-gru", "char-transformer"] {
+            try conjure(["train", "--data", names, "--model", preset, "--name", preset, "--max-steps", "30", "--batch-size", "16",
+                         "--width", "32", "--layers", "1", "--heads", "2", "--log-every", "10", "--sample-every", "15", "--plain"])
+            let run = tmp.path + "/runs/\(preset)"
+            let config = try String(contentsOfFile: run + "/config.json", encoding: .utf8)
+            XCTAssert(config.contains("\"family\" : \"text\"") && config.contains("conjure-char-vocab-1"), config)
+            let grid = try String(contentsOfFile: run + "/samples/step-000015.txt", encoding: .utf8)
+            XCTAssertEqual(grid.split(separator: "\n", omittingEmptySubsequences: false).count, 65, "64 samples, one a line")
+            let lines = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(lines.count, 3)
+            let ckpt = "runs/\(preset)/checkpoints/latest.safetensors"
+            try conjure(["sample", "--checkpoint", ckpt, "--count", "20", "--seed", "3", "--out", "a.txt"])
+            try conjure(["sample", "--checkpoint", ckpt, "--count", "20", "--seed", "3", "--out", "b.txt"])
+            let a = try String(contentsOfFile: tmp.path + "/a.txt", encoding: .utf8)
+            XCTAssertEqual(a, try String(contentsOfFile: tmp.path + "/b.txt", encoding: .utf8), "same seed, same samples")
+            XCTAssertEqual(a.split(separator: "\n", omittingEmptySubsequences: false).count, 21)
+            try conjure(["sample", "--checkpoint", ckpt, "--count", "5", "--seed", "1", "--prompt", "ma", "--top-k", "5", "--top-p", "0.9",
+                         "--temperature", "0.8", "--max-length", "6", "--out", "p.txt"])
+            let p = try String(contentsOfFile: tmp.path + "/p.txt", encoding: .utf8).split(separator: "\n")
+            XCTAssert(p.count == 5 && p.allSatisfy { $0.hasPrefix("ma") && $0.count <= 6 }, "\(p)")
+            try conjure(["sample", "--checkpoint", ckpt, "--out", "x.png"], expectFailure: true)
+            try conjure(["sample", "--checkpoint", ckpt, "--prompt", "Q", "--out", "q.txt"], expectFailure: true)
+            let ev = try conjure(["evaluate", "--checkpoint", ckpt, "--count", "200"])
+            XCTAssert(ev.out.contains("held-out NLL"), ev.out)
+            let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/eval.json"))) as! [String: Any]
+            let nll = report["held_out_nll"] as! Double, bits = report["held_out_bits_per_char"] as! Double
+            // After 30 steps the model is between the uniform 27-way guess and a good model.
+            XCTAssert(nll > 1.9 && nll < log(27.0) + 0.3, "\(preset): held-out NLL \(nll)")
+            XCTAssertEqual(bits, nll / log(2.0), accuracy: 1e-9)
+            XCTAssertEqual(report["perplexity"] as! Double, exp(nll), accuracy: 1e-9)
+            XCTAssertEqual(report["held_out_predictions"] as? Int, report["held_out_predictions"] as? Int)
+            let novel = report["novel_fraction"] as! Double, unique = report["unique_fraction"] as! Double
+            XCTAssert((0...1).contains(novel) && (0...1).contains(unique) && unique > 0, "\(novel) \(unique)")
+        }
+        // Options of the text family are refused for other families, and image normalisations for text.
+        try conjure(["train", "--data", names, "--model", "gan", "--context", "4", "--name", "x"], expectFailure: true)
+        try conjure(["train", "--data", names, "--model", "char-mlp", "--normalize", "unit", "--name", "y"], expectFailure: true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.path + "/runs/y"))
+    }
+
+    /// The held-out NLL of lines mode counts every character and the closing `<eos>` of each
+    /// held-out line once: 1000 lines (makemore's cap) and their characters + 1 each.
+    func testHeldOutPredictionsCountEveryCharacterAndTheEnd() throws {
+        let names = try sharedPath("data/text/names.txt").path
+        let ds = try TextDataset.load(path: names, seed: 42)
+        let expected = ds.split.heldOut.reduce(0) { $0 + $1.count + 1 }
+        var c = TextConfig.presets["char-mlp"]!
+        c.width = 8; c.embedDim = 4
+        c.adopt(vocabulary: ds.vocabulary, mode: .lines)
+        guard case .lines(_, let held) = ds.encoded else { return XCTFail("lines mode expected") }
+        try c.adapt(to: .tokens(vocabulary: ds.vocabulary.count, length: held.width))
+        var rng = RandomGenerator(seed: 1)
+        let model = TextModel(config: c, rng: &rng)
+        let (_, n) = model.negativeLogLikelihood(rows: Tensor(shape: [held.count, held.width], scalars: held.tokens.map(Float.init)))
+        XCTAssertEqual(held.count, 1000)
+        XCTAssertEqual(n, expected)
+    }
+
+    /// A char-transformer run with dropout stopped and resumed equals the uninterrupted run
+    /// bit for bit (weights, AdamW state, metrics).
+    func testTransformerRunResumesExactly() throws {
+        let names = try sharedPath("data/text/names.txt").path
+        func options(_ name: String) -> TrainOptions {
+            var c = TextConfig.presets["char-transformer"]!
+            c.width = 16; c.heads = 2; c.layers = 1; c.dropout = 0.1; c.batchSize = 16; c.epochs = 1
+            c.lrSchedule.warmupSteps = 5  // the preset's cosine schedule, warmed up quickly
+            var o = TrainOptions(runDirectory: tmp.path + "/" + name, model: ModelConfig(c))
+            o.data = names
+            o.maxSteps = 24
+            o.logEvery = 4; o.sampleEvery = 0; o.checkpointEvery = 8
+            o.progress = .quiet
+            return o
+        }
+        let a = options("a")
+        _ = try Trainer(options: a, log: { _ in }).run()
+        var b = options("b")
+        b.maxSteps = 10
+        _ = try Trainer(options: b, log: { _ in }).run()
+        b.maxSteps = 24
+        b.resume = true
+        _ = try Trainer(options: b, log: { _ in }).run()
+        let ta = try SafeTensors.read(path: a.runDirectory + "/checkpoints/latest.safetensors").tensors
+        let tb = try SafeTensors.read(path: b.runDirectory + "/checkpoints/latest.safetensors").tensors
+        XCTAssertEqual(Set(ta.keys), Set(tb.keys))
+        XCTAssertNotNil(ta["transformer.h.0.attn.in_proj_weight"]); XCTAssertNotNil(ta["optimizer.0.exp_avg"])
+        for (k, v) in ta { XCTAssertEqual(v.tensor?.scalars, tb[k]?.tensor?.scalars, "\(k) differs after resume") }
+        func metrics(_ o: TrainOptions) throws -> [String] {
+            try String(contentsOfFile: o.runDirectory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+                String($0.replacingOccurrences(of: #""samples_per_sec":[0-9.e+-]+,?"#, with: "", options: .regularExpression))
+            }
+        }
+        XCTAssertEqual(try metrics(a), try metrics(b))
+    }
+}
