@@ -19,6 +19,15 @@ final class PresetOverfitTests: XCTestCase {
         return (Tensor(shape: [n, sub.samples.shape[1]], scalars: x), sub.labels!)
     }
 
+    /// The presets that model images or vectors (the text presets have their own tests:
+    /// Tests/ConjureModelsTests/TextModelTests.swift).
+    static var imagePresets: [String] {
+        ModelConfig.presetNames.filter { name in
+            var c = ModelConfig.presets[name]!
+            return (try? c.adapt(to: c.needsImages ? .image(channels: 1, height: 28, width: 28) : .vector(64))) != nil
+        }
+    }
+
     /// The model of `preset` for `side`x`side` one-channel images, learning rates scaled.
     static func config(_ preset: String, side: Int, seed: UInt64, batch: Int, lrScale: Float = 1) -> ModelConfig {
         var c = ModelConfig.presets[preset]!
@@ -57,7 +66,7 @@ final class PresetOverfitTests: XCTestCase {
     /// presets learn the 8x8 digits, convolutional ones four MNIST digits; learning rates x5 so
     /// that a few hundred steps suffice.
     func testPresetsOverfitTinyDataset() throws {
-        for name in ModelConfig.presetNames {
+        for name in Self.imagePresets {
             let image = ModelConfig.presets[name]!.needsImages
             let config = Self.config(name, side: image ? 28 : 8, seed: 5, batch: 4, lrScale: 5)
             let (x, labels) = try Self.tinyImages(4, mnist: image, unit: config.outputActivation == .sigmoid)
@@ -97,7 +106,7 @@ final class PresetOverfitTests: XCTestCase {
     /// Every preset: three steps on a tiny batch give finite statistics, the same seed gives
     /// the same numbers and weights, another seed other numbers.
     func testPresetsFiniteAndDeterministic() throws {
-        for name in ModelConfig.presetNames {
+        for name in Self.imagePresets {
             let image = ModelConfig.presets[name]!.needsImages
             func run(seed: UInt64) throws -> ([[Float]], [(String, Tensor)]) {
                 let config = Self.config(name, side: image ? 28 : 8, seed: seed, batch: 4)

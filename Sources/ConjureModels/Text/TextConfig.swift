@@ -37,6 +37,7 @@ extension ModelConfig {
 
     /// Records a text data set's vocabulary and mode in a token model's configuration; no
     /// effect for other families.
+    /// Takes the data's vocabulary (built from the training split) and text mode.
     public mutating func adopt(vocabulary: Vocabulary, mode: TextMode) {
         guard var c = config as? any TokenDataConfig else { return }
         c.adopt(vocabulary: vocabulary, mode: mode)
@@ -54,6 +55,7 @@ extension ModelConfig {
 public struct TextConfig: TokenDataConfig, Equatable {
     /// `text`.
     public static let family = "text"
+    /// The preset this configuration started from (`char-mlp`, `char-gru`, `char-transformer`).
     public var preset: String
     /// The network.
     public var architecture: TextArchitecture
@@ -76,18 +78,29 @@ public struct TextConfig: TokenDataConfig, Equatable {
     /// Tokens per data row: lines mode the longest line + 2, stream mode `context + 1`
     /// (set from the data).
     public var rowLength: Int
+    /// Rows (lines or blocks) per training step.
     public var batchSize: Int
+    /// Passes over the training rows.
     public var epochs: Int
+    /// The run's seed (weights, batch order, dropout, generation).
     public var seed: UInt64
     /// Base learning rate.
     public var lr: Float
+    /// AdamW's β1.
     public var beta1: Float
+    /// AdamW's β2 (0.99, nanoGPT's choice for small character models).
     public var beta2: Float
+    /// The optimiser's ε.
     public var eps: Float
+    /// Decoupled weight decay (AdamW), applied to every parameter.
     public var weightDecay: Float
+    /// The optimiser (AdamW by default).
     public var optimizer: OptimizerKind
+    /// The learning-rate schedule (cosine with warm-up by default).
     public var lrSchedule: LRSchedule
+    /// Gradient-norm clipping (1 by default); nil: none.
     public var clipGradNorm: Float?
+    /// Weight averaging for sampling; nil (off) by default.
     public var emaDecay: Float?
 
     /// A configuration with the transformer preset's values unless given.
@@ -132,6 +145,7 @@ public struct TextConfig: TokenDataConfig, Equatable {
     /// ``context`` (the transformer's position table and the generation window).
     public var blockSize: Int { rowLength > 1 ? rowLength - 1 : context }
 
+    /// The optimiser settings, read from and written to this configuration's own keys.
     public var optimization: OptimizationSettings {
         get {
             OptimizationSettings(optimizer: optimizer, betas: (beta1, beta2), eps: eps, weightDecay: weightDecay,
@@ -144,6 +158,7 @@ public struct TextConfig: TokenDataConfig, Equatable {
         }
     }
 
+    /// Takes the data's vocabulary (built from the training split) and its text mode.
     public mutating func adopt(vocabulary: Vocabulary, mode: TextMode) {
         self.vocabulary = vocabulary
         self.textMode = mode
@@ -183,6 +198,9 @@ public struct TextConfig: TokenDataConfig, Equatable {
         case optimizer, lrSchedule = "lr_schedule", clipGradNorm = "clip_grad_norm", emaDecay = "ema_decay"
     }
 
+    /// Decodes a configuration; optional keys fall back to the preset's defaults.
+    ///
+    /// - Throws: `DecodingError` for a malformed configuration.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(preset: try c.decode(String.self, forKey: .preset), architecture: try c.decode(TextArchitecture.self, forKey: .architecture))

@@ -118,13 +118,21 @@ public final class TextModel: TokenSequenceModel {
                                           stateKeyPrefix: "optimizer.", averaged: true, averagePrefix: "ema.")]
     }
 
+    /// `text`.
     public var family: String { TextFamily.name }
+    /// 0: a character model draws no latent; generation draws tokens from its own stream.
     public var latentDim: Int { 0 }
+    /// The vocabulary built from the training split (saved in the configuration).
     public var vocabulary: Vocabulary { config.vocabulary! }
+    /// Lines (one sample a line with an end token) or stream (blocks of a corpus).
     public var textMode: TextMode { config.textMode ?? .lines }
+    /// Tokens per training row (the padded line or the block of context + 1).
     public var rowLength: Int { config.rowLength }
+    /// `loss`: mean token cross-entropy, nats per character.
     public var stepStatisticNames: [String] { ["loss"] }
+    /// One loss.
     public var lossStatisticCount: Int { 1 }
+    /// Nil: the text models are unconditional.
     public func balancedLabels(_ n: Int, offset: Int) -> [Int]? { nil }
 
     /// Inputs, prediction positions and targets of data rows `[B, R]`: the inputs are each
@@ -193,6 +201,10 @@ public final class TextModel: TokenSequenceModel {
         return try withoutGrad(body)
     }
 
+    /// The summed negative log-likelihood of the rows' next-token predictions (padding
+    /// excluded, the end token included), in nats, with the number of predictions.
+    ///
+    /// - Shapes: `rows` `[N, L]` token indices.
     public func negativeLogLikelihood(rows: Tensor) -> (nats: Double, predictions: Int) {
         var total = 0.0, count = 0
         var noise = RandomGenerator(seed: 0)
@@ -282,6 +294,10 @@ public final class TextModel: TokenSequenceModel {
         }
     }
 
+    /// Samples `count` texts one character at a time with temperature, top-k, top-p, an
+    /// optional prompt and a maximum length, from `rng` (deterministic for a seed).
+    ///
+    /// - Throws: ``ConfigError`` for invalid options or a prompt character outside the vocabulary.
     public func generate(count: Int, options o: GenerationOptions, rng: inout RandomGenerator) throws -> [String] {
         try o.validate()
         let promptScalars = Array(o.prompt.unicodeScalars)
@@ -318,7 +334,11 @@ public final class TextModel: TokenSequenceModel {
         return Tensor(shape: [n, r], scalars: out)
     }
 
+    /// The network's parameters and buffers under PyTorch `state_dict` names.
     public func stateDict() -> [(String, Tensor)] { net.stateDict() }
 
+    /// Loads the network by `state_dict` name.
+    ///
+    /// - Throws: ``StateDictError`` naming a missing key or a shape mismatch.
     public func loadStateDict(_ values: [String: Tensor]) throws { try net.loadStateDict(values) }
 }
