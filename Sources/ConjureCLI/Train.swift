@@ -33,6 +33,7 @@ struct Train: ParsableCommand {
     @Option(help: "What one sample is: D (a vector), C,T (a signal) or C,H,W (an image), e.g. 1,28,28. Default: what the file says.") var shape: String?
     @OptionGroup(title: "GAN options") var gan: GANOptions
     @OptionGroup(title: "VAE options") var vae: VAEOptions
+    @OptionGroup(title: "Diffusion options") var diffusion: DiffusionOptions
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
@@ -53,7 +54,7 @@ struct Train: ParsableCommand {
     @Flag(help: "No progress output.") var quiet = false
 
     /// Every option group of a family, in registry order; each applies to its family's presets.
-    var familyOptions: [any FamilyOptions] { [gan, vae] }
+    var familyOptions: [any FamilyOptions] { [gan, vae, diffusion] }
 
     /// Options that control the model or data, refused with `--resume`.
     var modelOptionsGiven: [(String, Bool)] {

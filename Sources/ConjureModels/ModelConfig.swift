@@ -132,6 +132,7 @@ public enum ModelFamilies {
     public static let all: [RegisteredFamily] = [
         RegisteredFamily(GANFamily.self),
         RegisteredFamily(VAEFamily.self),
+        RegisteredFamily(DiffusionFamily.self),
     ]
 
     /// The family named `name`, nil when none is registered under it.

@@ -164,6 +164,9 @@ public enum RandomStream: Sendable, Hashable, CaseIterable {
     case forwardNoise
     /// Diffusion timesteps and noise of a training step, one generator per step.
     case diffusion
+    /// The noise a stochastic diffusion sampler (DDPM, DDIM with eta > 0) adds at each step,
+    /// one generator per sampling call (seed salted with "dsampler").
+    case diffusionSampling
 
     /// The generator of this stream for `seed`, data-parallel `rank` and `counter` (a step
     /// count for per-step streams, 0 otherwise).
@@ -186,6 +189,7 @@ public enum RandomStream: Sendable, Hashable, CaseIterable {
         case .binarization: return RandomGenerator(seed: s ^ 0x4269_6E61_7269_7A65, stream: counter)
         case .forwardNoise: return RandomGenerator(seed: s ^ 0x666F_7277_6172_644E, stream: counter)
         case .diffusion: return RandomGenerator(seed: s ^ 0x6469_6666_7573_696F, stream: counter)
+        case .diffusionSampling: return RandomGenerator(seed: s ^ 0x6473_616D_706C_6572, stream: counter)
         }
     }
 }
