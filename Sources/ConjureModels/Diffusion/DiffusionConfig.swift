@@ -128,7 +128,8 @@ public struct DiffusionConfig: FamilyConfig, Equatable {
         self.clipGradNorm = clipGradNorm; self.emaDecay = emaDecay
     }
 
-    /// `ddpm`: a small DDPM U-Net for 28x28 and 32x32 images with 1-4 channels: base width 16,
+    /// `ddpm`: a small DDPM U-Net (280,177 parameters for one channel) for 28x28 and 32x32 images
+    /// with 1-4 channels: base width 16,
     /// levels of 16/32/32 channels (28→14→7 or 32→16→8 pixels), one residual block per level
     /// (two on the way up), one-head self-attention at the lowest level and in the middle,
     /// no dropout (runs here are too short to overfit; `--dropout 0.1` is Ho et al.'s CIFAR
