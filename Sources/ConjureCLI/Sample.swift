@@ -15,6 +15,7 @@ struct Sample: ParsableCommand {
     @Option(parsing: .unconditional, help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
     @Option(parsing: .unconditional, help: "Class to generate (conditional models; default: classes in turn).") var label: Int?
     @OptionGroup var text: TextSampleOptions
+    @OptionGroup var sampler: DiffusionSamplerOptions
     @OptionGroup var pool: ThreadsOption
 
     func run() {
@@ -47,6 +48,7 @@ struct Sample: ParsableCommand {
             let k = loaded.run.model.conditionalClasses
             if let label, k == 0 { throw ConfigError(option: "--label", problem: "the model is not conditional (label \(label) given)") }
             if let label, label < 0 || label >= k { throw ConfigError(option: "--label", problem: "must be in 0..<\(k), got \(label)") }
+            try sampler.apply(to: loaded.model, seed: seed)
             let samples = loaded.model.sample(z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.model.balancedLabels(count, offset: 0))
             if ext == "npy" {
                 let units = loaded.run.normalization.inverse(samples)

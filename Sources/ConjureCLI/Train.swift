@@ -35,6 +35,7 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "GAN options") var gan: GANOptions
     @OptionGroup(title: "VAE options") var vae: VAEOptions
     @OptionGroup(title: "Text options") var text: TextOptions
+    @OptionGroup(title: "Diffusion options") var diffusion: DiffusionOptions
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
@@ -56,7 +57,7 @@ struct Train: ParsableCommand {
     @Flag(help: "No progress output.") var quiet = false
 
     /// Every option group of a family, in registry order; each applies to its family's presets.
-    var familyOptions: [any FamilyOptions] { [gan, vae, text] }
+    var familyOptions: [any FamilyOptions] { [gan, vae, text, diffusion] }
 
     /// Options that control the model or data, refused with `--resume`.
     var modelOptionsGiven: [(String, Bool)] {

@@ -46,3 +46,21 @@ extension VAE: LikelihoodModel {
         return (binarize ? VAE.binarized(x, using: &rng) : x, binarize)
     }
 }
+
+/// A model that samples by running a reverse diffusion process (a diffusion model): `conjure
+/// sample --sampler/--steps/--eta/--guidance` and the progress display ask for this capability,
+/// not for a family.
+public protocol DiffusionSampling: GenerativeModel {
+    /// The sampler ``GenerativeModel/sample(z:labels:)`` uses (from the configuration at load).
+    var samplerSettings: DiffusionSamplerSettings { get }
+    /// Checks and sets the sampler.
+    ///
+    /// - Throws: ``ConfigError`` naming the option (`--steps`, `--eta`, `--guidance`).
+    func setSampler(_ settings: DiffusionSamplerSettings) throws
+    /// Called after each denoising step of a sampling call with (steps done, steps in all).
+    var samplingProgress: ((Int, Int) -> Void)? { get set }
+    /// Seed of the noise added by stochastic samplers (DDPM, DDIM with eta > 0).
+    var samplingNoiseSeed: UInt64 { get set }
+    /// The sampler in words (`ddim 50 steps, eta 0.0`), recorded with evaluations.
+    var samplerDescription: String { get }
+}

@@ -133,6 +133,7 @@ public enum ModelFamilies {
         RegisteredFamily(GANFamily.self),
         RegisteredFamily(VAEFamily.self),
         RegisteredFamily(TextFamily.self),
+        RegisteredFamily(DiffusionFamily.self),
     ]
 
     /// The family named `name`, nil when none is registered under it.

@@ -171,6 +171,9 @@ public enum RandomStream: Sendable, Hashable, CaseIterable {
     /// The token draws of text generation: `conjure sample --seed S` uses seed `S`, the
     /// in-training text samples the run's seed (seed salted with "textGen_").
     case textGeneration
+    /// The noise a stochastic diffusion sampler (DDPM, DDIM with eta > 0) adds at each step,
+    /// one generator per sampling call (seed salted with "dsampler").
+    case diffusionSampling
 
     /// The generator of this stream for `seed`, data-parallel `rank` and `counter` (a step
     /// count for per-step streams, 0 otherwise).
@@ -194,6 +197,7 @@ public enum RandomStream: Sendable, Hashable, CaseIterable {
         case .forwardNoise: return RandomGenerator(seed: s ^ 0x666F_7277_6172_644E, stream: counter)
         case .diffusion: return RandomGenerator(seed: s ^ 0x6469_6666_7573_696F, stream: counter)
         case .textGeneration: return RandomGenerator(seed: s ^ 0x7465_7874_4765_6E5F, stream: counter)
+        case .diffusionSampling: return RandomGenerator(seed: s ^ 0x6473_616D_706C_6572, stream: counter)
         }
     }
 }

@@ -183,7 +183,7 @@ public enum Evaluator {
                 left -= b
             }
             samples = Tensor.concat(parts, axis: 0)
-            samplesSource = "generator at step \(loaded.progress.step), seed \(o.seed)"
+            samplesSource = "generator at step \(loaded.progress.step), seed \(o.seed)" + ((loaded.model as? any DiffusionSampling).map { ", sampler \($0.samplerDescription)" } ?? "")
         }
 
         // Every requested metric must be computable here; say which cannot, before any work.

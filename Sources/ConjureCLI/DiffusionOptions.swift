@@ -1,0 +1,60 @@
+import ArgumentParser
+import ConjureModels
+
+/// `conjure train` options of the diffusion presets (`ddpm`, `ddpm-cond`).
+struct DiffusionOptions: FamilyOptions {
+    static let family = DiffusionFamily.name
+    static let title = "diffusion"
+    @Option(parsing: .unconditional, help: "Diffusion: U-Net base width (default 32).") var baseWidth: Int?
+    @Option(help: "Diffusion: channel multiplier per level, full resolution first (default 1,2,2).") var channelMult: String?
+    @Option(parsing: .unconditional, help: "Diffusion: residual blocks per level (default 1).") var blocksPerLevel: Int?
+    @Option(help: "Diffusion: levels (0 = full resolution) with self-attention, e.g. 2, or none (default: the lowest of the 3 levels). Levels rather than pixel sizes, so one value fits 28x28 and 32x32 images.") var attentionLevels: String?
+    @Option(parsing: .unconditional, help: "Diffusion: dropout in the residual blocks (default 0.1).") var dropout: Float?
+    @Option(help: "Diffusion: noise schedule, linear or cosine (default linear).") var schedule: String?
+    @Option(help: "Diffusion: what the U-Net predicts, epsilon or v (default epsilon).") var prediction: String?
+    @Option(parsing: .unconditional, help: "Diffusion: number of diffusion steps T (default 1000).") var timesteps: Int?
+
+    var given: [(String, Bool)] {
+        [("--base-width", baseWidth != nil), ("--channel-mult", channelMult != nil), ("--blocks-per-level", blocksPerLevel != nil),
+         ("--attention-levels", attentionLevels != nil), ("--dropout", dropout != nil), ("--schedule", schedule != nil),
+         ("--prediction", prediction != nil), ("--timesteps", timesteps != nil)]
+    }
+
+    func hint(forForeignOption option: String) -> String? {
+        option == "--lr-schedule" ? nil : (option.hasPrefix("--lr") ? "the diffusion presets use Adam 2e-4; --lr applies to VAE presets" : nil)
+    }
+
+    func apply(to any: inout any FamilyConfig) throws {
+        guard var config = any as? DiffusionConfig else { preconditionFailure("DiffusionOptions: not a diffusion configuration") }
+        if let v = baseWidth { config.baseWidth = v }
+        if let v = channelMult {
+            config.channelMultipliers = try parseIntList(v, option: "--channel-mult")
+            // The default attention level is the lowest one; follow a changed level count.
+            if attentionLevels == nil { config.attentionLevels = [config.channelMultipliers.count - 1] }
+        }
+        if let v = blocksPerLevel { config.blocksPerLevel = v }
+        if let v = attentionLevels {
+            if v == "none" || v.isEmpty { config.attentionLevels = [] } else {
+                let parts = v.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard parts.allSatisfy({ $0 != nil && $0! >= 0 }) else {
+                    throw ConfigError(option: "--attention-levels", problem: "expected comma-separated level numbers (0 = full resolution) or none, got '\(v)'")
+                }
+                config.attentionLevels = parts.map { $0! }
+            }
+        }
+        if let v = dropout { config.dropout = v }
+        if let v = schedule {
+            guard let s = DiffusionScheduleKind(rawValue: v.lowercased()) else { throw ConfigError(option: "--schedule", problem: "expected linear or cosine, got '\(v)'") }
+            config.schedule = s
+        }
+        if let v = prediction {
+            guard let p = DiffusionPrediction(rawValue: v.lowercased()) else { throw ConfigError(option: "--prediction", problem: "expected epsilon or v, got '\(v)'") }
+            config.prediction = p
+        }
+        if let v = timesteps {
+            config.timesteps = v
+            if config.sampler.steps > v { config.sampler.steps = v }
+        }
+        any = config
+    }
+}

@@ -1,0 +1,272 @@
+import ConjureNN
+
+// The denoising U-Net of DDPM (Ho et al. 2020, appendix B; the PixelCNN++-style backbone):
+// residual blocks with GroupNorm, SiLU, 3x3 convolutions and the time embedding added through a
+// Linear, self-attention at the chosen levels, skip connections from every down-path block to
+// the up path, strided 3x3 convolutions down and nearest upsampling + a 3x3 convolution up.
+// Modules with several inputs are plain `Module`s with methods; names follow the layout of
+// diffusers' `UNet2DModel` closely enough that a PyTorch port maps one to one
+// (`down.0.resnets.0.conv1.weight`).
+
+/// A list of modules named by index (PyTorch's `nn.ModuleList`), for blocks that are not
+/// applied in sequence.
+public final class UNetList: Module {
+    /// The modules in order.
+    public let items: [any Module]
+    public var isTraining = true
+    /// Modules named `0`, `1`, ...
+    public init(_ items: [any Module]) { self.items = items }
+    public var children: [(String, any Module)] { items.enumerated().map { (String($0.offset), $0.element) } }
+}
+
+/// A residual block: `h = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(temb))[:, :, None, None]`,
+/// `h = conv2(dropout(SiLU(norm2(h))))`, output `shortcut(x) + h` where the shortcut is a 1x1
+/// convolution (`conv_shortcut`) when the widths differ and the identity otherwise.
+///
+/// - Shapes: `x` `[N, inChannels, H, W]`, `temb` `[N, timeDim]` → `[N, outChannels, H, W]`.
+/// - Source: Ho et al. 2020, appendix B (Wide ResNet blocks with GroupNorm).
+public final class ResidualBlock: Module {
+    public let norm1: GroupNorm
+    public let conv1: Conv2d
+    public let timeProjection: Linear
+    public let norm2: GroupNorm
+    public let dropout: Dropout
+    public let conv2: Conv2d
+    public let shortcut: Conv2d?
+    public var isTraining = true
+
+    /// A block from `inChannels` to `outChannels` with GroupNorm of `groups` groups and
+    /// dropout probability `dropout`; PyTorch's default initialisation from `rng`.
+    ///
+    /// - Precondition: `groups` divides both widths.
+    public init(_ inChannels: Int, _ outChannels: Int, timeDim: Int, groups: Int, dropout: Float, rng: inout RandomGenerator) {
+        norm1 = GroupNorm(numGroups: groups, numChannels: inChannels)
+        conv1 = Conv2d(inChannels, outChannels, kernelSize: 3, padding: 1, rng: &rng)
+        timeProjection = Linear(timeDim, outChannels, rng: &rng)
+        norm2 = GroupNorm(numGroups: groups, numChannels: outChannels)
+        self.dropout = Dropout(dropout, rng: &rng)
+        conv2 = Conv2d(outChannels, outChannels, kernelSize: 3, padding: 1, rng: &rng)
+        shortcut = inChannels == outChannels ? nil : Conv2d(inChannels, outChannels, kernelSize: 1, rng: &rng)
+    }
+
+    public var children: [(String, any Module)] {
+        [("norm1", norm1), ("conv1", conv1), ("time_emb_proj", timeProjection), ("norm2", norm2), ("conv2", conv2)]
+            + (shortcut.map { [("conv_shortcut", $0 as any Module)] } ?? [])
+    }
+
+    /// Applies the block (see the type's documentation).
+    public func callAsFunction(_ x: Tensor, _ temb: Tensor) -> Tensor {
+        var h = conv1(norm1(x).silu())
+        let t = timeProjection(temb.silu())
+        h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
+        h = conv2(dropout(norm2(h).silu()))
+        return (shortcut?(x) ?? x) + h
+    }
+}
+
+/// Self-attention over the pixels of a feature map with a residual connection:
+/// `x + attn(norm(x))` where the `H·W` positions are the sequence and the channels the
+/// embedding (one or more heads; PyTorch's `nn.MultiheadAttention` names under `attn`).
+///
+/// - Shapes: `[N, C, H, W]` → `[N, C, H, W]`.
+public final class AttentionBlock: Module {
+    public let norm: GroupNorm
+    public let attention: MultiheadSelfAttention
+    public var isTraining = true
+
+    /// A block over `channels` with `heads` heads.
+    public init(_ channels: Int, heads: Int, groups: Int, rng: inout RandomGenerator) {
+        norm = GroupNorm(numGroups: groups, numChannels: channels)
+        attention = MultiheadSelfAttention(embedDim: channels, numHeads: heads, rng: &rng)
+    }
+
+    public var children: [(String, any Module)] { [("norm", norm), ("attn", attention)] }
+
+    /// Applies the block.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let seq = norm(x).reshaped([n, c, h * w]).permuted([0, 2, 1])
+        let out = attention(seq).permuted([0, 2, 1]).reshaped([n, c, h, w])
+        return x + out
+    }
+}
+
+/// One level of the down path: `blocks` residual blocks (each followed by attention when the
+/// level has it), then a 3x3 stride-2 convolution (`downsample.conv`) unless it is the last level.
+public final class DownLevel: Module {
+    public let resnets: UNetList
+    public let attentions: UNetList?
+    public let downsample: Conv2d?
+    public var isTraining = true
+
+    init(resnets: [ResidualBlock], attentions: [AttentionBlock]?, downsample: Conv2d?) {
+        self.resnets = UNetList(resnets)
+        self.attentions = attentions.map { UNetList($0) }
+        self.downsample = downsample
+    }
+
+    public var children: [(String, any Module)] {
+        [("resnets", resnets as any Module)] + (attentions.map { [("attentions", $0 as any Module)] } ?? [])
+            + (downsample.map { [("downsample.conv", $0 as any Module)] } ?? [])
+    }
+}
+
+/// One level of the up path: `blocks + 1` residual blocks, each taking the previous output
+/// concatenated with one skip along the channels (and followed by attention when the level has
+/// it), then nearest 2x upsampling and a 3x3 convolution (`upsample.conv`) unless it is level 0.
+public final class UpLevel: Module {
+    public let resnets: UNetList
+    public let attentions: UNetList?
+    public let upsample: Conv2d?
+    public var isTraining = true
+
+    init(resnets: [ResidualBlock], attentions: [AttentionBlock]?, upsample: Conv2d?) {
+        self.resnets = UNetList(resnets)
+        self.attentions = attentions.map { UNetList($0) }
+        self.upsample = upsample
+    }
+
+    public var children: [(String, any Module)] {
+        [("resnets", resnets as any Module)] + (attentions.map { [("attentions", $0 as any Module)] } ?? [])
+            + (upsample.map { [("upsample.conv", $0 as any Module)] } ?? [])
+    }
+}
+
+/// The denoiser ε_θ(x_t, t[, y]) (or v_θ) of a diffusion model.
+///
+/// `temb = time_embed(sinusoid(t))` (`time_embed.0` Linear base→4·base, SiLU, `time_embed.2`
+/// Linear 4·base→4·base); for a conditional net `temb += label_embed(y)` with class
+/// `classes` as the null (unconditional) label. Then `conv_in` (C→base), the down levels,
+/// the middle (`mid.resnet1`, `mid.attention`, `mid.resnet2`), the up levels, and
+/// `norm_out`, SiLU, `conv_out` (base→C, zero-initialised so that training starts from a zero
+/// prediction, as in Ho et al.'s code).
+///
+/// - Shapes: `x` `[N, C, H, W]` with `H`, `W` divisible by `2^(levels-1)`, `t` N steps,
+///   labels N classes in `0...classes` → `[N, C, H, W]`.
+public final class UNet: Module {
+    public let config: DiffusionConfig
+    public let timeEmbed: Sequential
+    public let labelEmbed: Embedding?
+    public let convIn: Conv2d
+    public let down: UNetList
+    public let midResnet1: ResidualBlock
+    public let midAttention: AttentionBlock
+    public let midResnet2: ResidualBlock
+    public let up: UNetList
+    public let normOut: GroupNorm
+    public let convOut: Conv2d
+    public var isTraining = true
+
+    /// Builds the network of `config` with PyTorch's default initialisation from `rng` (in
+    /// `state_dict` order), `conv_out` zeroed.
+    public init(config: DiffusionConfig, rng: inout RandomGenerator) {
+        self.config = config
+        let base = config.baseWidth, tdim = 4 * base, g = config.groups, c = config.imageShape[0]
+        let heads = config.attentionHeads, p = config.dropout
+        timeEmbed = Sequential([Linear(base, tdim, rng: &rng), SiLU(), Linear(tdim, tdim, rng: &rng)])
+        labelEmbed = config.conditionalClasses > 0 ? Embedding(config.conditionalClasses + 1, tdim, rng: &rng) : nil
+        convIn = Conv2d(c, base, kernelSize: 3, padding: 1, rng: &rng)
+        let widths = config.channelMultipliers.map { $0 * base }
+        let levels = widths.count
+        var skips = [base]
+        var ch = base
+        var downs: [DownLevel] = []
+        for (l, w) in widths.enumerated() {
+            var res: [ResidualBlock] = [], att: [AttentionBlock] = []
+            let hasAttention = config.attentionLevels.contains(l)
+            for _ in 0..<config.blocksPerLevel {
+                res.append(ResidualBlock(ch, w, timeDim: tdim, groups: g, dropout: p, rng: &rng))
+                ch = w
+                if hasAttention { att.append(AttentionBlock(ch, heads: heads, groups: g, rng: &rng)) }
+                skips.append(ch)
+            }
+            var ds: Conv2d? = nil
+            if l < levels - 1 {
+                ds = Conv2d(ch, ch, kernelSize: 3, stride: 2, padding: 1, rng: &rng)
+                skips.append(ch)
+            }
+            downs.append(DownLevel(resnets: res, attentions: hasAttention ? att : nil, downsample: ds))
+        }
+        down = UNetList(downs)
+        midResnet1 = ResidualBlock(ch, ch, timeDim: tdim, groups: g, dropout: p, rng: &rng)
+        midAttention = AttentionBlock(ch, heads: heads, groups: g, rng: &rng)
+        midResnet2 = ResidualBlock(ch, ch, timeDim: tdim, groups: g, dropout: p, rng: &rng)
+        var ups: [UpLevel] = []
+        for l in stride(from: levels - 1, through: 0, by: -1) {
+            let w = widths[l]
+            var res: [ResidualBlock] = [], att: [AttentionBlock] = []
+            let hasAttention = config.attentionLevels.contains(l)
+            for _ in 0...config.blocksPerLevel {
+                res.append(ResidualBlock(ch + skips.removeLast(), w, timeDim: tdim, groups: g, dropout: p, rng: &rng))
+                ch = w
+                if hasAttention { att.append(AttentionBlock(ch, heads: heads, groups: g, rng: &rng)) }
+            }
+            let us: Conv2d? = l > 0 ? Conv2d(ch, ch, kernelSize: 3, padding: 1, rng: &rng) : nil
+            ups.append(UpLevel(resnets: res, attentions: hasAttention ? att : nil, upsample: us))
+        }
+        up = UNetList(ups)
+        normOut = GroupNorm(numGroups: g, numChannels: ch)
+        convOut = Conv2d(ch, c, kernelSize: 3, padding: 1, rng: &rng)
+        convOut.weight.assign(.zeros(convOut.weight.shape))
+        convOut.bias?.assign(.zeros([c]))
+    }
+
+    public var children: [(String, any Module)] {
+        [("time_embed", timeEmbed as any Module)] + (labelEmbed.map { [("label_embed", $0 as any Module)] } ?? [])
+            + [("conv_in", convIn), ("down", down), ("mid.resnet1", midResnet1), ("mid.attention", midAttention),
+               ("mid.resnet2", midResnet2), ("up", up), ("norm_out", normOut), ("conv_out", convOut)]
+    }
+
+    /// Every dropout layer, in `state_dict` order of their blocks.
+    var dropouts: [Dropout] {
+        func collect(_ m: any Module) -> [Dropout] {
+            if let r = m as? ResidualBlock { return [r.dropout] }
+            return m.children.flatMap { collect($0.1) }
+        }
+        return collect(self)
+    }
+
+    /// The time (plus label) embedding `[N, 4·base]`.
+    func embedding(_ t: [Int], labels: [Int]?) -> Tensor {
+        var temb = timeEmbed(timestepEmbedding(t.map(Double.init), dim: config.baseWidth))
+        if let labelEmbed {
+            guard let labels else { preconditionFailure("UNet: a conditional network needs labels (\(config.conditionalClasses) is the null class)") }
+            precondition(labels.count == t.count && labels.allSatisfy { $0 >= 0 && $0 <= config.conditionalClasses },
+                         "UNet: \(labels.count) labels for \(t.count) samples, each in 0...\(config.conditionalClasses)")
+            temb = temb + labelEmbed.lookup(labels)
+        } else {
+            precondition(labels == nil, "UNet: labels given to an unconditional network")
+        }
+        return temb
+    }
+
+    /// The network's prediction (ε or v per ``DiffusionConfig/prediction``).
+    ///
+    /// - Shapes: `x` `[N, C, H, W]`, `t` N steps in `0..<T`, `labels` N classes (the null class
+    ///   ``DiffusionConfig/conditionalClasses`` for the unconditional prediction) or nil for an
+    ///   unconditional net → `[N, C, H, W]`.
+    public func callAsFunction(_ x: Tensor, t: [Int], labels: [Int]?) -> Tensor {
+        precondition(x.rank == 4 && Array(x.shape.dropFirst()) == config.imageShape && t.count == x.shape[0],
+                     "UNet: input \(x.shape) with \(t.count) steps, expected [N] + \(config.imageShape)")
+        let temb = embedding(t, labels: labels)
+        var h = convIn(x)
+        var skips = [h]
+        for case let level as DownLevel in down.items {
+            for (i, r) in level.resnets.items.enumerated() {
+                h = (r as! ResidualBlock)(h, temb)
+                if let a = level.attentions { h = (a.items[i] as! AttentionBlock)(h) }
+                skips.append(h)
+            }
+            if let d = level.downsample { h = d(h); skips.append(h) }
+        }
+        h = midResnet2(midAttention(midResnet1(h, temb)), temb)
+        for case let level as UpLevel in up.items {
+            for (i, r) in level.resnets.items.enumerated() {
+                h = (r as! ResidualBlock)(Tensor.concat([h, skips.removeLast()], axis: 1), temb)
+                if let a = level.attentions { h = (a.items[i] as! AttentionBlock)(h) }
+            }
+            if let u = level.upsample { h = u(h.upsampleNearest2d(scale: 2)) }
+        }
+        return convOut(normOut(h).silu())
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import XCTest
+import ConjureData
+import ConjureTestSupport
+
+/// A tiny diffusion model through the real `conjure` executable on the 8x8 digits: train, an
+/// interrupted run resumed to the same weights, `sample` with the DDIM options (deterministic
+/// for a seed) and DDPM, and `evaluate` recording its sampler.
+final class DiffusionCLITests: XCTestCase {
+    var tmp: URL!
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-diffusion-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    var binary: URL {
+        var dir = Bundle(for: DiffusionCLITests.self).bundleURL.deletingLastPathComponent()
+        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("conjure").path) {
+            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/release")
+        }
+        return dir.appendingPathComponent("conjure")
+    }
+
+    @discardableResult
+    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = tmp
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let result = (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        if expectFailure {
+            XCTAssertNotEqual(result.0, 0, "\(args) should fail", file: file, line: line)
+        } else {
+            XCTAssertEqual(result.0, 0, "\(args) failed: \(result.2)", file: file, line: line)
+        }
+        return result
+    }
+
+    func testTinyDDPMTrainsResumesSamplesAndEvaluates() throws {
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        for preset in ["ddpm", "ddpm-cond"] {
+            let common = ["train", "--data", digits, "--model", preset, "--base-width", "8", "--channel-mult", "1,2", "--timesteps", "100",
+                          "--batch-size", "16", "--epochs", "1", "--quiet", "--checkpoint-every", "4", "--sample-every", "0"]
+            try conjure(common + ["--name", "\(preset)-a", "--max-steps", "8"])
+            try conjure(common + ["--name", "\(preset)-b", "--max-steps", "5"])
+            try conjure(["train", "--name", "\(preset)-b", "--resume", "--max-steps", "8", "--quiet"])
+            let a = try SafeTensors.read(path: tmp.appendingPathComponent("runs/\(preset)-a/checkpoints/latest.safetensors").path)
+            let b = try SafeTensors.read(path: tmp.appendingPathComponent("runs/\(preset)-b/checkpoints/latest.safetensors").path)
+            XCTAssertEqual(a.order, b.order, preset)
+            XCTAssert(a.order.contains("unet.down.1.attentions.0.attn.in_proj_weight"), "\(a.order)")
+            XCTAssert(a.order.contains { $0.hasPrefix("ema.unet.") }, "the preset averages the weights: \(a.order.prefix(5))")
+            for name in a.order { XCTAssertEqual(a.tensors[name]?.tensor?.scalars, b.tensors[name]?.tensor?.scalars, "\(preset): \(name) after resume") }
+
+            let ckpt = "runs/\(preset)-a/checkpoints/latest.safetensors"
+            let label = preset == "ddpm-cond" ? ["--label", "3", "--guidance", "2"] : []
+            let s1 = try conjure(["sample", "--checkpoint", ckpt, "--count", "6", "--seed", "4", "--sampler", "ddim", "--steps", "5", "--out", "\(preset)-1.npy"] + label)
+            XCTAssert(s1.err.contains("step 5/5"), "progress while sampling: \(s1.err)")
+            try conjure(["sample", "--checkpoint", ckpt, "--count", "6", "--seed", "4", "--sampler", "ddim", "--steps", "5", "--out", "\(preset)-2.npy", "--threads", "1"] + label)
+            let x1 = try NPYReader.load(path: tmp.appendingPathComponent("\(preset)-1.npy").path)
+            let x2 = try NPYReader.load(path: tmp.appendingPathComponent("\(preset)-2.npy").path)
+            XCTAssertEqual(x1.shape, [6, 1, 8, 8])
+            XCTAssertEqual(x1.scalars, x2.scalars, "\(preset): DDIM with eta 0, same seed, same samples")
+            XCTAssert(x1.scalars.allSatisfy { $0 >= -1e-3 && $0 <= 16.001 }, "samples in the data's units 0..16")
+            let ddpm = try conjure(["sample", "--checkpoint", ckpt, "--count", "4", "--sampler", "ddpm", "--out", "\(preset)-ddpm.png"] + label)
+            XCTAssert(ddpm.err.contains("step 100/100"), ddpm.err)
+            let bad = try conjure(["sample", "--checkpoint", ckpt, "--out", "x.npy", "--steps", "500"], expectFailure: true)
+            XCTAssert(bad.err.contains("--steps: must be between 1 and T = 100, got 500"), bad.err)
+        }
+        let ganOnly = try conjure(["train", "--data", digits, "--model", "ddpm", "--noise-dim", "5", "--name", "x", "--quiet"], expectFailure: true)
+        XCTAssert(ganOnly.err.contains("--noise-dim"), ganOnly.err)
+        let vector = try conjure(["train", "--data", "ring8", "--model", "ddpm", "--name", "y", "--quiet"], expectFailure: true)
+        XCTAssert(vector.err.contains("needs images"), vector.err)
+
+        try conjure(["classifier", "train", "--data", digits, "--epochs", "2", "--out", "c.safetensors"])
+        let e = try conjure(["evaluate", "--checkpoint", "runs/ddpm-a/checkpoints/latest.safetensors", "--count", "40", "--classifier", "c.safetensors", "--metrics", "fid"])
+        XCTAssert(e.out.contains("FID"), e.out)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: tmp.appendingPathComponent("runs/ddpm-a/eval.json"))) as! [String: Any]
+        let source = (report["samples"] as! [String: Any])["source"] as! String
+        XCTAssert(source.contains("sampler ddim 50 steps, eta 0.0"), source)
+    }
+}
