@@ -34,6 +34,7 @@ public enum DiffusionFamily: ModelFamily {
 /// The latent of ``sample(z:labels:)`` is `x_T` itself. State-dict names: `unet.*` (see
 /// ``UNet``).
 public final class DiffusionModel: GenerativeModel {
+    /// The configuration the network was built from.
     public let config: DiffusionConfig
     /// The denoiser.
     public let unet: UNet

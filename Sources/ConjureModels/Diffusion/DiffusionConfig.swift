@@ -67,6 +67,7 @@ public struct DiffusionSamplerSettings: Codable, Sendable, Equatable {
 /// embedding to the time embedding and replaces the class by the null class with probability
 /// ``labelDropout`` so that one network gives both predictions of classifier-free guidance.
 public struct DiffusionConfig: FamilyConfig, Equatable {
+    /// The preset this configuration started from (`ddpm`, `ddpm-cond`).
     public var preset: String
     /// `[C, H, W]` of the images (set from the data by ``adapt(to:)``).
     public var imageShape: [Int]
@@ -98,17 +99,29 @@ public struct DiffusionConfig: FamilyConfig, Equatable {
     public var labelDropout: Float
     /// Sampling defaults.
     public var sampler: DiffusionSamplerSettings
+    /// Base learning rate of the model's one parameter group.
     public var lr: Float
+    /// Adam's β1.
     public var beta1: Float
+    /// Adam's β2.
     public var beta2: Float
+    /// The optimiser's ε.
     public var eps: Float
+    /// Images per training step.
     public var batchSize: Int
+    /// Passes over the training split.
     public var epochs: Int
+    /// The run's seed (weights, batches, timesteps and noise).
     public var seed: UInt64
+    /// The optimiser (Adam by default).
     public var optimizer: OptimizerKind
+    /// Weight decay (decoupled for AdamW; an L2 term for Adam); 0: none.
     public var weightDecay: Float
+    /// The learning-rate schedule over the run.
     public var lrSchedule: LRSchedule
+    /// Gradient-norm clipping; nil: none.
     public var clipGradNorm: Float?
+    /// Decay of the weight average that sampling uses (0.999 in the presets); nil: off.
     public var emaDecay: Float?
 
     /// A configuration; the defaults are the `ddpm` preset's.

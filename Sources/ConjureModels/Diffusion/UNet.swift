@@ -13,9 +13,11 @@ import ConjureNN
 public final class UNetList: Module {
     /// The modules in order.
     public let items: [any Module]
+    /// Training mode (dropout on) or evaluation; containers pass it to their children.
     public var isTraining = true
     /// Modules named `0`, `1`, ...
     public init(_ items: [any Module]) { self.items = items }
+    /// The named child modules, in `state_dict` order.
     public var children: [(String, any Module)] { items.enumerated().map { (String($0.offset), $0.element) } }
 }
 
@@ -26,13 +28,21 @@ public final class UNetList: Module {
 /// - Shapes: `x` `[N, inChannels, H, W]`, `temb` `[N, timeDim]` → `[N, outChannels, H, W]`.
 /// - Source: Ho et al. 2020, appendix B (Wide ResNet blocks with GroupNorm).
 public final class ResidualBlock: Module {
+    /// GroupNorm before the first convolution.
     public let norm1: GroupNorm
+    /// 3x3 convolution, input to output channels.
     public let conv1: Conv2d
+    /// Linear map of the time embedding to the block's channels, added after `conv1`.
     public let timeProjection: Linear
+    /// GroupNorm before the second convolution.
     public let norm2: GroupNorm
+    /// Dropout before the second convolution (training mode only).
     public let dropout: Dropout
+    /// 3x3 convolution, output channels to output channels.
     public let conv2: Conv2d
+    /// 1x1 convolution on the skip path when the channel counts differ, nil otherwise.
     public let shortcut: Conv2d?
+    /// Training mode (dropout on) or evaluation; containers pass it to their children.
     public var isTraining = true
 
     /// A block from `inChannels` to `outChannels` with GroupNorm of `groups` groups and
@@ -49,6 +59,7 @@ public final class ResidualBlock: Module {
         shortcut = inChannels == outChannels ? nil : Conv2d(inChannels, outChannels, kernelSize: 1, rng: &rng)
     }
 
+    /// The named child modules, in `state_dict` order.
     public var children: [(String, any Module)] {
         [("norm1", norm1), ("conv1", conv1), ("time_emb_proj", timeProjection), ("norm2", norm2), ("conv2", conv2)]
             + (shortcut.map { [("conv_shortcut", $0 as any Module)] } ?? [])
@@ -70,8 +81,11 @@ public final class ResidualBlock: Module {
 ///
 /// - Shapes: `[N, C, H, W]` → `[N, C, H, W]`.
 public final class AttentionBlock: Module {
+    /// GroupNorm before the attention.
     public let norm: GroupNorm
+    /// Multi-head self-attention over the H·W positions (`[N, H·W, C]`).
     public let attention: MultiheadSelfAttention
+    /// Training mode (dropout on) or evaluation; containers pass it to their children.
     public var isTraining = true
 
     /// A block over `channels` with `heads` heads.
@@ -80,6 +94,7 @@ public final class AttentionBlock: Module {
         attention = MultiheadSelfAttention(embedDim: channels, numHeads: heads, rng: &rng)
     }
 
+    /// The named child modules, in `state_dict` order.
     public var children: [(String, any Module)] { [("norm", norm), ("attn", attention)] }
 
     /// Applies the block.
@@ -94,9 +109,13 @@ public final class AttentionBlock: Module {
 /// One level of the down path: `blocks` residual blocks (each followed by attention when the
 /// level has it), then a 3x3 stride-2 convolution (`downsample.conv`) unless it is the last level.
 public final class DownLevel: Module {
+    /// The residual blocks of this level.
     public let resnets: UNetList
+    /// Self-attention after each residual block at attention levels (empty elsewhere).
     public let attentions: UNetList?
+    /// Strided 3x3 convolution halving H and W; nil at the lowest level.
     public let downsample: Conv2d?
+    /// Training mode (dropout on) or evaluation; containers pass it to their children.
     public var isTraining = true
 
     init(resnets: [ResidualBlock], attentions: [AttentionBlock]?, downsample: Conv2d?) {
@@ -105,6 +124,7 @@ public final class DownLevel: Module {
         self.downsample = downsample
     }
 
+    /// The named child modules, in `state_dict` order.
     public var children: [(String, any Module)] {
         [("resnets", resnets as any Module)] + (attentions.map { [("attentions", $0 as any Module)] } ?? [])
             + (downsample.map { [("downsample.conv", $0 as any Module)] } ?? [])
@@ -115,9 +135,13 @@ public final class DownLevel: Module {
 /// concatenated with one skip along the channels (and followed by attention when the level has
 /// it), then nearest 2x upsampling and a 3x3 convolution (`upsample.conv`) unless it is level 0.
 public final class UpLevel: Module {
+    /// The residual blocks of this level.
     public let resnets: UNetList
+    /// Self-attention after each residual block at attention levels (empty elsewhere).
     public let attentions: UNetList?
+    /// Nearest-neighbour 2x upsampling then a 3x3 convolution; nil at the top level.
     public let upsample: Conv2d?
+    /// Training mode (dropout on) or evaluation; containers pass it to their children.
     public var isTraining = true
 
     init(resnets: [ResidualBlock], attentions: [AttentionBlock]?, upsample: Conv2d?) {
@@ -126,6 +150,7 @@ public final class UpLevel: Module {
         self.upsample = upsample
     }
 
+    /// The named child modules, in `state_dict` order.
     public var children: [(String, any Module)] {
         [("resnets", resnets as any Module)] + (attentions.map { [("attentions", $0 as any Module)] } ?? [])
             + (upsample.map { [("upsample.conv", $0 as any Module)] } ?? [])
@@ -144,17 +169,29 @@ public final class UpLevel: Module {
 /// - Shapes: `x` `[N, C, H, W]` with `H`, `W` divisible by `2^(levels-1)`, `t` N steps,
 ///   labels N classes in `0...classes` → `[N, C, H, W]`.
 public final class UNet: Module {
+    /// The configuration the network was built from.
     public let config: DiffusionConfig
+    /// MLP (Linear, SiLU, Linear) over the sinusoidal timestep embedding.
     public let timeEmbed: Sequential
+    /// Class embedding added to the time embedding, with one extra null class for classifier-free guidance; nil for unconditional models.
     public let labelEmbed: Embedding?
+    /// 3x3 convolution from the image channels to the base width.
     public let convIn: Conv2d
+    /// The levels of the down path, highest resolution first.
     public let down: UNetList
+    /// The middle's first residual block (lowest resolution).
     public let midResnet1: ResidualBlock
+    /// The middle's self-attention.
     public let midAttention: AttentionBlock
+    /// The middle's second residual block.
     public let midResnet2: ResidualBlock
+    /// The levels of the up path, with skip connections, lowest resolution first.
     public let up: UNetList
+    /// GroupNorm before the output convolution.
     public let normOut: GroupNorm
+    /// 3x3 convolution to the image channels, started at zero (as Ho et al.'s code).
     public let convOut: Conv2d
+    /// Training mode (dropout on) or evaluation; containers pass it to their children.
     public var isTraining = true
 
     /// Builds the network of `config` with PyTorch's default initialisation from `rng` (in
@@ -211,6 +248,7 @@ public final class UNet: Module {
         convOut.bias?.assign(.zeros([c]))
     }
 
+    /// The named child modules, in `state_dict` order.
     public var children: [(String, any Module)] {
         [("time_embed", timeEmbed as any Module)] + (labelEmbed.map { [("label_embed", $0 as any Module)] } ?? [])
             + [("conv_in", convIn), ("down", down), ("mid.resnet1", midResnet1), ("mid.attention", midAttention),
