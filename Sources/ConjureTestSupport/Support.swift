@@ -9,10 +9,12 @@ public let packageRoot: URL = {
     return url
 }()
 
-/// The shared folder, `../shared` next to the package root, or nil when absent. No other
-/// machine-specific place is tried.
+/// The shared folder: `$CONJURE_SHARED` when set (a folder of the same layout, for example with
+/// fixture folders of other seeds and shapes written by scripts/make_gan_step_fixture.py), else
+/// `../shared` next to the package root; nil when absent. No other place is tried.
 public let sharedDir: URL? = {
-    let candidate = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    let env = ProcessInfo.processInfo.environment["CONJURE_SHARED"].flatMap { $0.isEmpty ? nil : $0 }
+    let candidate = env.map { URL(fileURLWithPath: $0) } ?? packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
     return FileManager.default.fileExists(atPath: candidate.path) ? candidate : nil
 }()
 
@@ -109,4 +111,72 @@ public func loadFixtureNPY(_ url: URL) throws -> Tensor {
     let off = start + headerLen
     _ = scalars.withUnsafeMutableBytes { data.copyBytes(to: $0, from: off..<(off + 4 * n)) }
     return Tensor(shape: shape, scalars: scalars)
+}
+
+/// The built `conjure` executable of this build: next to the test bundle (SwiftPM puts products
+/// and the test bundle in one folder), else `.build/release/conjure` under the package root.
+public let conjureBinary: URL = {
+    let main = Bundle.main.bundleURL
+    let candidates = [main, main.deletingLastPathComponent(),
+                      URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                      packageRoot.appendingPathComponent(".build/release")]
+    for dir in candidates where FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("conjure").path) {
+        return dir.appendingPathComponent("conjure")
+    }
+    return packageRoot.appendingPathComponent(".build/release/conjure")
+}()
+
+/// What a finished child process left: exit status, how it ended, and its standard output and
+/// error as UTF-8 text.
+public struct ProcessOutcome {
+    /// The exit status (or the signal number when ``reason`` is `.uncaughtSignal`).
+    public var status: Int32
+    /// Whether the process exited or was killed by a signal.
+    public var reason: Process.TerminationReason
+    /// Everything written to standard output.
+    public var out: String
+    /// Everything written to standard error.
+    public var err: String
+}
+
+/// Runs `executable` with `arguments` in `directory` and waits for it. Standard output and error
+/// are read at the same time, so a child that writes much to both never blocks on a full pipe.
+///
+/// - Throws: the error of `Process.run()` when the executable cannot be started.
+public func runProcess(_ executable: URL, _ arguments: [String], in directory: URL) throws -> ProcessOutcome {
+    let p = Process()
+    p.executableURL = executable
+    p.arguments = arguments
+    p.currentDirectoryURL = directory
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    final class Box: @unchecked Sendable { var data = Data() }
+    let errBox = Box()
+    let group = DispatchGroup()
+    let errHandle = err.fileHandleForReading
+    DispatchQueue.global().async(group: group) { errBox.data = errHandle.readDataToEndOfFile() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    let errData = errBox.data
+    p.waitUntilExit()
+    return ProcessOutcome(status: p.terminationStatus, reason: p.terminationReason,
+                          out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData, as: UTF8.self))
+}
+
+/// Runs the built `conjure` (``conjureBinary``) with `arguments` in `directory` and asserts that
+/// it succeeded (exit 0) or, with `expectFailure`, that it failed; returns its status and output.
+///
+/// - Throws: when the executable cannot be started.
+@discardableResult
+public func runConjure(_ arguments: [String], in directory: URL, expectFailure: Bool = false,
+                       file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
+    let r = try runProcess(conjureBinary, arguments, in: directory)
+    if expectFailure {
+        XCTAssertNotEqual(r.status, 0, "\(arguments) should fail", file: file, line: line)
+    } else {
+        XCTAssertEqual(r.status, 0, "\(arguments) failed: \(r.err)", file: file, line: line)
+    }
+    return (r.status, r.out, r.err)
 }

@@ -17,26 +17,9 @@ final class ConfigBoundsTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    var binary: URL {
-        var dir = Bundle(for: ConfigBoundsTests.self).bundleURL.deletingLastPathComponent()
-        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("conjure").path) {
-            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/release")
-        }
-        return dir.appendingPathComponent("conjure")
-    }
-
     func conjure(_ args: [String]) throws -> (status: Int32, reason: Process.TerminationReason, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = tmp
-        let err = Pipe()
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, p.terminationReason, String(decoding: e, as: UTF8.self))
+        let r = try runProcess(conjureBinary, args, in: tmp)
+        return (r.status, r.reason, r.err)
     }
 
     func testHugeCountOptionsAreOneClearError() throws {

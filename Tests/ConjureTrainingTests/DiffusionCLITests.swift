@@ -16,33 +16,9 @@ final class DiffusionCLITests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    var binary: URL {
-        var dir = Bundle(for: DiffusionCLITests.self).bundleURL.deletingLastPathComponent()
-        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("conjure").path) {
-            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/release")
-        }
-        return dir.appendingPathComponent("conjure")
-    }
-
     @discardableResult
     func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = tmp
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let result = (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        if expectFailure {
-            XCTAssertNotEqual(result.0, 0, "\(args) should fail", file: file, line: line)
-        } else {
-            XCTAssertEqual(result.0, 0, "\(args) failed: \(result.2)", file: file, line: line)
-        }
-        return result
+        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
     }
 
     func testTinyDDPMTrainsResumesSamplesAndEvaluates() throws {

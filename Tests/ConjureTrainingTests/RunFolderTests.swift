@@ -22,34 +22,17 @@ final class RunFolderTests: XCTestCase {
         try? FileManager.default.removeItem(at: tmp)
     }
 
-    var binary: URL {
-        var dir = Bundle(for: RunFolderTests.self).bundleURL.deletingLastPathComponent()
-        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("conjure").path) {
-            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/release")
-        }
-        return dir.appendingPathComponent("conjure")
-    }
-
     @discardableResult
     func run(_ exe: String, _ args: [String]) -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        p.currentDirectoryURL = tmp
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        guard (try? p.run()) != nil else { return (-1, "", "cannot run \(exe)") }
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        guard let r = try? runProcess(URL(fileURLWithPath: exe), args, in: tmp) else { return (-1, "", "cannot run \(exe)") }
+        return (r.status, r.out, r.err)
     }
 
-    func conjure(_ args: [String]) -> (status: Int32, out: String, err: String) { run(binary.path, args) }
+    func conjure(_ args: [String]) -> (status: Int32, out: String, err: String) { run(conjureBinary.path, args) }
 
     func start(_ args: [String]) throws -> Process {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = conjureBinary
         p.arguments = args
         p.currentDirectoryURL = tmp
         p.standardOutput = FileHandle.nullDevice
@@ -232,7 +215,7 @@ final class RunFolderTests: XCTestCase {
     /// training (SIGPIPE is ignored and EPIPE on console writes is dropped).
     func testClosedStdoutAndStderrDoNotStopTraining() throws {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = conjureBinary
         p.arguments = ["train", "--data", try digits, "--name", "pipe", "--max-steps", "300", "--log-every", "1", "--plain",
                        "--g-hidden", "16,16", "--d-hidden", "16,16", "--noise-dim", "8", "--batch-size", "32"]
         p.currentDirectoryURL = tmp
