@@ -25,8 +25,13 @@ struct ClassifierCommand: ParsableCommand {
                 try pool.apply()
                 guard epochs >= 1 else { throw ConfigError(option: "--epochs", problem: "must be at least 1") }
                 guard (0..<1).contains(heldOut) else { throw ConfigError(option: "--held-out", problem: "must be in [0, 1)") }
+                let start = Date()
                 let t = try ClassifierTool.train(data: data, epochs: epochs, heldOut: heldOut, seed: seed,
-                                                 labelColumn: labelColumn.map { ColumnSelector(parsing: $0) })
+                                                 labelColumn: labelColumn.map { ColumnSelector(parsing: $0) }) { epoch, total, loss in
+                    // One progress line per epoch on stderr (stdout keeps the result line).
+                    writeStandardError(String(format: "classifier epoch %d/%d  loss %.4f  %.1fs\n",
+                                              epoch, total, loss, Date().timeIntervalSince(start)))
+                }
                 try ClassifierTool.save(t, to: out)
                 print(String(format: "held-out accuracy %.4f (train %.4f); saved %@", t.heldOutAccuracy, t.trainAccuracy, out))
             }

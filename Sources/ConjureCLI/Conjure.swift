@@ -66,7 +66,7 @@ public struct Conjure: ParsableCommand {
             if error is DataError || error is ConfigError || error is TrainingError || error is MetricError { fail(error) }
             let message = self.message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
             let cleaned = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-            FileHandle.standardError.write(Data("error: \(cleaned) (see 'conjure help')\n".utf8))
+            writeStandardError("error: \(cleaned) (see 'conjure help')\n")
             Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
         }
     }
@@ -78,4 +78,12 @@ public struct Conjure: ParsableCommand {
         abstract: "Train, sample and evaluate generative models on your own data.",
         version: conjureVersion,
         subcommands: [Train.self, Sample.self, Evaluate.self, MetricsCommand.self, DataCommand.self, ClassifierCommand.self, Bench.self])
+}
+
+/// Writes `text` to standard error as it is (no newline added). A closed or full standard error
+/// is ignored: C stdio reports the failure instead of trapping as `FileHandle.write` does, and
+/// SIGPIPE is ignored by the trainer, so a closed terminal never stops a run.
+func writeStandardError(_ text: String) {
+    fputs(text, stderr)
+    fflush(stderr)
 }

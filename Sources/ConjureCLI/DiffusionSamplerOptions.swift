@@ -37,7 +37,7 @@ struct DiffusionSamplerOptions: ParsableArguments {
         }
         if let v = guidance { s.guidance = v }
         try diffusion.setSampler(s)
-        var d = diffusion
+        let d = diffusion
         d.samplingNoiseSeed = seed
         let start = Date()
         let terminal = isatty(2) != 0
@@ -47,7 +47,7 @@ struct DiffusionSamplerOptions: ParsableArguments {
             guard done == total || elapsed - lastShown >= (terminal ? 0.2 : 10) else { return }
             lastShown = elapsed
             let line = String(format: "sampling (%@): step %d/%d, %.1f s", diffusion.samplerDescription, done, total, elapsed)
-            FileHandle.standardError.write(Data(((terminal ? "\r" : "") + line + (terminal && done < total ? "" : "\n")).utf8))
+            writeStandardError(((terminal ? "\r" : "") + line + (terminal && done < total ? "" : "\n")))
         }
     }
 }

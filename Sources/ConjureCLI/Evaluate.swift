@@ -30,7 +30,7 @@ struct Evaluate: ParsableCommand {
             try pool.apply()
             // Text models (the TokenSequenceModel capability): held-out likelihood and sample statistics.
             if let outcome = try TextEvaluator.runIfText(checkpoint: checkpoint, count: count, seed: seed, output: out,
-                                                         log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
+                                                         log: { writeStandardError(($0 + "\n")) }) {
                 print(outcome.table + "wrote \(outcome.path)")
                 return
             }
@@ -39,7 +39,7 @@ struct Evaluate: ParsableCommand {
             o.metrics = metrics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
             o.classifier = classifier; o.reference = reference; o.samplesFile = samples
             o.kidSubsets = kidSubsets; o.kidSubsetSize = kidSubsetSize; o.prK = prK; o.dcK = dcK; o.iwaeK = iwaeK; o.floor = floor; o.output = out
-            let outcome = try Evaluator.run(o) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            let outcome = try Evaluator.run(o) { writeStandardError(($0 + "\n")) }
             print(outcome.table + "wrote \(outcome.path)")
         }
     }

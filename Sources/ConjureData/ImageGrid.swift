@@ -75,7 +75,7 @@ public struct ImageGrid: Sendable, Equatable {
     ///   - range: the data range mapped to 0...255, default `(-1, 1)` (tanh outputs).
     /// - Returns: the grid, planar `[C, height, width]`.
     /// - Precondition: the shape is as above, `columns >= 1`, `padding >= 0`, `high > low`
-    ///   and both finite. (``writePNG(images:path:columns:padding:padValue:range:createDirectories:)``
+    ///   and both finite. (``writePNG(images:path:columns:padding:padValue:range:createDirectories:text:)``
     ///   checks these and throws instead.)
     public static func make(images: Tensor, columns: Int? = nil, padding: Int? = nil, padValue: UInt8 = 0,
                             range: (low: Float, high: Float) = (-1, 1)) -> ImageGrid {
@@ -122,11 +122,13 @@ public struct ImageGrid: Sendable, Equatable {
     ///   - path: destination `.png` file; replaced if it exists.
     ///   - columns, padding, padValue, range: as in ``make(images:columns:padding:padValue:range:)``.
     ///   - createDirectories: create missing parent directories first (default `false`).
+    ///   - text: `tEXt` chunks (keyword, text) written into the PNG, for example how pixel values
+    ///     map to data units; default none.
     /// - Throws: ``DataError`` naming `path` for an unsupported shape or channel count, invalid
     ///   layout options, or any encoding / I/O failure.
     public static func writePNG(images: Tensor, path: String, columns: Int? = nil, padding: Int? = nil,
                                 padValue: UInt8 = 0, range: (low: Float, high: Float) = (-1, 1),
-                                createDirectories: Bool = false) throws {
+                                createDirectories: Bool = false, text: [(keyword: String, text: String)] = []) throws {
         if let problem = validate(shape: images.shape, columns: columns, padding: padding, range: range) {
             throw DataError(file: path, problem: "cannot write image grid: \(problem)")
         }
@@ -135,7 +137,7 @@ public struct ImageGrid: Sendable, Equatable {
             throw DataError(file: path, problem: "cannot write image grid: images have \(grid.channels) channels (shape \(images.shape))",
                             hint: "PNG holds 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels")
         }
-        try PNGWriter.write(pixels: grid.pixels, shape: grid.shape, to: path, createDirectories: createDirectories)
+        try PNGWriter.write(pixels: grid.pixels, shape: grid.shape, to: path, createDirectories: createDirectories, text: text)
     }
 
     /// `ceil(sqrt(n))`, computed exactly in integers.

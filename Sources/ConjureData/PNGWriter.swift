@@ -34,8 +34,10 @@ public enum PNGWriter {
     /// - Returns: the complete PNG file (signature, IHDR, IDAT, IEND).
     /// - Throws: ``DataError`` (file `"<PNG encoder>"`) when the shape is not a valid image shape,
     ///   the buffer size does not match it, or libspng reports an error.
-    public static func encode(pixels: [UInt8], shape: [Int]) throws -> [UInt8] {
-        try encode(pixels: pixels, shape: shape, name: "<PNG encoder>")
+    ///   - text: `tEXt` chunks as (keyword, text) pairs (PNG spec §11.3.4.3: a keyword of 1-79
+    ///     Latin-1 characters such as `Software` or `Comment`); default none.
+    public static func encode(pixels: [UInt8], shape: [Int], text: [(keyword: String, text: String)] = []) throws -> [UInt8] {
+        try encode(pixels: pixels, shape: shape, name: "<PNG encoder>", text: text)
     }
 
     /// Encodes planar 8-bit pixels as PNG and writes them to `path` atomically.
@@ -45,15 +47,16 @@ public enum PNGWriter {
     ///   - shape: `[H, W]` or `[C, H, W]` with `C` in 1...4.
     ///   - path: destination file; replaced if it exists.
     ///   - createDirectories: create missing parent directories first (default `false`).
+    ///   - text: `tEXt` chunks as (keyword, text) pairs; default none.
     /// - Throws: ``DataError`` naming `path` for an invalid shape, an encoder failure or any
     ///   I/O failure; nothing is written in that case.
     public static func write(pixels: [UInt8], shape: [Int], to path: String,
-                             createDirectories: Bool = false) throws {
-        let png = try encode(pixels: pixels, shape: shape, name: path)
+                             createDirectories: Bool = false, text: [(keyword: String, text: String)] = []) throws {
+        let png = try encode(pixels: pixels, shape: shape, name: path, text: text)
         try AtomicFile.write(png, to: path, createDirectories: createDirectories)
     }
 
-    static func encode(pixels: [UInt8], shape: [Int], name: String) throws -> [UInt8] {
+    static func encode(pixels: [UInt8], shape: [Int], name: String, text: [(keyword: String, text: String)] = []) throws -> [UInt8] {
         let (channels, height, width): (Int, Int, Int)
         switch shape.count {
         case 2: (channels, height, width) = (1, shape[0], shape[1])
@@ -113,6 +116,28 @@ public enum PNGWriter {
                              color_type: UInt8(colorType.rawValue), compression_method: 0,
                              filter_method: 0, interlace_method: UInt8(SPNG_INTERLACE_NONE.rawValue))
         try check(spng_set_ihdr(ctx, &ihdr), "spng_set_ihdr")
+        // tEXt chunks: libspng copies them when encoding, so the C strings live until then.
+        let cTexts = text.map { strdup($0.text) }
+        defer { cTexts.forEach { free($0) } }
+        if !text.isEmpty {
+            var chunks = [spng_text]()
+            for (i, t) in text.enumerated() {
+                let key = Array(t.keyword.utf8)
+                guard (1...79).contains(key.count), key.allSatisfy({ $0 >= 32 && $0 < 127 }) else {
+                    throw DataError(file: name, problem: "cannot encode PNG: text keyword \"\(t.keyword)\" is not 1-79 printable characters")
+                }
+                var chunk = spng_text()
+                withUnsafeMutableBytes(of: &chunk.keyword) { raw in
+                    for (j, b) in key.enumerated() { raw[j] = b }
+                    raw[key.count] = 0
+                }
+                chunk.type = Int32(SPNG_TEXT.rawValue)
+                chunk.length = strlen(cTexts[i]!)
+                chunk.text = cTexts[i]
+                chunks.append(chunk)
+            }
+            try check(spng_set_text(ctx, &chunks, UInt32(chunks.count)), "spng_set_text")
+        }
         let rc = interleaved.withUnsafeBytes { buf in
             spng_encode_image(ctx, buf.baseAddress, buf.count, Int32(SPNG_FMT_PNG.rawValue),
                               Int32(SPNG_ENCODE_FINALIZE.rawValue))

@@ -123,7 +123,7 @@ public struct Spectrogram: Sendable, Equatable {
     }
 
     /// Writes a PNG grid of the clips' spectrograms (see ``images(clips:size:hop:dynamicRange:)``
-    /// and ``ImageGrid/writePNG(images:path:columns:padding:padValue:range:createDirectories:)``),
+    /// and ``ImageGrid/writePNG(images:path:columns:padding:padValue:range:createDirectories:text:)``),
     /// atomically.
     ///
     /// - Throws: ``DataError`` naming `path` for an I/O or encoding failure.

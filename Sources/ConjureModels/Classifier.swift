@@ -66,13 +66,15 @@ public final class Classifier {
     /// Trains with Adam on mini-batches of softmax cross-entropy; returns the last epoch's mean loss.
     ///
     /// - Shapes: `x` `[N, inputDim]` (normalised), `labels` N integers in `0..<classes`.
+    /// - Parameter onEpoch: called after each epoch with the epoch (1-based) and its mean loss
+    ///   (nats), for progress lines; it does not change the training.
     @discardableResult
     public func train(x: Tensor, labels: [Int], epochs: Int, batchSize: Int = 64, lr: Float = 1e-3,
-                      rng: inout RandomGenerator, noise: Float = 0.1) -> Float {
+                      rng: inout RandomGenerator, noise: Float = 0.1, onEpoch: ((Int, Float) -> Void)? = nil) -> Float {
         let opt = Adam(parameters: net.parameters, lr: lr)
         let params = net.parameters
         var lastLoss: Float = .nan
-        for _ in 0..<epochs {
+        for epoch in 0..<epochs {
             let perm = rng.permutation(x.shape[0])
             var total: Float = 0
             var count = 0
@@ -89,6 +91,7 @@ public final class Classifier {
                 count += 1
             }
             lastLoss = total / Float(max(count, 1))
+            onEpoch?(epoch + 1, lastLoss)
         }
         return lastLoss
     }

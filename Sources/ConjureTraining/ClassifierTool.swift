@@ -23,9 +23,11 @@ public enum ClassifierTool {
 
     /// Trains on a labelled data set with a stratified held-out split and reports accuracy.
     ///
+    /// - Parameter onEpoch: called after each epoch with (epoch, epochs, mean training loss in
+    ///   nats), for progress lines.
     /// - Throws: ``DataError`` for unreadable data; ``ConfigError`` when the data has no labels.
     public static func train(data path: String, epochs: Int, heldOut: Double, seed: UInt64,
-                             labelColumn: ColumnSelector? = nil) throws -> Trained {
+                             labelColumn: ColumnSelector? = nil, onEpoch: ((Int, Int, Float) -> Void)? = nil) throws -> Trained {
         var o = TrainOptions(runDirectory: "", model: GANConfig.ganPreset)
         o.data = path
         o.labelColumn = labelColumn
@@ -41,7 +43,8 @@ public enum ClassifierTool {
         let classes = (labels.max() ?? 0) + 1
         var rng = RandomStream.initialization.generator(seed: seed)
         let clf = Classifier(inputDim: x.shape[1], classes: max(classes, 2), rng: &rng)
-        clf.train(x: x.gathered(rows: trainIdx), labels: trainIdx.map { labels[$0] }, epochs: epochs, rng: &rng)
+        clf.train(x: x.gathered(rows: trainIdx), labels: trainIdx.map { labels[$0] }, epochs: epochs, rng: &rng,
+                  onEpoch: onEpoch.map { f in { f($0, epochs, $1) } })
         let testAcc = testIdx.isEmpty ? .nan : clf.accuracy(x: x.gathered(rows: testIdx), labels: testIdx.map { labels[$0] })
         let trainAcc = clf.accuracy(x: x.gathered(rows: trainIdx), labels: trainIdx.map { labels[$0] })
         prepared.labels = nil

@@ -5,12 +5,24 @@ import ConjureOptim
 import ConjureMetrics
 
 /// Writes generator samples `[N, D]` (normalised) as a PNG grid in the data's own units.
+///
+/// Pixel 0..255 maps linearly to the data's declared range (`minmax` normalisation, values
+/// outside it clamp). Runs without a fixed range (`zscore`, `none`) are **min-max stretched over
+/// this grid**: pixel 0 is the grid's smallest sample value and 255 its largest, so grids of two
+/// steps are not on one scale. Either way the PNG's `Comment` text chunk states the mapping and
+/// `Software` names Conjure.
+/// - Throws: ``DataError`` naming `path` when the grid cannot be encoded or written.
 public func writeGrid(_ samples: Tensor, shape: [Int], stats: NormalizationStats, to path: String, columns: Int? = nil) throws {
     let images = stats.inverse(samples).reshaped([samples.shape[0]] + shape)
-    let low = Float(stats.kind == .zscore || stats.kind == .none ? images.minValue : Float(stats.low))
-    var high = Float(stats.kind == .zscore || stats.kind == .none ? images.maxValue : Float(stats.high))
+    let stretched = stats.kind == .zscore || stats.kind == .none
+    let low = Float(stretched ? images.minValue : Float(stats.low))
+    var high = Float(stretched ? images.maxValue : Float(stats.high))
     if !(high > low) { high = low + 1 }
-    try ImageGrid.writePNG(images: images, path: path, columns: columns, range: (low, high), createDirectories: true)
+    let comment = stretched
+        ? "pixel 0..255 = \(low)..\(high) in data units: min-max stretched over this grid (\(stats.kind.rawValue) normalisation has no fixed range)"
+        : "pixel 0..255 = \(low)..\(high) in data units (the data's range; values outside clamp)"
+    try ImageGrid.writePNG(images: images, path: path, columns: columns, range: (low, high), createDirectories: true,
+                           text: [("Software", "Conjure"), ("Comment", comment)])
 }
 
 

@@ -16,34 +16,9 @@ final class CLITests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    var binary: URL {
-        // The test bundle sits next to the products in .build/<config>/.
-        var dir = Bundle(for: CLITests.self).bundleURL.deletingLastPathComponent()
-        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("conjure").path) {
-            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/release")
-        }
-        return dir.appendingPathComponent("conjure")
-    }
-
     @discardableResult
     func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = tmp
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let result = (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        if expectFailure {
-            XCTAssertNotEqual(result.0, 0, "\(args) should fail", file: file, line: line)
-        } else {
-            XCTAssertEqual(result.0, 0, "\(args) failed: \(result.2)", file: file, line: line)
-        }
-        return result
+        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
     }
 
     func contents() -> [String] {
@@ -81,7 +56,11 @@ final class CLITests: XCTestCase {
         let rows = stride(from: 0, to: all.count, by: all.count / 300).map { all[$0] }  // the file is sorted by label
         let csv = tmp.appendingPathComponent("mnist300.csv")
         try (rows.joined(separator: "\n") + "\n").write(to: csv, atomically: true, encoding: .utf8)
-        try conjure(["classifier", "train", "--data", csv.path, "--epochs", "3", "--out", "c.safetensors"])
+        let trained = try conjure(["classifier", "train", "--data", csv.path, "--epochs", "3", "--out", "c.safetensors"])
+        // One progress line per epoch on stderr; the result on stdout.
+        XCTAssertEqual(trained.err.split(separator: "\n").filter { $0.hasPrefix("classifier epoch ") }.count, 3, trained.err)
+        XCTAssert(trained.err.contains("classifier epoch 3/3  loss "), trained.err)
+        XCTAssert(trained.out.hasPrefix("held-out accuracy "), trained.out)
         let presets = ["seed", "gan", "lsgan", "wgan-gp", "hinge-sn", "cgan", "dcgan", "cdcgan", "vae", "conv-vae"]
         let listed = try conjure(["train", "--help"]).out
         for p in presets { XCTAssert(listed.contains(p), "train --help lists \(p)") }
@@ -213,7 +192,7 @@ extension CLITests {
     func testInterruptWritesACheckpointAndResumes() throws {
         let digits = try sharedPath("data/digits_8x8.csv.gz").path
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = conjureBinary
         p.arguments = ["train", "--data", digits, "--name", "int", "--epochs", "500", "--batch-size", "32", "--quiet"]
         p.currentDirectoryURL = tmp
         p.standardOutput = FileHandle.nullDevice
@@ -262,7 +241,7 @@ extension CLITests {
                      "--d-hidden", "16", "--noise-dim", "8", "--quiet"])
         let ckpt = tmp.appendingPathComponent("runs/e/checkpoints/latest.safetensors").path
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = conjureBinary
         p.arguments = ["evaluate", "--checkpoint", ckpt, "--count", "50", "--reference", digits, "--metrics", "fid,pr", "--out", "/dev/null/x.json"]
         p.currentDirectoryURL = URL(fileURLWithPath: "/")
         let err = Pipe()

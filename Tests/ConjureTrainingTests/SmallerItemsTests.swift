@@ -112,4 +112,39 @@ final class SmallerItemsTests: XCTestCase {
         let good = try Mixture2D.ring8.evaluate(samples: Mixture2D.ring8.sample(n: 2500, rng: &rng))
         XCTAssertEqual(good.weakModes, [])
     }
+
+    /// The `tEXt` chunks of a PNG file, read by walking its chunks (PNG spec §5.3, §11.3.4.3).
+    func textChunks(_ path: String) throws -> [String: String] {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var out: [String: String] = [:]
+        var i = 8
+        while i + 8 <= bytes.count {
+            let length = bytes[i..<i + 4].reduce(0) { $0 << 8 | Int($1) }
+            let type = String(decoding: bytes[i + 4..<i + 8], as: UTF8.self)
+            if type == "tEXt" {
+                let body = Array(bytes[i + 8..<i + 8 + length])
+                let nul = body.firstIndex(of: 0)!
+                out[String(decoding: body[..<nul], as: UTF8.self)] = String(decoding: body[(nul + 1)...], as: UTF8.self)
+            }
+            i += 12 + length
+        }
+        return out
+    }
+
+    /// A grid of a z-scored run says in its `Comment` chunk that it is min-max stretched and
+    /// over which data values; a grid of a fixed range states that range. The pixels still decode.
+    func testGridsStateTheirPixelMappingInATextChunk() throws {
+        let samples = Tensor(shape: [4, 4], scalars: [-2, -1, 0, 1, 2, 3, 0.5, -0.5, 1, 1, 1, 1, 0, 0, 0, 0])
+        let z = NormalizationStats(kind: .zscore, mean: 10, std: 2)
+        try writeGrid(samples, shape: [1, 2, 2], stats: z, to: tmp.appendingPathComponent("z.png").path)
+        let zText = try textChunks(tmp.appendingPathComponent("z.png").path)
+        XCTAssertEqual(zText["Software"], "Conjure")
+        XCTAssert(zText["Comment"]?.contains("min-max stretched over this grid") == true, "\(zText)")
+        XCTAssert(zText["Comment"]?.contains("pixel 0..255 = 6.0..16.0") == true, "\(zText)")  // 10 + 2 * (-2 ... 3)
+        let m = NormalizationStats(kind: .symmetric, low: 0, high: 16)
+        try writeGrid(samples, shape: [1, 2, 2], stats: m, to: tmp.appendingPathComponent("m.png").path)
+        let mText = try textChunks(tmp.appendingPathComponent("m.png").path)
+        XCTAssertEqual(mText["Comment"], "pixel 0..255 = 0.0..16.0 in data units (the data's range; values outside clamp)")
+        XCTAssertGreaterThan(try PNGReader.decode(path: tmp.appendingPathComponent("m.png").path).width, 0)
+    }
 }

@@ -387,7 +387,7 @@ final class TrainerTests: XCTestCase {
         h.append(0x0A)
         let file = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.count & 0xFF), UInt8(h.count >> 8)] + h + bytes
         let path = tmp.appendingPathComponent("imgs.npy").path
-        FileManager.default.createFile(atPath: path, contents: Data(file))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(file))
         var o = try options("npy", epochs: 3)
         o.data = path
         o.model.batchSize = 16
