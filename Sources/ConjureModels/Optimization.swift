@@ -195,3 +195,42 @@ public final class Optimization {
         }
     }
 }
+
+/// A configuration that stores the optimiser settings as its own flat fields (the JSON keys
+/// `optimizer`, `beta1`, `beta2`, `eps`, `weightDecay`, `lrSchedule`, `clipGradNorm`, `emaDecay`
+/// that runs written since the first release carry). Conforming gives the configuration its
+/// ``optimization`` view of those fields, so every family reads and writes them the same way.
+public protocol OptimizationFields {
+    /// The optimiser of every group (`--optimizer`).
+    var optimizer: OptimizerKind { get set }
+    /// Adam's β1.
+    var beta1: Float { get set }
+    /// Adam's β2.
+    var beta2: Float { get set }
+    /// The denominator's ε.
+    var eps: Float { get set }
+    /// Weight decay (see ``OptimizationSettings/weightDecay``).
+    var weightDecay: Float { get set }
+    /// The learning-rate schedule (`--lr-schedule`).
+    var lrSchedule: LRSchedule { get set }
+    /// Total-norm gradient clipping (`--clip-grad-norm`); nil: off.
+    var clipGradNorm: Float? { get set }
+    /// EMA decay of the sampled group's weights (`--ema`); nil: off.
+    var emaDecay: Float? { get set }
+}
+
+extension OptimizationFields {
+    /// The optimiser settings, read from and written to the configuration's own fields (per-group
+    /// learning rates stay the family's, through ``ParameterGroup/learningRate``).
+    public var optimization: OptimizationSettings {
+        get {
+            OptimizationSettings(optimizer: optimizer, betas: (beta1, beta2), eps: eps, weightDecay: weightDecay,
+                                 lrSchedule: lrSchedule, clipGradNorm: clipGradNorm, emaDecay: emaDecay)
+        }
+        set {
+            optimizer = newValue.optimizer; beta1 = newValue.betas.0; beta2 = newValue.betas.1; eps = newValue.eps
+            weightDecay = newValue.weightDecay; lrSchedule = newValue.lrSchedule; clipGradNorm = newValue.clipGradNorm
+            emaDecay = newValue.emaDecay
+        }
+    }
+}

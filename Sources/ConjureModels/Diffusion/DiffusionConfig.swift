@@ -66,7 +66,7 @@ public struct DiffusionSamplerSettings: Codable, Sendable, Equatable {
 /// `t ~ U{0..T-1}`, `x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε`; a conditional model adds a class
 /// embedding to the time embedding and replaces the class by the null class with probability
 /// ``labelDropout`` so that one network gives both predictions of classifier-free guidance.
-public struct DiffusionConfig: FamilyConfig, Equatable {
+public struct DiffusionConfig: FamilyConfig, OptimizationFields, Equatable {
     /// The preset this configuration started from (`ddpm`, `ddpm-cond`).
     public var preset: String
     /// `[C, H, W]` of the images (set from the data by ``adapt(to:)``).
@@ -237,18 +237,6 @@ extension DiffusionConfig {
     /// `tanh`: data normalised to [-1, 1] (samples are clipped to that range).
     public var outputActivation: OutputActivation { .tanh }
 
-    /// The optimiser settings (the learning rate is the group's, ``lr``).
-    public var optimization: OptimizationSettings {
-        get {
-            OptimizationSettings(optimizer: optimizer, betas: (beta1, beta2), eps: eps, weightDecay: weightDecay,
-                                 lrSchedule: lrSchedule, clipGradNorm: clipGradNorm, emaDecay: emaDecay)
-        }
-        set {
-            optimizer = newValue.optimizer; beta1 = newValue.betas.0; beta2 = newValue.betas.1; eps = newValue.eps
-            weightDecay = newValue.weightDecay; lrSchedule = newValue.lrSchedule; clipGradNorm = newValue.clipGradNorm
-            emaDecay = newValue.emaDecay
-        }
-    }
 
     /// Sets ``imageShape`` from the data.
     ///

@@ -54,7 +54,7 @@ public enum HiddenActivation: String, Codable, Sendable {
 }
 
 /// Everything that defines an MLP GAN and its optimisation. A preset is only a set of defaults.
-public struct GANConfig: FamilyConfig, Equatable {
+public struct GANConfig: FamilyConfig, OptimizationFields, Equatable {
     /// The preset this configuration started from (`seed`, `gan`, `lsgan`, `wgan-gp`, ...).
     public var preset: String
     /// Size of the latent `z ~ N(0, I)` fed to the generator.
@@ -340,20 +340,6 @@ extension GANConfig {
         return .vector(dataDim)
     }
 
-    /// The optimiser settings, read from and written to this configuration's own keys
-    /// (`optimizer`, `beta1`, `beta2`, `eps`, `weightDecay`, `lrSchedule`, `clipGradNorm`,
-    /// `emaDecay`); the learning rates are the groups' (``generatorLR``, ``discriminatorLR``).
-    public var optimization: OptimizationSettings {
-        get {
-            OptimizationSettings(optimizer: optimizer, betas: (beta1, beta2), eps: eps, weightDecay: weightDecay,
-                                 lrSchedule: lrSchedule, clipGradNorm: clipGradNorm, emaDecay: emaDecay)
-        }
-        set {
-            optimizer = newValue.optimizer; beta1 = newValue.betas.0; beta2 = newValue.betas.1; eps = newValue.eps
-            weightDecay = newValue.weightDecay; lrSchedule = newValue.lrSchedule; clipGradNorm = newValue.clipGradNorm
-            emaDecay = newValue.emaDecay
-        }
-    }
 
     /// Sets ``dataDim`` from the data and, for DCGANs, ``imageShape``.
     ///

@@ -36,7 +36,7 @@ public enum VAEActivation: String, Codable, Sendable, CaseIterable {
 /// `latentDim` dimensions; the prior is `p(z) = N(0, I)`; the decoder maps `z` to the
 /// parameters of ``likelihood``. Training minimises the negative evidence lower bound
 /// `-ELBO = E_q[-log p(x|z)] + KL(q(z|x) ‖ p(z))` in nats per sample.
-public struct VAEConfig: FamilyConfig, Equatable {
+public struct VAEConfig: FamilyConfig, OptimizationFields, Equatable {
     /// The preset this configuration started from (`vae`, `conv-vae`, ...).
     public var preset: String
     /// Size of the latent `z`.
@@ -272,18 +272,6 @@ extension VAEConfig {
         return .vector(dataDim)
     }
 
-    /// The optimiser settings (the learning rate is the group's, ``lr``).
-    public var optimization: OptimizationSettings {
-        get {
-            OptimizationSettings(optimizer: optimizer, betas: (beta1, beta2), eps: eps, weightDecay: weightDecay,
-                                 lrSchedule: lrSchedule, clipGradNorm: clipGradNorm, emaDecay: emaDecay)
-        }
-        set {
-            optimizer = newValue.optimizer; beta1 = newValue.betas.0; beta2 = newValue.betas.1; eps = newValue.eps
-            weightDecay = newValue.weightDecay; lrSchedule = newValue.lrSchedule; clipGradNorm = newValue.clipGradNorm
-            emaDecay = newValue.emaDecay
-        }
-    }
 
     /// Sets ``dataDim`` and, for the convolutional architecture, ``imageShape``.
     ///
