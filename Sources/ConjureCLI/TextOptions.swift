@@ -15,10 +15,12 @@ struct TextOptions: FamilyOptions {
     @Option(parsing: .unconditional, help: "Text: character embedding size (MLP, GRU).") var embedDim: Int?
     @Option(parsing: .unconditional, help: "Text: dropout probability (transformer).") var dropout: Float?
     @Option(parsing: .unconditional, help: "Text: learning rate (char-mlp 3e-3, char-gru 3e-3, char-transformer 1e-3).") var learningRate: Float?
+    @Option(help: "Text: a held-out or prompt character missing from the training split: error (default) or token (mapped to <unk>).") var unknown: String?
 
     var given: [(String, Bool)] {
         [("--text-mode", textMode != nil), ("--context", context != nil), ("--layers", layers != nil), ("--width", width != nil),
-         ("--heads", heads != nil), ("--embed-dim", embedDim != nil), ("--dropout", dropout != nil), ("--learning-rate", learningRate != nil)]
+         ("--heads", heads != nil), ("--embed-dim", embedDim != nil), ("--dropout", dropout != nil), ("--learning-rate", learningRate != nil),
+         ("--unknown", unknown != nil)]
     }
 
     func hint(forForeignOption option: String) -> String? {
@@ -38,6 +40,13 @@ struct TextOptions: FamilyOptions {
         if let v = embedDim { config.embedDim = v }
         if let v = dropout { config.dropout = v }
         if let v = learningRate { config.lr = v }
+        if let v = unknown {
+            switch v.lowercased() {
+            case "error": config.unknownCharacters = .error
+            case "token", "unk": config.unknownCharacters = .unknownToken
+            default: throw ConfigError(option: "--unknown", problem: "expected error or token, got '\(v)'")
+            }
+        }
         any = config
     }
 }

@@ -108,7 +108,7 @@ public struct Vocabulary: Sendable, Equatable, Codable {
             if let u = unknown { out.append(u); continue }
             throw DataError(file: source, location: locate?(p) ?? "character \(p + 1)",
                             problem: "character \(Self.describe(c)) is not in the vocabulary (\(count) tokens, built from the training text)",
-                            hint: "remove it, or map unknown characters to \(Self.unknownToken) by option")
+                            hint: "remove it, or train with --unknown token to map characters the training text lacks to \(Self.unknownToken)")
         }
         return out
     }

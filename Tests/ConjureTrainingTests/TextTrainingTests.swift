@@ -16,30 +16,9 @@ final class TextTrainingTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    var binary: URL {
-        var dir = Bundle(for: TextTrainingTests.self).bundleURL.deletingLastPathComponent()
-        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("conjure").path) {
-            dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/release")
-        }
-        return dir.appendingPathComponent("conjure")
-    }
-
     @discardableResult
     func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = tmp
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let result = (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        if expectFailure { XCTAssertNotEqual(result.0, 0, "\(args) should fail", file: file, line: line) }
-        else { XCTAssertEqual(result.0, 0, "\(args) failed: \(result.2)", file: file, line: line) }
-        return result
+        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
     }
 
     /// train (a few steps of each preset) → sample (determinism, prompt, options) → evaluate
@@ -141,5 +120,29 @@ final class TextTrainingTests: XCTestCase {
             }
         }
         XCTAssertEqual(try metrics(a), try metrics(b))
+    }
+
+    /// A held-out character that the training split lacks (stream mode: the last 10% of the
+    /// characters are held out) is one error naming it and the option; `--unknown token` maps it
+    /// to `<unk>`, trains, and a prompt with an unseen character then samples.
+    func testUnknownCharactersAreAnErrorOrATokenByOption() throws {
+        let text = String(repeating: "abcab cabba bcab\n", count: 60) + String(repeating: "abz\n", count: 20)
+        let file = tmp.appendingPathComponent("z.txt")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        let common = ["train", "--data", file.path, "--model", "char-mlp", "--text-mode", "stream", "--context", "8",
+                      "--batch-size", "8", "--epochs", "1", "--max-steps", "3", "--quiet"]
+        let refused = try conjure(common + ["--name", "a"], expectFailure: true)
+        XCTAssert(refused.err.contains("'z' (U+007A) is not in the vocabulary"), refused.err)
+        XCTAssert(refused.err.contains("--unknown token"), refused.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/a").path))
+        try conjure(common + ["--name", "b", "--unknown", "token"])
+        let config = try String(contentsOf: tmp.appendingPathComponent("runs/b/config.json"), encoding: .utf8)
+        XCTAssert(config.contains("unknown_characters"), config)
+        let out = tmp.appendingPathComponent("s.txt").path
+        try conjure(["sample", "--checkpoint", "runs/b/checkpoints/latest.safetensors", "--count", "2", "--prompt", "zq", "--max-length", "6", "--out", out])
+        let sampled = try String(contentsOfFile: out, encoding: .utf8)
+        XCTAssert(sampled.hasPrefix("zq"), "a prompt with characters outside the vocabulary samples: \(sampled)")
+        let bad = try conjure(common + ["--name", "c", "--unknown", "maybe"], expectFailure: true)
+        XCTAssert(bad.err.contains("--unknown"), bad.err)
     }
 }

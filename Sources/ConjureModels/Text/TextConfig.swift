@@ -27,6 +27,8 @@ public protocol TokenDataConfig: FamilyConfig {
     var context: Int { get }
     /// The vocabulary of the training split, nil until ``adopt(vocabulary:mode:)``.
     var vocabulary: Vocabulary? { get }
+    /// What a held-out or prompt character missing from the training split does (`--unknown`).
+    var unknownCharacters: UnknownCharacterPolicy { get }
     /// Records the training split's vocabulary and the mode used.
     mutating func adopt(vocabulary: Vocabulary, mode: TextMode)
 }
@@ -52,7 +54,7 @@ extension ModelConfig {
 /// width; ``embedDim`` the MLP's and GRU's character embedding (the transformer embeds at
 /// ``width``). ``context`` is the MLP's window of previous characters and, in stream mode, the
 /// block length of the GRU and the transformer; in lines mode those two read a whole line.
-public struct TextConfig: TokenDataConfig, Equatable {
+public struct TextConfig: TokenDataConfig, OptimizationFields, Equatable {
     /// `text`.
     public static let family = "text"
     /// The preset this configuration started from (`char-mlp`, `char-gru`, `char-transformer`).
@@ -61,6 +63,9 @@ public struct TextConfig: TokenDataConfig, Equatable {
     public var architecture: TextArchitecture
     /// `--text-mode` (nil: the file's default until the data is read).
     public var textMode: TextMode?
+    /// `--unknown`: what a held-out (or prompt) character that the training split lacks does:
+    /// an error naming it (default), or the `<unk>` token, which the vocabulary then holds.
+    public var unknownCharacters: UnknownCharacterPolicy = .error
     /// See the type's documentation.
     public var context: Int
     /// Transformer blocks (transformer only).
@@ -145,18 +150,6 @@ public struct TextConfig: TokenDataConfig, Equatable {
     /// ``context`` (the transformer's position table and the generation window).
     public var blockSize: Int { rowLength > 1 ? rowLength - 1 : context }
 
-    /// The optimiser settings, read from and written to this configuration's own keys.
-    public var optimization: OptimizationSettings {
-        get {
-            OptimizationSettings(optimizer: optimizer, betas: (beta1, beta2), eps: eps, weightDecay: weightDecay,
-                                 lrSchedule: lrSchedule, clipGradNorm: clipGradNorm, emaDecay: emaDecay)
-        }
-        set {
-            optimizer = newValue.optimizer; beta1 = newValue.betas.0; beta2 = newValue.betas.1; eps = newValue.eps
-            weightDecay = newValue.weightDecay; lrSchedule = newValue.lrSchedule; clipGradNorm = newValue.clipGradNorm
-            emaDecay = newValue.emaDecay
-        }
-    }
 
     /// Takes the data's vocabulary (built from the training split) and its text mode.
     public mutating func adopt(vocabulary: Vocabulary, mode: TextMode) {
@@ -193,7 +186,7 @@ public struct TextConfig: TokenDataConfig, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case preset, architecture, textMode = "text_mode", context, layers, width, heads, embedDim = "embed_dim", dropout, vocabulary
+        case preset, architecture, textMode = "text_mode", unknownCharacters = "unknown_characters", context, layers, width, heads, embedDim = "embed_dim", dropout, vocabulary
         case rowLength = "row_length", batchSize = "batch_size", epochs, seed, lr, beta1, beta2, eps, weightDecay = "weight_decay"
         case optimizer, lrSchedule = "lr_schedule", clipGradNorm = "clip_grad_norm", emaDecay = "ema_decay"
     }
@@ -205,6 +198,7 @@ public struct TextConfig: TokenDataConfig, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(preset: try c.decode(String.self, forKey: .preset), architecture: try c.decode(TextArchitecture.self, forKey: .architecture))
         textMode = try c.decodeIfPresent(TextMode.self, forKey: .textMode)
+        unknownCharacters = try c.decodeIfPresent(UnknownCharacterPolicy.self, forKey: .unknownCharacters) ?? .error
         context = try c.decode(Int.self, forKey: .context)
         layers = try c.decode(Int.self, forKey: .layers)
         width = try c.decode(Int.self, forKey: .width)
@@ -232,6 +226,7 @@ public struct TextConfig: TokenDataConfig, Equatable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(preset, forKey: .preset); try c.encode(architecture, forKey: .architecture)
         try c.encodeIfPresent(textMode, forKey: .textMode); try c.encode(context, forKey: .context)
+        if unknownCharacters != .error { try c.encode(unknownCharacters, forKey: .unknownCharacters) }
         try c.encode(layers, forKey: .layers); try c.encode(width, forKey: .width); try c.encode(heads, forKey: .heads)
         try c.encode(embedDim, forKey: .embedDim); try c.encode(dropout, forKey: .dropout)
         try c.encodeIfPresent(vocabulary?.serialized, forKey: .vocabulary); try c.encode(rowLength, forKey: .rowLength)
