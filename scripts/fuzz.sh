@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh READER SECONDS [extra libFuzzer flags...]
 #
-# READER: npy | idx | csv | png | safetensors | gzip. Builds fuzz/ (debug, -sanitize=fuzzer,address,
+# READER: npy | idx | csv | png | safetensors | gzip | wav | text. Builds fuzz/ (debug, -sanitize=fuzzer,address,
 # so Swift's overflow and bounds traps stay on), seeds a working corpus from ../shared/cases and
 # fuzz/seeds/READER, then runs for SECONDS. Exits non-zero on any crash, trap, hang (an input
 # taking more than FUZZ_TIMEOUT seconds, default 10), out-of-memory (RSS or one allocation over
@@ -13,11 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 if [ $# -lt 2 ]; then
-  echo "usage: scripts/fuzz.sh READER SECONDS [libFuzzer flags...]  (READER: npy idx csv png safetensors gzip)" >&2
+  echo "usage: scripts/fuzz.sh READER SECONDS [libFuzzer flags...]  (READER: npy idx csv png safetensors gzip wav text)" >&2
   exit 2
 fi
 reader=$1 seconds=$2; shift 2
-case "$reader" in npy|idx|csv|png|safetensors|gzip) ;; *) echo "fuzz.sh: unknown reader '$reader'" >&2; exit 2 ;; esac
+case "$reader" in npy|idx|csv|png|safetensors|gzip|wav|text) ;; *) echo "fuzz.sh: unknown reader '$reader'" >&2; exit 2 ;; esac
 case "$seconds" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;; esac
 cases=${CONJURE_SHARED:-$root/../shared}/cases
 if [ ! -d "$cases" ]; then
@@ -48,6 +48,8 @@ case "$reader" in
   safetensors) seeds=() ;;
   gzip) seeds=() ;;
   csv) seeds=() ;;
+  wav) seeds=("$cases"/../data/fsdd/recordings/1_jackson_0.wav "$cases"/../data/fsdd/recordings/7_theo_3.wav) ;;
+  text) seeds=() ;;
 esac
 for f in "${seeds[@]}"; do cp -f "$f" "$corpus/shared-$(basename "$f")"; done
 if [ "$reader" = csv ]; then

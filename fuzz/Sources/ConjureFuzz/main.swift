@@ -1,5 +1,5 @@
 // The libFuzzer entry point for Conjure's readers. One binary serves every reader; the
-// environment variable CONJURE_FUZZ_READER (npy | idx | csv | png | safetensors | gzip) picks
+// environment variable CONJURE_FUZZ_READER (npy | idx | csv | png | safetensors | gzip | wav | text) picks
 // the one whose parser gets the input. A reader passes when it returns a value or throws a
 // DataError; a trap, a crash, an allocation failure, a hang or a sanitizer report is a finding.
 import ConjureData
@@ -8,13 +8,16 @@ import Foundation
 /// Which reader this process feeds, read once from `CONJURE_FUZZ_READER`.
 let fuzzReader: String = {
     let name = ProcessInfo.processInfo.environment["CONJURE_FUZZ_READER"] ?? ""
-    let known = ["npy", "idx", "csv", "png", "safetensors", "gzip"]
+    let known = ["npy", "idx", "csv", "png", "safetensors", "gzip", "wav", "text"]
     guard known.contains(name) else {
         FileHandle.standardError.write(Data("conjure-fuzz: set CONJURE_FUZZ_READER to one of \(known.joined(separator: ", "))\n".utf8))
         exit(2)
     }
     return name
 }()
+
+/// The scratch file of the `wav` reader (one per process).
+let wavScratch = NSTemporaryDirectory() + "/conjure-fuzz-\(getpid()).wav"
 
 /// Runs the chosen reader on one input; errors it throws are the expected outcome for bad input.
 func fuzzOne(_ bytes: [UInt8]) {
@@ -46,6 +49,20 @@ func fuzzOne(_ bytes: [UInt8]) {
             _ = try PNGReader.decode(bytes: bytes, file: file)
         case "safetensors":
             _ = try SafeTensors.decode(bytes, file: file)
+        case "wav":
+            // libsndfile reads from a path: the input goes to this process's scratch file first.
+            let written = bytes.withUnsafeBytes { raw in
+                let fd = open(wavScratch, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+                defer { close(fd) }
+                return fd >= 0 && write(fd, raw.baseAddress, raw.count) == raw.count
+            }
+            guard written else { return }
+            _ = try AudioFile.read(path: wavScratch)
+        case "text":
+            // UTF-8 validation, then both text modes' split and encoding (the first byte picks the mode).
+            let scalars = try TextCorpus.decodeUTF8(Array(bytes.dropFirst()), file: file)
+            let corpus = TextCorpus(source: file, scalars: scalars, byteCount: bytes.count - 1)
+            _ = try TextDataset(corpus: corpus, mode: (bytes.first ?? 0) & 1 == 0 ? .lines : .stream)
         default:
             _ = try Gzip.decompress(bytes, file: file)
         }
