@@ -438,3 +438,138 @@ void conjure_outer_rows(const float *restrict a, long a_stride, const float *res
         for (long j = 0; j < n; j++) row[j] = fmaf(ai, b[j], 0.0f);
     }
 }
+
+// MARK: Softmax, GELU, SiLU and layer normalisation (text and diffusion networks)
+
+// e^x for float: x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite, two-part ln2), Cephes's degree-6
+// polynomial for e^r, then 2^n from the exponent bits. Below -87.3 the result is 0, above 88.7 inf.
+static inline float conjure_expf(float x) {
+    const float hi = 88.0f, lo = -87.3365f;
+    float xc = x > hi ? hi : (x < lo ? lo : x);
+    float n = __builtin_roundf(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int e = (int)n + 127;
+    unsigned int bits = (unsigned int)e << 23;
+    float scale;
+    __builtin_memcpy(&scale, &bits, 4);
+    float out = p * scale;
+    out = x < lo ? 0.0f : out;
+    return x > hi ? __builtin_inff() : out;
+}
+
+CONJURE_CLONES
+void conjure_softmax_rows(const float *restrict x, float *restrict y, long r0, long r1, long k, int causal) {
+    for (long r = r0; r < r1; r++) {
+        const float *xr = x + r * k;
+        float *yr = y + r * k;
+        long valid = causal ? (r % k) + 1 : k;
+        float m = xr[0];
+        for (long j = 1; j < valid; j++) m = xr[j] > m ? xr[j] : m;
+        float s = 0.0f;
+        for (long j = 0; j < valid; j++) { float e = conjure_expf(xr[j] - m); yr[j] = e; s += e; }
+        float inv = 1.0f / s;
+        for (long j = 0; j < valid; j++) yr[j] *= inv;
+        for (long j = valid; j < k; j++) yr[j] = 0.0f;
+    }
+}
+
+CONJURE_CLONES
+void conjure_softmax_rows_backward(const float *restrict g, const float *restrict y, float *restrict dx, long rows, long k) {
+    for (long r = 0; r < rows; r++) {
+        const float *gr = g + r * k, *yr = y + r * k;
+        float *dr = dx + r * k;
+        float s = 0.0f;
+        for (long j = 0; j < k; j++) s += gr[j] * yr[j];
+        for (long j = 0; j < k; j++) dr[j] = yr[j] * (gr[j] - s);
+    }
+}
+
+// Phi(x) = erfc(-x / sqrt 2) / 2, erfc(z) for z >= 0 by Numerical Recipes' Chebyshev fit
+// t exp(-z^2 + P(t)), t = 1 / (1 + z / 2); erfc(-z) = 2 - erfc(z).
+static inline float conjure_normal_cdf(float x) {
+    float z = -x * 0.70710678118654752f;
+    float a = z < 0 ? -z : z;
+    float t = 1.0f / (1.0f + 0.5f * a);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    float c = t * conjure_expf(-a * a + p);
+    float erfc = z >= 0 ? c : 2.0f - c;
+    return 0.5f * erfc;
+}
+
+CONJURE_CLONES
+void conjure_gelu(const float *restrict x, float *restrict y, long n) {
+    for (long i = 0; i < n; i++) y[i] = x[i] * conjure_normal_cdf(x[i]);
+}
+
+CONJURE_CLONES
+void conjure_gelu_backward(const float *restrict x, const float *restrict g, float *restrict dx, long n) {
+    for (long i = 0; i < n; i++) {
+        float v = x[i];
+        float pdf = 0.39894228040143268f * conjure_expf(-0.5f * v * v);
+        dx[i] = g[i] * (conjure_normal_cdf(v) + v * pdf);
+    }
+}
+
+CONJURE_CLONES
+void conjure_silu(const float *restrict x, float *restrict y, long n) {
+    for (long i = 0; i < n; i++) y[i] = x[i] / (1.0f + conjure_expf(-x[i]));
+}
+
+CONJURE_CLONES
+void conjure_silu_backward(const float *restrict x, const float *restrict g, float *restrict dx, long n) {
+    for (long i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + conjure_expf(-x[i]));
+        dx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+CONJURE_CLONES
+void conjure_layernorm_rows(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                            float *restrict xhat, float *restrict rstd, long r0, long r1, long d, float eps) {
+    for (long r = r0; r < r1; r++) {
+        const float *xr = x + r * d;
+        double s = 0;
+        for (long j = 0; j < d; j++) s += xr[j];
+        double mean = s / (double)d, v = 0;
+        for (long j = 0; j < d; j++) { double c = xr[j] - mean; v += c * c; }
+        float inv = (float)(1.0 / __builtin_sqrt(v / (double)d + (double)eps));
+        float mf = (float)mean;
+        rstd[r] = inv;
+        float *hr = xhat + r * d, *yr = y + r * d;
+        for (long j = 0; j < d; j++) {
+            float h = (xr[j] - mf) * inv;
+            hr[j] = h;
+            yr[j] = w ? h * w[j] + b[j] : h;
+        }
+    }
+}
+
+CONJURE_CLONES
+void conjure_layernorm_rows_backward(const float *restrict g, const float *restrict xhat, const float *restrict rstd,
+                                     const float *restrict w, float *restrict dx, long r0, long r1, long d) {
+    for (long r = r0; r < r1; r++) {
+        const float *gr = g + r * d, *hr = xhat + r * d;
+        double m1 = 0, m2 = 0;
+        for (long j = 0; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; m1 += gv; m2 += (double)gv * hr[j]; }
+        float a = (float)(m1 / (double)d), c = (float)(m2 / (double)d), inv = rstd[r];
+        float *dr = dx + r * d;
+        for (long j = 0; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; dr[j] = (gv - a - hr[j] * c) * inv; }
+    }
+}

@@ -49,6 +49,7 @@ struct Bench: ParsableCommand {
                 throw ConfigError(option: "--update", problem: "applies to GAN presets only; '\(model)' is a \(config.family)")
             }
             try config.validate()
+            config = try Benchmark.benchConfiguration(config)
             let preset = ModelConfig.presets[config.preset]
             let unchanged = preset == config
             let updateName = (config.config as? GANConfig)?.update
@@ -74,6 +75,7 @@ struct Bench: ParsableCommand {
                     var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s",
                                       b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond)
                     if let m = r.mflopPerStep { line += String(format: "  %6.1f GFLOP/s", r.stepsPerSecondMedian * m / 1000) }
+                    if let tokens = r.tokensPerSecond { line += String(format: "  %9.0f tokens/s", tokens) }
                     let comparable = updateName == .alternatingFresh
                     if isSeed && comparable, let ref = Benchmark.referenceSeed[b]?[t] {
                         line += String(format: "  x%.2f PyTorch eager (%.0f), x%.2f JAX scan (%.0f)",
@@ -116,7 +118,7 @@ enum BenchStartup {
         var rng = RandomGenerator(seed: 0)
         let model = config.makeModel(rng: &rng)
         let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
-        let real = Tensor.randomUniform([64, config.dataDim], low: config.outputActivation == .tanh ? -1 : 0, high: 1, using: &rng)
+        let real = Benchmark.syntheticRows(model: model, config: config, batch: 64, rng: &rng)
         optimization.step(TrainingBatch(x: real, z: Tensor.randomNormal([64, config.latentDim], using: &rng), labels: model.balancedLabels(64, offset: 0)))
         return processUptime()
     }

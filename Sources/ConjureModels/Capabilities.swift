@@ -64,3 +64,12 @@ public protocol DiffusionSampling: GenerativeModel {
     /// The sampler in words (`ddim 50 steps, eta 0.0`), recorded with evaluations.
     var samplerDescription: String { get }
 }
+
+/// A model whose training rows are not real values in the output's range (token indices):
+/// `conjure bench` times it on the rows this gives instead of uniform noise.
+public protocol SyntheticRowsModel: GenerativeModel {
+    /// `batch` rows laid out as the model's training data, drawn from `rng`.
+    ///
+    /// - Shapes: `[batch, D]` with the model's row length `D`.
+    func syntheticRows(batch: Int, rng: inout RandomGenerator) -> Tensor
+}

@@ -46,7 +46,7 @@ public final class MultiheadSelfAttention: Layer {
 
     /// Self-attention with the causal mask when ``causal`` is set.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        attention(x, mask: causal ? MultiheadSelfAttention.causalMask(x.shape[1]) : nil)
+        attention(x, mask: nil, causal: causal)
     }
 
     /// An additive `[T, T]` mask: 0 where query i may attend to key j (j ≤ i), `-inf` above the
@@ -65,6 +65,12 @@ public final class MultiheadSelfAttention: Layer {
     ///     drop; each row must keep one key), or nil.
     /// - Returns: `[B, T, embedDim]`.
     public func attention(_ x: Tensor, mask: Tensor?) -> Tensor {
+        attention(x, mask: mask, causal: false)
+    }
+
+    /// Self-attention with an optional additive mask and, with `causal`, the causal mask applied
+    /// inside the softmax (``Tensor/causalSoftmax()``) rather than added as a `[T, T]` tensor.
+    func attention(_ x: Tensor, mask: Tensor?, causal: Bool) -> Tensor {
         precondition(x.rank == 3 && x.shape[2] == embedDim,
                      "MultiheadSelfAttention: input \(x.shape) is not [B, T, \(embedDim)]")
         let b = x.shape[0], t = x.shape[1], e = embedDim, h = numHeads, d = e / h
@@ -74,9 +80,12 @@ public final class MultiheadSelfAttention: Layer {
         let heads = qkv.reshaped([b, t, 3, h, d]).permuted([2, 0, 3, 1, 4])
         func part(_ i: Int) -> Tensor { heads.slice(axis: 0, i..<(i + 1)).reshaped([b * h, t, d]) }
         let q = part(0), k = part(1), v = part(2)
-        var scores = Tensor.batchedMatmul(q, k, transposeB: true) * (1 / Float(d).squareRoot())
+        // q is scaled by 1/√d before the product (as PyTorch's MultiheadAttention), a T/d-times
+        // smaller pass than scaling the scores.
+        var scores = Tensor.batchedMatmul(q * (1 / Float(d).squareRoot()), k, transposeB: true)
         if let mask { scores = scores + mask }
-        let context = Tensor.batchedMatmul(scores.softmax(axis: -1), v)  // [B·H, T, d]
+        let weights = causal ? scores.causalSoftmax() : scores.softmax(axis: -1)
+        let context = Tensor.batchedMatmul(weights, v)  // [B·H, T, d]
         let merged = context.reshaped([b, h, t, d]).permuted([0, 2, 1, 3]).reshaped([b * t, e])
         return Tensor.linear(merged, weight: outProjWeight.value, bias: outProjBias.value).reshaped([b, t, e])
     }

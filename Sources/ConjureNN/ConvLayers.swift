@@ -425,15 +425,7 @@ public final class LayerNorm: Layer {
         let k = normalizedShape.count
         precondition(x.rank > k && Array(x.shape.suffix(k)) == normalizedShape,
                      "LayerNorm: input \(x.shape) does not end in normalizedShape \(normalizedShape)")
-        // Work on [rows, D] so every broadcast is along the leading axis.
-        let d = normalizedShape.reduce(1, *)
-        let flat = x.reshaped([x.count / d, d])
-        let mu = flat.mean(axes: [1], keepDims: true)
-        let centred = flat - mu
-        let variance = (centred * centred).mean(axes: [1], keepDims: true)
-        var y = centred / (variance + eps).sqrt()
-        if let weight, let bias { y = y * weight.value.reshaped([d]) + bias.value.reshaped([d]) }
-        return y.reshaped(x.shape)
+        return Tensor.layerNorm(x, featureCount: normalizedShape.reduce(1, *), weight: weight?.value, bias: bias?.value, eps: eps)
     }
 
     /// `weight`, then `bias` (none without affine).

@@ -1,4 +1,5 @@
 import Foundation
+import CConjureKernels
 
 // MARK: - Batched matrix products and softmax (attention)
 
@@ -63,6 +64,7 @@ extension Tensor {
     public func softmax(axis: Int = -1) -> Tensor {
         let ax = axis < 0 ? axis + rank : axis
         precondition(ax >= 0 && ax < rank, "softmax: axis \(axis) out of range for shape \(shape)")
+        if ax == rank - 1 && count > 0 { return lastAxisSoftmax(causal: false) }
         let k = shape[ax], inner = shape[(ax + 1)...].reduce(1, *), outer = count / Swift.max(k * inner, 1)
         let n = count
         let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
@@ -103,6 +105,66 @@ extension Tensor {
                 initialised = n
             }
             return [Tensor(shape: g.shape, scalars: dx)]
+        }
+    }
+
+    /// Softmax over the last axis with a causal mask: for `[..., T, T]` attention scores, row
+    /// `i` of each matrix is the softmax of its entries `0...i` and 0 at `j > i` (the same as
+    /// adding PyTorch's `-inf` upper-triangular `attn_mask` first, without building it).
+    ///
+    /// - Shapes: `[..., T, T]` → the same.
+    /// - Gradient: `y (g - Σ_j g_j y_j)` per row (masked entries have `y = 0`); differentiable
+    ///   again (second order).
+    public func causalSoftmax() -> Tensor {
+        precondition(rank >= 2 && shape[rank - 1] == shape[rank - 2], "causalSoftmax: expected [..., T, T], got \(shape)")
+        return count == 0 ? self : lastAxisSoftmax(causal: true)
+    }
+
+    /// Row softmax of a non-empty tensor over its last axis through the C kernel, split across
+    /// the pool by rows (each row's result does not depend on the split).
+    func lastAxisSoftmax(causal: Bool) -> Tensor {
+        let k = shape[rank - 1], rows = count / k, n = count
+        let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            scalars.withUnsafeBufferPointer { px in
+                let (p, o) = (px.baseAddress!, buf.baseAddress!)
+                Tensor.softmaxRows(outer: rows, k: k, inner: 1, work: n, ranges: { r in
+                    conjure_softmax_rows(p, o, r.lowerBound, r.upperBound, k, causal ? 1 : 0)
+                })
+            }
+            initialised = n
+        }
+        let yConst = Tensor(shape: shape, scalars: y)
+        return Tensor.record(shape: shape, scalars: y, inputs: [self]) { g, x in
+            if GradMode.enabled {
+                let s = causal ? x[0].causalSoftmax() : x[0].softmax(axis: -1)
+                let gs = g * s
+                return [gs - s * gs.sum(axes: [s.rank - 1], keepDims: true)]
+            }
+            let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+                g.scalars.withUnsafeBufferPointer { pg in
+                    yConst.scalars.withUnsafeBufferPointer { py in
+                        let (gp, yp, o) = (pg.baseAddress!, py.baseAddress!, buf.baseAddress!)
+                        Tensor.softmaxRows(outer: rows, k: k, inner: 1, work: n, ranges: { r in
+                            let off = r.lowerBound * k
+                            conjure_softmax_rows_backward(gp + off, yp + off, o + off, r.count, k)
+                        })
+                    }
+                }
+                initialised = n
+            }
+            return [Tensor(shape: g.shape, scalars: dx)]
+        }
+    }
+
+    /// Runs `ranges(r)` over ranges of the `outer` rows (inner must be 1), split across the pool
+    /// when the pass touches at least 2 · ``mapSplitCount`` elements.
+    @inline(__always)
+    static func softmaxRows(outer: Int, k: Int, inner: Int, work: Int, ranges: (Range<Int>) -> Void) {
+        if outer == 0 || k == 0 { return }
+        if splitsAcrossPool(work) && outer >= 2 {
+            Parallel.forRanges(outer, minimum: Swift.max(1, mapSplitCount / k), alignment: 1, ranges)
+        } else {
+            ranges(0..<outer)
         }
     }
 

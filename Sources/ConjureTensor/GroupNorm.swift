@@ -1,4 +1,5 @@
 import Foundation
+import CConjureKernels
 
 // MARK: - Group normalisation over [N, C, ...]
 
@@ -115,4 +116,107 @@ extension Tensor {
             return grads
         }
     }
+}
+
+// MARK: - Layer normalisation over the trailing axes
+
+extension Tensor {
+    /// Layer normalisation (Ba et al. 2016; PyTorch's `F.layer_norm`): each row of the last
+    /// `featureCount` elements is normalised with its own mean and biased variance, then scaled
+    /// and shifted per feature: `y = (x - mean) / sqrt(var + eps) * weight + bias`. Row sums are
+    /// accumulated in Double; a vectorised C kernel runs the rows, split across the pool.
+    ///
+    /// - Parameters:
+    ///   - x: `[..., D]` viewed as rows of `featureCount = D` elements (D may span several trailing axes).
+    ///   - weight, bias: `featureCount` elements each (any shape), or both nil for 1 and 0.
+    ///   - eps: added to the variance (PyTorch's default 1e-5).
+    /// - Shapes: output like `x`.
+    /// - Gradient: per row `dx = rstd (g' - mean(g') - x̂ mean(g' x̂))` with `g' = g · weight`;
+    ///   weight ← `Σ_rows g x̂`, bias ← `Σ_rows g`. With `createGraph` the backward is built from
+    ///   differentiable ops (second order).
+    public static func layerNorm(_ x: Tensor, featureCount d: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+        precondition(d >= 1 && x.count % d == 0 && (weight == nil) == (bias == nil),
+                     "layerNorm: input \(x.shape) is not rows of \(d) features, or only one of weight and bias is given")
+        if let weight, let bias { precondition(weight.count == d && bias.count == d, "layerNorm: weight \(weight.shape) / bias \(bias.shape) for \(d) features") }
+        let rows = x.count / d, n = x.count
+        if n == 0 { return x }
+        var xhat = [Float](unsafeUninitializedCapacity: n) { _, i in i = n }
+        var rstd = [Float](unsafeUninitializedCapacity: rows) { _, i in i = rows }
+        let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            x.scalars.withUnsafeBufferPointer { px in
+                xhat.withUnsafeMutableBufferPointer { ph in
+                    rstd.withUnsafeMutableBufferPointer { pr in
+                        let (xp, hp, rp, yp) = (px.baseAddress!, ph.baseAddress!, pr.baseAddress!, buf.baseAddress!)
+                        let w = weight?.scalars, b = bias?.scalars
+                        withOptionalPointer(w) { wp in
+                            withOptionalPointer(b) { bp in
+                                Tensor.softmaxRows(outer: rows, k: d, inner: 1, work: n, ranges: { r in
+                                    conjure_layernorm_rows(xp, wp, bp, yp, hp, rp, r.lowerBound, r.upperBound, d, eps)
+                                })
+                            }
+                        }
+                    }
+                }
+            }
+            initialised = n
+        }
+        var inputs = [x]
+        if let weight, let bias { inputs += [weight, bias] }
+        let affine = weight != nil, shape = x.shape
+        return record(shape: shape, scalars: y, inputs: inputs) { g, t in
+            if GradMode.enabled {
+                // Differentiable recomputation for higher-order gradients.
+                let flat = t[0].reshaped([rows, d])
+                let centred = flat - flat.mean(axes: [1], keepDims: true)
+                let sd = ((centred * centred).mean(axes: [1], keepDims: true) + eps).sqrt()
+                let xh = centred / sd
+                let gf = g.reshaped([rows, d])
+                let gw = affine ? gf * t[1].reshaped([d]) : gf
+                let dx = (gw - gw.mean(axes: [1], keepDims: true) - xh * (gw * xh).mean(axes: [1], keepDims: true)) / sd
+                var grads: [Tensor?] = [t[0].node == nil ? nil : dx.reshaped(shape)]
+                if affine {
+                    grads.append(t[1].node == nil ? nil : (gf * xh).sum(axes: [0]).reshaped(t[1].shape))
+                    grads.append(t[2].node == nil ? nil : gf.sum(axes: [0]).reshaped(t[2].shape))
+                }
+                return grads
+            }
+            var grads: [Tensor?] = [nil]
+            g.scalars.withUnsafeBufferPointer { pg in
+                xhat.withUnsafeBufferPointer { ph in
+                    let (gp, hp) = (pg.baseAddress!, ph.baseAddress!)
+                    if t[0].node != nil {
+                        let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+                            rstd.withUnsafeBufferPointer { pr in
+                                withOptionalPointer(affine ? t[1].scalars : nil) { wp in
+                                    Tensor.softmaxRows(outer: rows, k: d, inner: 1, work: n, ranges: { r in
+                                        conjure_layernorm_rows_backward(gp, hp, pr.baseAddress!, wp, buf.baseAddress!, r.lowerBound, r.upperBound, d)
+                                    })
+                                }
+                            }
+                            initialised = n
+                        }
+                        grads[0] = Tensor(shape: shape, scalars: dx)
+                    }
+                    if affine {
+                        // Column sums over the rows, in Double, one thread (the same bits for any pool).
+                        var dw = [Double](repeating: 0, count: d), db = [Double](repeating: 0, count: d)
+                        for r in 0..<rows {
+                            let o = r * d
+                            for j in 0..<d { let gv = Double(gp[o + j]); db[j] += gv; dw[j] += gv * Double(hp[o + j]) }
+                        }
+                        grads.append(t[1].node == nil ? nil : Tensor(shape: t[1].shape, scalars: dw.map { Float($0) }))
+                        grads.append(t[2].node == nil ? nil : Tensor(shape: t[2].shape, scalars: db.map { Float($0) }))
+                    }
+                }
+            }
+            return grads
+        }
+    }
+}
+
+/// Calls `body` with a pointer to `array`'s elements, or nil when `array` is nil.
+@inline(__always)
+func withOptionalPointer<R>(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let array else { return body(nil) }
+    return array.withUnsafeBufferPointer { body($0.baseAddress) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import CConjureKernels
 
 // MARK: - Smooth activations of diffusion and transformer models (SiLU, GELU)
 
@@ -38,15 +39,41 @@ extension Tensor {
         }
     }
 
+    /// ``pointwise(_:op:_:derivative:second:)`` with vectorised C kernels for the forward pass
+    /// (`forward(x, y, n)`) and the first-order backward (`backward(x, g, dx, n)`), split across
+    /// the pool; higher orders (``GradMode`` on during the backward) use the scalar closures.
+    static func pointwiseKernel(_ x: Tensor, op: String, forward: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                                backward: @escaping (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                                derivative: @escaping (Float) -> Float, second: ((Float) -> Float)?) -> Tensor {
+        record(shape: x.shape, scalars: x.mapKernel(forward), inputs: [x]) { g, t in
+            if GradMode.enabled {
+                guard let second else { preconditionFailure("\(op): gradients of third order are not supported") }
+                return [g * pointwise(t[0], op: op + "'", derivative, derivative: second, second: nil)]
+            }
+            let n = g.count
+            if n == 0 { return [g] }
+            let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+                g.scalars.withUnsafeBufferPointer { pg in
+                    t[0].scalars.withUnsafeBufferPointer { px in
+                        let (o, gp, xp) = (buf.baseAddress!, pg.baseAddress!, px.baseAddress!)
+                        Tensor.splitKernel(n) { s, c in backward(xp + s, gp + s, o + s, c) }
+                    }
+                }
+                initialised = n
+            }
+            return [Tensor(shape: g.shape, scalars: dx)]
+        }
+    }
+
     /// SiLU / swish `x · sigmoid(x)` (Elfwing et al. 2018; Ramachandran et al. 2017; PyTorch's
     /// `nn.SiLU`), the activation of DDPM's U-Net.
     ///
     /// - Shapes: any; output like `self`.
     /// - Gradient: `σ(x) (1 + x (1 - σ(x)))`; differentiable again (second order).
     public func silu() -> Tensor {
-        Tensor.pointwise(self, op: "silu", { $0 * Tensor.stableSigmoid($0) },
-                         derivative: { x in let s = Tensor.stableSigmoid(x); return s * (1 + x * (1 - s)) },
-                         second: { x in let s = Tensor.stableSigmoid(x); return s * (1 - s) * (2 + x * (1 - 2 * s)) })
+        Tensor.pointwiseKernel(self, op: "silu", forward: { conjure_silu($0, $1, $2) }, backward: { conjure_silu_backward($0, $1, $2, $3) },
+                               derivative: { x in let s = Tensor.stableSigmoid(x); return s * (1 + x * (1 - s)) },
+                               second: { x in let s = Tensor.stableSigmoid(x); return s * (1 - s) * (2 + x * (1 - 2 * s)) })
     }
 
     /// GELU `x Φ(x)` (Hendrycks & Gimpel 2016; PyTorch's `nn.GELU`), exactly with `erf` or with
@@ -60,9 +87,9 @@ extension Tensor {
         case .none:
             // φ(x) = exp(-x²/2) / √(2π); Φ(x) = 0.5 (1 + erf(x / √2)).
             let invSqrt2: Float = 0.70710678118654752, invSqrt2Pi: Float = 0.39894228040143268
-            return Tensor.pointwise(self, op: "gelu", { 0.5 * $0 * (1 + Foundation.erf($0 * invSqrt2)) },
-                                    derivative: { x in 0.5 * (1 + Foundation.erf(x * invSqrt2)) + x * invSqrt2Pi * Foundation.exp(-0.5 * x * x) },
-                                    second: { x in invSqrt2Pi * Foundation.exp(-0.5 * x * x) * (2 - x * x) })
+            return Tensor.pointwiseKernel(self, op: "gelu", forward: { conjure_gelu($0, $1, $2) }, backward: { conjure_gelu_backward($0, $1, $2, $3) },
+                                          derivative: { x in 0.5 * (1 + Foundation.erf(x * invSqrt2)) + x * invSqrt2Pi * Foundation.exp(-0.5 * x * x) },
+                                          second: { x in invSqrt2Pi * Foundation.exp(-0.5 * x * x) * (2 - x * x) })
         case .tanh:
             let c: Float = 0.79788456080286536, a: Float = 0.044715
             return Tensor.pointwise(self, op: "gelu(tanh)", { x in 0.5 * x * (1 + Foundation.tanh(c * (x + a * x * x * x))) },

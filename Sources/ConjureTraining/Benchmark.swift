@@ -1,5 +1,6 @@
 import Foundation
 import ConjureModels
+import ConjureData
 
 /// Times GAN training steps on synthetic batches (no I/O), as the reference scripts in
 /// ../shared/bench do: warm-up steps, then the median of repeated timed runs.
@@ -25,6 +26,8 @@ public enum Benchmark {
         /// MFLOP of matrix products per step (forward and backward); nil where not counted
         /// (convolutional networks).
         public var mflopPerStep: Double?
+        /// Token models: predicted tokens per second (median steps/s x batch x context); nil otherwise.
+        public var tokensPerSecond: Double?
     }
 
     /// Reference steps/s of the seed-sized step on this machine kind (../shared/bench/REFERENCE.md):
@@ -45,9 +48,38 @@ public enum Benchmark {
     /// (REFERENCE.md): `[batch: [threads: steps/s]]`.
     public static let referenceDCGANTorch: [Int: [Int: Double]] = [64: [1: 8.3, 2: 12.8]]
 
+    /// The fixed training batch of a benchmark: the model's own synthetic rows
+    /// (``SyntheticRowsModel``, token indices for text), else uniform values in [-1, 1] ([0, 1]
+    /// for a sigmoid output).
+    public static func syntheticRows(model: any GenerativeModel, config: ModelConfig, batch: Int, rng: inout RandomGenerator) -> Tensor {
+        if let m = model as? any SyntheticRowsModel { return m.syntheticRows(batch: batch, rng: &rng) }
+        let low: Float = config.outputActivation == .tanh ? -1 : 0
+        return Tensor.randomUniform([batch, config.dataDim], low: low, high: 1, using: &rng)
+    }
+
+    /// The configuration `bench` times for a preset: the preset itself, except that a text
+    /// model is set up as for a character corpus (stream mode, a 65-character vocabulary as
+    /// tinyshakespeare's, rows of `context + 1` tokens), so that tokens per step are
+    /// `batch x context` as in nanoGPT's and the PyTorch scripts' step.
+    public static func benchConfiguration(_ preset: ModelConfig) throws -> ModelConfig {
+        var config = preset
+        guard let t = config.tokenData else { return config }
+        let characters = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".unicodeScalars
+        config.adopt(vocabulary: Vocabulary(characters: characters, endOfSample: false), mode: .stream)
+        try config.adapt(to: .tokens(vocabulary: characters.count, length: t.context + 1))
+        return config
+    }
+
+    /// Tokens predicted per training step for a token model (`batch x (rowLength - 1)` in stream
+    /// mode), nil for other families.
+    public static func tokensPerStep(config: ModelConfig, batch: Int) -> Int? {
+        guard config.tokenData != nil, case .tokens(_, let length) = config.dataSpec else { return nil }
+        return batch * (length - 1)
+    }
+
     /// Runs `repeats` timed runs of `steps` steps after `warmup` steps.
-    /// Any preset of any family: the model is built from seed 0, trained on a fixed batch of
-    /// uniform values in [-1, 1] (in [0, 1] for a sigmoid output) with 8 latent batches in turn.
+    /// Any preset of any family: the model is built from seed 0, trained on one fixed batch
+    /// (``syntheticRows(model:config:batch:rng:)``) with 8 latent batches in turn.
     public static func run(config: ModelConfig, batch: Int, threads: Int, warmup: Int = 50, steps: Int = 200,
                            repeats: Int = 7) -> Result {
         Parallel.setThreads(threads)
@@ -55,8 +87,7 @@ public enum Benchmark {
         var rng = RandomGenerator(seed: 0)
         let model = config.makeModel(rng: &rng)
         let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
-        let low: Float = config.outputActivation == .tanh ? -1 : 0
-        let real = Tensor.randomUniform([batch, config.dataDim], low: low, high: 1, using: &rng)
+        let real = syntheticRows(model: model, config: config, batch: batch, rng: &rng)
         let zs = (0..<8).map { _ in Tensor.randomNormal([batch, config.latentDim], using: &rng) }
         let labels = model.balancedLabels(batch, offset: 0)
         for i in 0..<warmup { optimization.step(TrainingBatch(x: real, z: zs[i % zs.count], labels: labels)) }
@@ -72,6 +103,7 @@ public enum Benchmark {
         let update = (config.config as? GANConfig)?.update.rawValue ?? "-"
         return Result(model: config.preset, update: update, batch: batch, threads: threads, stepsPerSecondMedian: median,
                       stepsPerSecondMin: rates.first!, stepsPerSecondMax: rates.last!,
-                      samplesPerSecond: median * Double(batch), mflopPerStep: (model as? StepCostModel)?.matrixFLOPsPerStep(batch: batch).map { $0 / 1e6 })
+                      samplesPerSecond: median * Double(batch), mflopPerStep: (model as? StepCostModel)?.matrixFLOPsPerStep(batch: batch).map { $0 / 1e6 },
+                      tokensPerSecond: tokensPerStep(config: config, batch: batch).map { Double($0) * median })
     }
 }

@@ -103,6 +103,43 @@ final class BlocksGradientTests: XCTestCase {
         }
     }
 
+    /// The causal softmax equals the softmax of the scores plus PyTorch's additive `-inf`
+    /// upper-triangular mask, with finite-difference and second-order gradients; rows larger
+    /// than a pool split (many [T, T] matrices) give the same values on one and two threads.
+    func testCausalSoftmaxMatchesTheAdditiveMask() {
+        let x = randn([3, 5, 5], scale: 2)
+        var mask = [Float](repeating: 0, count: 25)
+        for i in 0..<5 { for j in (i + 1)..<5 { mask[i * 5 + j] = -.infinity } }
+        assertClose(x.causalSoftmax(), (x + Tensor(shape: [5, 5], scalars: mask)).softmax(axis: -1), rtol: 1e-6, atol: 1e-7)
+        checkGradients([x]) { $0[0].causalSoftmax() }
+        assertBackwardPathsAgree([x]) { $0[0].causalSoftmax() }
+        let big = randn([96, 32, 32], scale: 3)
+        let saved = Parallel.threads
+        defer { Parallel.setThreads(saved) }
+        Parallel.setThreads(2)
+        let two = big.causalSoftmax()
+        Parallel.setThreads(1)
+        XCTAssertEqual(big.causalSoftmax().scalars, two.scalars, "same bits on one and on several threads")
+        for r in 0..<32 { XCTAssertEqual(two.scalars[5 * 1024 + r * 32 ..< 5 * 1024 + r * 32 + 32].reduce(0, +), 1, accuracy: 1e-5) }
+    }
+
+    /// Layer normalisation against its definition (Double reference), finite differences for
+    /// x, weight and bias, the first- and second-order backward paths, and no affine part.
+    func testLayerNorm() {
+        let x = randn([4, 3, 6], scale: 3), w = randn([6]), b = randn([6])
+        let y = Tensor.layerNorm(x, featureCount: 6, weight: w, bias: b)
+        var expected = [Float]()
+        for r in 0..<12 {
+            let row = (0..<6).map { Double(x.scalars[r * 6 + $0]) }
+            let mean = row.reduce(0, +) / 6, v = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 6
+            for j in 0..<6 { expected.append(Float((row[j] - mean) / (v + 1e-5).squareRoot() * Double(w.scalars[j]) + Double(b.scalars[j]))) }
+        }
+        assertClose(y.scalars, expected, rtol: 1e-5, atol: 1e-5)
+        checkGradients([x, w, b]) { Tensor.layerNorm($0[0], featureCount: 6, weight: $0[1], bias: $0[2]) }
+        assertBackwardPathsAgree([x, w, b]) { Tensor.layerNorm($0[0], featureCount: 6, weight: $0[1], bias: $0[2]) }
+        checkGradients([x]) { Tensor.layerNorm($0[0], featureCount: 18, weight: nil, bias: nil) }
+    }
+
     func testUpsampleNearestAndBlockSum() {
         let x = randn([2, 3, 2, 3])
         checkGradients([x]) { $0[0].upsampleNearest2d(scale: 2) }

@@ -101,4 +101,37 @@ void conjure_leaky_relu_backward(const float *restrict g, const float *restrict 
 void conjure_outer_rows(const float *restrict a, long a_stride, const float *restrict b, float *restrict c, long ldc,
                         long n, long r0, long r1);
 
+/// Row softmax of rows r0 ..< r1 of contiguous rows of length k: y = exp(x - max) / sum. With
+/// causal != 0 the rows are those of T x T attention score matrices (k == T): row r keeps
+/// columns 0 ... r % T and its other outputs are 0 (the additive -inf mask of a causal decoder).
+/// exp by Cody-Waite reduction and a degree-6 polynomial (relative error below 2e-7); sums in float.
+void conjure_softmax_rows(const float *restrict x, float *restrict y, long r0, long r1, long k, int causal);
+
+/// Softmax backward on rows: dx = y * (g - sum_j g_j y_j) per row (masked entries have y = 0).
+void conjure_softmax_rows_backward(const float *restrict g, const float *restrict y, float *restrict dx, long rows, long k);
+
+/// Exact GELU x * Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 with erfc by the Chebyshev fit of
+/// Numerical Recipes (6.2; relative error below 1.2e-7) and the exp above.
+void conjure_gelu(const float *restrict x, float *restrict y, long n);
+
+/// GELU backward: dx = g * (Phi(x) + x phi(x)), phi the standard normal density.
+void conjure_gelu_backward(const float *restrict x, const float *restrict g, float *restrict dx, long n);
+
+/// SiLU x * sigmoid(x) with sigmoid = 1 / (1 + exp(-x)) (the exp above).
+void conjure_silu(const float *restrict x, float *restrict y, long n);
+
+/// SiLU backward: dx = g * s (1 + x (1 - s)), s = sigmoid(x).
+void conjure_silu_backward(const float *restrict x, const float *restrict g, float *restrict dx, long n);
+
+/// Layer normalisation of rows r0 ..< r1 of [rows, d]: xhat = (x - mean) * rstd with the biased
+/// variance (mean and variance summed in double), y = xhat * w + b (w, b may be NULL: 1 and 0).
+/// Writes xhat and rstd (one per row) for the backward.
+void conjure_layernorm_rows(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                            float *restrict xhat, float *restrict rstd, long r0, long r1, long d, float eps);
+
+/// Layer-norm input gradient of rows r0 ..< r1: with g' = g * w,
+/// dx = rstd * (g' - mean(g') - xhat * mean(g' xhat)) per row (means in double).
+void conjure_layernorm_rows_backward(const float *restrict g, const float *restrict xhat, const float *restrict rstd,
+                                     const float *restrict w, float *restrict dx, long r0, long r1, long d);
+
 #endif

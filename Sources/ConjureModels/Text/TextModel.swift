@@ -342,3 +342,21 @@ public final class TextModel: TokenSequenceModel {
     /// - Throws: ``StateDictError`` naming a missing key or a shape mismatch.
     public func loadStateDict(_ values: [String: Tensor]) throws { try net.loadStateDict(values) }
 }
+
+extension TextModel: SyntheticRowsModel {
+    /// Uniformly drawn token indices `[batch, rowLength]`; in lines mode each row starts with
+    /// `<eos>` and the rest are characters (rows as long as the longest line, no padding).
+    public func syntheticRows(batch: Int, rng: inout RandomGenerator) -> Tensor {
+        let r = config.rowLength, v = vocabulary.count
+        let eos = textMode == .lines ? vocabulary.endOfSample.map(Int.init) : nil
+        let low = eos.map { $0 + 1 } ?? 0
+        var out = [Float](repeating: 0, count: batch * r)
+        for i in 0..<batch {
+            for k in 0..<r {
+                if k == 0, let eos { out[i * r] = Float(eos); continue }
+                out[i * r + k] = Float(low + Int(rng.next() % UInt64(max(v - low, 1))))
+            }
+        }
+        return Tensor(shape: [batch, r], scalars: out)
+    }
+}
