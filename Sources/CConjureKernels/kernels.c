@@ -122,27 +122,30 @@ static inline float conjure_expf_poly(float x) {
     return p * sb.f;
 }
 
+static inline float conjure_sigmoidf(float x) { return 1.0f / (1.0f + conjure_expf_poly(-x)); }
+
+// tanh(x) = 1 - 2 / (e^{2|x|} + 1) for |x| >= 0.625, the odd Taylor series to x^17 below.
+static inline float conjure_tanhf(float xi) {
+    float a = fabsf(xi);
+    float ac = a > 20.0f ? 20.0f : a;
+    float e = conjure_expf_poly(2.0f * ac);
+    float large = 1.0f - 2.0f / (e + 1.0f);
+    float x2 = a * a;
+    float p = 0.000590027440945586f;
+    p = p * x2 - 0.001455834387051318f;
+    p = p * x2 + 0.003592128036572481f;
+    p = p * x2 - 0.008863235529902197f;
+    p = p * x2 + 0.021869488536155203f;
+    p = p * x2 - 0.05396825396825397f;
+    p = p * x2 + 0.13333333333333333f;
+    p = p * x2 - 0.3333333333333333f;
+    float small = a + a * x2 * p;
+    return copysignf(a >= 0.625f ? large : small, xi);
+}
+
 CONJURE_CLONES
 void conjure_tanh(const float *restrict x, float *restrict y, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float xi = x[i];
-        float a = fabsf(xi);
-        float ac = a > 20.0f ? 20.0f : a;
-        float e = conjure_expf_poly(2.0f * ac);
-        float large = 1.0f - 2.0f / (e + 1.0f);
-        float x2 = a * a;
-        float p = 0.000590027440945586f;
-        p = p * x2 - 0.001455834387051318f;
-        p = p * x2 + 0.003592128036572481f;
-        p = p * x2 - 0.008863235529902197f;
-        p = p * x2 + 0.021869488536155203f;
-        p = p * x2 - 0.05396825396825397f;
-        p = p * x2 + 0.13333333333333333f;
-        p = p * x2 - 0.3333333333333333f;
-        float small = a + a * x2 * p;
-        float t = a >= 0.625f ? large : small;
-        y[i] = copysignf(t, xi);
-    }
+    for (size_t i = 0; i < n; i++) y[i] = conjure_tanhf(x[i]);
 }
 
 CONJURE_CLONES
@@ -441,30 +444,6 @@ void conjure_outer_rows(const float *restrict a, long a_stride, const float *res
 
 // MARK: Softmax, GELU, SiLU and layer normalisation (text and diffusion networks)
 
-// e^x for float: x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite, two-part ln2), Cephes's degree-6
-// polynomial for e^r, then 2^n from the exponent bits. Below -87.3 the result is 0, above 88.7 inf.
-static inline float conjure_expf(float x) {
-    const float hi = 88.0f, lo = -87.3365f;
-    float xc = x > hi ? hi : (x < lo ? lo : x);
-    float n = __builtin_roundf(xc * 1.44269504088896341f);
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int e = (int)n + 127;
-    unsigned int bits = (unsigned int)e << 23;
-    float scale;
-    __builtin_memcpy(&scale, &bits, 4);
-    float out = p * scale;
-    out = x < lo ? 0.0f : out;
-    return x > hi ? __builtin_inff() : out;
-}
-
 CONJURE_CLONES
 void conjure_softmax_rows(const float *restrict x, float *restrict y, long r0, long r1, long k, int causal) {
     for (long r = r0; r < r1; r++) {
@@ -474,7 +453,7 @@ void conjure_softmax_rows(const float *restrict x, float *restrict y, long r0, l
         float m = xr[0];
         for (long j = 1; j < valid; j++) m = xr[j] > m ? xr[j] : m;
         float s = 0.0f;
-        for (long j = 0; j < valid; j++) { float e = conjure_expf(xr[j] - m); yr[j] = e; s += e; }
+        for (long j = 0; j < valid; j++) { float e = conjure_expf_poly(xr[j] - m); yr[j] = e; s += e; }
         float inv = 1.0f / s;
         for (long j = 0; j < valid; j++) yr[j] *= inv;
         for (long j = valid; j < k; j++) yr[j] = 0.0f;
@@ -508,7 +487,7 @@ static inline float conjure_normal_cdf(float x) {
     p = p * t + 0.37409196f;
     p = p * t + 1.00002368f;
     p = p * t - 1.26551223f;
-    float c = t * conjure_expf(-a * a + p);
+    float c = t * conjure_expf_poly(-a * a + p);
     float erfc = z >= 0 ? c : 2.0f - c;
     return 0.5f * erfc;
 }
@@ -522,20 +501,20 @@ CONJURE_CLONES
 void conjure_gelu_backward(const float *restrict x, const float *restrict g, float *restrict dx, long n) {
     for (long i = 0; i < n; i++) {
         float v = x[i];
-        float pdf = 0.39894228040143268f * conjure_expf(-0.5f * v * v);
+        float pdf = 0.39894228040143268f * conjure_expf_poly(-0.5f * v * v);
         dx[i] = g[i] * (conjure_normal_cdf(v) + v * pdf);
     }
 }
 
 CONJURE_CLONES
 void conjure_silu(const float *restrict x, float *restrict y, long n) {
-    for (long i = 0; i < n; i++) y[i] = x[i] / (1.0f + conjure_expf(-x[i]));
+    for (long i = 0; i < n; i++) y[i] = x[i] / (1.0f + conjure_expf_poly(-x[i]));
 }
 
 CONJURE_CLONES
 void conjure_silu_backward(const float *restrict x, const float *restrict g, float *restrict dx, long n) {
     for (long i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + conjure_expf(-x[i]));
+        float s = 1.0f / (1.0f + conjure_expf_poly(-x[i]));
         dx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
     }
 }
@@ -571,5 +550,47 @@ void conjure_layernorm_rows_backward(const float *restrict g, const float *restr
         float a = (float)(m1 / (double)d), c = (float)(m2 / (double)d), inv = rstd[r];
         float *dr = dx + r * d;
         for (long j = 0; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; dr[j] = (gv - a - hr[j] * c) * inv; }
+    }
+}
+
+// MARK: GRU cell
+
+CONJURE_CLONES
+void conjure_gru_cell(const float *restrict gi, const float *restrict gh, const float *restrict h, float *restrict out,
+                      float *restrict r, float *restrict z, float *restrict n, long b0, long b1, long hs) {
+    for (long b = b0; b < b1; b++) {
+        const float *gib = gi + b * 3 * hs, *ghb = gh + b * 3 * hs, *hb = h + b * hs;
+        float *ob = out + b * hs, *rb = r + b * hs, *zb = z + b * hs, *nb = n + b * hs;
+        for (long j = 0; j < hs; j++) {
+            float rj = conjure_sigmoidf(gib[j] + ghb[j]);
+            float zj = conjure_sigmoidf(gib[hs + j] + ghb[hs + j]);
+            float nj = conjure_tanhf(gib[2 * hs + j] + rj * ghb[2 * hs + j]);
+            rb[j] = rj; zb[j] = zj; nb[j] = nj;
+            ob[j] = nj + zj * (hb[j] - nj);
+        }
+    }
+}
+
+CONJURE_CLONES
+void conjure_gru_cell_backward(const float *restrict dout, const float *restrict h, const float *restrict gh,
+                               const float *restrict r, const float *restrict z, const float *restrict n,
+                               float *restrict dgi, float *restrict dgh, float *restrict dh, long b0, long b1, long hs) {
+    for (long b = b0; b < b1; b++) {
+        const float *db = dout + b * hs, *hb = h + b * hs, *ghb = gh + b * 3 * hs;
+        const float *rb = r + b * hs, *zb = z + b * hs, *nb = n + b * hs;
+        float *dgib = dgi + b * 3 * hs, *dghb = dgh + b * 3 * hs, *dhb = dh + b * hs;
+        for (long j = 0; j < hs; j++) {
+            float d = db[j], rj = rb[j], zj = zb[j], nj = nb[j];
+            float dn = d * (1.0f - zj) * (1.0f - nj * nj);  // through tanh
+            float dz = d * (hb[j] - nj) * zj * (1.0f - zj);  // through sigmoid
+            float dr = dn * ghb[2 * hs + j] * rj * (1.0f - rj);
+            dgib[j] = dr;
+            dgib[hs + j] = dz;
+            dgib[2 * hs + j] = dn;
+            dghb[j] = dr;
+            dghb[hs + j] = dz;
+            dghb[2 * hs + j] = dn * rj;
+            dhb[j] = d * zj;
+        }
     }
 }

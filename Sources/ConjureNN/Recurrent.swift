@@ -6,8 +6,9 @@
 ///     n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
 ///     h' = (1 - z) ⊙ n + z ⊙ h
 ///
-/// The input projections of all steps are one GEMM; the recurrence is one GEMM per step;
-/// gradients are backpropagation through time by the autodiff over the unrolled steps.
+/// The input projections of all steps are one GEMM; the recurrence is one GEMM per step and
+/// one fused gate pass (``Tensor/gruSequence(_:weightHH:biasHH:initial:)``), whose backward is
+/// its own backpropagation through time.
 ///
 /// - Shapes: input `[B, T, inputSize]`, output `[B, T, hiddenSize]`, hidden state
 ///   `[B, hiddenSize]`; `weight_ih_l0` `[3 hiddenSize, inputSize]` and `weight_hh_l0`
@@ -60,22 +61,13 @@ public final class GRU: Layer {
         if let initialState {
             precondition(initialState.shape == [b, hs], "GRU: initial state \(initialState.shape) is not [\(b), \(hs)]")
         }
-        // Input projections of every step at once, time-major: [T, B, 3H].
+        // Input projections of every step at once, time-major: [T, B, 3H]; then the fused
+        // recurrence (Tensor.gruSequence, its own backpropagation through time).
         let projected = Tensor.linear(x.permuted([1, 0, 2]).reshaped([steps * b, inputSize]),
-                                      weight: weightIH.value, bias: biasIH.value)
-        var h = initialState ?? Tensor.zeros([b, hs])
-        var outputs: [Tensor] = []
-        outputs.reserveCapacity(steps)
-        for s in 0..<steps {
-            let gi = projected.slice(axis: 0, (s * b)..<((s + 1) * b))  // [B, 3H]
-            let gh = Tensor.linear(h, weight: weightHH.value, bias: biasHH.value)
-            let r = (gi.slice(axis: 1, 0..<hs) + gh.slice(axis: 1, 0..<hs)).sigmoid()
-            let z = (gi.slice(axis: 1, hs..<(2 * hs)) + gh.slice(axis: 1, hs..<(2 * hs))).sigmoid()
-            let n = (gi.slice(axis: 1, (2 * hs)..<(3 * hs)) + r * gh.slice(axis: 1, (2 * hs)..<(3 * hs))).tanh()
-            h = n + z * (h - n)  // (1 - z) n + z h
-            outputs.append(h.reshaped([b, 1, hs]))
-        }
-        return (Tensor.concat(outputs, axis: 1), h)
+                                      weight: weightIH.value, bias: biasIH.value).reshaped([steps, b, 3 * hs])
+        let states = Tensor.gruSequence(projected, weightHH: weightHH.value, biasHH: biasHH.value,
+                                        initial: initialState ?? Tensor.zeros([b, hs]))  // [T, B, H]
+        return (states.permuted([1, 0, 2]), states.slice(axis: 0, (steps - 1)..<steps).reshaped([b, hs]))
     }
 
     /// `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0` (PyTorch's order).

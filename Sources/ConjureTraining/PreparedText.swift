@@ -67,6 +67,27 @@ extension PreparedData {
     }
 }
 
+/// The held-out rows of a text data set laid out as the training rows: lines mode every held-out
+/// line (`<eos> c1 ... cL <eos>` padded), stream mode consecutive blocks of `rowLength` tokens
+/// overlapping by one (each held-out character after the first is predicted once).
+///
+/// - Throws: ``DataError`` naming `source` when the held-out part is shorter than one block.
+public func heldOutTextRows(_ ds: TextDataset, rowLength: Int, source: String) throws -> Tensor {
+    switch ds.encoded {
+    case .lines(_, let held):
+        return Tensor(shape: [held.count, held.width], scalars: held.tokens.map(Float.init))
+    case .stream(_, let held):
+        let c = rowLength - 1
+        guard held.tokens.count > c else {
+            throw DataError(file: source, problem: "the held-out last 10% (\(held.tokens.count) characters) is shorter than one block of \(c + 1)")
+        }
+        let starts = Array(stride(from: 0, through: held.tokens.count - c - 1, by: c))
+        var s = [Float](); s.reserveCapacity(starts.count * (c + 1))
+        for st in starts { s += held.tokens[st...(st + c)].map(Float.init) }
+        return Tensor(shape: [starts.count, c + 1], scalars: s)
+    }
+}
+
 extension SampleWriter {
     /// The writer of in-training samples of a run: for token data (a text model) a UTF-8 file
     /// `samples/step-NNNNNN.txt` (one sample a line in lines mode, blocks in stream mode) decoded

@@ -31,25 +31,13 @@ public enum TextEvaluator {
         guard let model = loaded.model as? any TokenSequenceModel else { return nil }
         let run = loaded.run
         if let c = count, c < 2 || c > 200_000 { throw ConfigError(option: "--count", problem: "must be between 2 and 200000, got \(c)") }
-        let ds = try TextDataset.load(path: run.data, mode: model.textMode, seed: run.model.seed)
+        let ds = try TextDataset.load(path: run.data, mode: model.textMode, unknownPolicy: run.model.tokenData?.unknownCharacters ?? .error,
+                                      seed: run.model.seed)
         guard ds.vocabulary == model.vocabulary else {
             throw DataError(file: run.data, problem: "the vocabulary of its training split differs from the checkpoint's (the file changed since training)",
                             hint: "evaluate with the file the run trained on")
         }
-        let rows: Tensor
-        switch ds.encoded {
-        case .lines(_, let held):
-            rows = Tensor(shape: [held.count, held.width], scalars: held.tokens.map(Float.init))
-        case .stream(_, let held):
-            let c = model.rowLength - 1
-            guard held.tokens.count > c else {
-                throw DataError(file: run.data, problem: "the held-out last 10% (\(held.tokens.count) characters) is shorter than one block of \(c + 1)")
-            }
-            let starts = Array(stride(from: 0, through: held.tokens.count - c - 1, by: c))
-            var s = [Float](); s.reserveCapacity(starts.count * (c + 1))
-            for st in starts { s += held.tokens[st...(st + c)].map(Float.init) }
-            rows = Tensor(shape: [starts.count, c + 1], scalars: s)
-        }
+        let rows = try heldOutTextRows(ds, rowLength: model.rowLength, source: run.data)
         let start = Date()
         let (nats, n) = model.negativeLogLikelihood(rows: rows)
         let nll = nats / Double(max(n, 1))

@@ -220,6 +220,13 @@ public final class Trainer {
                 + (o.maxSteps.map { $0 < totalSteps ? " (--max-steps \($0))" : "" } ?? "") + "; nothing to train")
         }
 
+        // Token models: the held-out loss (nats per character, every held-out row) joins the log
+        // line of every --sample-every step and of the last step.
+        let heldOutText: (model: any TokenSequenceModel, rows: Tensor)? = try {
+            guard let ds = data.text, let m = net as? any TokenSequenceModel else { return nil }
+            return (m, try heldOutTextRows(ds, rowLength: m.rowLength, source: data.source))
+        }()
+
         Interrupt.install()
         defer { Interrupt.uninstall() }
         var window = MetricsWindow(carried: progress.logWindow)
@@ -274,6 +281,12 @@ public final class Trainer {
                         "samples_per_sec": samplesPerSec,
                     ]
                     for m in means { record[m.name] = m.value }
+                    if let h = heldOutText, sampleEvery > 0 && progress.step % sampleEvery == 0 || progress.step == stopAt {
+                        let (nats, n) = h.model.negativeLogLikelihood(rows: h.rows)
+                        let loss = nats / Double(max(n, 1))
+                        record["held_out_loss"] = loss
+                        if o.progress != .quiet { log(String(format: "step %d  held-out loss %.4f nats/char (%d predictions)", progress.step, loss, n)) }
+                    }
                     try metrics.append(record)
                     if !diagnosed, let d = net as? any TrainingDiagnosis {
                         recentWindows = Array((recentWindows + [means]).suffix(4))

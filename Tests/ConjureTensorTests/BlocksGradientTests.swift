@@ -140,6 +140,34 @@ final class BlocksGradientTests: XCTestCase {
         checkGradients([x]) { Tensor.layerNorm($0[0], featureCount: 18, weight: nil, bias: nil) }
     }
 
+    /// The fused GRU cell equals its definition in separate ops (PyTorch's gate order r, z, n),
+    /// with finite-difference gradients for gi, gh and h and agreeing backward paths.
+    func testGRUCellMatchesItsDefinition() {
+        let hs = 5
+        let gi = randn([3, 3 * hs], scale: 2), gh = randn([3, 3 * hs], scale: 2), h = randn([3, hs])
+        let r = (gi.slice(axis: 1, 0..<hs) + gh.slice(axis: 1, 0..<hs)).sigmoid()
+        let z = (gi.slice(axis: 1, hs..<(2 * hs)) + gh.slice(axis: 1, hs..<(2 * hs))).sigmoid()
+        let n = (gi.slice(axis: 1, (2 * hs)..<(3 * hs)) + r * gh.slice(axis: 1, (2 * hs)..<(3 * hs))).tanh()
+        assertClose(Tensor.gruCell(gi: gi, gh: gh, h: h), (1 - z) * n + z * h, rtol: 1e-5, atol: 1e-6)
+        checkGradients([gi, gh, h]) { Tensor.gruCell(gi: $0[0], gh: $0[1], h: $0[2]) }
+        assertBackwardPathsAgree([gi, gh, h]) { Tensor.gruCell(gi: $0[0], gh: $0[1], h: $0[2]) }
+    }
+
+    /// The fused recurrence equals the step-by-step cells, with finite-difference gradients for
+    /// the projections, both weights and the initial state, and agreeing backward paths.
+    func testGRUSequenceMatchesTheUnrolledCells() {
+        let hs = 3, b = 2, steps = 4
+        let gi = randn([steps, b, 3 * hs]), w = randn([3 * hs, hs]), bias = randn([3 * hs]), h0 = randn([b, hs])
+        var h = h0, expected: [Tensor] = []
+        for s in 0..<steps {
+            h = Tensor.gruCell(gi: gi.slice(axis: 0, s..<(s + 1)).reshaped([b, 3 * hs]), gh: Tensor.linear(h, weight: w, bias: bias), h: h)
+            expected.append(h.reshaped([1, b, hs]))
+        }
+        assertClose(Tensor.gruSequence(gi, weightHH: w, biasHH: bias, initial: h0), Tensor.concat(expected, axis: 0), rtol: 1e-5, atol: 1e-6)
+        checkGradients([gi, w, bias, h0]) { Tensor.gruSequence($0[0], weightHH: $0[1], biasHH: $0[2], initial: $0[3]) }
+        assertBackwardPathsAgree([gi, w, bias, h0]) { Tensor.gruSequence($0[0], weightHH: $0[1], biasHH: $0[2], initial: $0[3]) }
+    }
+
     func testUpsampleNearestAndBlockSum() {
         let x = randn([2, 3, 2, 3])
         checkGradients([x]) { $0[0].upsampleNearest2d(scale: 2) }

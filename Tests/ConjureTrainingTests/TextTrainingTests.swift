@@ -136,6 +136,12 @@ final class TextTrainingTests: XCTestCase {
         XCTAssert(refused.err.contains("--unknown token"), refused.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/a").path))
         try conjure(common + ["--name", "b", "--unknown", "token"])
+        // The last step's log line holds the held-out loss (nats per character), a finite positive value.
+        let lines = try String(contentsOf: tmp.appendingPathComponent("runs/b/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        let last = try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as! [String: Any]
+        XCTAssertEqual(last["step"] as? Int, 3)
+        let heldOut = try XCTUnwrap(last["held_out_loss"] as? Double, "\(last)")
+        XCTAssert(heldOut > 0 && heldOut < 10, "\(heldOut)")
         let config = try String(contentsOf: tmp.appendingPathComponent("runs/b/config.json"), encoding: .utf8)
         XCTAssert(config.contains("unknown_characters"), config)
         let out = tmp.appendingPathComponent("s.txt").path

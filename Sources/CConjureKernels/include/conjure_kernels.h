@@ -104,7 +104,7 @@ void conjure_outer_rows(const float *restrict a, long a_stride, const float *res
 /// Row softmax of rows r0 ..< r1 of contiguous rows of length k: y = exp(x - max) / sum. With
 /// causal != 0 the rows are those of T x T attention score matrices (k == T): row r keeps
 /// columns 0 ... r % T and its other outputs are 0 (the additive -inf mask of a causal decoder).
-/// exp by Cody-Waite reduction and a degree-6 polynomial (relative error below 2e-7); sums in float.
+/// exp by Cody-Waite reduction and the degree-7 Taylor polynomial of conjure_tanh's exp; sums in float.
 void conjure_softmax_rows(const float *restrict x, float *restrict y, long r0, long r1, long k, int causal);
 
 /// Softmax backward on rows: dx = y * (g - sum_j g_j y_j) per row (masked entries have y = 0).
@@ -133,5 +133,19 @@ void conjure_layernorm_rows(const float *restrict x, const float *restrict w, co
 /// dx = rstd * (g' - mean(g') - xhat * mean(g' xhat)) per row (means in double).
 void conjure_layernorm_rows_backward(const float *restrict g, const float *restrict xhat, const float *restrict rstd,
                                      const float *restrict w, float *restrict dx, long r0, long r1, long d);
+
+/// One GRU step (PyTorch's gate layout r, z, n) on rows b0 ..< b1: gi, gh are [B, 3H] (input and
+/// hidden projections with their biases), h is [B, H]:
+///   r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z), n = tanh(gi_n + r gh_n),
+///   out = (1 - z) n + z h, written as n + z (h - n).
+/// r, z, n are kept ([B, H] each) for the backward.
+void conjure_gru_cell(const float *restrict gi, const float *restrict gh, const float *restrict h, float *restrict out,
+                      float *restrict r, float *restrict z, float *restrict n, long b0, long b1, long hs);
+
+/// Backward of conjure_gru_cell on rows b0 ..< b1 given dout [B, H]: writes dgi and dgh [B, 3H]
+/// (equal for the r and z gates; d(gh_n) = d(gi_n) r) and dh [B, H].
+void conjure_gru_cell_backward(const float *restrict dout, const float *restrict h, const float *restrict gh,
+                               const float *restrict r, const float *restrict z, const float *restrict n,
+                               float *restrict dgi, float *restrict dgh, float *restrict dh, long b0, long b1, long hs);
 
 #endif
