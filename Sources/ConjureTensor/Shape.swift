@@ -8,19 +8,34 @@ extension Tensor {
         var inStrides = [Int](repeating: 1, count: rank)
         for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * shape[i + 1] }
         let s = axes.map { inStrides[$0] }
-        var out = [Float](repeating: 0, count: count)
-        var index = [Int](repeating: 0, count: rank)
-        var src = 0
-        scalars.withUnsafeBufferPointer { p in
-            for k in 0..<count {
-                out[k] = p[src]
-                var a = rank - 1
-                while a >= 0 {
-                    index[a] += 1; src += s[a]
-                    if index[a] < outShape[a] { break }
-                    src -= s[a] * outShape[a]; index[a] = 0; a -= 1
+        // Trailing axes that stay in place form contiguous blocks copied whole; an odometer over
+        // the other output axes finds each block's source.
+        var kept = 0
+        while kept < rank && axes[rank - 1 - kept] == rank - 1 - kept { kept += 1 }
+        let outer = rank - kept
+        let block = shape[outer...].reduce(1, *)
+        let n = count
+        let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            scalars.withUnsafeBufferPointer { p in
+                guard n > 0, let src0 = p.baseAddress, let dst = buf.baseAddress else { return }
+                if outer == 0 { dst.update(from: src0, count: n); return }
+                var index = [Int](repeating: 0, count: outer)
+                index.withUnsafeMutableBufferPointer { idx in
+                    var src = 0
+                    var k = 0
+                    while k < n {
+                        if block == 1 { dst[k] = src0[src] } else { (dst + k).update(from: src0 + src, count: block) }
+                        k += block
+                        var a = outer - 1
+                        while a >= 0 {
+                            idx[a] += 1; src += s[a]
+                            if idx[a] < outShape[a] { break }
+                            src -= s[a] * outShape[a]; idx[a] = 0; a -= 1
+                        }
+                    }
                 }
             }
+            initialised = n
         }
         var inverse = [Int](repeating: 0, count: rank)
         for (i, a) in axes.enumerated() { inverse[a] = i }
