@@ -3,7 +3,7 @@
 # several rounds (these machines are noisy), printing each figure's median over the rounds and
 # Conjure's ratio to it.
 #
-#   PY=/path/to/venv/bin/python ROUNDS=3 scripts/bench_compare.sh [seed] [gan] [dcgan]
+#   PY=/path/to/venv/bin/python ROUNDS=3 scripts/bench_compare.sh [seed] [gan] [dcgan] [char-transformer] [char-gru]
 #
 # PY needs torch (and jax + optax for the JAX rows; they are skipped when missing). The reference
 # scripts are ../shared/bench/*.py (BENCH_DIR overrides) and scripts/bench_torch_gan.py. One-thread
@@ -64,7 +64,11 @@ for round in $(seq "$ROUNDS"); do
         dcgan)
             conj dcgan 64x1,64x2 --repeats 5 --steps 20 --warmup 5
             for t in 1 2; do ref "torch/dcgan/64x$t" "$PY" "$BENCH_DIR/bench_torch_dcgan.py" --batch 64 --threads $t; done ;;
-        *) echo "bench_compare: unknown model '$m' (seed, gan, dcgan)" >&2; exit 1 ;;
+        char-transformer|char-gru)
+            # Stream mode, 65-character vocabulary, batch 32, context 64 (conjure bench's text setup).
+            conj "$m" 32x1,32x2 --repeats 5 --steps 50 --warmup 10
+            for t in 1 2; do ref "torch/$m/32x$t" "$PY" scripts/bench_torch_text.py --model "$m" --batch 32 --threads $t; done ;;
+        *) echo "bench_compare: unknown model '$m' (seed, gan, dcgan, char-transformer, char-gru)" >&2; exit 1 ;;
         esac
     done
 done

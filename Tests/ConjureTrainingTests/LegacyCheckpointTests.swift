@@ -28,17 +28,8 @@ final class LegacyCheckpointTests: XCTestCase {
     var legacyDir: URL { packageRoot.appendingPathComponent("Tests/Data/legacy-v1") }
 
     func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = packageRoot.appendingPathComponent(".build/release/conjure")
-        p.arguments = args
-        p.currentDirectoryURL = tmp
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let r = try runProcess(conjureBinary, args, in: tmp)
+        return (r.status, r.out, r.err)
     }
 
     /// The run folder of a legacy run at step 30, copied into the test's folder.
