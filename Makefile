@@ -30,6 +30,7 @@ data/mnist_5k.csv.gz: | build
 demo: build data/mnist_5k.csv.gz
 	$(BIN) train --model gan --name demo --overwrite $(DEMO_ARGS)
 	$(BIN) sample --checkpoint runs/demo/checkpoints/latest.safetensors --count 64 --seed 1 --out runs/demo/samples/sample-seed1.png
+	$(BIN) evaluate --checkpoint runs/demo/checkpoints/latest.safetensors --count 2000
 
 test: deps
 	$(SWIFT) test -c release -Xswiftc -enable-testing
