@@ -267,3 +267,38 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         return (try? e.encode(a)) == (try? e.encode(b))
     }
 }
+
+/// A configuration whose data is either flat vectors or, for its convolutional architecture,
+/// images (the GAN and VAE families): conforming gives it ``dataSpec`` and ``adapt(to:)``.
+public protocol VectorOrImageConfig {
+    /// The preset name, used in errors.
+    var preset: String { get }
+    /// Values per sample.
+    var dataDim: Int { get set }
+    /// `[C, H, W]` when the data is images, else nil.
+    var imageShape: [Int]? { get set }
+    /// Whether the architecture needs images (DCGAN, the convolutional VAE).
+    var needsImageData: Bool { get }
+}
+
+extension VectorOrImageConfig {
+    /// `image(C, H, W)` when ``imageShape`` is set, else `vector(dataDim)`.
+    public var dataSpec: DataSpec {
+        if let s = imageShape, s.count == 3 { return .image(channels: s[0], height: s[1], width: s[2]) }
+        return .vector(dataDim)
+    }
+
+    /// Sets ``dataDim`` from the data and, for an architecture that needs images, ``imageShape``.
+    ///
+    /// - Throws: ``ConfigError`` naming `--model` when that architecture is given data that is
+    ///   not an image.
+    public mutating func adapt(to data: DataSpec) throws {
+        dataDim = data.flatCount
+        guard needsImageData else { return }
+        guard let shape = data.imageShape else {
+            throw ConfigError(option: "--model \(preset)", problem: "needs images, but the data is \(data)",
+                              hint: "pass --shape C,H,W when each row holds an image (e.g. --shape 1,28,28)")
+        }
+        imageShape = shape
+    }
+}

@@ -96,7 +96,7 @@ public final class UpsampleNearest2d: Layer {
 ///   kernelSize]`, `bias` `[outChannels]`.
 /// - Initialisation: PyTorch's default `U(-1/sqrt(fanIn), 1/sqrt(fanIn))`, `fanIn = inChannels ·
 ///   kernelSize`, or as `initializer` says.
-public final class Conv1d: Layer {
+public final class Conv1d: WeightBiasLayer {
     /// The kernel `[outChannels, inChannels, kernelSize]` (`state_dict` name `weight`).
     public let weight: Parameter
     /// The per-output-channel bias `[outChannels]`, or `nil` when built with `bias: false`.
@@ -126,10 +126,6 @@ public final class Conv1d: Layer {
         Tensor.conv1d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding)
     }
 
-    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
-    public var namedParameters: [(String, Parameter)] {
-        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
-    }
 }
 
 /// 1-D transposed convolution layer (PyTorch's `nn.ConvTranspose1d`, dilation 1, groups 1);
@@ -140,7 +136,7 @@ public final class Conv1d: Layer {
 ///   outChannels, kernelSize]` (PyTorch's layout), `bias` `[outChannels]`.
 /// - Initialisation: PyTorch's default `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` with PyTorch's
 ///   `fanIn = outChannels · kernelSize` (from `weight.size(1)`), or as `initializer` says.
-public final class ConvTranspose1d: Layer {
+public final class ConvTranspose1d: WeightBiasLayer {
     /// The kernel `[inChannels, outChannels, kernelSize]` (PyTorch's transposed layout).
     public let weight: Parameter
     /// The per-output-channel bias `[outChannels]`, or `nil` when built with `bias: false`.
@@ -177,10 +173,6 @@ public final class ConvTranspose1d: Layer {
                                outputPadding: outputPadding)
     }
 
-    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
-    public var namedParameters: [(String, Parameter)] {
-        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
-    }
 }
 
 extension Dropout {

@@ -34,7 +34,7 @@ func convInitialParameters(weightShape: [Int], fanIn: Int, fanOut: Int, biasCoun
 ///   `[outChannels, inChannels, kernelSize, kernelSize]`, `bias` `[outChannels]`.
 /// - Initialisation: PyTorch's default, `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` for weight and bias
 ///   with `fanIn = inChannels * kernelSize²` (kaiming_uniform with a = sqrt(5)).
-public final class Conv2d: Layer {
+public final class Conv2d: WeightBiasLayer {
     /// The kernel `[outChannels, inChannels, kernelSize, kernelSize]` (`state_dict` name `weight`).
     public let weight: Parameter
     /// The per-output-channel bias `[outChannels]`, or `nil` when built with `bias: false`.
@@ -69,10 +69,6 @@ public final class Conv2d: Layer {
         Tensor.conv2d(x, weight: weight, bias: bias?.value, stride: stride, padding: padding)
     }
 
-    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
-    public var namedParameters: [(String, Parameter)] {
-        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
-    }
 }
 
 /// 2-D transposed convolution layer (PyTorch's `nn.ConvTranspose2d`, dilation 1, groups 1).
@@ -82,7 +78,7 @@ public final class Conv2d: Layer {
 ///   `[inChannels, outChannels, kernelSize, kernelSize]` (PyTorch's layout), `bias` `[outChannels]`.
 /// - Initialisation: PyTorch's default, `U(-1/sqrt(fanIn), 1/sqrt(fanIn))` for weight and bias
 ///   where PyTorch computes `fanIn` from `weight.size(1)`: `fanIn = outChannels * kernelSize²`.
-public final class ConvTranspose2d: Layer {
+public final class ConvTranspose2d: WeightBiasLayer {
     /// The kernel `[inChannels, outChannels, kernelSize, kernelSize]` (PyTorch's transposed layout).
     public let weight: Parameter
     /// The per-output-channel bias `[outChannels]`, or `nil` when built with `bias: false`.
@@ -123,10 +119,6 @@ public final class ConvTranspose2d: Layer {
                                outputPadding: outputPadding)
     }
 
-    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
-    public var namedParameters: [(String, Parameter)] {
-        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
-    }
 }
 
 // MARK: - Batch normalisation over channels

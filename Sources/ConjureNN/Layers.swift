@@ -15,7 +15,7 @@ public enum Initializer {
 ///
 /// - Shapes: input `[N, inFeatures]`, output `[N, outFeatures]`; `weight` `[out, in]`,
 ///   `bias` `[out]`.
-public final class Linear: Layer {
+public final class Linear: WeightBiasLayer {
     /// The weight matrix `[outFeatures, inFeatures]` (`state_dict` name `weight`).
     public let weight: Parameter
     /// The bias `[outFeatures]`, or `nil` when built with `bias: false`.
@@ -50,10 +50,6 @@ public final class Linear: Layer {
     /// `x Wᵀ + b`: `[N, inFeatures]` → `[N, outFeatures]`.
     public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight.value, bias: bias?.value) }
 
-    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
-    public var namedParameters: [(String, Parameter)] {
-        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
-    }
 }
 
 /// An element-wise activation function: an open set of named functions of a tensor. Add one

@@ -67,6 +67,22 @@ public protocol Layer: Module {
     func callAsFunction(_ x: Tensor) -> Tensor
 }
 
+/// A layer whose own parameters are a `weight` and an optional `bias` (Linear, the convolutions):
+/// conforming gives it ``namedParameters`` in PyTorch's `state_dict` order.
+public protocol WeightBiasLayer: Layer {
+    /// The layer's weight.
+    var weight: Parameter { get }
+    /// The layer's bias, or nil when built without one.
+    var bias: Parameter? { get }
+}
+
+extension WeightBiasLayer {
+    /// `weight`, then `bias` if present (PyTorch's `state_dict` order).
+    public var namedParameters: [(String, Parameter)] {
+        bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
+    }
+}
+
 extension Module {
     /// No own parameters.
     public var namedParameters: [(String, Parameter)] { [] }

@@ -54,7 +54,7 @@ public enum HiddenActivation: String, Codable, Sendable {
 }
 
 /// Everything that defines an MLP GAN and its optimisation. A preset is only a set of defaults.
-public struct GANConfig: FamilyConfig, OptimizationFields, Equatable {
+public struct GANConfig: FamilyConfig, OptimizationFields, VectorOrImageConfig, Equatable {
     /// The preset this configuration started from (`seed`, `gan`, `lsgan`, `wgan-gp`, ...).
     public var preset: String
     /// Size of the latent `z ~ N(0, I)` fed to the generator.
@@ -334,26 +334,8 @@ extension GANConfig {
     /// ``noiseDim``.
     public var latentDim: Int { noiseDim }
 
-    /// `image(C, H, W)` for the convolutional architecture, `vector(dataDim)` otherwise.
-    public var dataSpec: DataSpec {
-        if let s = imageShape, s.count == 3 { return .image(channels: s[0], height: s[1], width: s[2]) }
-        return .vector(dataDim)
-    }
-
-
-    /// Sets ``dataDim`` from the data and, for DCGANs, ``imageShape``.
-    ///
-    /// - Throws: ``ConfigError`` when a DCGAN is given data that is not an image.
-    public mutating func adapt(to data: DataSpec) throws {
-        dataDim = data.flatCount
-        if architecture == .dcgan {
-            guard let shape = data.imageShape else {
-                throw ConfigError(option: "--model \(preset)", problem: "needs images, but the data is \(data)",
-                                  hint: "pass --shape C,H,W when each row holds an image (e.g. --shape 1,28,28)")
-            }
-            imageShape = shape
-        }
-    }
+    /// Whether the architecture needs images (the convolutional one).
+    public var needsImageData: Bool { architecture == .dcgan }
 }
 
 extension ModelConfig {

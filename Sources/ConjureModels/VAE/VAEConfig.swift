@@ -36,7 +36,7 @@ public enum VAEActivation: String, Codable, Sendable, CaseIterable {
 /// `latentDim` dimensions; the prior is `p(z) = N(0, I)`; the decoder maps `z` to the
 /// parameters of ``likelihood``. Training minimises the negative evidence lower bound
 /// `-ELBO = E_q[-log p(x|z)] + KL(q(z|x) ‖ p(z))` in nats per sample.
-public struct VAEConfig: FamilyConfig, OptimizationFields, Equatable {
+public struct VAEConfig: FamilyConfig, OptimizationFields, VectorOrImageConfig, Equatable {
     /// The preset this configuration started from (`vae`, `conv-vae`, ...).
     public var preset: String
     /// Size of the latent `z`.
@@ -266,26 +266,8 @@ extension VAEConfig {
         set { precondition(newValue == 0, "VAEConfig: VAEs are not conditional") }
     }
 
-    /// `image(C, H, W)` when ``imageShape`` is set, else `vector(dataDim)`.
-    public var dataSpec: DataSpec {
-        if let s = imageShape, s.count == 3 { return .image(channels: s[0], height: s[1], width: s[2]) }
-        return .vector(dataDim)
-    }
-
-
-    /// Sets ``dataDim`` and, for the convolutional architecture, ``imageShape``.
-    ///
-    /// - Throws: ``ConfigError`` when the convolutional VAE is given data that is not an image.
-    public mutating func adapt(to data: DataSpec) throws {
-        dataDim = data.flatCount
-        if architecture == .conv {
-            guard let shape = data.imageShape else {
-                throw ConfigError(option: "--model \(preset)", problem: "needs images, but the data is \(data)",
-                                  hint: "pass --shape C,H,W when each row holds an image (e.g. --shape 1,28,28)")
-            }
-            imageShape = shape
-        }
-    }
+    /// Whether the architecture needs images (the convolutional one).
+    public var needsImageData: Bool { architecture == .conv }
 }
 
 extension ModelConfig {
