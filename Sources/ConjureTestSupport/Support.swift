@@ -180,3 +180,12 @@ public func runConjure(_ arguments: [String], in directory: URL, expectFailure: 
     }
     return (r.status, r.out, r.err)
 }
+
+/// A new empty folder `conjure-PREFIX-UUID` in the system's temporary folder, for one test.
+///
+/// - Throws: when the folder cannot be created.
+public func makeTemporaryDirectory(_ prefix: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-\(prefix)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}

@@ -60,28 +60,14 @@ final class OptimizerTests: XCTestCase {
         return p.map { Float($0) }
     }
 
-    /// torch.optim.RMSprop.
+    /// torch.optim.RMSprop, by the table-driven suite's Double reference rule.
     func referenceRMSprop(steps: Int, lr: Double, alpha: Double, eps: Double, weightDecay: Double,
                           momentum: Double, centered: Bool) -> [Float] {
         var p = initial.map(Double.init)
-        var squareAvg = [Double](repeating: 0, count: p.count), gradAvg = squareAvg, buffer = squareAvg
+        var state: [String: [Double]] = [:]
+        let rule = OptimizerSuiteTests.Rule.rmsprop(lr: lr, alpha: alpha, eps: eps, weightDecay: weightDecay, momentum: momentum, centered: centered)
         for t in 0..<steps {
-            for j in p.indices {
-                let g = Double(stepGradients[t][j]) + weightDecay * p[j]
-                squareAvg[j] = alpha * squareAvg[j] + (1 - alpha) * g * g
-                var avg = squareAvg[j]
-                if centered {
-                    gradAvg[j] = alpha * gradAvg[j] + (1 - alpha) * g
-                    avg -= gradAvg[j] * gradAvg[j]
-                }
-                let denominator = avg.squareRoot() + eps
-                if momentum > 0 {
-                    buffer[j] = momentum * buffer[j] + g / denominator
-                    p[j] -= lr * buffer[j]
-                } else {
-                    p[j] -= lr * g / denominator
-                }
-            }
+            OptimizerSuiteTests.referenceStep(rule, p: &p, g: stepGradients[t].map(Double.init), state: &state, t: t + 1)
         }
         return p.map { Float($0) }
     }

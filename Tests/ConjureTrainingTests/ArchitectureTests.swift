@@ -13,8 +13,7 @@ final class ArchitectureTests: XCTestCase {
     var tmp: URL!
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-arch-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("arch")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }

@@ -10,8 +10,7 @@ final class CLITests: XCTestCase {
     var tmp: URL!
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("cli")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }

@@ -11,8 +11,7 @@ final class ConfigBoundsTests: XCTestCase {
     var tmp: URL!
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-bounds-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("bounds")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }

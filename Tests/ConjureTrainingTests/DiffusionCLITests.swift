@@ -10,8 +10,7 @@ final class DiffusionCLITests: XCTestCase {
     var tmp: URL!
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-diffusion-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("diffusion")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }

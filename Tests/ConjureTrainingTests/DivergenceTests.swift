@@ -14,8 +14,7 @@ final class DivergenceTests: XCTestCase {
     var tmp: URL!
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-diverge-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("diverge")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }

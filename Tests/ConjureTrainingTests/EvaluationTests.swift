@@ -13,8 +13,7 @@ final class EvaluationTests: XCTestCase {
     static var checkpoint: String!
 
     override class func setUp() {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-eval-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try! makeTemporaryDirectory("eval")  // class set-up cannot throw; no folder, no test
     }
 
     override class func tearDown() { try? FileManager.default.removeItem(at: tmp) }

@@ -14,8 +14,7 @@ final class LegacyCheckpointTests: XCTestCase {
     let legacyData = "/tmp/conjure-legacy/digits_8x8.csv.gz"
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-legacy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("legacy")
         let fm = FileManager.default
         if !fm.fileExists(atPath: legacyData) {
             try fm.createDirectory(atPath: (legacyData as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

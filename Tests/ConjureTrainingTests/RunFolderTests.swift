@@ -13,8 +13,7 @@ final class RunFolderTests: XCTestCase {
     var mounted: String?
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-runs-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("runs")
     }
 
     override func tearDownWithError() throws {

@@ -12,8 +12,7 @@ final class SmallerItemsTests: XCTestCase {
     var tmp: URL!
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-small-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("small")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }

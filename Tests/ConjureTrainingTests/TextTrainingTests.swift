@@ -10,8 +10,7 @@ final class TextTrainingTests: XCTestCase {
     var tmp: URL!
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-text-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        tmp = try makeTemporaryDirectory("text")
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
