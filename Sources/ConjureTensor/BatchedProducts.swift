@@ -127,7 +127,7 @@ extension Tensor {
         let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
             scalars.withUnsafeBufferPointer { px in
                 let (p, o) = (px.baseAddress!, buf.baseAddress!)
-                Tensor.softmaxRows(outer: rows, k: k, inner: 1, work: n, ranges: { r in
+                Tensor.forRowRanges(rows: rows, rowLength: k, work: n, body: { r in
                     conjure_softmax_rows(p, o, r.lowerBound, r.upperBound, k, causal ? 1 : 0)
                 })
             }
@@ -144,7 +144,7 @@ extension Tensor {
                 g.scalars.withUnsafeBufferPointer { pg in
                     yConst.scalars.withUnsafeBufferPointer { py in
                         let (gp, yp, o) = (pg.baseAddress!, py.baseAddress!, buf.baseAddress!)
-                        Tensor.softmaxRows(outer: rows, k: k, inner: 1, work: n, ranges: { r in
+                        Tensor.forRowRanges(rows: rows, rowLength: k, work: n, body: { r in
                             let off = r.lowerBound * k
                             conjure_softmax_rows_backward(gp + off, yp + off, o + off, r.count, k)
                         })
@@ -156,15 +156,16 @@ extension Tensor {
         }
     }
 
-    /// Runs `ranges(r)` over ranges of the `outer` rows (inner must be 1), split across the pool
-    /// when the pass touches at least 2 · ``mapSplitCount`` elements.
+    /// Runs `body(r)` over ranges of `rows` rows of `rowLength` elements (row softmax, layer norm,
+    /// GRU gates), split across the pool when the pass touches at least 2 · ``mapSplitCount``
+    /// elements; each row's result must not depend on the split.
     @inline(__always)
-    static func softmaxRows(outer: Int, k: Int, inner: Int, work: Int, ranges: (Range<Int>) -> Void) {
-        if outer == 0 || k == 0 { return }
-        if splitsAcrossPool(work) && outer >= 2 {
-            Parallel.forRanges(outer, minimum: Swift.max(1, mapSplitCount / k), alignment: 1, ranges)
+    static func forRowRanges(rows: Int, rowLength: Int, work: Int, body: (Range<Int>) -> Void) {
+        if rows == 0 || rowLength == 0 { return }
+        if splitsAcrossPool(work) && rows >= 2 {
+            Parallel.forRanges(rows, minimum: Swift.max(1, mapSplitCount / rowLength), alignment: 1, body)
         } else {
-            ranges(0..<outer)
+            body(0..<rows)
         }
     }
 

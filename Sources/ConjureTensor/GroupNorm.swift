@@ -150,7 +150,7 @@ extension Tensor {
                         let w = weight?.scalars, b = bias?.scalars
                         withOptionalPointer(w) { wp in
                             withOptionalPointer(b) { bp in
-                                Tensor.softmaxRows(outer: rows, k: d, inner: 1, work: n, ranges: { r in
+                                Tensor.forRowRanges(rows: rows, rowLength: d, work: n, body: { r in
                                     conjure_layernorm_rows(xp, wp, bp, yp, hp, rp, r.lowerBound, r.upperBound, d, eps)
                                 })
                             }
@@ -188,7 +188,7 @@ extension Tensor {
                         let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
                             rstd.withUnsafeBufferPointer { pr in
                                 withOptionalPointer(affine ? t[1].scalars : nil) { wp in
-                                    Tensor.softmaxRows(outer: rows, k: d, inner: 1, work: n, ranges: { r in
+                                    Tensor.forRowRanges(rows: rows, rowLength: d, work: n, body: { r in
                                         conjure_layernorm_rows_backward(gp, hp, pr.baseAddress!, wp, buf.baseAddress!, r.lowerBound, r.upperBound, d)
                                     })
                                 }

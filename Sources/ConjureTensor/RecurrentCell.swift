@@ -25,7 +25,7 @@ extension Tensor {
                 r.withUnsafeMutableBufferPointer { pr in z.withUnsafeMutableBufferPointer { pz in cand.withUnsafeMutableBufferPointer { pn in
                     let (i0, g0, h0, o0, r0, z0, n0) = (pi.baseAddress!, pg.baseAddress!, ph.baseAddress!, buf.baseAddress!,
                                                         pr.baseAddress!, pz.baseAddress!, pn.baseAddress!)
-                    Tensor.softmaxRows(outer: b, k: 3 * hs, inner: 1, work: 3 * n, ranges: { rg in
+                    Tensor.forRowRanges(rows: b, rowLength: 3 * hs, work: 3 * n, body: { rg in
                         conjure_gru_cell(i0, g0, h0, o0, r0, z0, n0, rg.lowerBound, rg.upperBound, hs)
                     })
                 } } }
@@ -52,7 +52,7 @@ extension Tensor {
                     dgi.withUnsafeMutableBufferPointer { qi in dgh.withUnsafeMutableBufferPointer { qg in dh.withUnsafeMutableBufferPointer { qh in
                         let (d0, h0, g0, r0, z0, n0) = (pd.baseAddress!, ph.baseAddress!, pg.baseAddress!, pr.baseAddress!, pz.baseAddress!, pn.baseAddress!)
                         let (i1, g1, h1) = (qi.baseAddress!, qg.baseAddress!, qh.baseAddress!)
-                        Tensor.softmaxRows(outer: b, k: 3 * hs, inner: 1, work: 3 * n, ranges: { rg in
+                        Tensor.forRowRanges(rows: b, rowLength: 3 * hs, work: 3 * n, body: { rg in
                             conjure_gru_cell_backward(d0, h0, g0, r0, z0, n0, i1, g1, h1, rg.lowerBound, rg.upperBound, hs)
                         })
                     } } }

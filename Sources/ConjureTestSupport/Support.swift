@@ -189,3 +189,79 @@ public func makeTemporaryDirectory(_ prefix: String) throws -> URL {
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
+
+/// A problem with a fixture folder's contents (a missing file, a setting of the wrong type).
+public struct FixtureError: Error, CustomStringConvertible {
+    /// What is wrong, naming the case and file.
+    public var description: String
+    /// An error saying `description`.
+    public init(description: String) { self.description = description }
+}
+
+/// One case of a fixture folder laid out as ../shared/fixtures/layers and blocks: an entry of
+/// `cases.json` (its settings) and the sub-folder of `.npy` files of the same name.
+public struct FixtureCase {
+    /// The case's name (its key in `cases.json` and its folder).
+    public var name: String
+    /// The case's settings from `cases.json`.
+    public var settings: [String: Any]
+    /// The case's folder of `.npy` files.
+    public var dir: URL
+
+    /// The tensor in `FILE.npy`. - Throws: ``FixtureError`` when the file is missing.
+    public func tensor(_ file: String) throws -> Tensor {
+        let url = dir.appendingPathComponent(file + ".npy")
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw FixtureError(description: "case \(name): missing \(file).npy in \(dir.path)")
+        }
+        return try loadFixtureNPY(url)
+    }
+    /// Whether `FILE.npy` exists.
+    public func has(_ file: String) -> Bool { FileManager.default.fileExists(atPath: dir.appendingPathComponent(file + ".npy").path) }
+    /// An integer setting. - Throws: ``FixtureError`` when absent or not an integer.
+    public func int(_ key: String) throws -> Int {
+        guard let v = settings[key] as? Int else { throw FixtureError(description: "case \(name): no integer '\(key)'") }
+        return v
+    }
+    /// A number setting (integers accepted). - Throws: ``FixtureError`` when absent or not a number.
+    public func double(_ key: String) throws -> Double {
+        guard let v = settings[key] as? Double ?? (settings[key] as? Int).map(Double.init) else {
+            throw FixtureError(description: "case \(name): no number '\(key)'")
+        }
+        return v
+    }
+    /// A string setting. - Throws: ``FixtureError`` when absent or not a string.
+    public func string(_ key: String) throws -> String {
+        guard let v = settings[key] as? String else { throw FixtureError(description: "case \(name): no string '\(key)'") }
+        return v
+    }
+    /// A boolean setting. - Throws: ``FixtureError`` when absent or not a boolean.
+    public func bool(_ key: String) throws -> Bool {
+        guard let v = settings[key] as? Bool else { throw FixtureError(description: "case \(name): no boolean '\(key)'") }
+        return v
+    }
+    /// A shape setting, nil when absent.
+    public func shape(_ key: String) -> [Int]? { settings[key] as? [Int] }
+    /// The parameter files `param.K.npy` of the case, by state-dict name K.
+    /// - Throws: when the folder or a file cannot be read.
+    public func parameterFiles() throws -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) where file.hasPrefix("param.") && file.hasSuffix(".npy") {
+            let key = String(file.dropFirst(6).dropLast(4))
+            out[key] = try tensor("param." + key)
+        }
+        return out
+    }
+}
+
+/// Every case of the fixture folder `root` (its `cases.json`), sorted by name.
+///
+/// - Throws: ``FixtureError`` when `cases.json` is missing or not a JSON object.
+public func loadFixtureCases(root: URL) throws -> [FixtureCase] {
+    let url = root.appendingPathComponent("cases.json")
+    guard FileManager.default.fileExists(atPath: url.path) else { throw FixtureError(description: "\(url.path) is missing") }
+    guard let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] else {
+        throw FixtureError(description: "\(url.path): not a JSON object")
+    }
+    return json.keys.sorted().map { FixtureCase(name: $0, settings: json[$0] as? [String: Any] ?? [:], dir: root.appendingPathComponent($0)) }
+}

@@ -9,49 +9,7 @@ import ConjureTestSupport
 /// files, so a folder of the same layout with other seeds and shapes is tested without code
 /// changes; an unknown op, a missing file or a missing folder fails.
 final class BlocksFixtureTests: XCTestCase {
-    struct FixtureError: Error, CustomStringConvertible { var description: String }
-
-    struct Case {
-        var name: String
-        var settings: [String: Any]
-        var dir: URL
-
-        func tensor(_ file: String) throws -> Tensor {
-            let url = dir.appendingPathComponent(file + ".npy")
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                throw FixtureError(description: "case \(name): missing \(file).npy in \(dir.path)")
-            }
-            return try loadFixtureNPY(url)
-        }
-        func int(_ key: String) throws -> Int {
-            guard let v = settings[key] as? Int else { throw FixtureError(description: "case \(name): no integer '\(key)'") }
-            return v
-        }
-        func double(_ key: String) throws -> Double {
-            guard let v = settings[key] as? Double ?? (settings[key] as? Int).map(Double.init) else {
-                throw FixtureError(description: "case \(name): no number '\(key)'")
-            }
-            return v
-        }
-        func string(_ key: String) throws -> String {
-            guard let v = settings[key] as? String else { throw FixtureError(description: "case \(name): no string '\(key)'") }
-            return v
-        }
-        func bool(_ key: String) throws -> Bool {
-            guard let v = settings[key] as? Bool else { throw FixtureError(description: "case \(name): no boolean '\(key)'") }
-            return v
-        }
-        /// The parameter files `param.K.npy` of the case, by state-dict name K.
-        func parameterFiles() throws -> [String: Tensor] {
-            var out: [String: Tensor] = [:]
-            for file in try FileManager.default.contentsOfDirectory(atPath: dir.path)
-            where file.hasPrefix("param.") && file.hasSuffix(".npy") {
-                let key = String(file.dropFirst(6).dropLast(4))
-                out[key] = try tensor("param." + key)
-            }
-            return out
-        }
-    }
+    typealias Case = FixtureCase
 
     /// The fixture folder; a missing ../shared or folder is an error, not a skip.
     static func fixtureRoot() throws -> URL {
@@ -65,13 +23,7 @@ final class BlocksFixtureTests: XCTestCase {
         return root
     }
 
-    static func loadCases(root: URL) throws -> [Case] {
-        let url = root.appendingPathComponent("cases.json")
-        guard let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] else {
-            throw FixtureError(description: "\(url.path): not a JSON object")
-        }
-        return json.keys.sorted().map { Case(name: $0, settings: json[$0] as? [String: Any] ?? [:], dir: root.appendingPathComponent($0)) }
-    }
+    static func loadCases(root: URL) throws -> [Case] { try loadFixtureCases(root: root) }
 
     /// Relative tolerance of the folder's README ("about 1e-4 relative"); the absolute floor is
     /// that relative size of the largest expected magnitude, for elements that cancel to ~0.

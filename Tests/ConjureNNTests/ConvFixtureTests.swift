@@ -7,36 +7,9 @@ import ConjureTestSupport
 /// float32-representable inputs). Every entry of `cases.json` is run, dispatched on its `op`,
 /// so a case added there is tested without code changes; an unknown op fails.
 final class ConvFixtureTests: XCTestCase {
-    struct Case {
-        var name: String
-        var settings: [String: Any]
-        var dir: URL
-        func tensor(_ file: String) throws -> Tensor {
-            let url = dir.appendingPathComponent(file + ".npy")
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                throw FixtureError(description: "case \(name): missing \(file).npy in \(dir.path)")
-            }
-            return try loadFixtureNPY(url)
-        }
-        func has(_ file: String) -> Bool { FileManager.default.fileExists(atPath: dir.appendingPathComponent(file + ".npy").path) }
-        func int(_ key: String) throws -> Int {
-            guard let v = settings[key] as? Int else { throw FixtureError(description: "case \(name): no integer '\(key)'") }
-            return v
-        }
-        func shape(_ key: String) -> [Int]? { settings[key] as? [Int] }
-    }
+    typealias Case = FixtureCase
 
-    struct FixtureError: Error, CustomStringConvertible { var description: String }
-
-    func loadCases() throws -> [Case] {
-        let root = try sharedPath("fixtures/layers")
-        let url = root.appendingPathComponent("cases.json")
-        guard FileManager.default.fileExists(atPath: url.path) else { throw MissingSharedFile(path: url.path) }
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
-        return json.keys.sorted().map { name in
-            Case(name: name, settings: json[name] as? [String: Any] ?? [:], dir: root.appendingPathComponent(name))
-        }
-    }
+    func loadCases() throws -> [Case] { try loadFixtureCases(root: try sharedPath("fixtures/layers")) }
 
     /// Element-wise `|a - b| <= 1e-4 |b| + atol`, with `atol` a tiny multiple of the expected
     /// tensor's largest magnitude (float32 sums of terms of that size).
