@@ -12,11 +12,12 @@ struct DataCommand: ParsableCommand {
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print format, shape, dtype, value range and label counts of a data file.")
-        @Argument(help: "A .npy, IDX[.gz], CSV[.gz] or UTF-8 .txt file, a folder of PNGs, or a built-in synthetic set (ring8, grid25, moons).") var file: String
+        @Argument(help: "A .npy, IDX[.gz], CSV[.gz] or UTF-8 .txt file, a folder of PNGs or of WAV/FLAC files, or a built-in synthetic set (ring8, grid25, moons).") var file: String
         @Option(help: "Text files: lines or stream (default: by the file's lines).") var textMode: String?
         @Option(parsing: .unconditional, help: "CSV label column: index (negative from the end) or header name (default: the last column of image CSVs, as train).") var labelColumn: String?
         @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
         @Option(help: "Axis order of 4-d image arrays: nchw or nhwc (default: detected).") var layout: String?
+        @OptionGroup(title: "Audio folder options") var audio: AudioDataOptions
 
         func run() {
             runReporting {
@@ -26,6 +27,12 @@ struct DataCommand: ParsableCommand {
                         return m
                     }
                     print(try inspectText(path: file, mode: mode))
+                    return
+                }
+                if (try? Dataset.detectFormat(path: file)) == .audio {
+                    // Headers only: fast on thousands of files; labels and the length as train reads them.
+                    let a = try audio.apply(to: AudioFolderOptions(labels: .automatic, length: nil))
+                    print(try AudioFolderSummary(path: file, labels: a.labels, length: a.length))
                     return
                 }
                 guard let policy = CleanPolicy(rawValue: clean) else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean)'") }

@@ -11,7 +11,8 @@ struct Sample: ParsableCommand {
     @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
     @Option(parsing: .unconditional, help: "Number of samples.") var count: Int = 64
     @Option(parsing: .unconditional, help: "Seed of the latent z.") var seed: UInt64 = 0
-    @Option(help: "Output: X.png (a grid), X.npy (float32 [N, C, H, W] or [N, D] in the data's own units), or X.txt for text models (one sample a line in lines mode, blocks in stream mode).") var out: String
+    @Option(help: "Output: X.png (a grid; spectrograms for sound), X.npy (float32 [N, C, H, W], [N, C, T] or [N, D] in the data's own units), X.txt for text models (one sample a line in lines mode, blocks in stream mode); for sound also X.wav (all samples in one file, --gap seconds apart) or a folder DIR/ (one WAV file per sample).") var out: String
+    @Option(parsing: .unconditional, help: "Sound into one .wav: seconds of silence between samples (default 0.25).") var gap: Double?
     @Option(parsing: .unconditional, help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
     @Option(parsing: .unconditional, help: "Class to generate (conditional models; default: classes in turn).") var label: Int?
     @OptionGroup var text: TextSampleOptions
@@ -36,12 +37,21 @@ struct Sample: ParsableCommand {
                 print("wrote \(count) samples to \(out)")
                 return
             }
-            guard ext == "png" || ext == "npy" else { throw ConfigError(option: "--out", problem: "'\(out)' must end in .png or .npy (.txt for text models)") }
+            let folderOut = out.hasSuffix("/")
+            guard ext == "png" || ext == "npy" || ext == "wav" || folderOut else {
+                throw ConfigError(option: "--out", problem: "'\(out)' must end in .png or .npy (.txt for text models; .wav or a folder ending in / for sound models)")
+            }
+            if let g = gap, !(g >= 0 && g <= 60) { throw ConfigError(option: "--gap", problem: "must be between 0 and 60 seconds, got \(g)") }
+            if gap != nil && ext != "wav" { throw ConfigError(option: "--gap", problem: "applies to a .wav output only") }
             if ext == "png" && count > 4096 { throw ConfigError(option: "--count", problem: "a PNG grid holds at most 4096 samples; write .npy for more") }
             if let c = columns, c < 1 { throw ConfigError(option: "--columns", problem: "must be at least 1, got \(c)") }
             let loaded = try Checkpoint.read(path: checkpoint)
             if loaded.model is any TokenSequenceModel {
                 throw ConfigError(option: "--out", problem: "a text model's samples are text", hint: "write X.txt")
+            }
+            let sampleRate: Int? = { if case .sequence = loaded.run.spec { return loaded.run.audio?.sampleRate }; return nil }()
+            if (ext == "wav" || folderOut) && sampleRate == nil {
+                throw ConfigError(option: "--out", problem: "the model's samples are not sound (the data is \(loaded.run.spec)\(loaded.run.audio == nil ? ", not read from an audio folder" : ""))", hint: "write .png or .npy")
             }
             var rng = RandomStream.sampling.generator(seed: seed)
             let z = Tensor.randomNormal([count, loaded.run.model.latentDim], using: &rng)
@@ -50,7 +60,18 @@ struct Sample: ParsableCommand {
             if let label, label < 0 || label >= k { throw ConfigError(option: "--label", problem: "must be in 0..<\(k), got \(label)") }
             try sampler.apply(to: loaded.model, seed: seed)
             let samples = loaded.model.sample(z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.model.balancedLabels(count, offset: 0))
-            if ext == "npy" {
+            if let rate = sampleRate, ext == "wav" || folderOut || ext == "png" {
+                let clips = AudioSampleOutput.clips(samples, spec: loaded.run.spec, stats: loaded.run.normalization)
+                var clipped = 0
+                if ext == "png" {
+                    try Spectrogram.writeGridPNG(clips: clips, path: out, columns: columns, createDirectories: true)
+                } else if ext == "wav" {
+                    clipped = try AudioSampleOutput.writeConcatenated(clips, sampleRate: rate, gap: gap ?? 0.25, to: out)
+                } else {
+                    clipped = try AudioSampleOutput.writeFolder(clips, sampleRate: rate, folder: String(out.dropLast())).clipped
+                }
+                if clipped > 0 { writeStandardError("note: \(clipped) sample values beyond full scale were clipped to 16-bit PCM\n") }
+            } else if ext == "npy" {
                 let units = loaded.run.normalization.inverse(samples)
                 let shaped = units.reshaped([count] + loaded.run.spec.sampleShape)
                 try NPYWriter.write(shaped, to: out, createDirectories: true)

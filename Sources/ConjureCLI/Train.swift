@@ -10,7 +10,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model and write a run directory (config, metrics, samples, checkpoints).")
 
-    @Option(help: "Data file (.npy, IDX[.gz], CSV[.gz], UTF-8 .txt) or PNG folder. Default: data/train-images-idx3-ubyte[.gz] or data/mnist_5k.csv.gz.")
+    @Option(help: "Data file (.npy, IDX[.gz], CSV[.gz], UTF-8 .txt), a folder of PNG images or a folder of WAV/FLAC sound files. Default: data/train-images-idx3-ubyte[.gz] or data/mnist_5k.csv.gz.")
     var data: String?
     @Option(help: "Model preset: \(ModelConfig.presetNames.joined(separator: ", ")) (default gan).")
     var model: String?
@@ -32,6 +32,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Average the sampled weights (a GAN's generator, a VAE's networks) with this decay, e.g. 0.999, and sample with the average; 0 turns it off.") var ema: Float?
     @Option(help: "Axis order of 4-d image arrays: nchw or nhwc (default: detected; channels-last arrays are transposed).") var layout: String?
     @Option(help: "What one sample is: D (a vector), C,T (a signal) or C,H,W (an image), e.g. 1,28,28. Default: what the file says.") var shape: String?
+    @OptionGroup(title: "Audio folder options") var audio: AudioDataOptions
     @OptionGroup(title: "GAN options") var gan: GANOptions
     @OptionGroup(title: "VAE options") var vae: VAEOptions
     @OptionGroup(title: "Text options") var text: TextOptions
@@ -66,7 +67,7 @@ struct Train: ParsableCommand {
          ("--clean", clean != nil), ("--label-column", labelColumn != nil), ("--held-out", heldOut != nil), ("--overwrite", overwrite),
          ("--optimizer", optimizer != nil), ("--weight-decay", weightDecay != nil), ("--lr-schedule", lrSchedule != nil),
          ("--lr-warmup-steps", lrWarmupSteps != nil), ("--lr-final-factor", lrFinalFactor != nil), ("--clip-grad-norm", clipGradNorm != nil),
-         ("--ema", ema != nil), ("--shape", shape != nil), ("--layout", layout != nil)] + familyOptions.flatMap(\.given)
+         ("--ema", ema != nil), ("--shape", shape != nil), ("--layout", layout != nil)] + audio.given + familyOptions.flatMap(\.given)
     }
 
     func makeOptions() throws -> TrainOptions {
@@ -102,6 +103,7 @@ struct Train: ParsableCommand {
         var o = TrainOptions(runDirectory: runsDir + "/" + name, model: chosen)
         o.data = data
         o.shape = shape
+        o.audio = try audio.apply(to: o.audio)
         if let v = layout {
             guard let l = ArrayLayout(rawValue: v.lowercased()) else {
                 throw ConfigError(option: "--layout", problem: "expected nchw or nhwc, got '\(v)'")

@@ -1,9 +1,13 @@
 import Foundation
 
 /// Where the labels of an audio folder come from.
-public enum AudioLabelSource: Sendable, Equatable {
+public enum AudioLabelSource: Sendable, Equatable, Codable {
     /// No labels.
     case none
+    /// Decided from the file names (``AudioFolder/resolvedLabelSource(files:)``): FSDD names
+    /// (`7_jackson_32.wav`) → the digit (``AudioFolder/fsddLabelPattern``); otherwise, when
+    /// every file lies in a subfolder and there are at least two, the subfolder; otherwise none.
+    case automatic
     /// The first path component below the folder (`folder/dog/x.wav` → "dog"); a file directly
     /// in the folder is an error.
     case subfolders
@@ -23,7 +27,7 @@ public enum AudioNormalization: String, Sendable, Codable, CaseIterable {
 }
 
 /// Options of ``AudioFolder/load(path:options:)``.
-public struct AudioFolderOptions: Sendable, Equatable {
+public struct AudioFolderOptions: Sendable, Equatable, Codable {
     /// Label source; ``AudioLabelSource/none`` by default.
     public var labels: AudioLabelSource
     /// Mix every clip down to one channel (the mean of its channels); `true` by default. With
@@ -106,6 +110,23 @@ public struct AudioFolder: Sendable {
         return files
     }
 
+    /// The label pattern of Free Spoken Digit Dataset names (`{digit}_{speaker}_{index}.wav`).
+    public static let fsddLabelPattern = #"^(\d)_"#
+
+    /// What ``AudioLabelSource/automatic`` means for these files (relative paths): `.pattern`
+    /// (``fsddLabelPattern``) when every name is an FSDD name, `.subfolders` when every file lies
+    /// in a subfolder and there are at least two subfolders, else `.none`.
+    public static func resolvedLabelSource(files: [String]) -> AudioLabelSource {
+        let fsdd = try? NSRegularExpression(pattern: #"^\d_[A-Za-z]+_\d+\.(wav|wave|flac)$"#, options: [.caseInsensitive])
+        if let fsdd, !files.isEmpty, files.allSatisfy({ f in
+            let name = (f as NSString).lastPathComponent
+            return fsdd.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+        }) { return .pattern(fsddLabelPattern) }
+        let parts = files.map { $0.split(separator: "/") }
+        if !files.isEmpty, parts.allSatisfy({ $0.count >= 2 }), Set(parts.map { $0[0] }).count >= 2 { return .subfolders }
+        return .none
+    }
+
     /// The label text of each file (nil for ``AudioLabelSource/none``).
     ///
     /// - Throws: ``DataError`` naming the file that has no label, or the option for a bad pattern.
@@ -113,6 +134,9 @@ public struct AudioFolder: Sendable {
         switch source {
         case .none:
             return nil
+        case .automatic:
+            let resolved = resolvedLabelSource(files: files)
+            return resolved == .none ? nil : try labelTexts(files: files, folder: folder, source: resolved)
         case .subfolders:
             return try files.map { rel in
                 let parts = rel.split(separator: "/")

@@ -148,8 +148,14 @@ public func splitHeldOut(count: Int, fraction: Double, seed: UInt64, labels: [In
 extension Dataset {
     /// Splits this dataset's sample indices into training and held-out sets, stratified by
     /// label when the dataset has labels; see ``splitHeldOut(count:fraction:seed:labels:)``.
+    /// A data set with its own split (``predefinedHeldOut``, e.g. FSDD's) holds out exactly
+    /// that split whenever `fraction > 0` (the fraction and seed then do not matter).
     public func splitHeldOut(fraction: Double, seed: UInt64) -> (train: [Int], heldOut: [Int]) {
-        ConjureData.splitHeldOut(count: count, fraction: fraction, seed: seed, labels: labels)
+        if fraction > 0, let held = predefinedHeldOut {
+            let set = Set(held)
+            return ((0 ..< count).filter { !set.contains($0) }, held.sorted())
+        }
+        return ConjureData.splitHeldOut(count: count, fraction: fraction, seed: seed, labels: labels)
     }
 
     /// A batch sampler over this dataset's samples.

@@ -38,6 +38,9 @@ public struct DatasetOptions: Sendable, Equatable {
     /// (``PNGReader/decode(bytes:file:maxDecodedBytes:)``); ``PNGReader/defaultMaxDecodedBytes``
     /// by default.
     public var maxImageBytes: Int
+    /// Audio folders: labels, channel mixing, clip length, sample rate and value scaling
+    /// (``AudioFolderOptions``; its defaults by default).
+    public var audio: AudioFolderOptions = AudioFolderOptions()
 
     /// Options with the defaults listed on each property (format detected, no label column, header
     /// detected, `,`/tab, missing values an error, sibling IDX labels, layout detected, no declared
@@ -69,6 +72,8 @@ public struct DatasetOptions: Sendable, Equatable {
 /// - IDX: the stored shape, e.g. `[N, 28, 28]` for MNIST images; 1-d becomes `[N, 1]`.
 /// - CSV: `[rows, columns]` without the label column.
 /// - PNG folder: `[N, C, H, W]`, values 0...255 (see ``PNGReader/loadFolder(_:)``).
+/// - Audio folder (WAV/FLAC): `[N, C, T]` clips, values in `[-1, 1]` (see
+///   ``AudioFolder/load(path:options:)``), with ``sampleRate`` set.
 ///
 /// Values keep their original units (0...255 pixels stay 0...255); use
 /// ``NormalizationStats`` to scale them. Every loaded dataset has at least one sample and only
@@ -84,6 +89,8 @@ public struct Dataset: Sendable {
         case csv
         /// A folder of `*.png` files.
         case png
+        /// A folder of `.wav`/`.flac` sound files, read through libsndfile (``AudioFolder``).
+        case audio
     }
 
     /// The samples, shape `[N, ...]` with `N >= 1`.
@@ -102,6 +109,12 @@ public struct Dataset: Sendable {
     public var droppedSamples: Int
     /// For PNG folders, the image files in sample order; otherwise `nil`.
     public var files: [String]?
+    /// Frames per second of an audio data set's clips; nil for other formats.
+    public var sampleRate: Int?
+    /// Sample indices of a split the data set defines itself (FSDD's recordings 0-4 of each
+    /// digit and speaker; ``AudioFolder/fsddSplit()``), used by ``splitHeldOut(fraction:seed:)``
+    /// instead of a random split; nil for data without one. ``subset(_:)`` clears it.
+    public var predefinedHeldOut: [Int]?
     /// What loading did to the data that the user should hear about, one sentence each (for
     /// example that a channels-last array was transposed); empty when nothing. The library
     /// prints nothing: callers show these lines.
@@ -152,7 +165,8 @@ public struct Dataset: Sendable {
 
     // MARK: Loading
 
-    /// Detects a file's format: a directory is a PNG folder; then by name (`.npy`, `.csv`,
+    /// Detects a file's format: a directory is an audio folder when it holds `.wav`/`.flac`
+    /// files and no `.png` (searched recursively, hidden entries skipped), else a PNG folder; then by name (`.npy`, `.csv`,
     /// `.tsv`, `.txt`, names containing `idx` or `-ubyte`, each optionally followed by `.gz`);
     /// failing that by content (the `.npy` magic, the IDX magic `00 00 <type> <dims>`, or
     /// printable text for CSV).
@@ -163,7 +177,11 @@ public struct Dataset: Sendable {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw DataError(file: path, problem: "no such file or folder")
         }
-        if isDir.boolValue { return .png }
+        if isDir.boolValue { return folderHoldsAudioOnly(path) ? .audio : .png }
+        if AudioFile.extensions.contains((path as NSString).pathExtension.lowercased()) {
+            throw DataError(file: path, problem: "a single sound file is not a dataset",
+                            hint: "point at the folder that holds the .wav or .flac files")
+        }
         if let f = formatFromName(path) { return f }
         let head = try sniff(path)
         if head.starts(with: [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) { return .npy }
@@ -177,6 +195,20 @@ public struct Dataset: Sendable {
         if !head.isEmpty && head.allSatisfy({ $0 == 9 || $0 == 10 || $0 == 13 || ($0 >= 32 && $0 != 127) }) { return .csv }
         throw DataError(file: path, problem: "unknown data format",
                         hint: "supported: .npy, MNIST IDX (*-idx3-ubyte), .csv (each optionally .gz), or a folder of .png files")
+    }
+
+    /// Whether a folder (recursively, hidden entries skipped) holds sound files and no PNG.
+    static func folderHoldsAudioOnly(_ path: String) -> Bool {
+        guard let e = FileManager.default.enumerator(atPath: path) else { return false }
+        var audio = false
+        while let rel = e.nextObject() as? String {
+            let name = (rel as NSString).lastPathComponent
+            if name.hasPrefix(".") { e.skipDescendants(); continue }
+            let ext = (name as NSString).pathExtension.lowercased()
+            if ext == "png" { return false }
+            if AudioFile.extensions.contains(ext) { audio = true }
+        }
+        return audio
     }
 
     static func formatFromName(_ path: String) -> Format? {
@@ -243,6 +275,26 @@ public struct Dataset: Sendable {
         case .png:
             let (images, files) = try PNGReader.loadFolder(path, maxDecodedBytes: options.maxImageBytes)
             return Dataset(samples: images, labels: nil, source: path, format: .png, dtype: .uint8, files: files)
+        case .audio:
+            let folder = try AudioFolder.load(path: path, options: options.audio)
+            var d = Dataset(samples: folder.samples, labels: folder.labels, source: path, format: .audio, dtype: .float32,
+                            labelsSource: folder.labels == nil ? nil : path, files: folder.files)
+            d.sampleRate = folder.sampleRate
+            if options.audio.labels == .automatic {
+                switch AudioFolder.resolvedLabelSource(files: folder.files) {
+                case .pattern(let p): d.notes.append("labels: the digit of the FSDD file names (pattern '\(p)')")
+                case .subfolders: d.notes.append("labels: the subfolder names (\(folder.labelNames?.count ?? 0) classes)")
+                default: break
+                }
+            }
+            d.predefinedHeldOut = (try? folder.fsddSplit())?.test
+            if folder.croppedCount > 0 {
+                d.notes.append("\(folder.croppedCount) of \(folder.files.count) clips are longer than \(folder.length) samples and were cropped around their centre")
+            }
+            if folder.paddedCount > 0 {
+                d.notes.append("\(folder.paddedCount) of \(folder.files.count) clips are shorter than \(folder.length) samples and were zero-padded at the end")
+            }
+            return d
         }
     }
 
@@ -380,6 +432,7 @@ public struct Dataset: Sendable {
         d.samples = gatherSamples(samples, indices)
         d.labels = labels.map { l in indices.map { l[$0] } }
         d.files = files.map { f in indices.map { f[$0] } }
+        d.predefinedHeldOut = nil
         return d
     }
 

@@ -44,6 +44,9 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var dataSHA256: String?
     /// `--layout` as given for a 4-d array (nil: detected), so a resume reads the file the same way.
     public var layout: ArrayLayout?
+    /// How an audio folder was read (labels, mono, length, sample rate, scaling), so resume and
+    /// evaluation read it the same way and samples are written at its rate; nil for other data.
+    public var audio: AudioFolderOptions?
 
     /// A run's configuration.
     public init(model: ModelConfig, data: String, normalization: NormalizationStats, imageShape: [Int]?, dataSpec: DataSpec? = nil, trainSamples: Int,

@@ -89,6 +89,8 @@ public enum Evaluator {
         var o = TrainOptions(runDirectory: "", model: run.model)
         o.data = run.data
         o.normalization = run.normalization.kind
+        o.layout = run.layout
+        if let a = run.audio { o.audio = a }
         if let n = run.syntheticCount { o.syntheticCount = n }
         let ds = try PreparedData.loadDataset(o).flattened()
         var train = Array(0..<ds.count), held: [Int] = []

@@ -50,6 +50,9 @@ public struct PreparedData {
     public var notes: [String] = []
     /// The text data set (vocabulary, split, encoded parts) when the file is text, else nil.
     public var text: TextDataset? = nil
+    /// The audio folder options as applied (the clips' sample rate and length filled in), so a
+    /// resume or an evaluation reads the folder the same way; nil for other data.
+    public var audio: AudioFolderOptions? = nil
 
     /// `[C, H, W]` when the data are images.
     public var imageShape: [Int]? { spec.imageShape }
@@ -70,7 +73,11 @@ public struct PreparedData {
         }
         var options = DatasetOptions(labelColumn: o.labelColumn, clean: o.clean, declaredRange: o.dataRange)
         options.layout = o.layout
+        options.audio = o.audio
         let format = try Dataset.detectFormat(path: path)
+        // Sound is already in [-1, 1] at the format's full scale: that is its range, not the
+        // clips' own extremes.
+        if format == .audio && options.declaredRange == nil { options.declaredRange = -1 ... 1 }
         if o.labelColumn != nil && format != .csv {
             throw ConfigError(option: "--label-column", problem: "applies to CSV files only; \(path) is \(format.rawValue)")
         }
@@ -120,6 +127,9 @@ public struct PreparedData {
         let count = dataset.sampleShape.reduce(1, *)
         if let shape { return try DataSpec.parse(shape: shape, count: count) }
         if let h = contentSHA256, let known = KnownDataSets.specs[h], known.flatCount == count { return known }
+        if dataset.format == .audio, dataset.sampleShape.count == 2 {
+            return .sequence(channels: dataset.sampleShape[0], length: dataset.sampleShape[1])
+        }
         return DataSpec.fromSampleShape(dataset.sampleShape) ?? .vector(count)
     }
 
@@ -154,7 +164,17 @@ public struct PreparedData {
             throw ConfigError(option: "--batch-size", problem: "\(o.model.batchSize) is larger than the \(train.count) training samples in \(path)",
                               hint: "use a smaller batch size")
         }
-        return PreparedData(train: stats.apply(train.samples), labels: train.labels, normalization: stats, spec: spec,
-                            source: path, heldOut: heldOut, dropped: dataset.droppedSamples, contentSHA256: hash, notes: dataset.notes)
+        var prepared = PreparedData(train: stats.apply(train.samples), labels: train.labels, normalization: stats, spec: spec,
+                                    source: path, heldOut: heldOut, dropped: dataset.droppedSamples, contentSHA256: hash, notes: dataset.notes)
+        if dataset.format == .audio {
+            var applied = o.audio
+            applied.sampleRate = dataset.sampleRate
+            applied.length = dataset.sampleShape.last
+            prepared.audio = applied
+            if o.heldOutFraction > 0 && dataset.predefinedHeldOut != nil {
+                prepared.notes.append("held out: the data set's own test split (FSDD recordings 0-4 of each digit and speaker, \(heldOut.count) clips), not a random \(Int(o.heldOutFraction * 100))%")
+            }
+        }
+        return prepared
     }
 }

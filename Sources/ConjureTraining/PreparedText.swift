@@ -91,9 +91,11 @@ public func heldOutTextRows(_ ds: TextDataset, rowLength: Int, source: String) t
 extension SampleWriter {
     /// The writer of in-training samples of a run: for token data (a text model) a UTF-8 file
     /// `samples/step-NNNNNN.txt` (one sample a line in lines mode, blocks in stream mode) decoded
-    /// with the run's vocabulary; otherwise ``training(for:)-swift.type.method`` of the run's
-    /// data kind.
+    /// with the run's vocabulary; for sound read from an audio folder ``audio(sampleRate:)``
+    /// (spectrogram PNG and WAV files); otherwise ``training(for:)-swift.type.method`` of the
+    /// run's data kind.
     public static func training(for run: RunConfig) -> SampleWriter? {
+        if case .sequence = run.spec, let rate = run.audio?.sampleRate { return audio(sampleRate: rate) }
         guard case .tokens = run.spec, let cfg = run.model.tokenData, let vocabulary = cfg.vocabulary else {
             return training(for: run.spec)
         }

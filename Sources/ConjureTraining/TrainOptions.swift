@@ -23,6 +23,9 @@ public struct TrainOptions: Sendable {
     public var clean: CleanPolicy = .error
     /// `--layout`: the axis order of 4-d image arrays (nil: detected, see ``ArrayLayout/detect(shape:)``).
     public var layout: ArrayLayout?
+    /// Audio folders: labels (automatic by default: FSDD names or subfolders), mono, clip
+    /// length (`--length`, default 8192 samples), `--sample-rate` and peak normalisation.
+    public var audio = AudioFolderOptions(labels: .automatic, length: 8192)
     /// `--shape`: what one sample is (`D`, `C,T` or `C,H,W`), overriding the reader's kind.
     public var shape: String?
     /// CSV label column; nil means the last column for image CSVs with D = s² + 1 columns

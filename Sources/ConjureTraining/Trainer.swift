@@ -70,6 +70,7 @@ public final class Trainer {
             dataOptions.normalization = run.normalization.kind
             dataOptions.heldOutFraction = run.heldOutFraction
             dataOptions.layout = run.layout
+            if let a = run.audio { dataOptions.audio = a }
             dataOptions.shape = run.dataSpec.map { $0.sampleShape.map(String.init).joined(separator: ",") }
             if let n = run.syntheticCount { dataOptions.syntheticCount = n }
             data = try PreparedData.load(dataOptions)
@@ -135,6 +136,7 @@ public final class Trainer {
             if Mixture2D(rawValue: data.source) != nil { run.syntheticCount = o.syntheticCount }
             run.dataSHA256 = data.contentSHA256
             run.layout = o.layout
+            run.audio = data.audio
             progress = TrainingProgress(step: 0, epoch: 0, batchInEpoch: 0, noiseRNG: RandomStream.latent.generator(seed: model.seed))
             try folder.stage()
             try AtomicFile.write(try run.jsonData(), to: folder.current + "/config.json", createDirectories: true)
