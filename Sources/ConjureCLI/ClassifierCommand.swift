@@ -11,13 +11,14 @@ struct ClassifierCommand: ParsableCommand {
                                                     subcommands: [TrainClassifier.self, Score.self])
 
     struct TrainClassifier: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "train", abstract: "Train an MLP classifier on a labelled data set and save it (safetensors).")
+        static let configuration = CommandConfiguration(commandName: "train", abstract: "Train the domain classifier on a labelled data set and save it (safetensors): an MLP for images and vectors, a CNN on log-magnitude spectrograms for a folder of sound files (FSDD: held out by its own test split).")
         @Option(help: "Labelled data (e.g. data/mnist_5k.csv.gz).") var data: String
         @Option(help: "Output .safetensors file.") var out: String = "classifier.safetensors"
         @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 30
-        @Option(parsing: .unconditional, help: "Held-out fraction for the reported accuracy (stratified).") var heldOut: Double = 0.1
+        @Option(parsing: .unconditional, help: "Held-out fraction for the reported accuracy (stratified; a data set with its own split, FSDD, uses that when > 0).") var heldOut: Double = 0.1
         @Option(parsing: .unconditional, help: "Seed.") var seed: UInt64 = 0
         @Option(parsing: .unconditional, help: "CSV label column.") var labelColumn: String?
+        @OptionGroup(title: "Audio folder options") var audio: AudioDataOptions
         @OptionGroup var pool: ThreadsOption
 
         func run() {
@@ -27,7 +28,8 @@ struct ClassifierCommand: ParsableCommand {
                 guard (0..<1).contains(heldOut) else { throw ConfigError(option: "--held-out", problem: "must be in [0, 1)") }
                 let start = Date()
                 let t = try ClassifierTool.train(data: data, epochs: epochs, heldOut: heldOut, seed: seed,
-                                                 labelColumn: labelColumn.map { ColumnSelector(parsing: $0) }) { epoch, total, loss in
+                                                 labelColumn: labelColumn.map { ColumnSelector(parsing: $0) },
+                                                 audio: try audio.apply(to: TrainOptions(runDirectory: "", model: GANConfig.ganPreset).audio)) { epoch, total, loss in
                     // One progress line per epoch on stderr (stdout keeps the result line).
                     writeStandardError(String(format: "classifier epoch %d/%d  loss %.4f  %.1fs\n",
                                               epoch, total, loss, Date().timeIntervalSince(start)))

@@ -26,11 +26,28 @@ public enum ClassifierTool {
     /// - Parameter onEpoch: called after each epoch with (epoch, epochs, mean training loss in
     ///   nats), for progress lines.
     /// - Throws: ``DataError`` for unreadable data; ``ConfigError`` when the data has no labels.
+    /// A folder of sound files (read with `audio`) gets the spectrogram CNN
+    /// (``Classifier/init(frontEnd:classes:rng:)``) and, for FSDD, the data set's own test split
+    /// as the held-out part (``Dataset/predefinedHeldOut``).
     public static func train(data path: String, epochs: Int, heldOut: Double, seed: UInt64,
-                             labelColumn: ColumnSelector? = nil, onEpoch: ((Int, Int, Float) -> Void)? = nil) throws -> Trained {
+                             labelColumn: ColumnSelector? = nil, audio: AudioFolderOptions? = nil,
+                             onEpoch: ((Int, Int, Float) -> Void)? = nil) throws -> Trained {
         var o = TrainOptions(runDirectory: "", model: GANConfig.ganPreset)
         o.data = path
         o.labelColumn = labelColumn
+        if let audio { o.audio = audio }
+        if try Dataset.detectFormat(path: path) == .audio {
+            let raw = try PreparedData.loadDataset(o)
+            let spec = DataSpec.sequence(channels: raw.sampleShape[0], length: raw.sampleShape[1])
+            let ds = raw.flattened()
+            guard ds.labels != nil else {
+                throw ConfigError(option: "--data", problem: "\(path) has no labels", hint: "name the classes by subfolder, or give --label-pattern")
+            }
+            let (trainIdx, testIdx) = ds.splitHeldOut(fraction: heldOut, seed: seed)
+            let stats = NormalizationStats.fit(.symmetric, dataset: ds.subset(trainIdx), range: -1 ... 1)
+            return try train(dataset: ds, train: trainIdx, heldOut: testIdx, normalization: stats, epochs: epochs, seed: seed,
+                             spec: spec, onEpoch: onEpoch)
+        }
         o.heldOutFraction = 0
         o.model.batchSize = 2
         var prepared = try PreparedData.load(o)
@@ -60,11 +77,13 @@ public enum ClassifierTool {
         enc.outputFormatting = [.sortedKeys]  // the same bytes for the same classifier
         let norm = String(decoding: try enc.encode(t.normalization), as: UTF8.self)
         let hidden = t.classifier.net.layers.compactMap { ($0 as? Linear)?.weight.shape[0] }.dropLast()
-        try SafeTensors.write(tensors: t.classifier.net.stateDict(prefix: "classifier."), metadata: [
+        var metadata = [
             "format": format, "input_dim": String(t.classifier.inputDim), "classes": String(t.classifier.classes),
             "hidden": hidden.map(String.init).joined(separator: ","), "normalization": norm,
             "held_out_accuracy": String(t.heldOutAccuracy),
-        ], to: path, createDirectories: true)
+        ]
+        if let f = t.classifier.frontEnd { metadata["front_end"] = String(decoding: try enc.encode(f), as: UTF8.self) }
+        try SafeTensors.write(tensors: t.classifier.net.stateDict(prefix: "classifier."), metadata: metadata, to: path, createDirectories: true)
     }
 
     /// A classifier read back from a file by ``load(path:)``.
@@ -80,17 +99,36 @@ public enum ClassifierTool {
     }
 
     /// Trains on `train` rows of a labelled (flattened, raw-unit) dataset and measures accuracy
-    /// on `heldOut` rows; inputs are normalised with `normalization`.
+    /// on `heldOut` rows; inputs are normalised with `normalization`. Sound (`spec` a sequence,
+    /// or an audio-folder dataset) gets the spectrogram CNN with its front end fitted on the
+    /// training rows; everything else the MLP.
+    ///
+    /// - Throws: ``ConfigError`` when the data has no labels, fewer than two classes, or is sound
+    ///   of more than one channel.
     public static func train(dataset: Dataset, train: [Int], heldOut: [Int], normalization: NormalizationStats,
-                             epochs: Int, seed: UInt64) throws -> Trained {
+                             epochs: Int, seed: UInt64, spec: DataSpec? = nil, onEpoch: ((Int, Int, Float) -> Void)? = nil) throws -> Trained {
         guard let labels = dataset.labels else {
             throw ConfigError(option: "--data", problem: "\(dataset.source) has no labels for a classifier")
         }
         try checkClassCount(labels, source: dataset.labelsSource ?? dataset.source)
         let x = normalization.apply(dataset.flattened().samples)
         var rng = RandomStream.classifierBatches.generator(seed: seed)
-        let clf = Classifier(inputDim: x.shape[1], classes: max((labels.max() ?? 0) + 1, 2), rng: &rng)
-        clf.train(x: x.gathered(rows: train), labels: train.map { labels[$0] }, epochs: epochs, rng: &rng)
+        let classes = max((labels.max() ?? 0) + 1, 2)
+        let clf: Classifier
+        if case .sequence(let c, let t)? = spec ?? (dataset.format == .audio ? .sequence(channels: 1, length: x.shape[1]) : nil) {
+            guard c == 1 else {
+                throw ConfigError(option: "--data", problem: "the sound classifier takes mono clips; \(dataset.source) has \(c) channels", hint: "read the folder without --keep-channels")
+            }
+            let front = SpectrogramFrontEnd(length: t)
+            guard front.frames >= 8 else {
+                throw ConfigError(option: "--length", problem: "\(t) samples give \(front.frames) spectrogram frames; the sound classifier needs at least 8 (\(front.size + 7 * front.hop) samples)")
+            }
+            clf = Classifier(frontEnd: front.fitted(on: x.gathered(rows: train)), classes: classes, rng: &rng)
+        } else {
+            clf = Classifier(inputDim: x.shape[1], classes: classes, rng: &rng)
+        }
+        clf.train(x: x.gathered(rows: train), labels: train.map { labels[$0] }, epochs: epochs, rng: &rng,
+                  onEpoch: onEpoch.map { f in { f($0, epochs, $1) } })
         let testAcc = heldOut.isEmpty ? .nan : clf.accuracy(x: x.gathered(rows: heldOut), labels: heldOut.map { labels[$0] })
         let trainAcc = clf.accuracy(x: x.gathered(rows: train), labels: train.map { labels[$0] })
         return Trained(classifier: clf, normalization: normalization, heldOutAccuracy: testAcc, trainAccuracy: trainAcc)
@@ -109,7 +147,16 @@ public enum ClassifierTool {
         }
         let hidden = (file.metadata["hidden"] ?? "").split(separator: ",").compactMap { Int($0) }
         var rng = RandomGenerator(seed: 0)
-        let clf = Classifier(inputDim: d, classes: k, hidden: hidden, rng: &rng)
+        let clf: Classifier
+        if let text = file.metadata["front_end"] {
+            guard let f = try? JSONDecoder().decode(SpectrogramFrontEnd.self, from: Data(text.utf8)), f.length == d,
+                  f.size >= 4, f.size % 2 == 0, f.size <= 65536, f.hop >= 1, f.frames >= 8, f.bins >= 8, k >= 2, f.std > 0, f.mean.isFinite else {
+                throw DataError(file: path, location: "__metadata__ 'front_end'", problem: "not a valid spectrogram front end for \(d) inputs")
+            }
+            clf = Classifier(frontEnd: f, classes: k, rng: &rng)
+        } else {
+            clf = Classifier(inputDim: d, classes: k, hidden: hidden, rng: &rng)
+        }
         var tensors: [String: Tensor] = [:]
         for (name, v) in file.tensors { tensors[name] = v.tensor }
         do { try clf.net.loadStateDict(tensors, prefix: "classifier.") } catch let e as StateDictError {

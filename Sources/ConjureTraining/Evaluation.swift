@@ -158,12 +158,15 @@ public enum Evaluator {
             let sub = runData.all.subset(runData.heldOut)
             reference = stats.apply(sub.samples)
             referenceLabels = sub.labels
-            referenceSource = "held-out split of \(run.data) (\(Int(run.heldOutFraction * 100))%, seed \(run.model.seed))"
+            referenceSource = runData.all.predefinedHeldOut != nil
+                ? "held-out split of \(run.data) (the data set's own test split, \(runData.heldOut.count) samples)"
+                : "held-out split of \(run.data) (\(Int(run.heldOutFraction * 100))%, seed \(run.model.seed))"
         }
 
         // Samples, normalised.
         var samples: Tensor
         var samplesSource: String
+        var requestedLabels: [Int]? = nil  // the class asked of each sample (conditional models)
         if let path = o.samplesFile {
             let raw = try NPYReader.load(path: path)
             guard raw.rank >= 2, raw.shape[0] >= 1, raw.count / raw.shape[0] == run.model.dataDim else {
@@ -179,11 +182,15 @@ public enum Evaluator {
             var rng = RandomStream.sampling.generator(seed: o.seed)
             var parts: [Tensor] = []
             var left = o.count ?? (Mixture2D(rawValue: run.data) != nil ? 2500 : 10_000)
+            var asked: [Int] = []
             while left > 0 {
                 let b = min(left, 1000)
-                parts.append(loaded.model.sample(z: Tensor.randomNormal([b, run.model.latentDim], using: &rng), labels: loaded.model.balancedLabels(b, offset: left)))
+                let labels = loaded.model.balancedLabels(b, offset: left)
+                asked += labels ?? []
+                parts.append(loaded.model.sample(z: Tensor.randomNormal([b, run.model.latentDim], using: &rng), labels: labels))
                 left -= b
             }
+            requestedLabels = asked.isEmpty ? nil : asked
             samples = Tensor.concat(parts, axis: 0)
             samplesSource = "generator at step \(loaded.progress.step), seed \(o.seed)" + ((loaded.model as? any DiffusionSampling).map { ", sampler \($0.samplerDescription)" } ?? "")
         }
@@ -200,7 +207,7 @@ public enum Evaluator {
                     : !willHaveClassifier && run.model.dataDim > Evaluator.maxPixelFeatures
                     ? "without labels it would work in pixel space, and \(run.model.dataDim) values per sample are more than \(Evaluator.maxPixelFeatures) (pass --classifier)" : nil
             case "score", "modes": why = willHaveClassifier ? nil : "needs a domain classifier (labelled data or --classifier)"
-            case "memorization": why = isMixture || runData.heldOut.isEmpty ? "needs image data with a held-out split" : nil
+            case "memorization": why = isMixture || runData.heldOut.isEmpty || run.spec.imageShape == nil ? "needs image data with a held-out split" : nil
             case "mixture": why = isMixture ? nil : "only for the built-in 2-D mixtures (ring8, grid25, moons)"
             case "elbo": why = loaded.model is LikelihoodModel ? nil : "only for models with an encoder (VAE runs): a likelihood bound needs one"
             default: why = nil
@@ -320,6 +327,43 @@ public enum Evaluator {
                 table.append(("classes >= 2% / KL to reference", "\(r.classesCovered) / " + String(format: "%.4f", r.klToReference)))
                 if let cf = r.confidentFraction { table.append(("confident (p >= 0.9)", String(format: "%.3f", cf))) }
             }
+            // Conditional models: how often the classifier hears (or sees) the class asked for.
+            if let asked = requestedLabels, asked.count == samples.shape[0], asked.allSatisfy({ $0 < c.classifier.classes }) {
+                let k = c.classifier.classes
+                var agree = 0
+                for (i, l) in asked.enumerated() {
+                    let row = Array(probs.scalars[(i * k)..<((i + 1) * k)])
+                    if row.firstIndex(of: row.max()!)! == l { agree += 1 }
+                }
+                let fraction = Double(agree) / Double(asked.count)
+                results["label_agreement"] = ["fraction": fraction, "samples": asked.count]
+                table.append(("label agreement (classifier = asked class)", String(format: "%.4f", fraction)))
+            }
+            // The same judge on real clips the model never saw: the values to read the above against.
+            if requested.contains("score") || requested.contains("modes") {
+                let realProbs = c.classifier.probabilities(c.normalization.apply(stats.inverse(reference)))
+                var real: [String: Any] = [:]
+                if requested.contains("score") {
+                    let r = try Metrics.classifierScore(probabilities: realProbs, splits: 1)
+                    real["classifier_score"] = try encode(r)
+                    table.append(("classifier score (IS) [real reference]", String(format: "%.4f", r.mean)))
+                }
+                if requested.contains("modes") {
+                    let r = try Metrics.modeCoverage(probabilities: realProbs, reference: nil)
+                    real["modes"] = try encode(r)
+                    table.append(("classes >= 2% [real reference]", "\(r.classesCovered)"))
+                }
+                if let labels = referenceLabels, labels.count == reference.shape[0] {
+                    let k = c.classifier.classes
+                    var agree = 0
+                    for (i, l) in labels.enumerated() {
+                        let row = Array(realProbs.scalars[(i * k)..<((i + 1) * k)])
+                        if row.firstIndex(of: row.max()!)! == l { agree += 1 }
+                    }
+                    real["classifier_accuracy"] = Double(agree) / Double(max(labels.count, 1))
+                }
+                results["real_reference"] = real
+            }
         }
         if requested.contains("memorization") {
             let trainImages = stats.apply(runData.all.subset(runData.train).samples)
@@ -419,7 +463,7 @@ public enum Evaluator {
         if !FileManager.default.fileExists(atPath: path) {
             log("training the domain classifier on the run's training split (saved to \(classifierPath(runDirectory: shownDirectory ?? runDirectory)))")
             let t = try ClassifierTool.train(dataset: runData.all, train: runData.train, heldOut: runData.heldOut,
-                                             normalization: run.normalization, epochs: 30, seed: run.model.seed)
+                                             normalization: run.normalization, epochs: 30, seed: run.model.seed, spec: run.spec)
             try ClassifierTool.save(t, to: path)
             log(String(format: "domain classifier: held-out accuracy %.4f", t.heldOutAccuracy))
         }

@@ -100,4 +100,31 @@ final class AudioCLITests: XCTestCase {
         let image = try conjure(["sample", "--checkpoint", ckpt, "--out", "x.txt"], expectFailure: true)
         XCTAssertFalse(image.err.isEmpty)
     }
+
+    func testSpectrogramClassifierAndEvaluationOfAConditionalRun() throws {
+        let (folder, _) = try makeSubset()
+        let clf = try conjure(["classifier", "train", "--data", folder, "--length", "2048", "--epochs", "20", "--out", "clf.safetensors"])
+        // "held-out accuracy A (train B); saved ..." on FSDD's own test split (30 of the 60 clips).
+        let accuracy = Double(clf.out.split(separator: " ")[2]) ?? -1
+        XCTAssert(accuracy > 0.6 && accuracy <= 1, "three spoken digits of two speakers, 30 training clips: well above chance (1/3): \(clf.out)")
+        let file = try SafeTensors.read(path: tmp.appendingPathComponent("clf.safetensors").path)
+        XCTAssertNotNil(file.metadata["front_end"], "a sound classifier saves its spectrogram front end")
+        XCTAssertEqual(file.tensors["classifier.1.weight"]?.shape, [16, 1, 3, 3], "the first conv of the spectrogram CNN")
+
+        try conjure(["train", "--data", folder, "--model", "cgan", "--length", "2048", "--batch-size", "8", "--max-steps", "3", "--name", "c", "--quiet"])
+        try conjure(["evaluate", "--checkpoint", "runs/c/checkpoints/latest.safetensors", "--classifier", "clf.safetensors", "--count", "30",
+                     "--metrics", "fid,score,modes"])
+        let eval = try JSONSerialization.jsonObject(with: Data(contentsOf: tmp.appendingPathComponent("runs/c/eval.json"))) as! [String: Any]
+        let metrics = eval["metrics"] as? [String: Any] ?? eval
+        let agreement = (metrics["label_agreement"] as? [String: Any])?["fraction"] as? Double
+        XCTAssertNotNil(agreement, "a conditional run reports label agreement: \(metrics.keys.sorted())")
+        XCTAssertEqual((metrics["label_agreement"] as? [String: Any])?["samples"] as? Int, 30)
+        let real = metrics["real_reference"] as? [String: Any]
+        let realScore = (real?["classifier_score"] as? [String: Any])?["mean"] as? Double
+        XCTAssertNotNil(realScore, "the judge's score of real held-out clips: \(String(describing: real))")
+        XCTAssertEqual(real?["classifier_accuracy"] as? Double ?? -1, accuracy, accuracy: 1e-4, "the same 30 held-out clips the classifier reported on")
+
+        let stereo = try conjure(["classifier", "train", "--data", folder, "--length", "512", "--epochs", "1"], expectFailure: true)
+        XCTAssert(stereo.err.contains("--length: 512 samples give 3 spectrogram frames"), stereo.err)
+    }
 }
