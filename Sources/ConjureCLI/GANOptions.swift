@@ -20,12 +20,16 @@ struct GANOptions: FamilyOptions {
     @Option(parsing: .unconditional, help: "Discriminator (critic) steps per generator step.") var nCritic: Int?
     @Option(parsing: .unconditional, help: "Gradient-penalty weight for wgangp.") var gpLambda: Float?
     @Flag(help: "Spectral normalisation on every discriminator weight.") var spectralNorm = false
+    @Option(parsing: .unconditional, help: "WaveGAN model size d: generator channels 16d..d, critic d..16d (the paper's 64; wavegan's default 8).") var modelSize: Int?
+    @Option(parsing: .unconditional, help: "WaveGAN phase-shuffle width n in samples (default 2; 0 turns it off).") var phaseShuffle: Int?
+    @Flag(help: "Class-conditional GAN (one-hot label into G and D, as cgan); the class count comes from the data's labels.") var conditional = false
 
     var given: [(String, Bool)] {
         [("--noise-dim", noiseDim != nil), ("--g-hidden", gHidden != nil), ("--d-hidden", dHidden != nil), ("--g-batchnorm", gBatchnorm != nil),
          ("--g-activation", gActivation != nil), ("--output", output != nil), ("--leaky-slope", leakySlope != nil), ("--lr-g", lrG != nil),
          ("--lr-d", lrD != nil), ("--update", update != nil), ("--pack", pack != nil), ("--loss", loss != nil), ("--n-critic", nCritic != nil),
-         ("--gp-lambda", gpLambda != nil), ("--spectral-norm", spectralNorm)]
+         ("--gp-lambda", gpLambda != nil), ("--spectral-norm", spectralNorm), ("--model-size", modelSize != nil),
+         ("--phase-shuffle", phaseShuffle != nil), ("--conditional", conditional)]
     }
 
     func hint(forForeignOption option: String) -> String? {
@@ -34,7 +38,10 @@ struct GANOptions: FamilyOptions {
 
     func apply(to any: inout any FamilyConfig) throws {
         guard var config = any as? GANConfig else { preconditionFailure("GANOptions: not a GAN configuration") }
-        if config.architecture == .dcgan, let given = [("--g-hidden", gHidden != nil), ("--d-hidden", dHidden != nil), ("--g-batchnorm", gBatchnorm != nil),
+        if config.architecture != .wavegan, let given = [("--model-size", modelSize != nil), ("--phase-shuffle", phaseShuffle != nil)].first(where: { $0.1 }) {
+            throw ConfigError(option: given.0, problem: "applies to --model wavegan only, not to --model \(config.preset)")
+        }
+        if config.architecture != .mlp, let given = [("--g-hidden", gHidden != nil), ("--d-hidden", dHidden != nil), ("--g-batchnorm", gBatchnorm != nil),
                                                        ("--g-activation", gActivation != nil)].first(where: { $0.1 }) {
             throw ConfigError(option: given.0, problem: "applies to the MLP presets; --model \(config.preset) has fixed convolutional networks")
         }
@@ -71,6 +78,10 @@ struct GANOptions: FamilyOptions {
         if let v = nCritic { config.nCritic = v }
         if let v = gpLambda { config.gpLambda = v }
         if spectralNorm { config.spectralNorm = true }
+        if let v = modelSize { config.modelSize = v }
+        if let v = phaseShuffle { config.phaseShuffle = v }
+        // The class count is set from the data's labels by the trainer; 10 marks the request.
+        if conditional && config.conditionalClasses == 0 { config.conditionalClasses = 10 }
         any = config
     }
 }

@@ -205,3 +205,43 @@ extension Loss {
         return Tensor.softmaxCrossEntropy(logits: logits.reshaped([targets.count, v]), labels: targets)
     }
 }
+
+/// Phase shuffle (Donahue et al. 2019, "Adversarial Audio Synthesis", §3.3): in training each
+/// example's feature map is shifted along its length by its own integer drawn uniformly from
+/// `-n...n`, the vacated samples filled by reflection; identity in evaluation. WaveGAN's critic
+/// applies it (n = 2) after each of its first four activations, so that the critic cannot
+/// rely on the phase of the generator's periodic transposed-convolution artefacts.
+///
+/// The shifts come from the layer's ``rng``: a model reseeds it each training step from a
+/// ``RandomStream`` at a saved update count, so that a resumed run draws the same shifts.
+/// Every call in training advances `rng` by one draw per example.
+///
+/// - Shapes: `[N, C, L]` → `[N, C, L]`, `L > n`.
+/// - Gradient: see `Tensor.phaseShuffled(shifts:)` (differentiable twice).
+public final class PhaseShuffle: Layer {
+    /// The largest shift, in samples (the paper's n = 2).
+    public let n: Int
+    /// The generator of the shifts, seeded at construction and reseeded by the model per step.
+    public var rng: RandomGenerator
+    /// Training (shifts drawn) or evaluation (identity).
+    public var isTraining = true
+    /// The shifts of the last call in training, one per example (for tests and diagnostics).
+    public private(set) var lastShifts: [Int] = []
+
+    /// Phase shuffle by up to `n ≥ 0` samples; takes one draw from `rng` to seed its own generator.
+    public init(n: Int = 2, rng: inout RandomGenerator) {
+        precondition(n >= 0, "PhaseShuffle: n \(n) must be ≥ 0")
+        self.n = n
+        self.rng = RandomGenerator(seed: rng.next())
+    }
+
+    /// In training, `x` with example `i` shifted by `k_i ~ U{-n..n}` (reflection at the
+    /// borders); otherwise `x`. `[N, C, L]` → same shape.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        precondition(x.rank == 3 && x.shape[2] > n, "PhaseShuffle: input \(x.shape) must be [N, C, L] with L > n = \(n)")
+        if !isTraining || n == 0 { return x }
+        let span = UInt64(2 * n + 1)
+        lastShifts = (0..<x.shape[0]).map { _ in Int(rng.next() % span) - n }
+        return x.phaseShuffled(shifts: lastShifts)
+    }
+}

@@ -66,3 +66,88 @@ extension Tensor {
         return y.reshaped([g.n, g.c, lo])
     }
 }
+
+// MARK: - Phase shuffle (WaveGAN)
+
+extension Tensor {
+    /// The source position of output position `t` of a length-`length` signal shifted by
+    /// `shift` with reflection at the borders (TensorFlow's `REFLECT` padding: the edge sample
+    /// is not repeated): `r(t - shift)` with `r(i) = -i` for `i < 0`, `2(L-1) - i` for `i ≥ L`.
+    @inline(__always)
+    static func reflectedSource(_ t: Int, shift: Int, length: Int) -> Int {
+        let i = t - shift
+        if i < 0 { return -i }
+        if i >= length { return 2 * (length - 1) - i }
+        return i
+    }
+
+    static func checkPhaseShuffle(_ x: Tensor, _ shifts: [Int], _ op: String) {
+        precondition(x.rank == 3 && shifts.count == x.shape[0],
+                     "\(op): input \(x.shape) ([N, C, L]) needs one shift per example, got \(shifts.count)")
+        precondition(shifts.allSatisfy { abs($0) < x.shape[2] },
+                     "\(op): shifts \(shifts) must be shorter than the length \(x.shape[2]) of \(x.shape)")
+    }
+
+    /// Phase shuffle (Donahue et al. 2019, "Adversarial Audio Synthesis", §3.3) with given
+    /// shifts: example `i` of `x` is shifted along its length by `shifts[i]` samples, the
+    /// vacated positions filled by reflection (`out[i, c, t] = x[i, c, r(t - shifts[i])]`,
+    /// TensorFlow's `REFLECT` padding as in the authors' code).
+    ///
+    /// - Parameter shifts: one integer per example, `|shift| < L` (WaveGAN draws them from
+    ///   `-n...n`, n = 2).
+    /// - Shapes: `[N, C, L]` → `[N, C, L]`.
+    /// - Gradient: the adjoint ``phaseShuffleAdjoint(shifts:)`` (scatter-add of the reflected
+    ///   gather), itself differentiable, so gradient penalties can differentiate through it.
+    public func phaseShuffled(shifts: [Int]) -> Tensor {
+        Tensor.checkPhaseShuffle(self, shifts, "phaseShuffled")
+        let (n, c, l) = (shape[0], shape[1], shape[2])
+        let out = [Float](unsafeUninitializedCapacity: count) { buf, initialised in
+            scalars.withUnsafeBufferPointer { px in
+                let (p, o) = (px.baseAddress!, buf.baseAddress!)
+                for i in 0..<n {
+                    let s = shifts[i]
+                    for ch in 0..<c {
+                        let src = p + (i * c + ch) * l, dst = o + (i * c + ch) * l
+                        if s >= 0 {
+                            for t in 0..<s { dst[t] = src[s - t] }
+                            (dst + s).update(from: src, count: l - s)
+                        } else {
+                            (dst).update(from: src - s, count: l + s)
+                            for t in (l + s)..<l { dst[t] = src[2 * (l - 1) - (t - s)] }
+                        }
+                    }
+                }
+            }
+            initialised = count
+        }
+        return Tensor.record(shape: shape, scalars: out, inputs: [self]) { g, _ in
+            [g.phaseShuffleAdjoint(shifts: shifts)]
+        }
+    }
+
+    /// The adjoint of ``phaseShuffled(shifts:)``: `out[i, c, r(t - shifts[i])] += g[i, c, t]`
+    /// (a scatter-add; positions reflected onto twice receive both values).
+    ///
+    /// - Shapes: `[N, C, L]` → `[N, C, L]`.
+    /// - Gradient: ``phaseShuffled(shifts:)`` of the upstream gradient (differentiable).
+    public func phaseShuffleAdjoint(shifts: [Int]) -> Tensor {
+        Tensor.checkPhaseShuffle(self, shifts, "phaseShuffleAdjoint")
+        let (n, c, l) = (shape[0], shape[1], shape[2])
+        var out = [Float](repeating: 0, count: count)
+        scalars.withUnsafeBufferPointer { pg in
+            out.withUnsafeMutableBufferPointer { po in
+                let (g, o) = (pg.baseAddress!, po.baseAddress!)
+                for i in 0..<n {
+                    let s = shifts[i]
+                    for ch in 0..<c {
+                        let src = g + (i * c + ch) * l, dst = o + (i * c + ch) * l
+                        for t in 0..<l { dst[Tensor.reflectedSource(t, shift: s, length: l)] += src[t] }
+                    }
+                }
+            }
+        }
+        return Tensor.record(shape: shape, scalars: out, inputs: [self]) { g, _ in
+            [g.phaseShuffled(shifts: shifts)]
+        }
+    }
+}

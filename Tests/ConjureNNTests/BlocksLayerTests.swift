@@ -213,3 +213,30 @@ final class BlocksLayerTests: XCTestCase {
         XCTAssertEqual(timestepEmbedding([3], dim: 7).scalars.last, 0, "odd dim: zero column")
     }
 }
+
+/// The PhaseShuffle layer: shifts in [-n, n] drawn from its generator, identity in evaluation,
+/// reproducible after reseeding.
+final class PhaseShuffleLayerTests: XCTestCase {
+    func testShiftsStayInRangeAndEvalIsIdentity() {
+        var rng = RandomGenerator(seed: 3)
+        let layer = PhaseShuffle(n: 2, rng: &rng)
+        let x = Tensor.randomNormal([64, 3, 16], using: &rng)
+        var seen = Set<Int>()
+        for _ in 0..<4 {
+            let y = layer(x)
+            XCTAssertEqual(layer.lastShifts.count, 64)
+            XCTAssert(layer.lastShifts.allSatisfy { (-2...2).contains($0) }, "\(layer.lastShifts)")
+            seen.formUnion(layer.lastShifts)
+            XCTAssertEqual(y.scalars, x.phaseShuffled(shifts: layer.lastShifts).scalars)
+        }
+        XCTAssertEqual(seen, Set(-2...2), "every shift in -2...2 occurs among 256 draws")
+        layer.isTraining = false
+        XCTAssertEqual(layer(x).scalars, x.scalars, "evaluation mode is the identity")
+        layer.isTraining = true
+        layer.rng = RandomGenerator(seed: 9)
+        let a = layer(x).scalars, shiftsA = layer.lastShifts
+        layer.rng = RandomGenerator(seed: 9)
+        XCTAssertEqual(layer(x).scalars, a)
+        XCTAssertEqual(layer.lastShifts, shiftsA, "the same generator state draws the same shifts")
+    }
+}

@@ -407,7 +407,8 @@ final class PresetTests: XCTestCase {
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("conjure-presets-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let mnist = try sharedPath("data/mnist_5k.csv.gz").path
-        for (name, preset) in GANConfig.presets.sorted(by: { $0.key < $1.key }) {
+        // wavegan models signals, not MNIST images: WaveGANCLITests resumes it on sine clips.
+        for (name, preset) in GANConfig.presets.sorted(by: { $0.key < $1.key }) where preset.architecture != .wavegan {
             var config = preset
             config.batchSize = 16
             config.epochs = 1

@@ -36,6 +36,8 @@ public final class GAN: GenerativeModel {
     /// A generator of the same architecture that holds the averaged weights for sampling
     /// (built on first use when the generator group has averages).
     private var averagedGenerator: Sequential?
+    /// The critic's phase-shuffle layers (WaveGAN), reseeded every training step.
+    let phaseShuffles: [PhaseShuffle]
     /// The parameter groups: generator, then discriminator.
     public let parameterGroups: [ParameterGroup]
     /// When true, each step keeps `fake`, `real_logits` and `fake_logits` in ``lastStep``.
@@ -58,6 +60,7 @@ public final class GAN: GenerativeModel {
         self.config = config
         (generator, discriminator) = GAN.makeNetworks(config, rng: &rng)
         objective = config.loss.objective
+        phaseShuffles = discriminator.layers.compactMap { $0 as? PhaseShuffle }
         penalty = config.loss == .wgangp ? GradientPenalty(lambda: config.gpLambda) : nil
         parameterGroups = [
             ParameterGroup(name: "generator", prefix: "generator.", namedParameters: generator.allNamedParameters(),
@@ -89,8 +92,9 @@ public final class GAN: GenerativeModel {
     }
 
     /// The discriminator's input for flat samples `[N, dataDim]` and one-hot labels `y`:
-    /// `[N, dataDim + K]` (conditional MLP), packed `[N/m, m·dataDim]` (PacGAN), or images
-    /// `[N, C, H, W]` with K constant label maps after the channels (conditional DCGAN).
+    /// `[N, dataDim + K]` (conditional MLP), packed `[N/m, m·dataDim]` (PacGAN), images
+    /// `[N, C, H, W]` with K constant label maps after the channels (conditional DCGAN), or
+    /// signals `[N, C, T]` with K constant label channels after them (conditional WaveGAN).
     func discriminatorInput(_ x: Tensor, _ y: Tensor?) -> Tensor {
         switch config.architecture {
         case .mlp:
@@ -102,6 +106,12 @@ public final class GAN: GenerativeModel {
             guard let y else { return images }
             let (n, k) = (y.shape[0], y.shape[1])
             return Tensor.concat([images, y.reshaped([n, k, 1, 1]).expanded(to: [n, k, shape[1], shape[2]])], axis: 1)
+        case .wavegan:
+            let shape = config.signalShape ?? [1, 8192]
+            let signals = x.reshaped([x.shape[0]] + shape)
+            guard let y else { return signals }
+            let (n, k) = (y.shape[0], y.shape[1])
+            return Tensor.concat([signals, y.reshaped([n, k, 1]).expanded(to: [n, k, shape[1]])], axis: 1)
         }
     }
 
@@ -129,6 +139,12 @@ public final class GAN: GenerativeModel {
         precondition(real.shape[0] % config.pack == 0 && z.shape[0] % config.pack == 0,
                      "GAN.trainingStep: batch sizes \(real.shape[0]), \(z.shape[0]) not divisible by pack \(config.pack)")
         let y = oneHot(batch.labels, count: real.shape[0])
+        // Phase-shuffle shifts from the forward-noise stream at the critic's update count, so
+        // a resumed run draws the same shifts (each layer gets its own generator).
+        if !phaseShuffles.isEmpty {
+            var noise = context.random(.forwardNoise, counter: context.updates(of: "discriminator"))
+            for p in phaseShuffles { p.rng = RandomGenerator(seed: noise.next()) }
+        }
         generator.isTraining = true
         discriminator.isTraining = true
         if recordsStepTensors { lastStep = [:] }

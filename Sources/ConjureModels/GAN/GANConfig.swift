@@ -45,6 +45,10 @@ public enum GANArchitecture: String, Codable, Sendable {
     /// Convolutional networks (Radford et al. 2016) on square 28, 32 or 64 px `[C, H, W]` images;
     /// at 28x28 the network of ../shared/bench/bench_torch_dcgan.py (see ``GANConfig/dcganPreset``).
     case dcgan
+    /// WaveGAN (Donahue et al. 2019): 1-D transposed convolutions (kernel 25, stride 4) and a
+    /// strided 1-D convolutional critic with phase shuffle, on `[C, T]` signals with T a multiple
+    /// of 1024 (see ``GANConfig/waveganPreset``).
+    case wavegan
 }
 
 /// Hidden-layer activation names.
@@ -107,6 +111,15 @@ public struct GANConfig: FamilyConfig, OptimizationFields, VectorOrImageConfig, 
     public var architecture: GANArchitecture = .mlp
     /// `[C, H, W]` of samples for the convolutional architecture.
     public var imageShape: [Int]? = nil
+    /// `[C, T]` of samples for the `wavegan` architecture (channels, length in samples), set
+    /// from the data by the trainer; nil for the other architectures.
+    public var signalShape: [Int]? = nil
+    /// WaveGAN's model size `d` (the paper's 64): the generator's channels are `16d, 8d, 4d, 2d,
+    /// d`, the critic's `d, 2d, 4d, 8d, 16d`. Used by the `wavegan` architecture only.
+    public var modelSize: Int = 64
+    /// WaveGAN's phase-shuffle width `n`: critic feature maps are shifted by up to `n` samples
+    /// (the paper's 2; 0 turns it off). Used by the `wavegan` architecture only.
+    public var phaseShuffle: Int = 2
     /// Class count of a conditional GAN (Mirza & Osindero 2014): the one-hot label is
     /// concatenated to `z` and to the discriminator's input. 0: unconditional.
     public var conditionalClasses: Int = 0
@@ -129,7 +142,7 @@ public struct GANConfig: FamilyConfig, OptimizationFields, VectorOrImageConfig, 
     enum CodingKeys: String, CodingKey {
         case preset, noiseDim, dataDim, generatorHidden, generatorActivation, generatorBatchNorm, outputActivation,
              discriminatorHidden, leakySlope, generatorLR, discriminatorLR, beta1, beta2, eps, update, batchSize, epochs, seed, pack,
-             loss, nCritic, gpLambda, spectralNorm, architecture, imageShape, conditionalClasses,
+             loss, nCritic, gpLambda, spectralNorm, architecture, imageShape, signalShape, modelSize, phaseShuffle, conditionalClasses,
              optimizer, weightDecay, lrSchedule, clipGradNorm, emaDecay
     }
 
@@ -170,6 +183,9 @@ public struct GANConfig: FamilyConfig, OptimizationFields, VectorOrImageConfig, 
         spectralNorm = try c.decodeIfPresent(Bool.self, forKey: .spectralNorm) ?? false
         architecture = try c.decodeIfPresent(GANArchitecture.self, forKey: .architecture) ?? .mlp
         imageShape = try c.decodeIfPresent([Int].self, forKey: .imageShape)
+        signalShape = try c.decodeIfPresent([Int].self, forKey: .signalShape)
+        modelSize = try c.decodeIfPresent(Int.self, forKey: .modelSize) ?? 64
+        phaseShuffle = try c.decodeIfPresent(Int.self, forKey: .phaseShuffle) ?? 2
         conditionalClasses = try c.decodeIfPresent(Int.self, forKey: .conditionalClasses) ?? 0
         optimizer = try c.decodeIfPresent(OptimizerKind.self, forKey: .optimizer) ?? .adam
         weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? 0
@@ -260,10 +276,37 @@ public struct GANConfig: FamilyConfig, OptimizationFields, VectorOrImageConfig, 
     /// Samples come from an EMA of the generator's weights (decay 0.999), as for `cgan`.
     public static let cdcganPreset: GANConfig = { var c = dcganPreset; c.preset = "cdcgan"; c.conditionalClasses = 10; c.emaDecay = 0.999; return c }()
 
+    /// WaveGAN (Donahue et al. 2019, "Adversarial Audio Synthesis", appendix table) on `[C, T]`
+    /// signals in [-1, 1], T = 1024 · L0 (8192 by default, L0 = 8; the paper's 16384 gives L0 = 16):
+    ///
+    /// - G: Linear(100 [+ K], 16d·L0), reshape `[16d, L0]`, ReLU, then five ConvTranspose1d
+    ///   (kernel 25, stride 4, padding 11, output padding 1) 16d → 8d → 4d → 2d → d → C with ReLU
+    ///   between them and tanh at the end; no BatchNorm.
+    /// - D (critic): five Conv1d (kernel 25, stride 4, padding 11) C [+ K] → d → 2d → 4d → 8d →
+    ///   16d, each followed by LeakyReLU(0.2), and phase shuffle (n = 2) after the first four;
+    ///   flatten, Linear(16d·L0, 1).
+    /// - WGAN-GP (λ 10), 5 critic steps per generator step (alternating), Adam(1e-4, 0.5, 0.9),
+    ///   batch 64, Glorot-uniform weights and zero biases (the authors' TensorFlow defaults), no
+    ///   weight averaging.
+    ///
+    /// The model size defaults to d = 8 (`--model-size`; the paper's 64 has 64 times the
+    /// convolution work): at T = 8192 that is 375,745 generator and 273,473 critic parameters
+    /// (649,218 in all; d = 64: 18.2 M and 17.4 M). `conjure bench --model wavegan` times its
+    /// step (about 3 critic steps/s on this 2-core machine, so 30 minutes give about 5000
+    /// critic and 1000 generator steps). `--conditional` adds the one-hot label to `z` and K
+    /// constant label channels to the critic's input, as `cgan`.
+    public static let waveganPreset: GANConfig = {
+        var c = wganGPPreset
+        c.preset = "wavegan"; c.architecture = .wavegan; c.signalShape = [1, 8192]; c.dataDim = 8192
+        c.generatorHidden = []; c.generatorBatchNorm = []; c.discriminatorHidden = []
+        c.modelSize = 8; c.phaseShuffle = 2; c.emaDecay = nil; c.epochs = 1000
+        return c
+    }()
+
     /// Named presets.
     public static let presets: [String: GANConfig] = [
         "seed": seedPreset, "gan": ganPreset, "lsgan": lsganPreset, "wgan-gp": wganGPPreset, "hinge-sn": hingeSNPreset, "dcgan": dcganPreset, "cgan": cganPreset,
-        "cdcgan": cdcganPreset,
+        "cdcgan": cdcganPreset, "wavegan": waveganPreset,
     ]
 
     /// Checks the options, naming the first bad one.
@@ -312,6 +355,17 @@ public struct GANConfig: FamilyConfig, OptimizationFields, VectorOrImageConfig, 
         if let m = clipGradNorm, !(m > 0 && m.isFinite) { throw bad("--clip-grad-norm", "must be a positive number, got \(m)") }
         if let d = emaDecay, !(d > 0 && d < 1) { throw bad("--ema", "the decay must be in (0, 1), e.g. 0.999, got \(d)") }
         if !(gpLambda >= 0 && gpLambda.isFinite) { throw bad("--gp-lambda", "must be a non-negative number, got \(gpLambda)") }
+        if architecture == .wavegan {
+            guard let shape = signalShape, shape.count == 2, shape[0] >= 1, shape[0] <= 16, shape[1] >= 1024, shape[1] % 1024 == 0,
+                  shape[0] * shape[1] == dataDim else {
+                throw ConfigError(option: "--model \(preset)", problem: "needs signals [C, T] with 1-16 channels and a length T that is a multiple of 1024 (T = 1024·L0 after five stride-4 layers), got samples of shape \(signalShape.map { "\($0)" } ?? "[\(dataDim)]")",
+                                  hint: "crop or pad the clips to 8192 or 16384 samples (--length), or pass --shape 1,T for an .npy of clips")
+            }
+            if modelSize < 1 || modelSize > 256 { throw bad("--model-size", "must be between 1 and 256, got \(modelSize)") }
+            if phaseShuffle < 0 || phaseShuffle >= shape[1] / 256 { throw bad("--phase-shuffle", "must be between 0 and \(shape[1] / 256 - 1) for length \(shape[1]), got \(phaseShuffle)") }
+            if pack != 1 { throw bad("--pack", "packing is available for the MLP architecture only") }
+            if spectralNorm { throw bad("--spectral-norm", "is not available for --model \(preset)") }
+        }
         if architecture == .dcgan {
             guard let shape = imageShape, shape.count == 3, shape[1] == shape[2], [28, 32, 64].contains(shape[1]), shape[0] >= 1, shape[0] <= 4,
                   shape.reduce(1, *) == dataDim else {
@@ -336,6 +390,37 @@ extension GANConfig {
 
     /// Whether the architecture needs images (the convolutional one).
     public var needsImageData: Bool { architecture == .dcgan }
+
+    /// `sequence(C, T)` for WaveGAN, `image(C, H, W)` when ``imageShape`` is set, else
+    /// `vector(dataDim)`.
+    public var dataSpec: DataSpec {
+        if architecture == .wavegan, let s = signalShape, s.count == 2 { return .sequence(channels: s[0], length: s[1]) }
+        if let s = imageShape, s.count == 3 { return .image(channels: s[0], height: s[1], width: s[2]) }
+        return .vector(dataDim)
+    }
+
+    /// Sets ``dataDim`` from the data, and ``imageShape`` (DCGAN) or ``signalShape`` (WaveGAN).
+    ///
+    /// - Throws: ``ConfigError`` naming `--model` when DCGAN is given data that is not an image
+    ///   or WaveGAN data that is not a signal `sequence(C, T)`.
+    public mutating func adapt(to data: DataSpec) throws {
+        dataDim = data.flatCount
+        switch architecture {
+        case .mlp: return
+        case .dcgan:
+            guard let shape = data.imageShape else {
+                throw ConfigError(option: "--model \(preset)", problem: "needs images, but the data is \(data)",
+                                  hint: "pass --shape C,H,W when each row holds an image (e.g. --shape 1,28,28)")
+            }
+            imageShape = shape
+        case .wavegan:
+            guard case .sequence(let c, let t) = data else {
+                throw ConfigError(option: "--model \(preset)", problem: "needs signals sequence(C, T), but the data is \(data)",
+                                  hint: "train on a folder of audio files, or pass --shape 1,T for an .npy of [N, T] clips")
+            }
+            signalShape = [c, t]
+        }
+    }
 }
 
 extension ModelConfig {

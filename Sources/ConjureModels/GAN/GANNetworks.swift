@@ -75,6 +75,8 @@ extension GAN {
                 d.append(sn(Conv2d(width, 1, kernelSize: 4, stride: 1, padding: 0, bias: !criticBatchNorm, initializer: dcganInit, rng: &rng)))
                 d.append(Flatten())  // [N, 1, 1, 1] logits -> [N, 1]
             }
+        case .wavegan:
+            (g, d) = makeWaveGAN(config, rng: &rng)
         }
         switch config.outputActivation {
         case .tanh: g.append(Activation(.tanh))
@@ -88,5 +90,39 @@ extension GAN {
     /// does first).
     static func makeGenerator(_ config: GANConfig, rng: inout RandomGenerator) -> Sequential {
         makeNetworks(config, rng: &rng).generator
+    }
+
+    /// WaveGAN's generator (without its output activation) and critic (Donahue et al. 2019,
+    /// appendix table; see ``GANConfig/waveganPreset``), Glorot-uniform weights and zero biases
+    /// as in the authors' TensorFlow code (PyTorch's default initialisation shrinks the signal
+    /// through the five ReLU stages until, at small d, whole channels are dead), generator
+    /// layers drawn first.
+    ///
+    /// State-dict names: `generator.0` Linear, `generator.3/5/7/9/11` the ConvTranspose1d
+    /// layers; `discriminator.0/3/6/9/12` the Conv1d layers (LeakyReLU and PhaseShuffle
+    /// between them), `discriminator.15` the final Linear.
+    static func makeWaveGAN(_ config: GANConfig, rng: inout RandomGenerator) -> (generator: [any Layer], discriminator: [any Layer]) {
+        let shape = config.signalShape ?? [1, 8192]
+        let c = shape[0], l0 = shape[1] / 1024, d = config.modelSize, k = config.conditionalClasses
+        let widths = [16 * d, 8 * d, 4 * d, 2 * d, d, c]
+        let glorot = Initializer.xavierUniform
+        var g: [any Layer] = [Linear(config.noiseDim + k, 16 * d * l0, initializer: glorot, rng: &rng), Reshape([16 * d, l0]), Activation(.relu)]
+        for i in 0..<5 {
+            g.append(ConvTranspose1d(widths[i], widths[i + 1], kernelSize: 25, stride: 4, padding: 11, outputPadding: 1,
+                                     initializer: glorot, rng: &rng))
+            if i < 4 { g.append(Activation(.relu)) }
+        }
+        var dl: [any Layer] = []
+        var width = c + k
+        for i in 0..<5 {
+            dl.append(Conv1d(width, d << i, kernelSize: 25, stride: 4, padding: 11, initializer: glorot, rng: &rng))
+            dl.append(Activation(.leakyRelu(config.leakySlope)))
+            // Phase shuffle after the first four activations; an identity placeholder with n = 0
+            // keeps the state-dict indices the same for every n.
+            if i < 4 { dl.append(PhaseShuffle(n: config.phaseShuffle, rng: &rng)) }
+            width = d << i
+        }
+        dl += [Flatten(), Linear(16 * d * l0, 1, initializer: glorot, rng: &rng)]
+        return (g, dl)
     }
 }
