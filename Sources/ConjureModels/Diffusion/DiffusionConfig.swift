@@ -184,11 +184,13 @@ public struct DiffusionConfig: FamilyConfig, OptimizationFields, Equatable {
     /// through the middle steps (Nichol & Dhariwal 2021), and v-prediction keeps the target
     /// well scaled at both ends where ε-prediction's `x̂_0 = (x_t - sqrt(1-ᾱ) ε̂)/sqrt(ᾱ)` is
     /// unstable as ᾱ → 0 under the cosine schedule (Salimans & Ho 2022). Adam 1e-3, batch 16,
-    /// gradient norm 1, EMA 0.999, DDIM 50 steps for samples. Speed measured with
-    /// `conjure bench --model ddpm-1d`: see docs/diffusion.md.
+    /// gradient norm 1, EMA 0.999, DDIM 50 steps for samples; 10 epochs (1510 steps on FSDD's
+    /// 2430 training clips after the held-out split): `conjure bench --model ddpm-1d` measured
+    /// 0.9 steps/s at batch 16 with 1 thread on the shared two-core machine (0.5 with 2 threads
+    /// under load), so a default run takes about 30 minutes (docs/diffusion.md).
     public static let waveformPreset = DiffusionConfig(preset: "ddpm-1d", imageShape: [1, 8192], baseWidth: 16, channelMultipliers: [1, 2, 4, 4, 8],
                                                        downsampleStride: 4, blocksPerLevel: 1, attentionLevels: [4], attentionHeads: 4, groups: 8,
-                                                       schedule: .cosine, prediction: .v, batchSize: 16, epochs: 60)
+                                                       schedule: .cosine, prediction: .v, batchSize: 16, epochs: 10)
 
     /// `ddpm-1d-cond`: `ddpm-1d` conditioned on the class (the spoken digit) with label dropout
     /// 0.1 for classifier-free guidance; samples use guidance w = 1.
