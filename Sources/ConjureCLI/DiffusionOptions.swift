@@ -1,13 +1,14 @@
 import ArgumentParser
 import ConjureModels
 
-/// `conjure train` options of the diffusion presets (`ddpm`, `ddpm-cond`).
+/// `conjure train` options of the diffusion presets (`ddpm`, `ddpm-cond`, `ddpm-1d`, `ddpm-1d-cond`).
 struct DiffusionOptions: FamilyOptions {
     static let family = DiffusionFamily.name
     static let title = "diffusion"
     @Option(parsing: .unconditional, help: "Diffusion: U-Net base width (default 32).") var baseWidth: Int?
     @Option(help: "Diffusion: channel multiplier per level, full resolution first (default 1,2,2).") var channelMult: String?
     @Option(parsing: .unconditional, help: "Diffusion: residual blocks per level (default 1).") var blocksPerLevel: Int?
+    @Option(parsing: .unconditional, help: "Diffusion: stride of the downsampling between levels, 2 or 4 (default 2; ddpm-1d: 4).") var downsampleStride: Int?
     @Option(help: "Diffusion: levels (0 = full resolution) with self-attention, e.g. 2, or none (default: the lowest of the 3 levels). Levels rather than pixel sizes, so one value fits 28x28 and 32x32 images.") var attentionLevels: String?
     @Option(parsing: .unconditional, help: "Diffusion: dropout in the residual blocks (default 0.1).") var dropout: Float?
     @Option(help: "Diffusion: noise schedule, linear or cosine (default linear).") var schedule: String?
@@ -16,6 +17,7 @@ struct DiffusionOptions: FamilyOptions {
 
     var given: [(String, Bool)] {
         [("--base-width", baseWidth != nil), ("--channel-mult", channelMult != nil), ("--blocks-per-level", blocksPerLevel != nil),
+         ("--downsample-stride", downsampleStride != nil),
          ("--attention-levels", attentionLevels != nil), ("--dropout", dropout != nil), ("--schedule", schedule != nil),
          ("--prediction", prediction != nil), ("--timesteps", timesteps != nil)]
     }
@@ -33,6 +35,7 @@ struct DiffusionOptions: FamilyOptions {
             if attentionLevels == nil { config.attentionLevels = [config.channelMultipliers.count - 1] }
         }
         if let v = blocksPerLevel { config.blocksPerLevel = v }
+        if let v = downsampleStride { config.downsampleStride = v }
         if let v = attentionLevels {
             if v == "none" || v.isEmpty { config.attentionLevels = [] } else {
                 let parts = v.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }

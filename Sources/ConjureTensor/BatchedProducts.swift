@@ -245,3 +245,52 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// Nearest-neighbour upsampling of signals by an integer `scale` along the length axis
+    /// (PyTorch's `nn.Upsample(scale_factor=scale, mode="nearest")` on `[N, C, L]`):
+    /// `y[n, c, i] = x[n, c, i / scale]`.
+    ///
+    /// - Shapes: `[N, C, L]` → `[N, C, scale·L]`.
+    /// - Gradient: the sum of each run of `scale` samples (``blockSum1d(_:)``), differentiable.
+    public func upsampleNearest1d(scale: Int = 2) -> Tensor {
+        precondition(rank == 3 && scale >= 1, "upsampleNearest1d: expected [N, C, L] and scale ≥ 1, got \(shape), scale \(scale)")
+        let rows = shape[0] * shape[1], l = shape[2], lo = l * scale
+        let size = rows * lo
+        let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
+            scalars.withUnsafeBufferPointer { px in
+                let (p, o) = (px.baseAddress!, buf.baseAddress!)
+                for i in 0..<(rows * l) { let v = p[i]; for s in 0..<scale { o[i * scale + s] = v } }
+            }
+            initialised = size
+        }
+        return Tensor.record(shape: [shape[0], shape[1], lo], scalars: out, inputs: [self]) { g, _ in
+            [g.blockSum1d(scale)]
+        }
+    }
+
+    /// Sums of non-overlapping runs of `scale` samples along the length axis (the adjoint of
+    /// ``upsampleNearest1d(scale:)``), accumulated in Double.
+    ///
+    /// - Shapes: `[N, C, scale·L]` → `[N, C, L]`.
+    /// - Gradient: ``upsampleNearest1d(scale:)`` of the upstream gradient.
+    public func blockSum1d(_ scale: Int) -> Tensor {
+        precondition(rank == 3 && scale >= 1 && shape[2] % scale == 0,
+                     "blockSum1d: expected [N, C, L] with L a multiple of \(scale), got \(shape)")
+        let size = shape[0] * shape[1] * (shape[2] / scale)
+        let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
+            scalars.withUnsafeBufferPointer { px in
+                let (p, o) = (px.baseAddress!, buf.baseAddress!)
+                for i in 0..<size {
+                    var s = 0.0
+                    for r in 0..<scale { s += Double(p[i * scale + r]) }
+                    o[i] = Float(s)
+                }
+            }
+            initialised = size
+        }
+        return Tensor.record(shape: [shape[0], shape[1], shape[2] / scale], scalars: out, inputs: [self]) { g, _ in
+            [g.upsampleNearest1d(scale: scale)]
+        }
+    }
+}

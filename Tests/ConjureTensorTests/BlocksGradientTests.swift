@@ -180,6 +180,23 @@ final class BlocksGradientTests: XCTestCase {
         } } }
     }
 
+    func testUpsampleNearest1dAndBlockSum() {
+        let x = randn([2, 3, 5])
+        checkGradients([x]) { $0[0].upsampleNearest1d(scale: 2) }
+        checkGradients([x]) { $0[0].upsampleNearest1d(scale: 4) }
+        checkGradients([randn([2, 2, 12])]) { $0[0].blockSum1d(3) }
+        assertBackwardPathsAgree([x]) { $0[0].upsampleNearest1d(scale: 4) }
+        let y = x.upsampleNearest1d(scale: 4)
+        XCTAssertEqual(y.shape, [2, 3, 20])
+        for q in 0..<6 { for i in 0..<20 { XCTAssertEqual(y.scalars[q * 20 + i], x.scalars[q * 5 + i / 4]) } }
+        // The adjoint: <up(x), g> = <x, blockSum(g)>.
+        let g = randn([2, 3, 20]), bs = g.blockSum1d(4)
+        XCTAssertEqual(bs.shape, [2, 3, 5])
+        let lhs = zip(y.scalars, g.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        let rhs = zip(x.scalars, bs.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        XCTAssertEqual(lhs, rhs, accuracy: 1e-4)
+    }
+
     func testConv1dAndTranspose() {
         for (k, s, p, biased) in [(3, 1, 1, true), (5, 2, 0, false), (4, 3, 2, true)] {
             let x = randn([2, 3, 11]), w = randn([4, 3, k], scale: 0.5), b = randn([4])

@@ -3,12 +3,12 @@ import ConjureData
 import ConjureNN
 import ConjureOptim
 
-/// The diffusion family in the registry: DDPM/DDIM with a U-Net denoiser on images, optionally
-/// class-conditional with classifier-free guidance.
+/// The diffusion family in the registry: DDPM/DDIM with a U-Net denoiser on images (2-D) or
+/// signals such as audio (1-D), optionally class-conditional with classifier-free guidance.
 public enum DiffusionFamily: ModelFamily {
     /// `diffusion`.
     public static let name = "diffusion"
-    /// `ddpm`, `ddpm-cond`.
+    /// `ddpm`, `ddpm-cond`, `ddpm-1d`, `ddpm-1d-cond`.
     public static var presets: [String: DiffusionConfig] { DiffusionConfig.presets }
     /// A model with PyTorch's default initialisation (``UNet`` order).
     public static func make(_ config: DiffusionConfig, rng: inout RandomGenerator) -> any GenerativeModel {
@@ -30,7 +30,8 @@ public enum DiffusionFamily: ModelFamily {
 /// A denoising diffusion model (Ho et al. 2020) with DDPM and DDIM samplers (Song et al. 2021)
 /// and classifier-free guidance (Ho & Salimans 2022).
 ///
-/// Samples are flat `[N, C·H·W]` in the trainer's interface; the U-Net sees `[N, C, H, W]`.
+/// Samples are flat `[N, C·H·W]` (signals: `[N, C·T]`) in the trainer's interface; the U-Net
+/// sees `[N, C, H, W]` (signals: `[N, C, T]`).
 /// The latent of ``sample(z:labels:)`` is `x_T` itself. State-dict names: `unet.*` (see
 /// ``UNet``).
 public final class DiffusionModel: GenerativeModel {
@@ -78,7 +79,7 @@ public final class DiffusionModel: GenerativeModel {
                                           learningRate: config.lr, stateKeyPrefix: "optimizer.", averaged: true, averagePrefix: "ema.unet.")]
     }
 
-    /// Images `[N, C, H, W]` from flat or image-shaped batches.
+    /// Images `[N, C, H, W]` (or signals `[N, C, T]`) from flat or already shaped batches.
     func images(_ x: Tensor, _ op: String) -> Tensor {
         let d = config.latentDim
         precondition(x.rank >= 2 && x.shape[0] > 0 && x.count == x.shape[0] * d, "\(op): batch \(x.shape), expected [N, \(d)]")
