@@ -184,7 +184,7 @@ public struct AudioFolder: Sendable {
     ///   - path: the folder.
     ///   - options: labels, mono, length, rate and normalisation.
     /// - Throws: ``DataError`` naming the file for an unreadable, corrupt, truncated or
-    ///   unsupported file, a rate different from the first file's (without a target rate), a
+    ///   unsupported file, a NaN or infinite sample (a float file), a rate different from the first file's (without a target rate), a
     ///   channel count different from the first file's (without mono), or a missing label.
     public static func load(path: String, options: AudioFolderOptions = AudioFolderOptions()) throws -> AudioFolder {
         let files = try listFiles(path: path)
@@ -209,6 +209,11 @@ public struct AudioFolder: Sendable {
                                 hint: "mix down to mono by option")
             }
             channels = clip.channels
+            if let bad = clip.samples.firstIndex(where: { !$0.isFinite }) {
+                throw DataError(file: full, location: "channel \(bad / max(clip.frames, 1)), frame \(bad % max(clip.frames, 1))",
+                                problem: "sample is \(clip.samples[bad]); sound must hold finite values",
+                                hint: "remove or repair the file")
+            }
             clips.append(clip.samples)
             lengths.append(clip.frames)
         }

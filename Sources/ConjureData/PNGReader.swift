@@ -164,8 +164,8 @@ public enum PNGReader {
                                   maxDecodedBytes: Int = defaultMaxDecodedBytes) throws -> (images: Tensor, files: [String]) {
         let files = try pngFiles(in: directory)
         guard !files.isEmpty else {
-            throw DataError(file: directory, problem: "the folder holds no .png files",
-                            hint: "point at a folder of PNG images (files directly inside it, named *.png)")
+            throw DataError(file: directory, problem: "the folder holds no .png files (nor .wav or .flac files)",
+                            hint: "point at a folder of PNG images (files directly inside it, named *.png), or of sound files")
         }
         var images: [PNGDecodedImage] = []
         var failures: [(String, DataError)] = []

@@ -158,6 +158,10 @@ public struct PreparedData {
         if o.heldOutFraction > 0 {
             (trainIdx, heldOut) = dataset.splitHeldOut(fraction: o.heldOutFraction, seed: o.model.seed)
         }
+        if trainIdx.isEmpty, let own = dataset.predefinedHeldOut {
+            throw DataError(file: path, problem: "the data set's own test split (FSDD recordings 0-4 of each digit and speaker) holds all \(own.count) samples, so none is left to train on",
+                            hint: "add recordings numbered 5 and up, or train on everything with --held-out 0")
+        }
         let train = dataset.subset(trainIdx)
         let stats = NormalizationStats.fit(kind, dataset: train, range: o.dataRange)
         if train.count < o.model.batchSize {

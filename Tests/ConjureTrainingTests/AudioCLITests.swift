@@ -34,6 +34,17 @@ final class AudioCLITests: XCTestCase {
         return (dst.path, names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
     }
 
+    /// The bytes of a mono 8 kHz WAV file of IEEE float32 samples (format tag 3), written by hand
+    /// so it can hold a NaN.
+    func floatWAV(_ values: [Float]) -> Data {
+        func u32(_ v: Int) -> [UInt8] { withUnsafeBytes(of: UInt32(v).littleEndian, Array.init) }
+        func u16(_ v: Int) -> [UInt8] { withUnsafeBytes(of: UInt16(v).littleEndian, Array.init) }
+        let data = values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+        let fmt = u16(3) + u16(1) + u32(8000) + u32(32000) + u16(4) + u16(32)
+        let body = Array("WAVEfmt ".utf8) + u32(fmt.count) + fmt + Array("data".utf8) + u32(data.count) + data
+        return Data(Array("RIFF".utf8) + u32(body.count) + body)
+    }
+
     func testFolderTrainsSamplesAsWAVAndResumes() throws {
         let (folder, files) = try makeSubset()
         let inspect = try conjure(["data", "inspect", folder])
@@ -96,6 +107,20 @@ final class AudioCLITests: XCTestCase {
         try Data("RIFF\u{0}\u{0}".utf8).write(to: URL(fileURLWithPath: folder + "/9_broken_0.wav"))
         let broken = try conjure(common + ["--name", "c"], expectFailure: true)
         XCTAssert(broken.err.contains("9_broken_0.wav"), "the corrupt file is named: \(broken.err)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/c").path), "nothing half-written")
+        try FileManager.default.removeItem(atPath: folder + "/9_broken_0.wav")
+        try floatWAV([0.5, .nan, 0.25]).write(to: URL(fileURLWithPath: folder + "/9_nan_7.wav"))
+        let nan = try conjure(common + ["--name", "c"], expectFailure: true)
+        XCTAssert(nan.err.contains("9_nan_7.wav: channel 0, frame 1: sample is nan"), "a NaN sample is named by file and frame: \(nan.err)")
+        let testOnly = tmp.appendingPathComponent("test-only")
+        try FileManager.default.createDirectory(at: testOnly, withIntermediateDirectories: true)
+        for i in 0 ..< 4 { try floatWAV([0.1, -0.1]).write(to: testOnly.appendingPathComponent("\(i % 2)_x_\(i).wav")) }
+        let none = try conjure(["train", "--data", testOnly.path, "--name", "c", "--length", "1024"], expectFailure: true)
+        XCTAssert(none.err.contains("holds all 4 samples, so none is left to train on"), none.err)
+        let empty = tmp.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let nothing = try conjure(["train", "--data", empty.path, "--name", "c"], expectFailure: true)
+        XCTAssert(nothing.err.contains("holds no .png files (nor .wav or .flac files)"), nothing.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/c").path), "nothing half-written")
         let image = try conjure(["sample", "--checkpoint", ckpt, "--out", "x.txt"], expectFailure: true)
         XCTAssertFalse(image.err.isEmpty)
