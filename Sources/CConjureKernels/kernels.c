@@ -1,5 +1,6 @@
 #include "conjure_kernels.h"
 #include <math.h>
+#include <stdlib.h>
 
 // Longer than 400 lines on purpose: the vectorised kernels share their AVX-512/AVX2/baseline dispatch and helpers.
 
@@ -593,4 +594,83 @@ void conjure_gru_cell_backward(const float *restrict dout, const float *restrict
             dhb[j] = d * zj;
         }
     }
+}
+
+// 1-D im2col / col2im (WaveGAN's kernel 25, stride 4): row by row, no tap tables. For kernel
+// offset r the valid outputs are p_lo <= p < p_hi with 0 <= p * sw + r - pw < w.
+static inline void conjure_1d_range(const conjure_conv_geometry *g, long r, long *lo, long *hi) {
+    const long sw = g->sw, off = r - g->pw;
+    long a = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    long b = g->w - 1 - off < 0 ? 0 : (g->w - 1 - off) / sw + 1;
+    if (b > g->wo) b = g->wo;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+// Both go through the signal's sw phases (phase f holds x[j * sw + f], j < m = ceil(w / sw)):
+// kernel offset r reads (writes) phase (r - pw) mod sw at a constant shift, so each row is one
+// contiguous copy (add) instead of a strided one.
+static inline void conjure_1d_phase(const conjure_conv_geometry *g, long r, long m, long *start) {
+    const long sw = g->sw, off = r - g->pw;
+    const long f = ((off % sw) + sw) % sw, o = (off - f) / sw;
+    *start = f * m + o;
+}
+
+CONJURE_CLONES
+void conjure_im2col_1d(const float *restrict image, const conjure_conv_geometry *g, float *restrict col,
+                       long q0, long q1) {
+    const long nb = g->n, c = g->c, w = g->w, wo = g->wo, kw = g->kw, sw = g->sw, nl = nb * wo;
+    const long m = (w + sw - 1) / sw;
+    float *restrict ph = (float *)malloc(sizeof(float) * (size_t)(sw * m));
+    for (long q = q0; q < q1; q++) {
+        const long ci = q / nb, b = q % nb;
+        const float *restrict src = image + (b * c + ci) * w;
+        for (long f = 0; f < sw; f++) {
+            float *restrict pf = ph + f * m;
+            for (long j = 0; j < m; j++) {
+                const long idx = j * sw + f;
+                pf[j] = idx < w ? src[idx] : 0.0f;
+            }
+        }
+        for (long r = 0; r < kw; r++) {
+            float *restrict d = col + (ci * kw + r) * nl + b * wo;
+            long lo, hi, start;
+            conjure_1d_range(g, r, &lo, &hi);
+            conjure_1d_phase(g, r, m, &start);
+            for (long p = 0; p < lo; p++) d[p] = 0.0f;
+            for (long p = lo; p < hi; p++) d[p] = ph[start + p];
+            for (long p = hi; p < wo; p++) d[p] = 0.0f;
+        }
+    }
+    free(ph);
+}
+
+CONJURE_CLONES
+void conjure_col2im_1d(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
+                       long q0, long q1) {
+    const long nb = g->n, c = g->c, w = g->w, wo = g->wo, kw = g->kw, sw = g->sw, nl = nb * wo;
+    const long m = (w + sw - 1) / sw;
+    float *restrict acc = (float *)malloc(sizeof(float) * (size_t)(sw * m));
+    for (long q = q0; q < q1; q++) {
+        const long ci = q / nb, b = q % nb;
+        float *restrict dst = image + (b * c + ci) * w;
+        for (long i = 0; i < sw * m; i++) acc[i] = 0.0f;
+        // Each element accumulates its entries in increasing r, as conjure_col2im_planes.
+        for (long r = 0; r < kw; r++) {
+            const float *restrict row = col + (ci * kw + r) * nl + b * wo;
+            long lo, hi, start;
+            conjure_1d_range(g, r, &lo, &hi);
+            conjure_1d_phase(g, r, m, &start);
+            for (long p = lo; p < hi; p++) acc[start + p] += row[p];
+        }
+        for (long f = 0; f < sw; f++) {
+            const float *restrict af = acc + f * m;
+            for (long j = 0; j < m; j++) {
+                const long idx = j * sw + f;
+                if (idx < w) dst[idx] = af[j];
+            }
+        }
+    }
+    free(acc);
 }

@@ -94,6 +94,8 @@ struct Bench: ParsableCommand {
                 print("reference figures: ../shared/bench/REFERENCE.md (PyTorch 2.15 eager CPU wheel, JAX 0.10 lax.scan, same machine kind); re-run them beside this for a same-session ratio")
             } else if config.preset == "gan" && unchanged && !json {
                 print("reference figures: scripts/bench_torch_gan.py (PyTorch 2.13 eager CPU wheel, this machine kind, 2026-11-29); re-run it beside this for a same-session ratio")
+            } else if config.preset == "wavegan" && !json {
+                print("one step = one critic update with the gradient penalty, a generator update after every fifth (use --steps and --warmup that are multiples of 5); same-session PyTorch figure: /work/torchvenv/bin/python scripts/bench_torch_wavegan.py --threads T --steps 20 --warmup 5 --reps 3 (the same network, d and T)")
             } else if isDCGAN28 && !json {
                 print("reference figures: ../shared/bench/REFERENCE.md (bench_torch_dcgan.py, PyTorch 2.15 eager CPU wheel, same machine kind); re-run it beside this for a same-session ratio")
             }

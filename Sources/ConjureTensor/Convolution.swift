@@ -97,6 +97,10 @@ enum ConvKernels {
         return (table, taps)
     }
 
+    /// Whether the geometry is a 1-D convolution (one-row images and kernels, no height
+    /// padding), which the table-free kernels `conjure_im2col_1d` / `conjure_col2im_1d` take.
+    static func is1d(_ g: ConvGeometry) -> Bool { g.h == 1 && g.ho == 1 && g.kh == 1 && g.sh == 1 && g.ph == 0 }
+
     /// Whether the AVX-512 row kernels take this geometry (`conjure_conv_rows_fit`).
     static func rowKernelsApply(_ g: ConvGeometry) -> Bool {
         var cg = g.kernelGeometry
@@ -123,6 +127,11 @@ enum ConvKernels {
             forPlanes(g) { conjure_im2col_rows(image, &cg, col, $0.lowerBound, $0.upperBound) }
             return
         }
+        if is1d(g) {
+            var cg = g.kernelGeometry
+            forPlanes(g) { conjure_im2col_1d(image, &cg, col, $0.lowerBound, $0.upperBound) }
+            return
+        }
         let taps = tapTable(g)
         taps.withUnsafeBufferPointer { pt in
             forPlanes(g) {
@@ -138,6 +147,11 @@ enum ConvKernels {
         if rowKernelsApply(g) {
             var cg = g.kernelGeometry
             forPlanes(g) { conjure_col2im_rows(col, &cg, image, $0.lowerBound, $0.upperBound) }
+            return
+        }
+        if is1d(g) {
+            var cg = g.kernelGeometry
+            forPlanes(g) { conjure_col2im_1d(col, &cg, image, $0.lowerBound, $0.upperBound) }
             return
         }
         let (table, taps) = gatherTable(g)

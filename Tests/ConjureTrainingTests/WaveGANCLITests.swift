@@ -57,6 +57,18 @@ final class WaveGANCLITests: XCTestCase {
         XCTAssertEqual(s.shape.reduce(1, *), 3 * 1024)
         XCTAssert(s.scalars.allSatisfy { $0 >= -1 && $0 <= 1 }, "samples in [-1, 1]")
 
+        // Conditional: a CSV of the clips with a label column (4 classes), one-hot into G and D.
+        let rows = try NPYReader.load(path: clips)
+        let csv = (0..<40).map { i in (rows.scalars[(i * 1024)..<((i + 1) * 1024)].map { "\($0)" } + ["\(i % 4)"]).joined(separator: ",") }
+        try (csv.joined(separator: "\n") + "\n").write(to: tmp.appendingPathComponent("clips.csv"), atomically: true, encoding: .utf8)
+        try conjure(["train", "--data", "clips.csv", "--label-column", "-1", "--shape", "1,1024", "--model", "wavegan", "--model-size", "2",
+                     "--conditional", "--batch-size", "8", "--max-steps", "6", "--sample-every", "0", "--name", "cond", "--quiet"])
+        let cond = try SafeTensors.read(path: tmp.appendingPathComponent("runs/cond/checkpoints/latest.safetensors").path)
+        XCTAssertEqual(cond.tensors["generator.0.weight"]?.tensor?.shape, [32, 104], "z ++ one-hot of 4 classes")
+        XCTAssertEqual(cond.tensors["discriminator.0.weight"]?.tensor?.shape, [2, 5, 25], "signal ++ 4 label channels")
+        try conjure(["sample", "--checkpoint", "runs/cond/checkpoints/latest.safetensors", "--count", "2", "--label", "3", "--out", "c.npy"])
+        XCTAssertEqual(try NPYReader.load(path: tmp.appendingPathComponent("c.npy").path).shape.reduce(1, *), 2 * 1024)
+
         let short = try writeClips("short.npy", n: 20, length: 1000)
         let bad = try conjure(["train", "--data", short, "--shape", "1,1000", "--data-range=-1,1", "--model", "wavegan", "--batch-size", "8", "--name", "c", "--quiet"], expectFailure: true)
         XCTAssert(bad.err.contains("--model wavegan") && bad.err.contains("multiple of 1024"), bad.err)

@@ -82,6 +82,17 @@ void conjure_im2col_rows(const float *restrict image, const conjure_conv_geometr
 void conjure_col2im_rows(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
                          long q0, long q1);
 
+/// 1-D im2col (h = ho = kh = 1, no padding along the height) over planes q0..<q1, without a tap
+/// table: col[ci * kw + r, b * wo + p] = image[b, ci, p * sw + r - pw], 0 outside the signal.
+/// The same values as conjure_im2col_planes.
+void conjure_im2col_1d(const float *restrict image, const conjure_conv_geometry *g, float *restrict col,
+                       long q0, long q1);
+/// 1-D col2im (the adjoint of conjure_im2col_1d) over planes q0..<q1: image[b, ci, x] is the sum,
+/// in increasing kernel offset r, of col[ci * kw + r, b * wo + p] over p * sw + r - pw = x. The
+/// same sums in the same order as conjure_col2im_planes. Overwrites the planes.
+void conjure_col2im_1d(const float *restrict col, const conjure_conv_geometry *g, float *restrict image,
+                       long q0, long q1);
+
 /// dx = g * (1 - y^2): the gradient through y = tanh(x), evaluated as written (no fused multiply-add).
 void conjure_tanh_backward(const float *restrict g, const float *restrict y, float *restrict dx, size_t n);
 
