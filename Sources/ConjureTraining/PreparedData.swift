@@ -163,7 +163,7 @@ public struct PreparedData {
                             hint: "add recordings numbered 5 and up, or train on everything with --held-out 0")
         }
         let train = dataset.subset(trainIdx)
-        let stats = NormalizationStats.fit(kind, dataset: train, range: o.dataRange)
+        let stats = o.fixedNormalization ?? NormalizationStats.fit(kind, dataset: train, range: o.dataRange)
         if train.count < o.model.batchSize {
             throw ConfigError(option: "--batch-size", problem: "\(o.model.batchSize) is larger than the \(train.count) training samples in \(path)",
                               hint: "use a smaller batch size")

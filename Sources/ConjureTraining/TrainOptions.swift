@@ -19,6 +19,10 @@ public struct TrainOptions: Sendable {
     public var normalization: Normalization?
     /// The data's value range for symmetric/unit scaling, overriding detection.
     public var dataRange: ClosedRange<Float>?
+    /// Normalisation statistics to use as they are instead of fitting them on the training
+    /// split (a resumed run's own, so a `--data-range` or a range observed when the run
+    /// started is kept); nil fits them.
+    public var fixedNormalization: NormalizationStats?
     /// What to do with samples holding missing or non-finite values (default: refuse the file).
     public var clean: CleanPolicy = .error
     /// `--layout`: the axis order of 4-d image arrays (nil: detected, see ``ArrayLayout/detect(shape:)``).

@@ -68,6 +68,7 @@ public final class Trainer {
             dataOptions.data = run.data
             dataOptions.model = run.model
             dataOptions.normalization = run.normalization.kind
+            dataOptions.fixedNormalization = run.normalization  // kept, not refitted (a --data-range is not re-given on resume)
             dataOptions.heldOutFraction = run.heldOutFraction
             dataOptions.layout = run.layout
             if let a = run.audio { dataOptions.audio = a }
