@@ -18,6 +18,7 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Rows with missing or non-finite values: error (default) or drop.") var clean: String = "error"
         @Option(help: "Axis order of 4-d image arrays: nchw or nhwc (default: detected).") var layout: String?
         @OptionGroup(title: "Audio folder options") var audio: AudioDataOptions
+        @Option(help: "Audio folders: also write a PNG grid of the spectrograms of up to 16 clips (every Nth file, cropped or padded to --length, default 8192) to this path.") var spectrograms: String?
 
         func run() {
             runReporting {
@@ -33,8 +34,19 @@ struct DataCommand: ParsableCommand {
                     // Headers only: fast on thousands of files; labels and the length as train reads them.
                     let a = try audio.apply(to: AudioFolderOptions(labels: .automatic, length: nil))
                     print(try AudioFolderSummary(path: file, labels: a.labels, length: a.length))
+                    if let out = spectrograms {
+                        guard (out as NSString).pathExtension.lowercased() == "png" else { throw ConfigError(option: "--spectrograms", problem: "'\(out)' must end in .png") }
+                        var read = a
+                        read.length = a.length ?? 8192
+                        let folder = try AudioFolder.load(path: file, options: read)
+                        let n = folder.files.count, step = max(1, n / 16)
+                        let picked = Array(stride(from: 0, to: n, by: step).prefix(16))
+                        try Spectrogram.writeGridPNG(clips: folder.samples.gathered(rows: picked), path: out, columns: 4, createDirectories: true)
+                        print("wrote the spectrograms of \(picked.count) clips (\(picked.map { folder.files[$0] }.prefix(3).joined(separator: ", "))\(picked.count > 3 ? ", ..." : "")) to \(out)")
+                    }
                     return
                 }
+                if spectrograms != nil { throw ConfigError(option: "--spectrograms", problem: "applies to folders of sound files only") }
                 guard let policy = CleanPolicy(rawValue: clean) else { throw ConfigError(option: "--clean", problem: "expected error or drop, got '\(clean)'") }
                 var column = labelColumn.map { ColumnSelector(parsing: $0) }
                 if column == nil, (try? Dataset.detectFormat(path: file)) == .csv {

@@ -51,6 +51,9 @@ final class AudioCLITests: XCTestCase {
         XCTAssert(inspect.out.contains("files:    60"), inspect.out)
         XCTAssert(inspect.out.contains("8000 Hz: 60"), inspect.out)
         XCTAssert(inspect.out.contains("3 classes {0: 20, 1: 20, 2: 20}"), inspect.out)
+        try conjure(["data", "inspect", folder, "--length", "2048", "--spectrograms", "real.png"])
+        let real = try PNGReader.decode(path: tmp.appendingPathComponent("real.png").path)
+        XCTAssertEqual(real.height, 4 * 129 + 5 * 2, "16 clips in 4 rows of 129-bin spectrograms (2 px borders)")
 
         let common = ["train", "--data", folder, "--model", "gan", "--length", "1024", "--batch-size", "8", "--quiet", "--checkpoint-every", "3"]
         let run = try conjure(common + ["--name", "a", "--max-steps", "6", "--sample-every", "3"])
