@@ -265,3 +265,23 @@ public func loadFixtureCases(root: URL) throws -> [FixtureCase] {
     }
     return json.keys.sorted().map { FixtureCase(name: $0, settings: json[$0] as? [String: Any] ?? [:], dir: root.appendingPathComponent($0)) }
 }
+
+/// A test case that runs the real `conjure` executable in a fresh temporary folder per test
+/// (``tmp``, removed afterwards); subclasses name the folder with ``temporaryPrefix``.
+open class ConjureCLITestCase: XCTestCase {
+    /// This test's working folder.
+    public var tmp: URL!
+    /// The temporary folder's name prefix (`conjure-PREFIX-UUID`).
+    open var temporaryPrefix: String { "cli" }
+
+    /// Makes ``tmp``.
+    open override func setUpWithError() throws { tmp = try makeTemporaryDirectory(temporaryPrefix) }
+    /// Removes ``tmp``.
+    open override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    /// ``runConjure(_:in:expectFailure:file:line:)`` in ``tmp``.
+    @discardableResult
+    public func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
+        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
+    }
+}

@@ -8,19 +8,8 @@ import ConjureTestSupport
 /// the digit labels and FSDD's own test split; training writes spectrogram PNGs and WAV files;
 /// `sample` writes one WAV, a folder of WAVs, a spectrogram grid and `[N, 1, T]` npy; resume
 /// reads the folder the same way; bad options get one error naming them.
-final class AudioCLITests: XCTestCase {
-    var tmp: URL!
-
-    override func setUpWithError() throws {
-        tmp = try makeTemporaryDirectory("audio")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    @discardableResult
-    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
-    }
+final class AudioCLITests: ConjureCLITestCase {
+    override var temporaryPrefix: String { "audio" }
 
     /// Copies the recordings of two speakers for digits 0-2 (indices 0-9: 0-4 are FSDD's test
     /// split) into `clips/`.

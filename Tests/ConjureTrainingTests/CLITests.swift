@@ -6,19 +6,8 @@ import ConjureMetrics
 
 /// Runs the real `conjure` executable: errors are one clear line with a non-zero exit and
 /// nothing written; sample output has the documented shape and units.
-final class CLITests: XCTestCase {
-    var tmp: URL!
-
-    override func setUpWithError() throws {
-        tmp = try makeTemporaryDirectory("cli")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    @discardableResult
-    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
-    }
+final class CLITests: ConjureCLITestCase {
+    override var temporaryPrefix: String { "cli" }
 
     func contents() -> [String] {
         (FileManager.default.enumerator(atPath: tmp.path)?.allObjects as? [String] ?? []).sorted()

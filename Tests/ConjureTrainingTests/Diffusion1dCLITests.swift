@@ -8,16 +8,8 @@ import ConjureTestSupport
 /// train a few steps from an `.npy` of `[N, 256]` rows with `--shape 1,256`, then `sample`
 /// `[N, 1, 256]` in [-1, 1]; the conditional preset from a CSV with a label column, sampled with
 /// a label and guidance.
-final class Diffusion1dCLITests: XCTestCase {
-    var tmp: URL!
-
-    override func setUpWithError() throws { tmp = try makeTemporaryDirectory("diffusion1d") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    @discardableResult
-    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
-    }
+final class Diffusion1dCLITests: ConjureCLITestCase {
+    override var temporaryPrefix: String { "diffusion1d" }
 
     /// 16 FSDD clips (digits 0-3, four speakers' recording 5), each its centre 256 samples.
     func clips() throws -> (rows: [[Float]], labels: [Int]) {

@@ -6,19 +6,8 @@ import ConjureTestSupport
 /// A tiny diffusion model through the real `conjure` executable on the 8x8 digits: train, an
 /// interrupted run resumed to the same weights, `sample` with the DDIM options (deterministic
 /// for a seed) and DDPM, and `evaluate` recording its sampler.
-final class DiffusionCLITests: XCTestCase {
-    var tmp: URL!
-
-    override func setUpWithError() throws {
-        tmp = try makeTemporaryDirectory("diffusion")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    @discardableResult
-    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
-    }
+final class DiffusionCLITests: ConjureCLITestCase {
+    override var temporaryPrefix: String { "diffusion" }
 
     func testTinyDDPMTrainsResumesSamplesAndEvaluates() throws {
         let digits = try sharedPath("data/digits_8x8.csv.gz").path

@@ -6,19 +6,8 @@ import ConjureTraining
 import ConjureTestSupport
 
 /// Text models through the trainer and the real `conjure` executable on ../shared's names.txt.
-final class TextTrainingTests: XCTestCase {
-    var tmp: URL!
-
-    override func setUpWithError() throws {
-        tmp = try makeTemporaryDirectory("text")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    @discardableResult
-    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
-    }
+final class TextTrainingTests: ConjureCLITestCase {
+    override var temporaryPrefix: String { "text" }
 
     /// train (a few steps of each preset) → sample (determinism, prompt, options) → evaluate
     /// (held-out NLL, bits/char, perplexity, novelty) → data inspect, on names.txt.

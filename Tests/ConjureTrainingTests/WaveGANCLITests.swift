@@ -6,16 +6,8 @@ import ConjureTestSupport
 /// `conjure train --model wavegan` through the real executable on a small `.npy` of sine clips
 /// (`--shape 1,1024`, model size 2): a checkpoint with WaveGAN's state-dict names, a run
 /// stopped and resumed equal to the uninterrupted one, `sample` in [-1, 1], and the length check.
-final class WaveGANCLITests: XCTestCase {
-    var tmp: URL!
-
-    override func setUpWithError() throws { tmp = try makeTemporaryDirectory("wavegan") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    @discardableResult
-    func conjure(_ args: [String], expectFailure: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-        try runConjure(args, in: tmp, expectFailure: expectFailure, file: file, line: line)
-    }
+final class WaveGANCLITests: ConjureCLITestCase {
+    override var temporaryPrefix: String { "wavegan" }
 
     /// `n` clips of `length` samples: sines of 8 frequencies and random phases, amplitude 0.8
     /// (so the observed range is narrower than the declared `--data-range=-1,1`: a resumed run
