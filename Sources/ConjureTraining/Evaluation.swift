@@ -329,13 +329,7 @@ public enum Evaluator {
             }
             // Conditional models: how often the classifier hears (or sees) the class asked for.
             if let asked = requestedLabels, asked.count == samples.shape[0], asked.allSatisfy({ $0 < c.classifier.classes }) {
-                let k = c.classifier.classes
-                var agree = 0
-                for (i, l) in asked.enumerated() {
-                    let row = Array(probs.scalars[(i * k)..<((i + 1) * k)])
-                    if row.firstIndex(of: row.max()!)! == l { agree += 1 }
-                }
-                let fraction = Double(agree) / Double(asked.count)
+                let fraction = argmaxAgreement(probs, asked)
                 results["label_agreement"] = ["fraction": fraction, "samples": asked.count]
                 table.append(("label agreement (classifier = asked class)", String(format: "%.4f", fraction)))
             }
@@ -354,13 +348,7 @@ public enum Evaluator {
                     table.append(("classes >= 2% [real reference]", "\(r.classesCovered)"))
                 }
                 if let labels = referenceLabels, labels.count == reference.shape[0] {
-                    let k = c.classifier.classes
-                    var agree = 0
-                    for (i, l) in labels.enumerated() {
-                        let row = Array(realProbs.scalars[(i * k)..<((i + 1) * k)])
-                        if row.firstIndex(of: row.max()!)! == l { agree += 1 }
-                    }
-                    real["classifier_accuracy"] = Double(agree) / Double(max(labels.count, 1))
+                    real["classifier_accuracy"] = argmaxAgreement(realProbs, labels)
                 }
                 results["real_reference"] = real
             }
@@ -457,6 +445,21 @@ public enum Evaluator {
     /// The run's domain classifier, `<run>/classifier.safetensors`, trained on the run's training
     /// split (30 epochs) and saved there when missing. `shownDirectory` is the run's name in
     /// messages when `runDirectory` is a staging folder that will be moved there.
+    /// The fraction of rows of `probabilities` `[N, K]` whose most probable class (the first on
+    /// ties) is `labels[i]`; 0 for N = 0.
+    static func argmaxAgreement(_ probabilities: Tensor, _ labels: [Int]) -> Double {
+        let k = probabilities.shape[1]
+        var agree = 0
+        probabilities.scalars.withUnsafeBufferPointer { p in
+            for (i, l) in labels.enumerated() {
+                var best = 0
+                for j in 1 ..< k where p[i * k + j] > p[i * k + best] { best = j }
+                if best == l { agree += 1 }
+            }
+        }
+        return Double(agree) / Double(max(labels.count, 1))
+    }
+
     static func domainClassifier(runDirectory: String, shownDirectory: String? = nil, runData: RunData, run: RunConfig,
                                  log: (String) -> Void) throws -> ClassifierTool.Loaded {
         let path = classifierPath(runDirectory: runDirectory)
