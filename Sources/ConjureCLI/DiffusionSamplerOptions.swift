@@ -9,14 +9,16 @@ struct DiffusionSamplerOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Diffusion models: DDIM steps (default: the run's, 50).") var steps: Int?
     @Option(parsing: .unconditional, help: "Diffusion models: DDIM eta, 0 deterministic to 1 (default 0).") var eta: Double?
     @Option(parsing: .unconditional, help: "Conditional diffusion models: classifier-free guidance weight w, eps = (1+w) eps(x,y) - w eps(x) (default: the run's).") var guidance: Double?
+    @Option(parsing: .unconditional, help: "Diffusion models: write the reverse process instead, one row per sample and this many columns from x_T (noise) to x_0, evenly spaced over the sampler's steps (PNG output, 2 to 1001).") var trajectory: Int?
 
     /// Sets the sampler of `model` from the options given and a progress line on standard
     /// error; the noise of stochastic samplers is seeded with `seed`.
     ///
     /// - Throws: ``ConfigError`` for an option the model does not take or a bad value.
     func apply(to model: any GenerativeModel, seed: UInt64) throws {
+        if let k = trajectory, !(2...1001).contains(k) { throw ConfigError(option: "--trajectory", problem: "must be between 2 and 1001 columns, got \(k)") }
         guard let diffusion = model as? any DiffusionSampling else {
-            let given = [("--sampler", sampler != nil), ("--steps", steps != nil), ("--eta", eta != nil), ("--guidance", guidance != nil)]
+            let given = [("--trajectory", trajectory != nil), ("--sampler", sampler != nil), ("--steps", steps != nil), ("--eta", eta != nil), ("--guidance", guidance != nil)]
             if let g = given.first(where: { $0.1 }) {
                 throw ConfigError(option: g.0, problem: "applies to diffusion models only; this checkpoint's model (\(model.family)) samples in one pass")
             }
@@ -49,5 +51,28 @@ struct DiffusionSamplerOptions: ParsableArguments {
             let line = String(format: "sampling (%@): step %d/%d, %.1f s", diffusion.samplerDescription, done, total, elapsed)
             writeStandardError(((terminal ? "\r" : "") + line + (terminal && done < total ? "" : "\n")))
         }
+    }
+}
+
+extension DiffusionSamplerOptions {
+    /// Samples `z` with `model`'s sampler and arranges `columns` states of each sample's reverse
+    /// process, evenly spaced from `x_T` to `x_0` (the first and the last always included), as
+    /// rows of a grid: row i is sample i.
+    ///
+    /// - Shapes: `z` `[N, D]` → `[N·columns, D]`, sample-major.
+    static func trajectoryGrid(_ model: any DiffusionSampling, z: Tensor, labels: [Int]?, columns: Int) -> Tensor {
+        var states: [Tensor] = []
+        _ = model.sample(z: z, labels: labels) { _, x in states.append(x) }
+        let n = z.shape[0], d = z.shape[1]
+        let picked = (0..<columns).map { j in Int((Double(j) * Double(states.count - 1) / Double(columns - 1)).rounded()) }
+        var out = [Float](repeating: 0, count: n * columns * d)
+        for i in 0..<n {
+            for (j, s) in picked.enumerated() {
+                let row = states[s].scalars[(i * d)..<((i + 1) * d)]
+                let o = (i * columns + j) * d
+                out.replaceSubrange(o..<(o + d), with: row)
+            }
+        }
+        return Tensor(shape: [n * columns, d], scalars: out)
     }
 }

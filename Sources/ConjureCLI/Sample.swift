@@ -59,6 +59,15 @@ struct Sample: ParsableCommand {
             if let label, k == 0 { throw ConfigError(option: "--label", problem: "the model is not conditional (label \(label) given)") }
             if let label, label < 0 || label >= k { throw ConfigError(option: "--label", problem: "must be in 0..<\(k), got \(label)") }
             try sampler.apply(to: loaded.model, seed: seed)
+            if let columns = sampler.trajectory {
+                guard ext == "png", let shape = loaded.run.spec.imageShape, let diffusion = loaded.model as? any DiffusionSampling else {
+                    throw ConfigError(option: "--trajectory", problem: "draws a diffusion model's images as a PNG grid (the output is '\(out)', the data is \(loaded.run.spec))")
+                }
+                let grid = DiffusionSamplerOptions.trajectoryGrid(diffusion, z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.model.balancedLabels(count, offset: 0), columns: columns)
+                try writeGrid(grid, shape: shape, stats: loaded.run.normalization, to: out, columns: columns)
+                print("wrote the reverse process of \(count) samples (\(columns) states each, x_T to x_0) to \(out)")
+                return
+            }
             let samples = loaded.model.sample(z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.model.balancedLabels(count, offset: 0))
             if let rate = sampleRate, ext == "wav" || folderOut || ext == "png" {
                 let clips = AudioSampleOutput.clips(samples, spec: loaded.run.spec, stats: loaded.run.normalization)

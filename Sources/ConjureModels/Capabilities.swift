@@ -63,6 +63,13 @@ public protocol DiffusionSampling: GenerativeModel {
     var samplingNoiseSeed: UInt64 { get set }
     /// The sampler in words (`ddim 50 steps, eta 0.0`), recorded with evaluations.
     var samplerDescription: String { get }
+    /// Samples with the current sampler from `x_T = z` like ``GenerativeModel/sample(z:labels:)``
+    /// and hands `trajectory` every state of the reverse process: `(t, x_t)` before each
+    /// denoising step (t from the largest timestep down), then `(-1, x_0)` unclipped.
+    ///
+    /// - Shapes: `z` `[N, D]` → `[N, D]`; each `x_t` `[N, D]` in the model's units (noise at
+    ///   large t is not confined to [-1, 1]).
+    func sample(z: Tensor, labels: [Int]?, trajectory: (Int, Tensor) -> Void) -> Tensor
 }
 
 /// A model whose training rows are not real values in the output's range (token indices):

@@ -36,6 +36,25 @@ final class DiffusionCLITests: ConjureCLITestCase {
             XCTAssert(x1.scalars.allSatisfy { $0 >= -1e-3 && $0 <= 16.001 }, "samples in the data's units 0..16")
             let ddpm = try conjure(["sample", "--checkpoint", ckpt, "--count", "4", "--sampler", "ddpm", "--out", "\(preset)-ddpm.png"] + label)
             XCTAssert(ddpm.err.contains("step 100/100"), ddpm.err)
+            // The reverse process: row i is sample i, 6 states from x_T to x_0; its last column is
+            // the sample itself (8x8 tiles, 2 px padding).
+            let traj = try conjure(["sample", "--checkpoint", ckpt, "--count", "2", "--seed", "4", "--sampler", "ddim", "--steps", "5",
+                                    "--trajectory", "6", "--out", "\(preset)-traj.png"] + label)
+            XCTAssert(traj.out.contains("6 states each"), traj.out)
+            try conjure(["sample", "--checkpoint", ckpt, "--count", "2", "--seed", "4", "--sampler", "ddim", "--steps", "5",
+                         "--columns", "1", "--out", "\(preset)-final.png"] + label)
+            let tg = try PNGReader.decode(path: tmp.appendingPathComponent("\(preset)-traj.png").path)
+            let fg = try PNGReader.decode(path: tmp.appendingPathComponent("\(preset)-final.png").path)
+            XCTAssertEqual([tg.width, tg.height], [6 * 8 + 7 * 2, 2 * 8 + 3 * 2])
+            func tile(_ g: PNGDecodedImage, row: Int, column: Int) -> [UInt8] {
+                (0..<8).flatMap { y in (0..<8).map { x in g.rgb[((2 + row * 10 + y) * g.width + 2 + column * 10 + x) * 3] } }
+            }
+            for r in 0..<2 {
+                XCTAssertEqual(tile(tg, row: r, column: 5), tile(fg, row: r, column: 0), "\(preset): x_0 of the trajectory is the sample")
+                XCTAssertNotEqual(tile(tg, row: r, column: 0), tile(tg, row: r, column: 5), "\(preset): x_T is noise, not the sample")
+            }
+            let notPNG = try conjure(["sample", "--checkpoint", ckpt, "--trajectory", "4", "--out", "t.npy"], expectFailure: true)
+            XCTAssert(notPNG.err.contains("--trajectory"), notPNG.err)
             let bad = try conjure(["sample", "--checkpoint", ckpt, "--out", "x.npy", "--steps", "500"], expectFailure: true)
             XCTAssert(bad.err.contains("--steps: must be between 1 and T = 100, got 500"), bad.err)
         }

@@ -294,4 +294,13 @@ extension DiffusionModel: DiffusionSampling {
         try DiffusionConfig.check(settings, timesteps: config.timesteps, conditional: config.conditionalClasses > 0)
         samplerSettings = settings
     }
+
+    /// Samples with ``samplerSettings`` and hands every reverse-process state `(t, x_t)` (then
+    /// `(-1, x_0)`) to `trajectory`, each shaped `[N, C·H·W]`.
+    public func sample(z: Tensor, labels: [Int]?, trajectory: (Int, Tensor) -> Void) -> Tensor {
+        let n = z.shape[0]
+        return withoutActuallyEscaping(trajectory) { record in
+            sample(z: z, labels: labels, settings: samplerSettings) { t, x in record(t, x.reshaped([n, self.latentDim])) }
+        }
+    }
 }
