@@ -23,6 +23,7 @@ struct Evaluate: ParsableCommand {
     @Option(parsing: .unconditional, help: "Importance samples per image for a VAE's IWAE bound.") var iwaeK: Int = 1000
     @Flag(help: "Also score training images against the reference (the metrics' floor).") var floor = false
     @Option(help: "Report path (default: eval.json in the run directory).") var out: String?
+    @OptionGroup var sampler: DiffusionSamplerOptions
     @OptionGroup var pool: ThreadsOption
 
     func run() {
@@ -38,6 +39,8 @@ struct Evaluate: ParsableCommand {
             o.count = count; o.seed = seed
             o.metrics = metrics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
             o.classifier = classifier; o.reference = reference; o.samplesFile = samples
+            if sampler.trajectory != nil { throw ConfigError(option: "--trajectory", problem: "is a `conjure sample` option") }
+            o.prepareModel = { [sampler, seed] in try sampler.apply(to: $0, seed: seed) }
             o.kidSubsets = kidSubsets; o.kidSubsetSize = kidSubsetSize; o.prK = prK; o.dcK = dcK; o.iwaeK = iwaeK; o.floor = floor; o.output = out
             let outcome = try Evaluator.run(o) { writeStandardError(($0 + "\n")) }
             print(outcome.table + "wrote \(outcome.path)")

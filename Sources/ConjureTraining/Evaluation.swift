@@ -39,6 +39,9 @@ public struct EvaluateOptions: Sendable {
     /// Where to write the report; default `eval.json` in the run directory.
     public var output: String?
 
+    /// Called with the loaded model before any sample is drawn: sets a diffusion model's sampler
+    /// (`conjure evaluate --sampler/--steps/--eta/--guidance`). May throw a ``ConfigError``.
+    public var prepareModel: (@Sendable (any GenerativeModel) throws -> Void)? = nil
     /// Options for `checkpoint` with the defaults listed on each property.
     public init(checkpoint: String) { self.checkpoint = checkpoint }
 }
@@ -130,6 +133,7 @@ public enum Evaluator {
         }
 
         let loaded = try Checkpoint.read(path: o.checkpoint)
+        try o.prepareModel?(loaded.model)
         let run = loaded.run
         let stats = run.normalization
         var warnings: [String] = []

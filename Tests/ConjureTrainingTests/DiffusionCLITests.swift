@@ -69,5 +69,16 @@ final class DiffusionCLITests: ConjureCLITestCase {
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: tmp.appendingPathComponent("runs/ddpm-a/eval.json"))) as! [String: Any]
         let source = (report["samples"] as! [String: Any])["source"] as! String
         XCTAssert(source.contains("sampler ddim 50 steps, eta 0.0"), source)
+        // The sampler options of `sample` apply to `evaluate` too, and are recorded; label
+        // agreement is measured for a conditional model.
+        try conjure(["evaluate", "--checkpoint", "runs/ddpm-cond-a/checkpoints/latest.safetensors", "--count", "20", "--classifier", "c.safetensors",
+                     "--metrics", "fid", "--steps", "4", "--guidance", "3", "--out", "cond.json"])
+        let cond = try JSONSerialization.jsonObject(with: Data(contentsOf: tmp.appendingPathComponent("cond.json"))) as! [String: Any]
+        let condSource = (cond["samples"] as! [String: Any])["source"] as! String
+        XCTAssert(condSource.contains("ddim 4 steps") && condSource.contains("guidance 3.0"), condSource)
+        let agreement = ((cond["metrics"] as! [String: Any])["label_agreement"] as! [String: Any])["samples"] as? Int
+        XCTAssertEqual(agreement, 20)
+        let ganOption = try conjure(["evaluate", "--checkpoint", "runs/ddpm-a/checkpoints/latest.safetensors", "--trajectory", "3"], expectFailure: true)
+        XCTAssert(ganOption.err.contains("--trajectory"), ganOption.err)
     }
 }
