@@ -7,7 +7,8 @@
 #
 # Environment: BIN (default .build/release/conjure), DATA (default data/mnist_5k.csv.gz, else
 # ../shared/data/mnist_5k.csv.gz), RUNS (default runs/results), OUT (default docs/samples),
-# COUNT (evaluate's sample count, default 10000).
+# COUNT (evaluate's sample count, default 10000), CLASSIFIER (one domain classifier file for every
+# row, so their FIDs are comparable; default: each run's own, trained when missing).
 # Per preset: RUNS/NAME (the run; training stops with SIGINT at the budget, which writes a
 # checkpoint), OUT/NAME.png (64 samples, seed 1), RUNS/NAME/eval.json, and one line of
 # RUNS/results.tsv: preset, steps, seconds, FID, KID, precision, recall, negative ELBO, IWAE.
@@ -20,6 +21,8 @@ DATA=${DATA:-data/mnist_5k.csv.gz}
 RUNS=${RUNS:-runs/results}
 OUT=${OUT:-docs/samples}
 COUNT=${COUNT:-10000}
+classifier=()
+[ -n "${CLASSIFIER:-}" ] && classifier=(--classifier "$CLASSIFIER")
 mkdir -p "$RUNS" "$OUT"
 for spec in "$@"; do
     read -r preset extra <<<"$spec"
@@ -33,7 +36,7 @@ for spec in "$@"; do
     seconds=$(($(date +%s) - start))
     ckpt="$RUNS/$name/checkpoints/latest.safetensors"
     "$BIN" sample --checkpoint "$ckpt" --count 64 --seed 1 --out "$OUT/$name.png"
-    "$BIN" evaluate --checkpoint "$ckpt" --count "$COUNT" --seed 0 >"$RUNS/$name.eval.txt" 2>&1
+    "$BIN" evaluate --checkpoint "$ckpt" --count "$COUNT" --seed 0 "${classifier[@]}" >"$RUNS/$name.eval.txt" 2>&1
     python3 - "$RUNS/$name/eval.json" "$preset" "$seconds" >>"$RUNS/results.tsv" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
