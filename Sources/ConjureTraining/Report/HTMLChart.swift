@@ -177,7 +177,7 @@ public struct SVGChart {
             }
             let raw = SVGChart.pathData(line.points, xr: xr, yr: yr, plot: p)
             if smoothing > 0 {
-                s += "<path d=\"\(raw)\" fill=\"none\" stroke=\"\(line.color)\" stroke-opacity=\"0.25\" stroke-width=\"1\"/>"
+                s += "<path d=\"\(raw)\" fill=\"none\" stroke=\"\(line.color)\" stroke-opacity=\"0.35\" stroke-width=\"1\"/>"
                 let ys = Smoothing.ema(line.points.map(\.y), weight: smoothing)
                 let sm = SVGChart.pathData(zip(line.points, ys).map { (x: $0.x, y: $1) }, xr: xr, yr: yr, plot: p)
                 s += "<path d=\"\(sm)\" fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"1.6\"><title>\(HTML.escape(line.name))</title></path>"

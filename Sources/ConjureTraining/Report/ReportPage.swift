@@ -14,7 +14,7 @@ public enum ReportPage {
     .charts{display:flex;flex-wrap:wrap;gap:10px}.chart{background:#fff;border:1px solid #e4e4e4}
     .ct{font-size:13px;font-weight:600;fill:#222}.ck{font-size:10px;fill:#555}.cn{font-size:12px;fill:#888}.cf{fill:#fafafa;stroke:#ccc}.cg{stroke:#e6e6e6}
     .strip{display:flex;gap:8px;overflow-x:auto;padding-bottom:6px}figure{margin:0;text-align:center}figcaption{font-size:12px;color:#555}
-    .strip img{width:168px;image-rendering:pixelated;border:1px solid #ddd}.big img{width:448px;image-rendering:pixelated;border:1px solid #ddd}
+    .strip img{height:168px;width:auto;image-rendering:pixelated;border:1px solid #ddd}.big img{width:448px;height:auto;max-height:640px;object-fit:contain;object-position:left top;image-rendering:pixelated;border:1px solid #ddd}
     table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}
     td.n{text-align:right;font-variant-numeric:tabular-nums}pre{background:#f7f7f7;border:1px solid #e4e4e4;padding:8px;font-size:12px;overflow:auto;max-height:480px}
     .legend span{display:inline-block;margin-right:16px}.legend i{display:inline-block;width:14px;height:4px;margin-right:5px;vertical-align:middle}
@@ -136,11 +136,14 @@ public enum ReportPage {
             if steps.isEmpty && !run.files.contains("samples/final.txt") {
                 s += note("not available: no samples/step-*.txt yet (written every --sample-every steps and at the end)")
             }
-            for (title, file) in (run.files.contains("samples/final.txt") ? [("final samples", "samples/final.txt")] : [])
-                + steps.suffix(3).reversed().map({ ("samples at step \($0.step)", $0.path) }) {
+            let hasFinal = run.files.contains("samples/final.txt")
+            // The last step's file is the final one again when training ended there (same fixed draws).
+            let earlier = hasFinal && steps.last?.step == run.lastStep ? Array(steps.dropLast()) : steps
+            for (title, file) in (hasFinal ? [("Final samples", "samples/final.txt")] : [])
+                + earlier.suffix(3).reversed().map({ ("Samples at step \($0.step)", $0.path) }) {
                 let text = (try? String(contentsOfFile: run.directory + "/" + file, encoding: .utf8)) ?? "(unreadable)"
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-                let shown = lines.prefix(40).joined(separator: "\n") + (lines.count > 40 ? "\n… (\(lines.count - 40) more lines in \(file))" : "")
+                let shown = lines.prefix(24).joined(separator: "\n") + (lines.count > 24 ? "\n… (\(lines.count - 24) more lines in \(file))" : "")
                 s += "<h3>\(HTML.escape(title))</h3><pre>\(HTML.escape(shown))</pre>\n"
             }
             return s
