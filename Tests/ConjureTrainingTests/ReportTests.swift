@@ -59,6 +59,19 @@ final class ReportTests: ConjureCLITestCase {
         XCTAssert(chart.render().contains("d=\"" + SVGChart.pathData([(0, 0), (1, 1), (2, 4)], xr: 0...2, yr: yr, plot: p) + "\""), chart.render())
     }
 
+    func testLongSeriesAreThinnedWhenDrawn() {
+        XCTAssertEqual(SVGChart.drawnIndices(5), [0, 1, 2, 3, 4])
+        let idx = SVGChart.drawnIndices(10_001)
+        // k = ceil(10001 / 1000) = 11: 0, 11, ..., 9999 (910 points), then the last, 10000.
+        XCTAssertEqual(idx.count, 911)
+        XCTAssertEqual(idx.prefix(3), [0, 11, 22])
+        XCTAssertEqual(idx.suffix(2), [9999, 10_000])
+        XCTAssertEqual(idx.last, 10_000)
+        let points = (0..<10_001).map { (x: Double($0), y: sin(Double($0) / 100)) }
+        let svg = SVGChart(title: "t", xLabel: "step", series: [ChartSeries(name: "r", points: points, color: "#000")], smoothing: 0.6).render()
+        XCTAssertEqual(svg.components(separatedBy: "L").count - 1, 2 * 910, "raw and smoothed lines of 911 points each")
+    }
+
     func testSmoothingMatchesAHandComputedDebiasedEMA() {
         // w = 0.6: last = 0.4, 1.04, 1.824; debiased by 1 - 0.6^k = 0.4, 0.64, 0.784.
         let s = Smoothing.ema([1, 2, 3], weight: 0.6)

@@ -175,17 +175,33 @@ public struct SVGChart {
                 s += "<circle cx=\"\(d[0])\" cy=\"\(d[1])\" r=\"3\" fill=\"\(line.color)\"/>"
                 continue
             }
-            let raw = SVGChart.pathData(line.points, xr: xr, yr: yr, plot: p)
+            // Long runs: at most about maxPoints drawn per line (every k-th point and the last),
+            // the smoothing computed on all of them first.
+            let keep = SVGChart.drawnIndices(line.points.count)
+            let raw = SVGChart.pathData(keep.map { line.points[$0] }, xr: xr, yr: yr, plot: p)
             if smoothing > 0 {
                 s += "<path d=\"\(raw)\" fill=\"none\" stroke=\"\(line.color)\" stroke-opacity=\"0.35\" stroke-width=\"1\"/>"
                 let ys = Smoothing.ema(line.points.map(\.y), weight: smoothing)
-                let sm = SVGChart.pathData(zip(line.points, ys).map { (x: $0.x, y: $1) }, xr: xr, yr: yr, plot: p)
+                let sm = SVGChart.pathData(keep.map { (x: line.points[$0].x, y: ys[$0]) }, xr: xr, yr: yr, plot: p)
                 s += "<path d=\"\(sm)\" fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"1.6\"><title>\(HTML.escape(line.name))</title></path>"
             } else {
                 s += "<path d=\"\(raw)\" fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"1.4\"><title>\(HTML.escape(line.name))</title></path>"
             }
         }
         return s + "</svg>"
+    }
+
+    /// The most points drawn per line; longer series are thinned to every k-th point.
+    static let maxPoints = 1000
+
+    /// The indices of a series of `n` points that are drawn: all of them up to ``maxPoints``,
+    /// else every `ceil(n / maxPoints)`-th and the last.
+    static func drawnIndices(_ n: Int) -> [Int] {
+        guard n > maxPoints else { return Array(0..<n) }
+        let k = (n + maxPoints - 1) / maxPoints
+        var idx = Array(stride(from: 0, to: n, by: k))
+        if idx.last != n - 1 { idx.append(n - 1) }
+        return idx
     }
 
     /// The colours of overlaid runs, in order (the Tableau 10 palette), repeating after ten.
