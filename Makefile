@@ -2,7 +2,7 @@
 # Both first install missing system libraries (Debian packages) and build in release mode.
 
 SWIFT ?= swift
-APT_PACKAGES := libopenblas-dev libspng-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev libkissfft-dev
+APT_PACKAGES := libopenblas-dev libspng-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev libkissfft-dev chromium-headless-shell
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/conjure
 DEMO_ARGS ?=

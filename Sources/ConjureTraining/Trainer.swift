@@ -314,6 +314,7 @@ public final class Trainer {
                 }
                 if checkpointEvery > 0 && progress.step % checkpointEvery == 0 && progress.step < stopAt {
                     try checkpoint(withWindow(epochDone ? progress.nextEpoch() : progress))
+                    _ = writeReport(folder: folder.current, model: net, run: run)
                 }
             }
             // A new epoch reshuffles: order depends only on (seed, epoch), so a resumed run
@@ -328,6 +329,7 @@ public final class Trainer {
             try writer.write(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), run.spec, run.normalization, path)
             written.insert(path)
         }
+        if let report = writeReport(folder: folder.current, model: net, run: run) { written.insert(o.runDirectory + "/" + (report as NSString).lastPathComponent) }
         if interrupted { log("interrupted at step \(progress.step): checkpoint written; continue with --resume") }
         return TrainSummary(runDirectory: o.runDirectory, steps: progress.step, epochs: Double(progress.step) / Double(max(perEpoch, 1)),
                             seconds: Date().timeIntervalSince(start), last: last, files: written.sorted(), interrupted: interrupted,
