@@ -70,12 +70,12 @@ struct Bench: ParsableCommand {
             } else if sampleSteps != nil {
                 throw ConfigError(option: "--sample-steps", problem: "applies to diffusion models only; '\(model)' is a \(config.family), which samples in one pass")
             }
-            let startup = BenchStartup.measure(config: config)
+            let startup = BenchStartup.measure(config: config, batch: runs[0].0)
             let mflop = (probe as? StepCostModel)?.matrixFLOPsPerStep(batch: 64).map { $0 / 1e6 } ?? .nan
             let stepName = (updateName?.rawValue ?? "the family's step") + (updateName == .alternatingFresh && isSeed ? " (the reference scripts' step)" : "")
             if !json {
                 print("model \(config.preset), update \(stepName): " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
-                      + String(format: "start-up to first step %.3f s", startup))
+                      + String(format: "start-up to first step %.3f s (batch %d)", startup, runs[0].0))
                 let cores = Parallel.availableCores
                 if runs.contains(where: { $0.1 > cores }) { print("note: more threads than the \(cores) cores available only adds contention") }
             }
@@ -86,7 +86,9 @@ struct Bench: ParsableCommand {
                     enc.outputFormatting = [.sortedKeys]  // keys in one order every run
                     print(String(decoding: try enc.encode(r), as: UTF8.self))
                 } else {
-                    var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s",
+                    // Two decimals for slow steps (diffusion U-Nets run about one step per second).
+                    let f = r.stepsPerSecondMedian < 10 ? "%.2f" : "%.1f"
+                    var line = String(format: "batch %4d  threads %d  %8\(f.dropFirst()) steps/s (min \(f), max \(f))  %9.0f samples/s",
                                       b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond)
                     if let m = r.mflopPerStep { line += String(format: "  %6.1f GFLOP/s", r.stepsPerSecondMedian * m / 1000) }
                     if let tokens = r.tokensPerSecond { line += String(format: "  %9.0f tokens/s", tokens) }
@@ -134,14 +136,15 @@ func peakRSSMegabytes() -> Double {
     return .nan
 }
 
-/// Time from process start to the end of the first training step.
+/// Time from process start to the end of the first training step, at the first configuration's
+/// batch (a large model's step at batch 64 would dominate the start-up and the peak RSS).
 enum BenchStartup {
-    static func measure(config: ModelConfig) -> Double {
+    static func measure(config: ModelConfig, batch: Int) -> Double {
         var rng = RandomGenerator(seed: 0)
         let model = config.makeModel(rng: &rng)
         let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
-        let real = Benchmark.syntheticRows(model: model, config: config, batch: 64, rng: &rng)
-        optimization.step(TrainingBatch(x: real, z: Tensor.randomNormal([64, config.latentDim], using: &rng), labels: model.balancedLabels(64, offset: 0)))
+        let real = Benchmark.syntheticRows(model: model, config: config, batch: batch, rng: &rng)
+        optimization.step(TrainingBatch(x: real, z: Tensor.randomNormal([batch, config.latentDim], using: &rng), labels: model.balancedLabels(batch, offset: 0)))
         return processUptime()
     }
 }
