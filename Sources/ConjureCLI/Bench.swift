@@ -7,13 +7,14 @@ import ConjureTraining
 import Foundation
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Time training steps on synthetic batches (median of repeated runs).")
+    static let configuration = CommandConfiguration(abstract: "Time training steps on synthetic batches (median of repeated runs); diffusion models' sampling speed too.")
     @Option(help: "Model preset of any family (default seed).") var model: String = "seed"
     @Option(parsing: .unconditional, help: "Timed repeats (median reported).") var repeats: Int = 7
     @Option(parsing: .unconditional, help: "Steps per repeat.") var steps: Int = 200
     @Option(parsing: .unconditional, help: "Warm-up steps.") var warmup: Int = 50
     @Option(help: "Configurations as BATCHxTHREADS, e.g. 64x1,64x2,256x2.") var configs: String = "64x1,64x2,256x1,256x2"
     @Option(help: "Update order to time: simultaneous, alternating or alternating-fresh (default: alternating-fresh for seed, the reference scripts' step; the preset's own otherwise).") var update: String?
+    @Option(parsing: .unconditional, help: "Diffusion models: reverse steps of each timed sampling run at every configuration's batch and threads (default 10; 0: do not time sampling); the images/s are stated for the preset's sampler (DDIM 50), whose per-step cost a shorter run measures.") var sampleSteps: Int?
     @Flag(help: "Print JSON lines.") var json = false
 
     func run() {
@@ -55,24 +56,39 @@ struct Bench: ParsableCommand {
             let updateName = (config.config as? GANConfig)?.update
             // bench_torch_dcgan.py times the unchanged dcgan preset (28x28, alternating).
             let isDCGAN28 = config.preset == "dcgan" && unchanged
-            let startup = BenchStartup.measure(config: config)
             var rngProbe = RandomGenerator(seed: 0)
-            let mflop = (config.makeModel(rng: &rngProbe) as? StepCostModel)?.matrixFLOPsPerStep(batch: 64).map { $0 / 1e6 } ?? .nan
+            let probe = config.makeModel(rng: &rngProbe)
+            // Sampling speed: asked of the capability, not of a family.
+            var sampleStepsTimed: Int? = nil
+            if let sampler = probe as? any DiffusionSampling {
+                let stated = sampler.samplerStepCount
+                let k = sampleSteps ?? Swift.min(10, stated)
+                guard k >= 0 && k <= stated else {
+                    throw ConfigError(option: "--sample-steps", problem: "must be between 0 and the sampler's \(stated) steps, got \(k)")
+                }
+                if k > 0 { sampleStepsTimed = k }
+            } else if sampleSteps != nil {
+                throw ConfigError(option: "--sample-steps", problem: "applies to diffusion models only; '\(model)' is a \(config.family), which samples in one pass")
+            }
+            let startup = BenchStartup.measure(config: config, batch: runs[0].0)
+            let mflop = (probe as? StepCostModel)?.matrixFLOPsPerStep(batch: 64).map { $0 / 1e6 } ?? .nan
             let stepName = (updateName?.rawValue ?? "the family's step") + (updateName == .alternatingFresh && isSeed ? " (the reference scripts' step)" : "")
             if !json {
                 print("model \(config.preset), update \(stepName): " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
-                      + String(format: "start-up to first step %.3f s", startup))
+                      + String(format: "start-up to first step %.3f s (batch %d)", startup, runs[0].0))
                 let cores = Parallel.availableCores
                 if runs.contains(where: { $0.1 > cores }) { print("note: more threads than the \(cores) cores available only adds contention") }
             }
             for (b, t) in runs {
-                let r = Benchmark.run(config: config, batch: b, threads: t, warmup: warmup, steps: steps, repeats: repeats)
+                let r = Benchmark.run(config: config, batch: b, threads: t, warmup: warmup, steps: steps, repeats: repeats, sampleSteps: sampleStepsTimed)
                 if json {
                     let enc = JSONEncoder()
                     enc.outputFormatting = [.sortedKeys]  // keys in one order every run
                     print(String(decoding: try enc.encode(r), as: UTF8.self))
                 } else {
-                    var line = String(format: "batch %4d  threads %d  %8.1f steps/s (min %.1f, max %.1f)  %9.0f samples/s",
+                    // Two decimals for slow steps (diffusion U-Nets run about one step per second).
+                    let f = r.stepsPerSecondMedian < 10 ? "%.2f" : "%.1f"
+                    var line = String(format: "batch %4d  threads %d  %8\(f.dropFirst()) steps/s (min \(f), max \(f))  %9.0f samples/s",
                                       b, t, r.stepsPerSecondMedian, r.stepsPerSecondMin, r.stepsPerSecondMax, r.samplesPerSecond)
                     if let m = r.mflopPerStep { line += String(format: "  %6.1f GFLOP/s", r.stepsPerSecondMedian * m / 1000) }
                     if let tokens = r.tokensPerSecond { line += String(format: "  %9.0f tokens/s", tokens) }
@@ -88,6 +104,10 @@ struct Bench: ParsableCommand {
                         line += String(format: "  x%.2f PyTorch eager (%.1f)", r.stepsPerSecondMedian / ref, ref)
                     }
                     print(line)
+                    if let ips = r.imagesPerSecondMedian, let sampler = r.sampler, let k = r.sampleStepsTimed {
+                        print(String(format: "sampling batch %4d  threads %d  %8.2f images/s (min %.2f, max %.2f)  ", b, t, ips, r.imagesPerSecondMin ?? .nan, r.imagesPerSecondMax ?? .nan)
+                              + "\(sampler); from the averaged weights, per-step time of runs of \(k) step\(k == 1 ? "" : "s")")
+                    }
                 }
             }
             if isSeed && updateName == .alternatingFresh && !json {
@@ -96,6 +116,8 @@ struct Bench: ParsableCommand {
                 print("reference figures: scripts/bench_torch_gan.py (PyTorch 2.13 eager CPU wheel, this machine kind, 2026-11-29); re-run it beside this for a same-session ratio")
             } else if config.preset == "wavegan" && !json {
                 print("one step = one critic update with the gradient penalty, a generator update after every fifth (use --steps and --warmup that are multiples of 5); same-session PyTorch figure: /work/torchvenv/bin/python scripts/bench_torch_wavegan.py --threads T --steps 20 --warmup 5 --reps 3 (the same network, d and T)")
+            } else if (config.preset == "ddpm" || config.preset == "ddpm-cond") && unchanged && !json {
+                print("same-session PyTorch figures: /work/torchvenv/bin/python scripts/bench_torch_ddpm.py --model \(config.preset) --batch B --threads T --sample-steps \(sampleStepsTimed ?? 10) (the same U-Net, step and sampler); scripts/bench_compare.sh \(config.preset) interleaves both")
             } else if isDCGAN28 && !json {
                 print("reference figures: ../shared/bench/REFERENCE.md (bench_torch_dcgan.py, PyTorch 2.15 eager CPU wheel, same machine kind); re-run it beside this for a same-session ratio")
             }
@@ -114,14 +136,15 @@ func peakRSSMegabytes() -> Double {
     return .nan
 }
 
-/// Time from process start to the end of the first training step.
+/// Time from process start to the end of the first training step, at the first configuration's
+/// batch (a large model's step at batch 64 would dominate the start-up and the peak RSS).
 enum BenchStartup {
-    static func measure(config: ModelConfig) -> Double {
+    static func measure(config: ModelConfig, batch: Int) -> Double {
         var rng = RandomGenerator(seed: 0)
         let model = config.makeModel(rng: &rng)
         let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
-        let real = Benchmark.syntheticRows(model: model, config: config, batch: 64, rng: &rng)
-        optimization.step(TrainingBatch(x: real, z: Tensor.randomNormal([64, config.latentDim], using: &rng), labels: model.balancedLabels(64, offset: 0)))
+        let real = Benchmark.syntheticRows(model: model, config: config, batch: batch, rng: &rng)
+        optimization.step(TrainingBatch(x: real, z: Tensor.randomNormal([batch, config.latentDim], using: &rng), labels: model.balancedLabels(batch, offset: 0)))
         return processUptime()
     }
 }

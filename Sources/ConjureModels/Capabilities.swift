@@ -70,6 +70,10 @@ public protocol DiffusionSampling: GenerativeModel {
     /// - Shapes: `z` `[N, D]` → `[N, D]`; each `x_t` `[N, D]` in the model's units (noise at
     ///   large t is not confined to [-1, 1]).
     func sample(z: Tensor, labels: [Int]?, trajectory: (Int, Tensor) -> Void) -> Tensor
+    /// Denoiser passes (reverse-process steps) of one sampling call with ``samplerSettings``:
+    /// DDIM's step count, or all T steps for DDPM ancestral sampling. A guided conditional
+    /// model evaluates the network on a doubled batch at each of them.
+    var samplerStepCount: Int { get }
 }
 
 /// A model whose training rows are not real values in the output's range (token indices):

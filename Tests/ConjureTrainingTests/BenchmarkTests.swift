@@ -27,6 +27,46 @@ final class BenchmarkTests: XCTestCase {
         XCTAssertEqual(flops(.ganPreset)!, 1_018_560_512, accuracy: 1e5)
     }
 
+    /// The sampling rate is stated for the sampler's own step count from the per-step time of a
+    /// shorter run: 64 images, 10 steps in 1 s -> 0.1 s per step, 5 s for DDIM 50 -> 12.8 images/s.
+    func testImagesPerSecondScalesTheTimedStepsToTheSamplersSteps() {
+        XCTAssertEqual(Benchmark.imagesPerSecond(batch: 64, seconds: 1, stepsTimed: 10, stepsStated: 50), 12.8, accuracy: 1e-12)
+        XCTAssertEqual(Benchmark.imagesPerSecond(batch: 64, seconds: 2.5, stepsTimed: 50, stepsStated: 50), 25.6, accuracy: 1e-12)
+    }
+
+    /// A tiny diffusion model (8x8, widths 8/16, T = 100, conditional with guidance 2) has its
+    /// DDIM sampler timed through the capability: the rates are stated for its own 20 steps, its
+    /// settings are restored afterwards, and a model without the capability gets no sampling rate.
+    func testDiffusionSamplingIsTimedThroughTheCapability() throws {
+        var c = DiffusionConfig(preset: "tiny", imageShape: [1, 8, 8], baseWidth: 8, channelMultipliers: [1, 2], attentionLevels: [1],
+                                groups: 4, timesteps: 100, conditionalClasses: 3, batchSize: 4)
+        c.sampler.steps = 20
+        c.sampler.guidance = 2
+        var rng = RandomGenerator(seed: 0)
+        let model = try XCTUnwrap(ModelConfig.diffusion(c).makeModel(rng: &rng) as? DiffusionModel)
+        let timing = try XCTUnwrap(Benchmark.timeSampling(model: model, batch: 3, steps: 2, repeats: 3))
+        XCTAssertEqual(timing.sampler, "ddim 20 steps, eta 0.0, guidance 2.0, x0 clipped")
+        XCTAssertEqual(timing.stepsStated, 20)
+        XCTAssertEqual(timing.stepsTimed, 2)
+        XCTAssert(timing.min > 0 && timing.min <= timing.median && timing.median <= timing.max && timing.max.isFinite, "\(timing)")
+        XCTAssertEqual(model.samplerSettings, c.sampler, "settings restored")
+        // DDPM ancestral sampling is stated for all T steps.
+        var ddpm = c.sampler
+        ddpm.kind = .ddpm
+        try model.setSampler(ddpm)
+        XCTAssertEqual(Benchmark.timeSampling(model: model, batch: 2, steps: 1, repeats: 1)?.stepsStated, 100)
+        XCTAssertEqual(model.samplerSettings, ddpm)
+
+        let r = Benchmark.run(config: .diffusion(c), batch: 2, threads: 1, warmup: 0, steps: 1, repeats: 1, sampleSteps: 3)
+        XCTAssertEqual(r.sampler, "ddim 20 steps, eta 0.0, guidance 2.0, x0 clipped")
+        XCTAssertEqual(r.sampleStepsTimed, 3)
+        XCTAssertGreaterThan(try XCTUnwrap(r.imagesPerSecondMedian), 0)
+        XCTAssertNil(Benchmark.run(config: .diffusion(c), batch: 2, threads: 1, warmup: 0, steps: 1, repeats: 1).imagesPerSecondMedian)
+        let gan = Benchmark.run(config: .gan(.seedPreset), batch: 2, threads: 1, warmup: 0, steps: 1, repeats: 1, sampleSteps: 3)
+        XCTAssertNil(gan.imagesPerSecondMedian)
+        XCTAssertNil(gan.sampler)
+    }
+
     /// The median of an even number of timed runs is the mean of the middle two, not the upper one.
     func testMedianOfAnEvenNumberOfRuns() {
         let r = Benchmark.run(config: .gan(.seedPreset), batch: 4, threads: 1, warmup: 1, steps: 3, repeats: 2)

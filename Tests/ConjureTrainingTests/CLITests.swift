@@ -3,6 +3,7 @@ import XCTest
 import ConjureData
 import ConjureTestSupport
 import ConjureMetrics
+import ConjureTraining
 
 /// Runs the real `conjure` executable: errors are one clear line with a non-zero exit and
 /// nothing written; sample output has the documented shape and units.
@@ -156,6 +157,9 @@ extension CLITests {
             (["bench", "--warmup=-1"], "--warmup: must be at least 0, got -1"),
             (["bench", "--repeats", "0"], "--repeats: must be at least 1, got 0"),
             (["bench", "--steps=-1"], "--steps: must be at least 1, got -1"),
+            (["bench", "--model", "gan", "--sample-steps", "5"], "--sample-steps: applies to diffusion models only"),
+            (["bench", "--model", "ddpm", "--sample-steps", "51"], "--sample-steps: must be between 0 and the sampler's 50 steps, got 51"),
+            (["bench", "--model", "ddpm", "--sample-steps=-1"], "--sample-steps: must be between 0"),
         ]
         for (args, needle) in cases {
             let r = try conjure(args, expectFailure: true)
@@ -316,6 +320,26 @@ extension CLITests {
         // Another step than the reference's: no ratio.
         XCTAssertFalse(try ratioLine(["--model", "seed", "--update", "simultaneous"]).contains("PyTorch"))
         XCTAssertFalse(try ratioLine(["--model", "dcgan", "--update", "simultaneous"]).contains("PyTorch"))
+    }
+
+    /// `bench --model ddpm` also states the DDIM-50 sampling speed (text and JSON), timed from
+    /// a short run at each configuration's batch; `--sample-steps 0` leaves it out; the GAN gets none.
+    func testBenchReportsDiffusionSamplingSpeed() throws {
+        let quick = ["--configs", "2x1", "--steps", "1", "--repeats", "1", "--warmup", "0"]
+        let text = try conjure(["bench", "--model", "ddpm", "--sample-steps", "1"] + quick).out
+        let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("sampling batch    2  threads 1") }, text)
+        XCTAssert(line.contains(" images/s (min ") && line.contains("ddim 50 steps, eta 0.0, x0 clipped; from the averaged weights, per-step time of runs of 1 step"), String(line))
+        let rate = try XCTUnwrap(Double(line.split(separator: " ", omittingEmptySubsequences: true)[5]), String(line))
+        XCTAssertGreaterThan(rate, 0)
+        XCTAssert(text.contains("scripts/bench_torch_ddpm.py --model ddpm"), text)
+        let json = try conjure(["bench", "--model", "ddpm-cond", "--sample-steps", "1", "--json"] + quick).out
+        let row = try XCTUnwrap(json.split(separator: "\n").first { $0.hasPrefix("{") })
+        let r = try JSONDecoder().decode(Benchmark.Result.self, from: Data(row.utf8))
+        XCTAssertEqual(r.sampler, "ddim 50 steps, eta 0.0, guidance 1.0, x0 clipped")
+        XCTAssertEqual(r.sampleStepsTimed, 1)
+        XCTAssertGreaterThan(try XCTUnwrap(r.imagesPerSecondMedian), 0)
+        XCTAssertFalse(try conjure(["bench", "--model", "ddpm", "--sample-steps", "0"] + quick).out.contains("sampling"))
+        XCTAssertFalse(try conjure(["bench", "--model", "gan"] + quick).out.contains("sampling"))
     }
 
     /// A --runs-dir that is a file is named as such, and left as it was.

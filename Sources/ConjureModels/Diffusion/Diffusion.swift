@@ -287,6 +287,9 @@ extension DiffusionModel: DiffusionSampling {
         samplerSettings.description(timesteps: config.timesteps, conditional: config.conditionalClasses > 0)
     }
 
+    /// DDIM's ``DiffusionSamplerSettings/steps``, or T for DDPM.
+    public var samplerStepCount: Int { samplerSettings.kind == .ddim ? samplerSettings.steps : config.timesteps }
+
     /// Checks and sets the sampler.
     ///
     /// - Throws: ``ConfigError`` naming `--steps`, `--eta` or `--guidance`.
