@@ -10,7 +10,7 @@
 # the first evaluate when missing), COUNT (main rows, default 2000), SWEEP (guidance and steps
 # rows, default 1000), OUT (grids, default docs/samples), THREADS (default 1).
 # Each evaluation writes RUN/eval-NAME.json and a line of RESULTS (default results-diffusion.tsv):
-# name, sampler, samples, FID, KID x1000, precision, recall, IS, label agreement, seconds.
+# name, sampler, samples, FID, KID (eval.json's kid.mean), precision, recall, IS, label agreement, seconds.
 set -euo pipefail
 BIN=${BIN:-.build/release/conjure}
 UNCOND=${UNCOND:-runs/ddpm}
@@ -43,9 +43,8 @@ def g(*path):
         if not isinstance(v, dict) or p not in v: return ""
         v = v[p]
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-kid = m.get("kid", {}).get("mean")
 print("\t".join([sys.argv[2], r["samples"]["source"].split("sampler ")[-1], str(r["samples"].get("count", "")), g("fid", "value"),
-                 f"{1000 * kid:.3g}" if kid is not None else "", g("precision_recall", "precision"), g("precision_recall", "recall"),
+                 g("kid", "mean"), g("precision_recall", "precision"), g("precision_recall", "recall"),
                  g("classifier_score", "mean"), g("label_agreement", "fraction"), sys.argv[3]]))
 PY
     tail -n 1 "$RESULTS"
