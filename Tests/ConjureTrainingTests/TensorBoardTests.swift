@@ -146,7 +146,8 @@ final class TensorBoardEncodingTests: XCTestCase {
 
 /// `conjure train` runs read back by the `tensorboard` package (scripts/tensorboard-dump.py with
 /// the interpreter of ``tensorboardPython()``): every scalar of metrics.jsonl at its step,
-/// the grids as decodable images equal to the PNG files, clips as audio, texts as text; a run
+/// the grids (every `--sample-every` step and the final one) as decodable images equal to the
+/// PNG files, clips as audio, texts as text; a run
 /// stopped past its checkpoint and resumed shows what metrics.jsonl keeps.
 final class TensorBoardCLITests: ConjureCLITestCase {
     override var temporaryPrefix: String { "tensorboard" }
@@ -233,20 +234,18 @@ final class TensorBoardCLITests: ConjureCLITestCase {
         for (tag, points) in expected { XCTAssertEqual(scalars[tag], points, tag) }
 
         let grids = rows(json, "images", "samples")
-        XCTAssertEqual(grids.map { $0["step"] as? Int }, [3, 6, 9, 12], "the killed session's grids are replaced")
+        XCTAssertEqual(grids.map { $0["step"] as? Int }, [3, 6, 9, 12, 14],
+                       "every 3 steps and the final grid; the killed session's grids (9, final 10) are replaced, the final grid at 6 is the step's")
         for g in grids {
             let step = g["step"] as! Int
-            let file = String(format: "runs/a/samples/step-%06d.png", step)
+            let file = step == 14 ? "runs/a/samples/final.png" : String(format: "runs/a/samples/step-%06d.png", step)
             XCTAssertEqual(g["sha256"] as? String, try sha256(file), "the PNG file's bytes at step \(step)")
             let decoded = try PNGReader.decode(path: tmp.appendingPathComponent(file).path)
             XCTAssertEqual(g["decoded"] as? [Int], [decoded.width, decoded.height], "Pillow decodes it")
             XCTAssertEqual([g["width"] as? Int, g["height"] as? Int], [decoded.width, decoded.height])
         }
-        let final = rows(json, "images", "samples/final")
-        XCTAssertEqual(final.map { $0["step"] as? Int }, [14], "the stale final grids (steps 6 and 10) are gone")
-        XCTAssertEqual(final.first?["sha256"] as? String, try sha256("runs/a/samples/final.png"))
         let plugins = json["plugins"] as! [String: [String]]
-        XCTAssertEqual(plugins["images"], ["samples", "samples/final"])
+        XCTAssertEqual(plugins["images"], ["samples"])
         XCTAssert(Set(plugins["scalars"] ?? []).isSuperset(of: ["d_loss", "g_loss", "fid", "kid", "epoch"]), "\(plugins)")
 
         // Without TensorBoard: no event file, and the same checkpoint as the stopped and resumed run.
@@ -261,25 +260,25 @@ final class TensorBoardCLITests: ConjureCLITestCase {
     /// block of the file), and the held-out loss among the scalars.
     func testTextRunReadsBackInTensorBoard() throws {
         let names = try sharedPath("data/text/names.txt").path
-        try conjure(["train", "--data", names, "--model", "char-mlp", "--name", "t", "--max-steps", "6", "--batch-size", "16",
+        try conjure(["train", "--data", names, "--model", "char-mlp", "--name", "t", "--max-steps", "7", "--batch-size", "16",
                      "--log-every", "3", "--sample-every", "3", "--threads", "1", "--quiet"])
         let json = try dump("runs/t")
         let expected = try metricsSeries("runs/t")
         XCTAssertNotNil(expected["held_out_loss"])
         XCTAssertEqual(json["scalars"] as? [String: [[Int]]], expected)
-        for (tag, file, steps) in [("samples", "step-000003.txt", [3, 6]), ("samples/final", "final.txt", [6])] {
-            let texts = rows(json, "text", tag)
-            XCTAssertEqual(texts.map { $0["step"] as? Int }, steps, tag)
-            XCTAssertEqual(texts.first?["plugin"] as? String, "text")
+        let texts = rows(json, "text", "samples")
+        XCTAssertEqual(texts.map { $0["step"] as? Int }, [3, 6, 7], "every 3 steps and the final samples")
+        for (row, file) in zip(texts, ["step-000003.txt", "step-000006.txt", "final.txt"]) {
+            XCTAssertEqual(row["plugin"] as? String, "text")
             let content = try String(contentsOf: tmp.appendingPathComponent("runs/t/samples/" + file), encoding: .utf8)
             XCTAssertEqual(content.split(separator: "\n", omittingEmptySubsequences: false).count, 65, "64 names a file, each ending a line")
-            XCTAssertEqual(texts.first?["text"] as? String, content.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "    " + $0 }.joined(separator: "\n"))
+            XCTAssertEqual(row["text"] as? String, content.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "    " + $0 }.joined(separator: "\n"), file)
         }
-        XCTAssertEqual((json["plugins"] as? [String: [String]])?["text"], ["samples", "samples/final"])
+        XCTAssertEqual((json["plugins"] as? [String: [String]])?["text"], ["samples"])
     }
 
-    /// WaveGAN (model size 2) on 20 FSDD recordings cut to 1024 samples: spectrogram grids as
-    /// images and the four clips of each sample step as 8 kHz mono WAV audio.
+    /// WaveGAN (model size 2) on 20 FSDD recordings cut to 1024 samples, 3 steps: spectrogram
+    /// grids as images and the four clips of step 2 and of the final step as 8 kHz mono WAV audio.
     func testAudioRunReadsBackInTensorBoard() throws {
         let src = try sharedPath("data/fsdd/recordings")
         let clips = tmp.appendingPathComponent("clips")
@@ -289,22 +288,23 @@ final class TensorBoardCLITests: ConjureCLITestCase {
             try FileManager.default.copyItem(at: src.appendingPathComponent(n), to: clips.appendingPathComponent(n))
         } }
         try conjure(["train", "--data", clips.path, "--model", "wavegan", "--model-size", "2", "--length", "1024", "--batch-size", "4",
-                     "--max-steps", "2", "--log-every", "1", "--sample-every", "2", "--name", "w", "--threads", "1", "--quiet"])
+                     "--max-steps", "3", "--log-every", "1", "--sample-every", "2", "--name", "w", "--threads", "1", "--quiet"])
         let json = try dump("runs/w")
         XCTAssertEqual(json["scalars"] as? [String: [[Int]]], try metricsSeries("runs/w"))
-        XCTAssertEqual(rows(json, "images", "samples").map { $0["sha256"] as? String }, [try sha256("runs/w/samples/step-000002.png")])
-        XCTAssertEqual(rows(json, "images", "samples/final").map { $0["sha256"] as? String }, [try sha256("runs/w/samples/final.png")])
-        for (prefix, folder) in [("audio/", "step-000002"), ("audio/final/", "final")] {
-            for i in 0 ..< 4 {
-                let a = rows(json, "audio", prefix + "\(i)")
-                XCTAssertEqual(a.map { $0["step"] as? Int }, [2], prefix + "\(i)")
-                XCTAssertEqual(a.first?["sha256"] as? String, try sha256("runs/w/samples/\(folder)/sample-000\(i).wav"))
-                XCTAssertEqual(a.first?["wav"] as? [Int], [1, 8000, 1024], "mono, 8 kHz, 1024 frames")
-                XCTAssertEqual(a.first?["sample_rate"] as? Double, 8000)
-                XCTAssertEqual(a.first?["length_frames"] as? Int, 1024)
-                XCTAssertEqual(a.first?["content_type"] as? String, "audio/wav")
+        let grids = rows(json, "images", "samples")
+        XCTAssertEqual(grids.map { $0["step"] as? Int }, [2, 3], "step 2 and the final grid")
+        XCTAssertEqual(grids.map { $0["sha256"] as? String }, [try sha256("runs/w/samples/step-000002.png"), try sha256("runs/w/samples/final.png")])
+        for i in 0 ..< 4 {
+            let a = rows(json, "audio", "audio/\(i)")
+            XCTAssertEqual(a.map { $0["step"] as? Int }, [2, 3], "audio/\(i)")
+            XCTAssertEqual(a.map { $0["sha256"] as? String }, [try sha256("runs/w/samples/step-000002/sample-000\(i).wav"), try sha256("runs/w/samples/final/sample-000\(i).wav")])
+            for row in a {
+                XCTAssertEqual(row["wav"] as? [Int], [1, 8000, 1024], "mono, 8 kHz, 1024 frames")
+                XCTAssertEqual(row["sample_rate"] as? Double, 8000)
+                XCTAssertEqual(row["length_frames"] as? Int, 1024)
+                XCTAssertEqual(row["content_type"] as? String, "audio/wav")
             }
         }
-        XCTAssertEqual((json["plugins"] as? [String: [String]])?["audio"]?.count, 8)
+        XCTAssertEqual((json["plugins"] as? [String: [String]])?["audio"], ["audio/0", "audio/1", "audio/2", "audio/3"])
     }
 }

@@ -145,7 +145,8 @@ public final class TensorBoardEventFile {
     /// `folder`: TensorBoard reads a folder's files in name order, so a resumed run's file
     /// comes after the run's earlier ones even within one second.
     ///
-    /// - Throws: ``DataError`` naming the file when it cannot be created or written.
+    /// - Throws: ``DataError`` naming the file when it cannot be created or written (the file
+    ///   is then removed).
     public init(folder: String, now: Date = Date()) throws {
         var seconds = Int(now.timeIntervalSince1970)
         for name in TensorBoardEventFile.existing(in: folder) {
@@ -158,7 +159,12 @@ public final class TensorBoardEventFile {
         path = folder + "/" + fileName
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
         if fd < 0 { throw DataError(file: path, problem: "cannot create the TensorBoard event file: \(String(cString: strerror(errno)))") }
-        try write(TensorBoardEvent(wallTime: now.timeIntervalSince1970, step: 0, content: .fileVersion("brain.Event:2")))
+        do {
+            try write(TensorBoardEvent(wallTime: now.timeIntervalSince1970, step: 0, content: .fileVersion("brain.Event:2")))
+        } catch {
+            unlink(path)  // no empty file left behind
+            throw error
+        }
     }
 
     deinit { close(fd) }

@@ -7,15 +7,18 @@ import ConjureModels
 ///
 /// - Scalars: every numeric value of every `metrics.jsonl` record (training lines and
 ///   in-training FID/KID lines), tag = the JSON key, step = the record's `step`.
-/// - Samples, read back from the files the sample writer just wrote: image runs' grids as
-///   images (tag `samples`, the final grid `samples/final`); sound runs' spectrogram grids the
-///   same way and their clips as audio (`audio/0`..., final `audio/final/0`...); text runs'
-///   samples as text (`samples`, `samples/final`), a Markdown code block of the samples file.
+/// - Samples, read back from the files the sample writer just wrote, at each `--sample-every`
+///   step and the step where training stopped (the final grid; left out when that step is on
+///   the `--sample-every` grid, as the step's grid, from the same latent batch, is there):
+///   image runs' grids as images (tag `samples`); sound runs' spectrogram grids the same way
+///   and their clips as audio (`audio/0`...`audio/3`); text runs' samples as text (`samples`),
+///   a Markdown code block of the samples file. The final grid shares the tags so that a later
+///   point of the same tag (a resumed run) replaces it, in TensorBoard's fast loader too.
 /// - Resume (`--resume` at step P): a new file whose events after `file_version` are a
 ///   `SessionLog` START at step P (TensorBoard drops every point at P and later: the stale ones
 ///   of a run stopped past its checkpoint), then the records and grids at step P that survive
-///   in `metrics.jsonl` and `samples/`, written again. A run without an event file yet gets its
-///   whole kept history this way.
+///   in `metrics.jsonl` and `samples/step-*`, written again. A run without an event file yet
+///   gets its whole kept history this way.
 ///
 /// Writing is appended at once and fsynced at each checkpoint and at the end; a write that
 /// fails throws a ``DataError`` naming the file. A sample file that cannot be read back is
@@ -33,6 +36,8 @@ final class TrainingEvents {
 
     let file: TensorBoardEventFile
     let kind: Kind?
+    /// The run's `--sample-every` (0: final grid only).
+    let sampleEvery: Int
     let log: (String) -> Void
     private var warned = false
 
@@ -47,6 +52,7 @@ final class TrainingEvents {
     /// - Throws: ``DataError`` naming the event file when it cannot be written.
     init(run: RunConfig, folder: String, sampleExtension: String?, resumeStep: Int?, log: @escaping (String) -> Void) throws {
         self.log = log
+        sampleEvery = run.sampleEvery
         switch run.spec {
         case _ where sampleExtension == nil: kind = nil
         case .image: kind = .image
@@ -98,29 +104,31 @@ final class TrainingEvents {
     }
 
     /// Writes the sample file just written at `path` (and, for sound, its WAV folder) at
-    /// `step`; `final` (the grid written when training stops) uses the `.../final` tags and
-    /// fsyncs the file afterwards, as it is the run's last event.
+    /// `step`. `final` (the grid written when training stops) is left out when `step` is on
+    /// the `--sample-every` grid (that step's grid is in the file already), and the file is
+    /// fsynced afterwards, as it is the run's last event.
     ///
     /// - Throws: ``DataError`` naming the event file when it cannot be written; a sample file
     ///   that cannot be read is skipped with a note.
     func samples(at path: String, step: Int, final: Bool = false) throws {
         guard let kind else { return }
+        if final && sampleEvery > 0 && step % sampleEvery == 0 { return try file.flush() }
         var values: [TensorBoardValue] = []
         do {
             switch kind {
             case .image:
-                values.append(try TrainingEvents.image(tag: final ? "samples/final" : "samples", path: path))
+                values.append(try TrainingEvents.image(tag: "samples", path: path))
             case .audio(let rate, let channels, let frames):
-                values.append(try TrainingEvents.image(tag: final ? "samples/final" : "samples", path: path))
+                values.append(try TrainingEvents.image(tag: "samples", path: path))
                 let folder = (path as NSString).deletingPathExtension
                 let clips = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("sample-") && $0.hasSuffix(".wav") }.sorted()
                 for (i, clip) in clips.enumerated() {
                     let wav = try Array(Data(contentsOf: URL(fileURLWithPath: folder + "/" + clip)))
-                    values.append(.audio(tag: (final ? "audio/final/" : "audio/") + "\(i)", wav: wav, sampleRate: Float(rate), channels: channels, frames: frames))
+                    values.append(.audio(tag: "audio/\(i)", wav: wav, sampleRate: Float(rate), channels: channels, frames: frames))
                 }
             case .text:
                 let text = try String(contentsOfFile: path, encoding: .utf8)
-                values.append(.text(tag: final ? "samples/final" : "samples", text: TrainingEvents.codeBlock(text)))
+                values.append(.text(tag: "samples", text: TrainingEvents.codeBlock(text)))
             }
         } catch {
             if !warned { log("note: TensorBoard: cannot read back \(path) (\(error)); its samples are not in the event file") }
