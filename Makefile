@@ -5,9 +5,13 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev libspng-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev libkissfft-dev chromium-headless-shell
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/conjure
+# The Python the tests read TensorBoard event files with (scripts/tensorboard-dump.py): a virtual
+# environment holding the pinned tensorboard package (and Pillow, which it requires).
+PYENV := .build/pyenv
+TENSORBOARD_VERSION := 2.21.0
 DEMO_ARGS ?=
 
-.PHONY: deps build demo test bench clean
+.PHONY: deps pyenv build demo test bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -16,6 +20,17 @@ deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# Debian's python3 makes virtual environments only with python3-venv (ensurepip): installed when missing.
+pyenv: $(PYENV)/.tensorboard-$(TENSORBOARD_VERSION)
+
+$(PYENV)/.tensorboard-$(TENSORBOARD_VERSION):
+	@python3 -c "import ensurepip, venv" 2>/dev/null || { echo "installing python3-venv"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv; }
+	python3 -m venv $(PYENV)
+	$(PYENV)/bin/pip install -q --disable-pip-version-check tensorboard==$(TENSORBOARD_VERSION)
+	@touch $@
 
 build: deps
 	$(SWIFT) build -c release --product conjure
@@ -32,7 +47,7 @@ demo: build data/mnist_5k.csv.gz
 	$(BIN) sample --checkpoint runs/demo/checkpoints/latest.safetensors --count 64 --seed 1 --out runs/demo/samples/sample-seed1.png
 	$(BIN) evaluate --checkpoint runs/demo/checkpoints/latest.safetensors --count 2000
 
-test: deps
+test: deps pyenv
 	$(SWIFT) test -c release -Xswiftc -enable-testing
 
 bench: build

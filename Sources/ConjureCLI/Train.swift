@@ -54,6 +54,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
     @Flag(help: "Replace an existing run directory.") var overwrite = false
     @Flag(help: "With --resume: continue although the data file's contents changed since the run started.") var allowDataChange = false
+    @Flag(inversion: .prefixedNo, help: "Write a TensorBoard event file (events.out.tfevents.*) in the run directory: metrics, sample grids, clips, texts (default on; view with `tensorboard --logdir runs`).") var tensorboard = true
     @Flag(help: "Print plain progress lines even on a terminal.") var plain = false
     @Flag(help: "No progress output.") var quiet = false
 
@@ -141,6 +142,7 @@ struct Train: ParsableCommand {
             throw ConfigError(option: "--allow-data-change", problem: "applies with --resume only")
         }
         o.allowDataChange = allowDataChange
+        o.tensorboard = tensorboard
         o.progress = quiet ? .quiet : (plain ? .lines : .automatic)
         return o
     }

@@ -65,6 +65,10 @@ public struct TrainOptions: Sendable {
     public var evalEvery: Int?
     /// Samples drawn for each in-training measurement.
     public var evalCount: Int?
+    /// Write a TensorBoard event file `events.out.tfevents.*` in the run folder (scalars of
+    /// metrics.jsonl, sample grids, clips and texts; see the README's "TensorBoard"); default
+    /// `true`, `--no-tensorboard` turns it off. Not part of the run's saved configuration.
+    public var tensorboard = true
     /// Progress output: a live line on a terminal, plain lines otherwise, or nothing.
     public var progress: ProgressStyle = .automatic
 

@@ -187,8 +187,9 @@ public final class Trainer {
                                     dropEvalLineAtStep: continues && (evalEvery == 0 || progress.step % evalEvery != 0))
         }
         let metrics = try MetricsLog(path: metricsPath)
+        let events = o.tensorboard ? try TrainingEvents(run: run, folder: folder.current, sampleExtension: sampleWriter?.fileExtension, resumeStep: o.resume ? progress.step : nil, log: log) : nil
 
-        var written: Set<String> = []
+        var written: Set<String> = events.map { [o.runDirectory + "/" + $0.fileName] } ?? []
         /// Writes the checkpoint into the current folder, then (a new run) promotes the staging
         /// folder: the run appears under its name only with a durable checkpoint.
         var lastCheckpointStep: Int? = o.resume ? progress.step : nil
@@ -204,6 +205,7 @@ public final class Trainer {
             // A resume may change the epochs and cadences: config.json follows the checkpoint.
             if o.resume { try AtomicFile.write(try run.jsonData(), to: folder.current + "/config.json", createDirectories: true) }
             try folder.promote()
+            try events?.flush()
             lastCheckpointStep = p.step
             written.insert(checkpointPath)
         }
@@ -291,6 +293,7 @@ public final class Trainer {
                         if o.progress != .quiet { log(String(format: "step %d  held-out loss %.4f nats/char (%d predictions)", progress.step, loss, n)) }
                     }
                     try metrics.append(record)
+                    try events?.scalars(record)
                     if !diagnosed, let d = net as? any TrainingDiagnosis {
                         recentWindows = Array((recentWindows + [means]).suffix(4))
                         if let warning = d.diagnose(windows: recentWindows) { log(warning); diagnosed = true }
@@ -305,12 +308,14 @@ public final class Trainer {
                     record["epoch"] = Double(progress.step) / Double(perEpoch)
                     record["wall_seconds"] = Date().timeIntervalSince(start)
                     try metrics.append(record)
+                    try events?.scalars(record)
                     if o.progress != .quiet { log(InTrainingEvaluator.consoleLine(record)) }
                 }
                 if sampleEvery > 0 && progress.step % sampleEvery == 0, let writer = sampleWriter {
                     let path = String(format: "/samples/step-%06d.", progress.step) + writer.fileExtension
                     try writer.write(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), run.spec, run.normalization, folder.current + path)
                     written.insert(o.runDirectory + path)
+                    try events?.samples(at: folder.current + path, step: progress.step)
                 }
                 if checkpointEvery > 0 && progress.step % checkpointEvery == 0 && progress.step < stopAt {
                     try checkpoint(withWindow(epochDone ? progress.nextEpoch() : progress))
@@ -328,6 +333,7 @@ public final class Trainer {
             let path = o.runDirectory + "/samples/final." + writer.fileExtension
             try writer.write(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), run.spec, run.normalization, path)
             written.insert(path)
+            try events?.samples(at: path, step: progress.step, final: true)
         }
         if let report = writeReport(folder: folder.current, model: net, run: run) { written.insert(o.runDirectory + "/" + (report as NSString).lastPathComponent) }
         if interrupted { log("interrupted at step \(progress.step): checkpoint written; continue with --resume") }

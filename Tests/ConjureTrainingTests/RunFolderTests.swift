@@ -128,8 +128,10 @@ final class RunFolderTests: XCTestCase {
         XCTAssertNoThrow(try Checkpoint.read(path: ckpt))
     }
 
-    /// A full disk while appending to metrics.jsonl: one error line (no Swift fatal error),
-    /// a non-zero exit, the last checkpoint intact and loadable, no half-written line.
+    /// A full disk while appending to the TensorBoard event file, then (with
+    /// `--no-tensorboard`) to metrics.jsonl: each one error line (no Swift fatal error) naming
+    /// the file, a non-zero exit, the last checkpoint intact and loadable, no half-written line
+    /// or record, no empty event file left.
     func testAFullDiskWhileLoggingIsOneErrorAndKeepsTheLastCheckpoint() throws {
         let disk = try smallDisk(megabytes: 4)
         let runs = disk + "/runs"
@@ -137,8 +139,18 @@ final class RunFolderTests: XCTestCase {
         XCTAssertEqual(r0.status, 0, r0.err)
         let ckpt = runs + "/full/checkpoints/latest.safetensors"
         let before = try Data(contentsOf: URL(fileURLWithPath: ckpt))
+        let events = TensorBoardEventFile.existing(in: runs + "/full")
+        XCTAssertEqual(events.count, 1)
+        let eventBytes = try Data(contentsOf: URL(fileURLWithPath: runs + "/full/" + events[0]))
         try fill(disk, leave: 0)
-        let r = conjure(["train", "--runs-dir", runs, "--name", "full", "--resume", "--max-steps", "2000", "--log-every", "1", "--checkpoint-every", "100000", "--quiet"])
+        let tb = conjure(["train", "--runs-dir", runs, "--name", "full", "--resume", "--max-steps", "2000", "--log-every", "1", "--checkpoint-every", "100000", "--quiet"])
+        XCTAssertEqual(tb.status, 1, tb.err)
+        XCTAssert(tb.err.hasPrefix("error: ") && tb.err.contains("events.out.tfevents.") && tb.err.contains("No space left on device"), tb.err)
+        XCTAssertEqual(tb.err.split(separator: "\n").count, 1, tb.err)
+        XCTAssertEqual(TensorBoardEventFile.existing(in: runs + "/full"), events, "no empty event file left")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: runs + "/full/" + events[0])), eventBytes)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: ckpt)), before)
+        let r = conjure(["train", "--runs-dir", runs, "--name", "full", "--resume", "--max-steps", "2000", "--log-every", "1", "--checkpoint-every", "100000", "--quiet", "--no-tensorboard"])
         XCTAssertEqual(r.status, 1, r.err)
         XCTAssert(r.err.hasPrefix("error: ") && r.err.contains("metrics.jsonl") && r.err.contains("No space left on device"), r.err)
         XCTAssertFalse(r.err.contains("Fatal error"), r.err)
