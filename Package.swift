@@ -5,9 +5,11 @@ import PackageDescription
 // the op-and-shape checks of the house style exist in every build.
 let release: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
 
+// Linux only: the thread pool sleeps on a Linux futex (CConjureKernels/pool.c stops a build
+// elsewhere with one #error), matrix products need OpenBLAS's CBLAS and the readers Debian's
+// libspng, libsndfile, libsamplerate and KissFFT.
 let package = Package(
     name: "Conjure",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "conjure", targets: ["conjure"]),
         .library(name: "ConjureTensor", targets: ["ConjureTensor"]),
@@ -20,7 +22,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
@@ -42,7 +43,6 @@ let package = Package(
             name: "ConjureTraining",
             dependencies: [
                 "ConjureTensor", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureMetrics",
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],

@@ -6,6 +6,9 @@
 // training step) and then sleep on a futex, so an idle process costs no CPU.
 #define _GNU_SOURCE
 #include "include/conjure_pool.h"
+#ifndef __linux__
+#error "Conjure builds on Linux only: this thread pool sleeps on a Linux futex (see Package.swift)"
+#endif
 #include <linux/futex.h>
 #include <malloc.h>
 #include <pthread.h>
