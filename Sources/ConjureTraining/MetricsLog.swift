@@ -35,21 +35,8 @@ final class MetricsLog {
 
     /// Appends raw bytes (a whole line) or nothing.
     func append(_ line: Data) throws {
-        let before = lseek(fd, 0, SEEK_END)
-        var failure: Int32 = 0
-        line.withUnsafeBytes { raw in
-            var p = raw.baseAddress!
-            var left = raw.count
-            while left > 0 {
-                let n = Glibc.write(fd, p, left)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { failure = n < 0 ? errno : EIO; return }
-                p += n
-                left -= n
-            }
-        }
+        let failure = appendWholeOrNothing(fd, line)
         if failure != 0 {
-            if before >= 0 { _ = ftruncate(fd, before) }
             throw DataError(file: path, problem: "cannot append a line: \(String(cString: strerror(failure)))",
                             hint: failure == ENOSPC ? "free some disk space, then continue with --resume (the last checkpoint is intact)"
                                 : "the last checkpoint is intact; continue with --resume")
@@ -129,4 +116,27 @@ struct MetricsWindow {
         start = now
         return (means, rate)
     }
+}
+
+/// Appends `bytes` to the end of `fd` whole (retrying short writes and EINTR) or, on failure,
+/// cuts the file back to its length before the call, so a reader never sees half a record.
+/// Shared by metrics.jsonl and the TensorBoard event file.
+///
+/// - Returns: 0, or the `errno` of the failed write (`EIO` for a write of 0 bytes).
+func appendWholeOrNothing<Bytes: ContiguousBytes>(_ fd: Int32, _ bytes: Bytes) -> Int32 {
+    let before = lseek(fd, 0, SEEK_END)
+    var failure: Int32 = 0
+    bytes.withUnsafeBytes { raw in
+        guard var p = raw.baseAddress else { return }
+        var left = raw.count
+        while left > 0 {
+            let n = Glibc.write(fd, p, left)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { failure = n < 0 ? errno : EIO; return }
+            p += n
+            left -= n
+        }
+    }
+    if failure != 0 && before >= 0 { _ = ftruncate(fd, before) }
+    return failure
 }

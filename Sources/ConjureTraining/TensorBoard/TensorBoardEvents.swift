@@ -180,21 +180,8 @@ public final class TensorBoardEventFile {
     ///   file is then as it was before).
     public func write(_ event: TensorBoardEvent) throws {
         let record = TFRecord.frame(event.encoded)
-        let before = lseek(fd, 0, SEEK_END)
-        var failure: Int32 = 0
-        record.withUnsafeBytes { raw in
-            var p = raw.baseAddress!
-            var left = raw.count
-            while left > 0 {
-                let n = Glibc.write(fd, p, left)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { failure = n < 0 ? errno : EIO; return }
-                p += n
-                left -= n
-            }
-        }
+        let failure = appendWholeOrNothing(fd, record)
         if failure != 0 {
-            if before >= 0 { _ = ftruncate(fd, before) }
             throw DataError(file: path, problem: "cannot append a TensorBoard event: \(String(cString: strerror(failure)))",
                             hint: failure == ENOSPC ? "free some disk space, then continue with --resume (the last checkpoint is intact)"
                                 : "the last checkpoint is intact; continue with --resume (or train with --no-tensorboard)")
