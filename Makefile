@@ -10,8 +10,14 @@ BIN := .build/release/conjure
 PYENV := .build/pyenv
 TENSORBOARD_VERSION := 2.21.0
 DEMO_ARGS ?=
+# The PyTorch the tests check docs/pytorch.md's loading code with: a virtual environment holding
+# the machine's local CPU wheel (/opt/wheels/torch-*+cpu-*.whl; PyPI's default torch is the CUDA
+# build of several GB), NumPy and the pinned safetensors. Made only when such a wheel exists.
+TORCHENV := .build/torchenv
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
+SAFETENSORS_VERSION := 0.8.0
 
-.PHONY: deps pyenv build demo test bench clean
+.PHONY: deps pyenv torchenv build demo test bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,6 +38,16 @@ $(PYENV)/.tensorboard-$(TENSORBOARD_VERSION):
 	$(PYENV)/bin/pip install -q --disable-pip-version-check tensorboard==$(TENSORBOARD_VERSION)
 	@touch $@
 
+torchenv:
+	@if [ -z "$(TORCH_WHEEL)" ]; then echo "torchenv: no /opt/wheels/torch-*+cpu-*.whl on this machine; the PyTorch loading test will skip"; \
+	elif [ ! -f $(TORCHENV)/.ready-$(SAFETENSORS_VERSION) ]; then \
+	  python3 -c "import ensurepip, venv" 2>/dev/null || { echo "installing python3-venv"; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv; }; \
+	  python3 -m venv $(TORCHENV) && \
+	  $(TORCHENV)/bin/pip install -q --disable-pip-version-check "$(TORCH_WHEEL)" numpy safetensors==$(SAFETENSORS_VERSION) && \
+	  touch $(TORCHENV)/.ready-$(SAFETENSORS_VERSION); fi
+
 build: deps
 	$(SWIFT) build -c release --product conjure
 
@@ -47,7 +63,7 @@ demo: build data/mnist_5k.csv.gz
 	$(BIN) sample --checkpoint runs/demo/checkpoints/latest.safetensors --count 64 --seed 1 --out runs/demo/samples/sample-seed1.png
 	$(BIN) evaluate --checkpoint runs/demo/checkpoints/latest.safetensors --count 2000
 
-test: deps pyenv
+test: deps pyenv torchenv
 	$(SWIFT) test -c release -Xswiftc -enable-testing
 
 bench: build

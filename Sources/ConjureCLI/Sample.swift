@@ -8,9 +8,12 @@ import Foundation
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Draw samples from a trained generator.")
-    @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
-    @Option(parsing: .unconditional, help: "Number of samples.") var count: Int = 64
-    @Option(parsing: .unconditional, help: "Seed of the latent z.") var seed: UInt64 = 0
+    @Option(help: "A checkpoint written by `conjure train`, or a weights-only safetensors file (e.g. PyTorch's save_file(model.state_dict()); then --config, see docs/pytorch.md).") var checkpoint: String
+    @Option(help: "For a weights-only --checkpoint: the run configuration, RUN/config.json or a checkpoint of the same run (default: the file's own 'config' metadata).") var config: String?
+    @Option(parsing: .unconditional, help: "Number of samples (default 64; with --z, the file's rows).") var count: Int?
+    @Option(parsing: .unconditional, help: "Seed of the latent z (and of the noise stochastic diffusion samplers add).") var seed: UInt64 = 0
+    @Option(help: "Read the latent z from this .npy (float32 or float64) instead of drawing it: [N, latentDim] (GANs, VAEs), or for diffusion models x_T as [N, latentDim], [N, C, H, W] or [N, C, T]. N replaces --count. Without it z is drawn as N(0, 1): xoshiro256** seeded by SplitMix64 from --seed (stream 3), values in row-major order, each pair from two 64-bit draws by Box-Muller (cos, then sin).") var z: String?
+    @Option(help: "Write the latent z used (drawn or read) to this .npy, float32 [N, latentDim].") var saveZ: String?
     @Option(help: "Output: X.png (a grid; spectrograms for sound), X.npy (float32 [N, C, H, W], [N, C, T] or [N, D] in the data's own units), X.txt for text models (one sample a line in lines mode, blocks in stream mode); for sound also X.wav (all samples in one file, --gap seconds apart) or a folder DIR/ (one WAV file per sample).") var out: String
     @Option(parsing: .unconditional, help: "Sound into one .wav: seconds of silence between samples (default 0.25).") var gap: Double?
     @Option(parsing: .unconditional, help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
@@ -22,12 +25,18 @@ struct Sample: ParsableCommand {
     func run() {
         runReporting {
             try pool.apply()
-            guard count >= 1 && count <= 1_000_000 else { throw ConfigError(option: "--count", problem: "must be between 1 and 1000000, got \(count)") }
+            if let count = self.count, !(count >= 1 && count <= 1_000_000) { throw ConfigError(option: "--count", problem: "must be between 1 and 1000000, got \(count)") }
+            if let path = saveZ, !path.lowercased().hasSuffix(".npy") { throw ConfigError(option: "--save-z", problem: "'\(path)' must end in .npy") }
             let ext = (out as NSString).pathExtension.lowercased()
             if ext == "txt" || text.anyGiven {
                 // A text model (a capability, not a family): tokens drawn one at a time.
                 if ext != "txt" { throw ConfigError(option: "--out", problem: "'\(out)' must end in .txt for text sampling options") }
-                let loaded = try Checkpoint.read(path: checkpoint)
+                let loaded = try SamplingWeights.read(path: checkpoint, config: config)
+                for note in loaded.notes { writeStandardError(note + "\n") }
+                if let option = self.z != nil ? "--z" : saveZ != nil ? "--save-z" : nil {
+                    throw ConfigError(option: option, problem: "a text model has no latent z (it draws characters from its own stream, seeded by --seed)")
+                }
+                let count = self.count ?? 64
                 guard let model = loaded.model as? any TokenSequenceModel else {
                     throw ConfigError(option: "--out", problem: "the checkpoint's model (\(loaded.run.model.preset)) does not generate text", hint: "write .png or .npy")
                 }
@@ -43,18 +52,33 @@ struct Sample: ParsableCommand {
             }
             if let g = gap, !(g >= 0 && g <= 60) { throw ConfigError(option: "--gap", problem: "must be between 0 and 60 seconds, got \(g)") }
             if gap != nil && ext != "wav" { throw ConfigError(option: "--gap", problem: "applies to a .wav output only") }
-            if ext == "png" && count > 4096 { throw ConfigError(option: "--count", problem: "a PNG grid holds at most 4096 samples; write .npy for more") }
             if let c = columns, c < 1 { throw ConfigError(option: "--columns", problem: "must be at least 1, got \(c)") }
-            let loaded = try Checkpoint.read(path: checkpoint)
+            let loaded = try SamplingWeights.read(path: checkpoint, config: config)
+            for note in loaded.notes { writeStandardError(note + "\n") }
             if loaded.model is any TokenSequenceModel {
+                if let option = self.z != nil ? "--z" : saveZ != nil ? "--save-z" : nil {
+                    throw ConfigError(option: option, problem: "a text model has no latent z (it draws characters from its own stream, seeded by --seed)")
+                }
                 throw ConfigError(option: "--out", problem: "a text model's samples are text", hint: "write X.txt")
             }
             let sampleRate: Int? = { if case .sequence = loaded.run.spec { return loaded.run.audio?.sampleRate }; return nil }()
             if (ext == "wav" || folderOut) && sampleRate == nil {
                 throw ConfigError(option: "--out", problem: "the model's samples are not sound (the data is \(loaded.run.spec)\(loaded.run.audio == nil ? ", not read from an audio folder" : ""))", hint: "write .png or .npy")
             }
-            var rng = RandomStream.sampling.generator(seed: seed)
-            let z = Tensor.randomNormal([count, loaded.run.model.latentDim], using: &rng)
+            let z: Tensor
+            if let path = self.z {
+                z = try Sample.readLatent(path: path, latentDim: loaded.run.model.latentDim,
+                                          sampleShape: loaded.model is any DiffusionSampling ? loaded.run.spec.sampleShape : nil)
+                if let count = self.count, count != z.shape[0] {
+                    throw ConfigError(option: "--count", problem: "is \(count) but --z '\(path)' holds \(z.shape[0]) latents", hint: "leave --count out with --z")
+                }
+            } else {
+                var rng = RandomStream.sampling.generator(seed: seed)
+                z = Tensor.randomNormal([self.count ?? 64, loaded.run.model.latentDim], using: &rng)
+            }
+            let count = z.shape[0]
+            if ext == "png" && count > 4096 { throw ConfigError(option: "--count", problem: "a PNG grid holds at most 4096 samples; write .npy for more") }
+            if let path = saveZ { try NPYWriter.write(z, to: path, createDirectories: true) }
             let k = loaded.run.model.conditionalClasses
             if let label, k == 0 { throw ConfigError(option: "--label", problem: "the model is not conditional (label \(label) given)") }
             if let label, label < 0 || label >= k { throw ConfigError(option: "--label", problem: "must be in 0..<\(k), got \(label)") }
@@ -92,6 +116,32 @@ struct Sample: ParsableCommand {
             }
             print("wrote \(count) samples to \(out)")
         }
+    }
+}
+
+extension Sample {
+    /// The latent `z` of `--z`: a float32 or float64 `.npy` of shape `[N, latentDim]` or, for a
+    /// diffusion model (`sampleShape` given), `[N] + sampleShape` (`x_T`), returned as
+    /// `[N, latentDim]` Float32.
+    ///
+    /// - Throws: ``ConfigError`` naming `--z` and the file for another dtype, a wrong shape, no
+    ///   rows or a non-finite value; ``DataError`` when the file cannot be read.
+    static func readLatent(path: String, latentDim: Int, sampleShape: [Int]?) throws -> Tensor {
+        let array = try NPYReader.read(path: path)
+        func bad(_ problem: String) -> ConfigError { ConfigError(option: "--z", problem: "'\(path)' \(problem)") }
+        guard array.dtype == .float32 || array.dtype == .float64 else {
+            throw bad("holds \(array.dtype.rawValue) values; a latent is float32 or float64")
+        }
+        let t = array.tensor, shape = t.shape
+        let accepted = [[latentDim]] + (sampleShape.map { [$0] } ?? [])
+        guard shape.count >= 2, shape[0] >= 1, accepted.contains(Array(shape.dropFirst())) else {
+            throw bad("has shape \(shape); expected [N, \(latentDim)]\(sampleShape.map { " or [N, \($0.map(String.init).joined(separator: ", "))] (x_T)" } ?? "") with N >= 1")
+        }
+        guard shape[0] <= 1_000_000 else { throw bad("holds \(shape[0]) latents; at most 1000000") }
+        if let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
+            throw bad("element \(i) (row \(i / latentDim)) is \(t.scalars[i]); a latent must be finite")
+        }
+        return t.reshaped([shape[0], latentDim])
     }
 }
 

@@ -190,6 +190,15 @@ public protocol GenerativeModel: AnyObject {
     ///
     /// - Throws: ``StateDictError`` naming a missing key or a shape mismatch.
     func loadStateDict(_ values: [String: Tensor]) throws
+    /// Prefixes of the `state_dict` names that ``sample(z:labels:)`` uses (`generator.` for a
+    /// GAN, `decoder.` for a VAE; `""`, every tensor, by default): a weights-only file loaded for
+    /// sampling must hold these, the others may be absent.
+    var samplingStatePrefixes: [String] { get }
+}
+
+extension GenerativeModel {
+    /// Every tensor: `[""]`.
+    public var samplingStatePrefixes: [String] { [""] }
 }
 
 extension GenerativeModel {

@@ -173,6 +173,21 @@ public enum Checkpoint {
         func bad(_ problem: String, _ hint: String? = nil) -> DataError {
             DataError(file: path, location: "__metadata__", problem: problem, hint: hint)
         }
+        let hasOptimizerState = file.order.contains { $0.hasPrefix("optimizer.") }
+        if file.metadata["format"] == nil || file.metadata["step"] == nil || file.metadata["rng_state"] == nil {
+            // Weights only (e.g. PyTorch's save_file(model.state_dict())): say what training needs besides them.
+            var missing: [String] = []
+            if !hasOptimizerState { missing.append("the optimiser state (optimizer.* tensors: Adam's exp_avg, exp_avg_sq and step per parameter group)") }
+            let positions = ["step", "epoch", "batch_in_epoch"].filter { file.metadata[$0] == nil }
+            if !positions.isEmpty { missing.append("the training position (\(positions.joined(separator: ", ")) metadata)") }
+            if file.metadata["rng_state"] == nil { missing.append("the latent generator's position (rng_state metadata)") }
+            if file.metadata["config"] == nil { missing.append("the run configuration (config metadata)") }
+            if file.metadata["format"] == nil { missing.append("the format tag (format = \(format))") }
+            if !missing.isEmpty {
+                throw DataError(file: path, problem: "holds weights only, not a Conjure training checkpoint; missing: " + missing.joined(separator: "; "),
+                                hint: "`conjure sample --checkpoint \(path) --config RUN/config.json` samples from these weights; training resumes only from a checkpoint written by `conjure train`")
+            }
+        }
         guard file.metadata["format"] == format else {
             throw bad("not a Conjure checkpoint (format is \(file.metadata["format"].map { "'\($0)'" } ?? "missing"), expected '\(format)')",
                       "pass a checkpoints/*.safetensors file written by `conjure train`")
@@ -235,5 +250,148 @@ public enum Checkpoint {
         let progress = TrainingProgress(step: step, epoch: epoch, batchInEpoch: batch, noiseRNG: RandomGenerator(state: words),
                                         logWindow: window)
         return Loaded(model: model, optimization: optimization, run: run, progress: progress)
+    }
+}
+
+/// The weights `conjure sample` draws from: a Conjure checkpoint, or a weights-only safetensors
+/// file such as PyTorch's `save_file(model.state_dict(), path)` (see `docs/pytorch.md`).
+public struct SamplingWeights {
+    /// The model with its weights (and averaged weights when the file holds them).
+    public var model: any GenerativeModel
+    /// The run's configuration.
+    public var run: RunConfig
+    /// Notes for the user (e.g. that the file holds no averaged weights), one line each.
+    public var notes: [String]
+
+    /// Whether a safetensors file holds a Conjure checkpoint's training state (the `format`,
+    /// `step` and `rng_state` metadata), rather than weights only.
+    static func isTrainingCheckpoint(_ file: SafeTensorsFile) -> Bool {
+        file.metadata["format"] == Checkpoint.format && file.metadata["step"] != nil && file.metadata["rng_state"] != nil
+    }
+
+    /// The run configuration of `--config`: a `config.json` of a run directory, or any
+    /// safetensors file whose `__metadata__` holds `config` (a Conjure checkpoint of the run).
+    ///
+    /// - Throws: ``DataError`` naming `path` when it cannot be read or holds no valid configuration.
+    public static func readConfig(path: String) throws -> RunConfig {
+        let text: String
+        if path.lowercased().hasSuffix(".safetensors") {
+            guard let t = try SafeTensors.read(path: path).metadata["config"] else {
+                throw DataError(file: path, location: "__metadata__", problem: "holds no 'config' entry",
+                                hint: "pass the run's config.json or a checkpoint written by `conjure train`")
+            }
+            text = t
+        } else {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw DataError(file: path, problem: "cannot be read", hint: "pass RUN/config.json of the run the weights came from")
+            }
+            text = String(decoding: data, as: UTF8.self)
+        }
+        do { return try JSONDecoder().decode(RunConfig.self, from: Data(text.utf8)) } catch {
+            throw DataError(file: path, problem: "is not a Conjure run configuration: \(error)", hint: "pass RUN/config.json of the run the weights came from")
+        }
+    }
+
+    /// Reads the weights at `path` for sampling.
+    ///
+    /// A Conjure checkpoint (its `format` metadata and optimiser state) is read by
+    /// ``Checkpoint/read(path:)``. Any other safetensors file is taken as weights only: tensors
+    /// under the model's `state_dict` names, F32 (F64, F16, BF16 converted), with
+    /// `num_batches_tracked` allowed as I64/I32 (PyTorch's dtype). The run configuration comes from
+    /// `configPath` (a `config.json`, or a checkpoint of the same run), else from the file's own
+    /// `config` metadata. Only the weights that sampling uses must be present
+    /// (``GenerativeModel/samplingStatePrefixes``); averaged weights (`generator_ema.*`,
+    /// `ema.*`) are used when all are present, and when none are the plain weights are used
+    /// (with a note).
+    ///
+    /// - Throws: ``ConfigError`` naming `--config` when no configuration is available or it is
+    ///   given for a Conjure checkpoint; ``DataError`` naming the file and tensor for a missing,
+    ///   mis-shaped, non-finite or integer (other than `num_batches_tracked`) tensor.
+    public static func read(path: String, config configPath: String?) throws -> SamplingWeights {
+        let file = try SafeTensors.read(path: path)
+        if isTrainingCheckpoint(file) {
+            if configPath != nil {
+                throw ConfigError(option: "--config", problem: "'\(path)' is a Conjure checkpoint with its own configuration",
+                                  hint: "--config is for weights-only files (e.g. saved by PyTorch)")
+            }
+            let loaded = try Checkpoint.read(path: path)
+            return SamplingWeights(model: loaded.model, run: loaded.run, notes: [])
+        }
+        let run: RunConfig
+        if let configPath {
+            run = try readConfig(path: configPath)
+        } else if let text = file.metadata["config"] {
+            guard let r = try? JSONDecoder().decode(RunConfig.self, from: Data(text.utf8)) else {
+                throw DataError(file: path, location: "__metadata__", problem: "the 'config' entry is not a valid run configuration",
+                                hint: "pass --config RUN/config.json of the run the weights came from")
+            }
+            run = r
+        } else {
+            throw ConfigError(option: "--config", problem: "'\(path)' holds weights only (no Conjure metadata), so the model's configuration is unknown",
+                              hint: "pass --config RUN/config.json (or a checkpoint) of the run the weights came from")
+        }
+        do { try run.validate() } catch {
+            throw DataError(file: configPath ?? path, problem: "the run configuration is not valid: \(error)")
+        }
+        var tensors: [String: Tensor] = [:]
+        for name in file.order {
+            guard let value = file.tensors[name] else { continue }
+            if let t = value.tensor {
+                if let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
+                    throw DataError(file: path, location: "tensor '\(name)'", problem: "element \(i) is \(t.scalars[i]); the weights hold non-finite values")
+                }
+                tensors[name] = t
+            } else if name.hasSuffix("num_batches_tracked"), let v = value.int64s {
+                tensors[name] = Tensor(shape: value.shape, scalars: v.map(Float.init))
+            } else {
+                throw DataError(file: path, location: "tensor '\(name)'", problem: "holds \(value.dtype.rawValue) integers; model weights are floating-point",
+                                hint: "only num_batches_tracked may be an integer tensor")
+            }
+        }
+        let model = run.model.makeModel()
+        let fresh = model.stateDict()
+        let needed = fresh.map(\.0).filter { k in model.samplingStatePrefixes.contains { k.hasPrefix($0) } }
+        let missing = needed.filter { tensors[$0] == nil }
+        if !missing.isEmpty {
+            let shown = missing.prefix(4).joined(separator: ", ") + (missing.count > 4 ? " and \(missing.count - 4) more" : "")
+            let present = file.order.prefix(3).joined(separator: ", ")
+            throw DataError(file: path, problem: "sampling needs \(needed.count) tensors of the \(run.model.preset) model; \(missing.count) are missing: \(shown)",
+                            hint: "the names must be Conjure's state_dict names (docs/pytorch.md); the file holds \(file.order.count) tensors\(present.isEmpty ? "" : " (\(present), ...)")")
+        }
+        var merged: [String: Tensor] = [:]
+        for (k, v) in fresh { merged[k] = tensors[k] ?? v }
+        do { try model.loadStateDict(merged) } catch let e as StateDictError {
+            throw DataError(file: path, location: "tensor '\(e.key)'", problem: e.problem, hint: "were the weights saved from a model of this configuration?")
+        }
+        var settings = run.model.optimization
+        var notes: [String] = []
+        var averaged: [(ParameterGroup, [[Float]])] = []
+        if settings.emaDecay != nil {
+            for g in model.parameterGroups where g.averaged {
+                let names = g.namedParameters.map { g.averagePrefix + $0.0 }
+                let found = names.filter { tensors[$0] != nil }
+                if found.isEmpty {
+                    notes.append("note: '\(path)' holds no averaged weights (\(g.averagePrefix)*); sampling with the plain \(g.name) weights")
+                    continue
+                }
+                var arrays: [[Float]] = []
+                for ((name, p), full) in zip(g.namedParameters, names) {
+                    guard let t = tensors[full], t.shape == p.shape else {
+                        throw DataError(file: path, location: "tensor '\(full)'", problem: "missing or not of shape \(p.shape) (the file holds other averaged weights under \(g.averagePrefix); averaged \(name) is needed too)")
+                    }
+                    arrays.append(t.scalars)
+                }
+                averaged.append((g, arrays))
+            }
+            if averaged.isEmpty { settings.emaDecay = nil }
+        }
+        let optimization = Optimization(model: model, settings: settings, seed: run.model.seed)
+        for g in model.parameterGroups where g.averaged && !averaged.contains(where: { $0.0 === g }) {
+            // Plain weights for a group without averages in the file.
+            if let ema = g.averages { ema.load(g.parameters.map(\.value.scalars)) }
+        }
+        for (g, arrays) in averaged { g.averages?.load(arrays) }
+        _ = optimization
+        return SamplingWeights(model: model, run: run, notes: notes)
     }
 }

@@ -206,6 +206,9 @@ public final class GAN: GenerativeModel {
 
     private func record(_ name: String, _ t: Tensor) { if recordsStepTensors { lastStep[name] = t.detached() } }
 
+    /// `generator.`: sampling needs the generator only.
+    public var samplingStatePrefixes: [String] { ["generator."] }
+
     /// Generator samples in evaluation mode (BatchNorm uses running statistics), no history,
     /// from a copy holding the averaged weights when the generator group has averages.
     ///

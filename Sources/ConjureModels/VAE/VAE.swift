@@ -425,6 +425,9 @@ public final class VAE: GenerativeModel {
         }
     }
 
+    /// `decoder.`: sampling needs the decoder only.
+    public var samplingStatePrefixes: [String] { ["decoder."] }
+
     /// ``sample(z:)`` for the ``GenerativeModel`` protocol.
     ///
     /// - Precondition: `labels` is nil (a VAE is unconditional).
