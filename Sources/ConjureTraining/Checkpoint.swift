@@ -264,9 +264,11 @@ public struct SamplingWeights {
     public var notes: [String]
 
     /// Whether a safetensors file holds a Conjure checkpoint's training state (the `format`,
-    /// `step` and `rng_state` metadata), rather than weights only.
+    /// `step` and `rng_state` metadata and optimiser tensors), rather than weights only (also
+    /// weights saved by PyTorch with a Conjure checkpoint's metadata passed along).
     static func isTrainingCheckpoint(_ file: SafeTensorsFile) -> Bool {
         file.metadata["format"] == Checkpoint.format && file.metadata["step"] != nil && file.metadata["rng_state"] != nil
+            && file.order.contains { $0.hasPrefix("optimizer.") }
     }
 
     /// The run configuration of `--config`: a `config.json` of a run directory, or any
@@ -294,8 +296,8 @@ public struct SamplingWeights {
 
     /// Reads the weights at `path` for sampling.
     ///
-    /// A Conjure checkpoint (its `format` metadata and optimiser state) is read by
-    /// ``Checkpoint/read(path:)``. Any other safetensors file is taken as weights only: tensors
+    /// A Conjure checkpoint (its `format`, `step` and `rng_state` metadata and optimiser state)
+    /// is read by ``Checkpoint/read(path:)``. Any other safetensors file is taken as weights only: tensors
     /// under the model's `state_dict` names, F32 (F64, F16, BF16 converted), with
     /// `num_batches_tracked` allowed as I64/I32 (PyTorch's dtype). The run configuration comes from
     /// `configPath` (a `config.json`, or a checkpoint of the same run), else from the file's own

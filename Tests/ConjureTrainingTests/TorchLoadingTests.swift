@@ -198,7 +198,9 @@ final class TorchLoadingTests: ConjureCLITestCase {
         else:
             y = ct.diffusion_sample(state, run, z, steps=job["steps"])
         x = np.load(job["out"])
-        results.append({"shape": list(y.shape), "conjure_shape": list(x.shape),
+        drawn = np.load(job["drawn_z"]).ravel()
+        same_draw = bool((ct.conjure_normal(job["seed"], drawn.size) == drawn).all())
+        results.append({"shape": list(y.shape), "conjure_shape": list(x.shape), "same_draw": same_draw,
                         "max_abs_diff": float(np.abs(y.numpy() - x.astype(np.float64)).max()), "max_abs": float(np.abs(x).max())})
     print(json.dumps(results))
     """
@@ -230,7 +232,7 @@ final class TorchLoadingTests: ConjureCLITestCase {
     /// conditional MLP, 28x28 DCGAN, WaveGAN; VAE: MLP Bernoulli with averages, conv Gaussian on
     /// z-scored data; diffusion: conditional 2-D with guidance and 1-D with v-prediction, DDIM
     /// eta 0, x_T given as [N, C, H, W] float64) and the same greedy text for the three
-    /// character models.
+    /// character models; its `conjure_normal` reproduces the drawn latents bit for bit.
     func testDocumentedPyTorchCodeMatchesSampleForEveryFamily() throws {
         let python = try torchPython()
         let digits = try sharedPath("data/digits_8x8.csv.gz").path
@@ -267,7 +269,7 @@ final class TorchLoadingTests: ConjureCLITestCase {
             }
             try conjure(["sample", "--checkpoint", ckpt, "--z", z, "--out", "\(name).npy"] + (diffusion ? ["--steps", "3"] : []))
             XCTAssertEqual(try npy("\(name).npy").scalars, try npy("\(name)-drawn.npy").scalars, "\(name): --z of the saved draw")
-            jobs.append(["kind": "samples", "name": name, "checkpoint": ckpt, "z": z, "out": "\(name).npy", "steps": 3])
+            jobs.append(["kind": "samples", "name": name, "checkpoint": ckpt, "z": z, "out": "\(name).npy", "steps": 3, "seed": 3, "drawn_z": "\(name)-z.npy"])
         }
         let textRuns: [(String, [String])] = [
             ("char-mlp", ["--width", "16", "--embed-dim", "8", "--context", "3", "--max-steps", "40"]),
@@ -299,6 +301,7 @@ final class TorchLoadingTests: ConjureCLITestCase {
             XCTAssertEqual(result["shape"] as? [Int], result["conjure_shape"] as? [Int], name)
             XCTAssertLessThanOrEqual(diff, 1e-4, "\(name): max |PyTorch - conjure| in data units")
             XCTAssertGreaterThan(scale, 1e-3, "\(name): the samples are not all zero")
+            XCTAssertEqual(result["same_draw"] as? Bool, true, "\(name): docs/pytorch.md's conjure_normal gives the bits --save-z wrote")
             print("TorchLoadingTests: \(name) max abs diff \(diff) (max |x| \(scale))")
         }
     }
@@ -307,6 +310,7 @@ final class TorchLoadingTests: ConjureCLITestCase {
     import json, sys
     import numpy as np
     import torch, torch.nn as nn
+    from safetensors import safe_open
     from safetensors.torch import save_file
     torch.set_num_threads(1)
     sys.path.insert(0, ".")
@@ -318,6 +322,8 @@ final class TorchLoadingTests: ConjureCLITestCase {
     wrapper = nn.Module()
     wrapper.generator = G
     save_file(wrapper.state_dict(), "torch.safetensors")
+    with safe_open(job["checkpoint"], framework="pt") as f:
+        save_file(wrapper.state_dict(), "torch-metadata.safetensors", metadata=f.metadata())   # the run's metadata passed along
     z = torch.from_numpy(np.load(job["z"]))
     with torch.no_grad():
         y = ct.to_data_units(G(z).reshape(len(z), *ct.sample_shape(run)), run["normalization"])
@@ -344,6 +350,9 @@ final class TorchLoadingTests: ConjureCLITestCase {
         let diff = zip(back.scalars, reference.scalars).map { abs($0 - $1) }.max()!
         XCTAssertLessThanOrEqual(diff, 1e-4, "PyTorch's samples against conjure sample of the PyTorch file")
         XCTAssertNotEqual(back.scalars, try npy("ema.npy").scalars, "plain weights, not the run's averages")
+        // With the run's metadata passed to save_file, no --config is needed.
+        try conjure(["sample", "--checkpoint", "torch-metadata.safetensors", "--z", "z.npy", "--out", "meta.npy"])
+        XCTAssertEqual(try npy("meta.npy").scalars, back.scalars)
         print("TorchLoadingTests: PyTorch-saved gan max abs diff \(diff)")
         try FileManager.default.removeItem(at: tmp.appendingPathComponent(ckpt))
         try FileManager.default.copyItem(at: tmp.appendingPathComponent("torch.safetensors"), to: tmp.appendingPathComponent(ckpt))
