@@ -125,6 +125,13 @@ public struct LogWindow: Codable, Sendable, Equatable {
 /// words), `normalization` (JSON), and `log_window` (JSON, when a logging window is open). Written
 /// to a temporary file, fsynced, then renamed.
 public enum Checkpoint {
+    /// A BatchNorm `num_batches_tracked` counter stored as I64 or I32 (PyTorch's int64) as the
+    /// Float32 scalar Conjure keeps; nil for any other name or dtype.
+    static func batchCounter(name: String, _ value: SafeTensorValue) -> Tensor? {
+        guard name.hasSuffix("num_batches_tracked"), let v = value.int64s else { return nil }
+        return Tensor(shape: value.shape, scalars: v.map(Float.init))
+    }
+
     /// The `format` value in every Conjure checkpoint's `__metadata__`; other values are refused.
     public static let format = "conjure.checkpoint.v1"
 
@@ -164,7 +171,8 @@ public enum Checkpoint {
         public var progress: TrainingProgress
     }
 
-    /// Reads a checkpoint written by ``write(model:run:progress:to:)``.
+    /// Reads a checkpoint written by ``write(model:run:progress:to:)`` (a `num_batches_tracked`
+    /// stored as int64 by PyTorch is accepted).
     ///
     /// - Throws: ``DataError`` naming the file when it is not a Conjure checkpoint, a field is
     ///   missing or malformed, or a tensor is missing or has the wrong shape.
@@ -215,7 +223,9 @@ public enum Checkpoint {
         let words = (file.metadata["rng_state"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw bad("'rng_state' is missing or malformed") }
         var tensors: [String: Tensor] = [:]
-        for name in file.order { if let t = file.tensors[name]?.tensor { tensors[name] = t } }
+        for name in file.order {
+            if let t = file.tensors[name]?.tensor { tensors[name] = t } else if let v = file.tensors[name], let t = Checkpoint.batchCounter(name: name, v) { tensors[name] = t }
+        }
         for name in file.order {
             if let t = tensors[name], let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
                 throw DataError(file: path, location: "tensor '\(name)'", problem: "element \(i) is \(t.scalars[i]); the checkpoint holds non-finite values",
@@ -343,8 +353,8 @@ public struct SamplingWeights {
                     throw DataError(file: path, location: "tensor '\(name)'", problem: "element \(i) is \(t.scalars[i]); the weights hold non-finite values")
                 }
                 tensors[name] = t
-            } else if name.hasSuffix("num_batches_tracked"), let v = value.int64s {
-                tensors[name] = Tensor(shape: value.shape, scalars: v.map(Float.init))
+            } else if let t = Checkpoint.batchCounter(name: name, value) {
+                tensors[name] = t
             } else {
                 throw DataError(file: path, location: "tensor '\(name)'", problem: "holds \(value.dtype.rawValue) integers; model weights are floating-point",
                                 hint: "only num_batches_tracked may be an integer tensor")

@@ -111,6 +111,14 @@ final class TorchLoadingTests: ConjureCLITestCase {
         try SafeTensors.write(values: plain, metadata: file.metadata, to: tmp.appendingPathComponent("plain.safetensors").path)
         try conjure(["sample", "--checkpoint", "plain.safetensors", "--z", "z.npy", "--out", "p.npy"])
         XCTAssertEqual(try npy("w.npy").scalars, try npy("p.npy").scalars)
+        // A whole checkpoint whose counter PyTorch rewrote as int64 still resumes (Checkpoint.read).
+        let int64Counter = file.order.map { name -> (String, SafeTensorValue) in
+            let v = file.tensors[name]!
+            return name.hasSuffix("num_batches_tracked") ? (name, .i64(v.tensor!.scalars.map { Int64($0) }, shape: v.shape)) : (name, v)
+        }
+        try SafeTensors.write(values: int64Counter, metadata: file.metadata, to: tmp.appendingPathComponent("i64.safetensors").path)
+        let reread = try Checkpoint.read(path: tmp.appendingPathComponent("i64.safetensors").path)
+        XCTAssertEqual(reread.model.stateDict().first { $0.0 == "generator.3.num_batches_tracked" }?.1.scalars, [6], "six training steps")
         // A Conjure checkpoint of the same run serves as --config too.
         try conjure(["sample", "--checkpoint", "w.safetensors", "--config", ckpt, "--z", "z.npy", "--out", "w2.npy"])
         XCTAssertEqual(try npy("w2.npy").scalars, try npy("p.npy").scalars)
@@ -187,7 +195,7 @@ final class TorchLoadingTests: ConjureCLITestCase {
     for job in json.load(open(sys.argv[1])):
         state, run = ct.read_checkpoint(job["checkpoint"], job.get("config"))
         if job["kind"] == "text":
-            results.append({"text": ct.greedy_text(state, run, job["prompt"])})
+            results.append({"text": ct.greedy_text(state, run, job["prompt"], job.get("max_length"))})
             continue
         z = torch.from_numpy(np.load(job["z"]).astype(np.float32))
         family = run["model"]["family"]
@@ -215,6 +223,10 @@ final class TorchLoadingTests: ConjureCLITestCase {
             values += rows[i].split(separator: ",").prefix(784).map { Float(Int($0)!) / 255 }
         }
         try NPYWriter.write(Tensor(shape: [64, 1, 28, 28], scalars: values), to: tmp.appendingPathComponent("mnist.npy").path)
+        // The same digits padded to 32x32 for the 32-px DCGAN (the PyTorch example's generator).
+        var padded = [Float](repeating: 0, count: 64 * 32 * 32)
+        for i in 0..<64 { for y in 0..<28 { for x in 0..<28 { padded[i * 1024 + (y + 2) * 32 + x + 2] = values[i * 784 + y * 28 + x] } } }
+        try NPYWriter.write(Tensor(shape: [64, 1, 32, 32], scalars: padded), to: tmp.appendingPathComponent("mnist32.npy").path)
     }
 
     /// Eight FSDD recordings (digits 0 and 1, training indices 10-13) in `fsdd/`.
@@ -229,10 +241,10 @@ final class TorchLoadingTests: ConjureCLITestCase {
 
     /// docs/pytorch.md's code, run by PyTorch on the latents `conjure sample --save-z` wrote,
     /// gives `conjure sample`'s samples within 1e-4 in data units for every family (GAN: MLP,
-    /// conditional MLP, 28x28 DCGAN, WaveGAN; VAE: MLP Bernoulli with averages, conv Gaussian on
-    /// z-scored data; diffusion: conditional 2-D with guidance and 1-D with v-prediction, DDIM
-    /// eta 0, x_T given as [N, C, H, W] float64) and the same greedy text for the three
-    /// character models; its `conjure_normal` reproduces the drawn latents bit for bit.
+    /// conditional MLP, 28x28 and 32x32 DCGAN, conditional WaveGAN; VAE: MLP Bernoulli with
+    /// averages, conv Gaussian on z-scored data; diffusion: conditional 2-D with guidance, and
+    /// 1-D with v-prediction, DDIM eta 0, x_T given as [N, C, H, W] float64) and the same greedy
+    /// text for the three character models (lines mode) and a stream-mode GRU; its `conjure_normal` reproduces the drawn latents bit for bit.
     func testDocumentedPyTorchCodeMatchesSampleForEveryFamily() throws {
         let python = try torchPython()
         let digits = try sharedPath("data/digits_8x8.csv.gz").path
@@ -244,11 +256,12 @@ final class TorchLoadingTests: ConjureCLITestCase {
             ("gan", ["--model", "gan", "--data", digits, "--g-hidden", "16,16", "--d-hidden", "16", "--g-batchnorm", "0,1", "--noise-dim", "8", "--max-steps", "6", "--batch-size", "32"]),
             ("cgan", ["--model", "cgan", "--data", digits, "--g-hidden", "16", "--d-hidden", "16", "--g-batchnorm", "1", "--noise-dim", "8", "--max-steps", "6", "--batch-size", "32"]),
             ("dcgan", ["--model", "dcgan", "--data", "mnist.npy", "--max-steps", "3", "--batch-size", "16"]),
-            ("wavegan", ["--model", "wavegan", "--data", "fsdd/", "--length", "1024", "--model-size", "2", "--max-steps", "3", "--batch-size", "4"]),
+            ("dcgan32", ["--model", "dcgan", "--data", "mnist32.npy", "--max-steps", "2", "--batch-size", "8"]),
+            ("wavegan", ["--model", "wavegan", "--conditional", "--data", "fsdd/", "--length", "1024", "--model-size", "2", "--max-steps", "3", "--batch-size", "4"]),
             ("vae", ["--model", "vae", "--data", digits, "--encoder-hidden", "16", "--decoder-hidden", "16", "--latent-dim", "4", "--ema", "0.9", "--max-steps", "6", "--batch-size", "32"]),
             ("conv-vae", ["--model", "conv-vae", "--data", "mnist.npy", "--likelihood", "gaussian", "--normalize", "zscore", "--latent-dim", "4", "--max-steps", "3", "--batch-size", "16"]),
             ("ddpm-cond", ["--model", "ddpm-cond", "--data", digits, "--base-width", "8", "--channel-mult", "1,2", "--timesteps", "10", "--max-steps", "3", "--batch-size", "16"]),
-            ("ddpm-1d-cond", ["--model", "ddpm-1d-cond", "--data", "fsdd/", "--length", "1024", "--base-width", "8", "--channel-mult", "1,2", "--timesteps", "6", "--max-steps", "3", "--batch-size", "4"]),
+            ("ddpm-1d", ["--model", "ddpm-1d", "--data", "fsdd/", "--length", "1024", "--base-width", "8", "--channel-mult", "1,2", "--timesteps", "6", "--max-steps", "3", "--batch-size", "4"]),
         ]
         var jobs: [[String: Any]] = []
         for (name, args) in runs {
@@ -277,14 +290,24 @@ final class TorchLoadingTests: ConjureCLITestCase {
             ("char-transformer", ["--width", "16", "--layers", "2", "--heads", "2", "--lr-warmup-steps", "0", "--learning-rate", "1e-2", "--max-steps", "80"]),
         ]
         var expectedTexts: [String] = []
+        func greedy(_ name: String, _ ckpt: String, _ prompt: String, maxLength: Int? = nil) throws {
+            try conjure(["sample", "--checkpoint", ckpt, "--count", "1", "--temperature", "0", "--prompt", prompt, "--out", "t.txt"]
+                        + (maxLength.map { ["--max-length", "\($0)"] } ?? []))
+            expectedTexts.append(try String(contentsOf: tmp.appendingPathComponent("t.txt"), encoding: .utf8))
+            var job: [String: Any] = ["kind": "text", "name": name, "checkpoint": ckpt, "prompt": prompt]
+            if let maxLength { job["max_length"] = maxLength }
+            jobs.append(job)
+        }
         for (name, args) in textRuns {
             let ckpt = try train(name, ["--model", name, "--data", "names.txt", "--batch-size", "16"] + args)
-            for prompt in ["", "ma"] {
-                try conjure(["sample", "--checkpoint", ckpt, "--count", "1", "--temperature", "0", "--prompt", prompt, "--out", "t.txt"])
-                expectedTexts.append(try String(contentsOf: tmp.appendingPathComponent("t.txt"), encoding: .utf8))
-                jobs.append(["kind": "text", "name": name, "checkpoint": ckpt, "prompt": prompt])
-            }
+            for prompt in ["", "ma"] { try greedy(name, ckpt, prompt) }
         }
+        // Stream mode (blocks of running text): a GRU on 20 000 characters of Shakespeare.
+        let shakespeare = try Data(contentsOf: try sharedPath("data/text/tinyshakespeare.txt")).prefix(20_000)
+        try shakespeare.write(to: tmp.appendingPathComponent("shakespeare.txt"))
+        let stream = try train("char-gru-stream", ["--model", "char-gru", "--data", "shakespeare.txt", "--text-mode", "stream", "--context", "16", "--width", "16",
+                                                   "--embed-dim", "8", "--max-steps", "40", "--batch-size", "16"])
+        try greedy("char-gru-stream", stream, "The ", maxLength: 40)
         let results = try runPython(python, script: Self.sampleDriver, jobs: jobs)
         XCTAssertEqual(results.count, jobs.count)
         var textIndex = 0
