@@ -39,7 +39,7 @@ struct Export: ParsableCommand {
                 return "\(v.name) [\(dims.joined(separator: ", "))]"
             }
             let meta = Dictionary(model.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-            print("wrote the \(meta["conjure.network"] ?? "network") of \(loaded.run.model.preset) (\(meta["conjure.weights"] ?? "live") weights) to \(out): "
+            print("wrote the \(meta["conjure.network"] ?? "sampling") network of \(loaded.run.model.preset) (\(meta["conjure.weights"] ?? "live") weights) to \(out): "
                   + "inputs \(model.graph.inputs.map(describe).joined(separator: ", ")); output \(model.graph.outputs.map(describe).joined(separator: ", ")); "
                   + "opset \(ONNXModel.opsetVersion), IR version \(ONNXModel.irVersion)")
         }

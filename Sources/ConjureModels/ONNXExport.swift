@@ -92,7 +92,8 @@ extension DiffusionModel: ONNXExportableModel {
     /// One evaluation of the denoiser (the averaged copy under `--ema`): inputs `x_t` float32
     /// `[N] + imageShape`, `t` int64 `[N]` (0-based steps in `0..<T`) and, for a conditional
     /// model, `label` int64 `[N]` in `0...K` where `K` is the null (unconditional) class; output
-    /// `eps` (or `v` for v-prediction) of the shape of `x_t`.
+    /// `eps` (or `v` for v-prediction) of the shape of `x_t`. The metadata holds the schedule's
+    /// ᾱ_t for t = 0..<T (`conjure.alphas_cumprod`, JSON) so a sampler needs nothing else.
     public func exportONNX(sampleShape: [Int]) throws -> ONNXNetworkExport {
         let shape = config.imageShape
         let k = config.conditionalClasses
@@ -114,6 +115,7 @@ extension DiffusionModel: ONNXExportableModel {
         var metadata: [(key: String, value: String)] = [
             ("conjure.prediction", config.prediction.rawValue), ("conjure.timesteps", String(config.timesteps)),
             ("conjure.noise_schedule", config.schedule.rawValue),
+            ("conjure.alphas_cumprod", "[" + schedule.alphasCumprod.map { "\($0)" }.joined(separator: ",") + "]"),
         ]
         if k > 0 { metadata += [("conjure.classes", String(k)), ("conjure.null_class", String(k))] }
         return ONNXNetworkExport(graph: b.graph(name: "denoiser", doc: "diffusion U-Net, one network evaluation"), network: "denoiser",
