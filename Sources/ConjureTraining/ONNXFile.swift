@@ -35,13 +35,18 @@ public enum ONNXFile {
     /// - Parameters: `run` the checkpoint's configuration (normalisation, data kind, preset);
     ///   `step` the checkpoint's training step (metadata only); `producerVersion` Conjure's version.
     /// - Throws: ``ConfigError`` naming `--checkpoint` when the model's family has no ONNX
-    ///   export, ``ONNXExportError`` naming a layer without an ONNX form.
+    ///   export or its weights exceed protobuf's 2 GiB message limit, ``ONNXExportError`` naming a
+    ///   layer without an ONNX form.
     public static func model(of model: any GenerativeModel, run: RunConfig, step: Int, producerVersion: String) throws -> ONNXModel {
         guard let exportable = model as? any ONNXExportableModel else {
             throw ConfigError(option: "--checkpoint", problem: "the \(model.family) model (\(run.model.preset)) has no ONNX export")
         }
         let spec = run.spec
         let export = try exportable.exportONNX(sampleShape: spec.sampleShape)
+        let weightBytes = export.graph.initializers.reduce(0) { $0 + $1.rawData.count }
+        guard weightBytes < Int(Int32.max) - (1 << 20) else {
+            throw ConfigError(option: "--checkpoint", problem: "the \(export.network) holds \(weightBytes) bytes of weights; one ONNX protobuf file holds less than 2 GiB (external data files are not written)")
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try encoder.encode(v), as: UTF8.self) }
