@@ -5,10 +5,13 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev libspng-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev libkissfft-dev chromium-headless-shell
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/conjure
-# The Python the tests read TensorBoard event files with (scripts/tensorboard-dump.py): a virtual
-# environment holding the pinned tensorboard package (and Pillow, which it requires).
+# The Python the tests read TensorBoard event files with (scripts/tensorboard-dump.py) and run
+# exported ONNX models with (scripts/onnx-run.py): a virtual environment holding the pinned
+# tensorboard package (and Pillow, which it requires), onnxruntime and onnx.
 PYENV := .build/pyenv
 TENSORBOARD_VERSION := 2.21.0
+ONNXRUNTIME_VERSION := 1.31.1
+ONNX_VERSION := 1.23.2
 DEMO_ARGS ?=
 # The PyTorch the tests check docs/pytorch.md's loading code with: a virtual environment holding
 # the machine's local CPU wheel (/opt/wheels/torch-*+cpu-*.whl; PyPI's default torch is the CUDA
@@ -28,14 +31,20 @@ deps:
 	fi
 
 # Debian's python3 makes virtual environments only with python3-venv (ensurepip): installed when missing.
-pyenv: $(PYENV)/.tensorboard-$(TENSORBOARD_VERSION)
+pyenv: $(PYENV)/.tensorboard-$(TENSORBOARD_VERSION) $(PYENV)/.onnxruntime-$(ONNXRUNTIME_VERSION)-onnx-$(ONNX_VERSION)
 
-$(PYENV)/.tensorboard-$(TENSORBOARD_VERSION):
+$(PYENV)/bin/python:
 	@python3 -c "import ensurepip, venv" 2>/dev/null || { echo "installing python3-venv"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv; }
 	python3 -m venv $(PYENV)
-	$(PYENV)/bin/pip install -q --disable-pip-version-check tensorboard==$(TENSORBOARD_VERSION)
+
+$(PYENV)/.tensorboard-$(TENSORBOARD_VERSION): | $(PYENV)/bin/python
+	$(PYENV)/bin/python -m pip install -q --disable-pip-version-check tensorboard==$(TENSORBOARD_VERSION)
+	@touch $@
+
+$(PYENV)/.onnxruntime-$(ONNXRUNTIME_VERSION)-onnx-$(ONNX_VERSION): | $(PYENV)/bin/python
+	$(PYENV)/bin/python -m pip install -q --disable-pip-version-check onnxruntime==$(ONNXRUNTIME_VERSION) onnx==$(ONNX_VERSION)
 	@touch $@
 
 torchenv:

@@ -45,7 +45,7 @@ func runReporting(_ body: () throws -> Void) {
     do { try body() } catch { fail(error) }
 }
 
-/// The `conjure` command: `train`, `sample`, `evaluate`, `report`, `metrics`, `data`, `classifier`,
+/// The `conjure` command: `train`, `sample`, `export`, `evaluate`, `report`, `metrics`, `data`, `classifier`,
 /// `bench`. The executable's `main.swift` calls ``main()``.
 public struct Conjure: ParsableCommand {
     /// Needed by ArgumentParser.
@@ -71,13 +71,13 @@ public struct Conjure: ParsableCommand {
         }
     }
 
-    /// The root command `conjure`: its one-line abstract and the verbs `train`, `sample`,
+    /// The root command `conjure`: its one-line abstract and the verbs `train`, `sample`, `export`,
     /// `evaluate`, `report`, `metrics`, `data`, `classifier` and `bench`.
     public static let configuration = CommandConfiguration(
         commandName: "conjure",
         abstract: "Train, sample and evaluate generative models on your own data.",
         version: conjureVersion,
-        subcommands: [Train.self, Sample.self, Evaluate.self, ReportCommand.self, MetricsCommand.self, DataCommand.self, ClassifierCommand.self, Bench.self])
+        subcommands: [Train.self, Sample.self, Evaluate.self, Export.self, ReportCommand.self, MetricsCommand.self, DataCommand.self, ClassifierCommand.self, Bench.self])
 }
 
 /// Writes `text` to standard error as it is (no newline added). A closed or full standard error

@@ -193,6 +193,24 @@ final class DiffusionTests: XCTestCase {
         }
     }
 
+    /// Evaluation mode reaches the residual blocks' dropout: with `--dropout 0.5` two evaluations
+    /// of the sampling network agree exactly, and training mode still draws masks. (The blocks
+    /// did not pass the mode to their dropout, so sampling dropped half the activations.)
+    func testEvaluationModeTurnsDropoutOff() {
+        let m = model(tiny(dropout: 0.5))
+        var rng = RandomGenerator(seed: 3)
+        for p in m.unet.parameters { p.assign(p.value + Tensor.randomNormal(p.shape, std: 0.1, using: &rng)) }
+        let x = Tensor.randomNormal([2, 1, 8, 8], using: &rng)
+        let a = m.denoiserOutput(x: x, t: [3, 50], labels: nil), b = m.denoiserOutput(x: x, t: [3, 50], labels: nil)
+        XCTAssertEqual(a.scalars, b.scalars)
+        m.unet.setTraining(true)
+        XCTAssert(m.unet.dropouts.allSatisfy(\.isTraining))
+        let c = withoutGrad { m.unet(x, t: [3, 50], labels: nil) }
+        XCTAssertGreaterThan(zip(a.scalars, c.scalars).map { abs($0 - $1) }.max()!, 1e-3, "training mode applies dropout")
+        m.unet.setTraining(false)
+        XCTAssert(m.unet.dropouts.allSatisfy { !$0.isTraining })
+    }
+
     func testAdaptRefusesNonImages() {
         var c = DiffusionConfig.ddpmPreset
         XCTAssertThrowsError(try c.adapt(to: .vector(784))) { XCTAssert("\($0)".contains("needs images"), "\($0)") }

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import ConjureTraining
 import ConjureData
+import ConjureNN
 import ConjureTestSupport
 #if canImport(Glibc)
 import Glibc

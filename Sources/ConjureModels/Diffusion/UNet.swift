@@ -61,8 +61,11 @@ public final class ResidualBlock: Module {
     public let conv2: any WeightBiasLayer
     /// 1x1 (1-D: width 1) convolution on the skip path when the channel counts differ, nil otherwise.
     public let shortcut: (any WeightBiasLayer)?
-    /// Training mode (dropout on) or evaluation; containers pass it to their children.
-    public var isTraining = true
+    /// Training mode (dropout on) or evaluation; containers pass it to their children, and the
+    /// block passes it to ``dropout`` (which has no parameters, so it is not a `state_dict` child).
+    public var isTraining = true {
+        didSet { dropout.isTraining = isTraining }
+    }
 
     /// A block from `inChannels` to `outChannels` with GroupNorm of `groups` groups and
     /// dropout probability `dropout` and convolutions over `spatialDims` axes (2: images, 1:

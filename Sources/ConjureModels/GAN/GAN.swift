@@ -215,19 +215,24 @@ public final class GAN: GenerativeModel {
     /// - Shapes: `z` `[N, noiseDim]` → `[N, dataDim]` in the normalised range.
     public func sample(z: Tensor, labels: [Int]? = nil) -> Tensor {
         let y = oneHot(labels, count: z.shape[0])
-        guard let ema = parameterGroups[0].averages else {
-            let was = generator.isTraining
-            generator.isTraining = false
-            defer { generator.isTraining = was }
-            return withoutGrad { generate(z, y) }
-        }
+        let network = samplingGenerator()
+        let was = network.isTraining
+        network.isTraining = false
+        defer { network.isTraining = was }
+        return withoutGrad { generate(z, y, with: network) }
+    }
+
+    /// The generator ``sample(z:labels:)`` evaluates: a copy holding the averaged weights (and
+    /// the live BatchNorm statistics) when the generator group has averages, else the live one.
+    func samplingGenerator() -> Sequential {
+        guard let ema = parameterGroups[0].averages else { return generator }
         if averagedGenerator == nil {
             var scratch = RandomStream.initialization.generator(seed: config.seed)
             averagedGenerator = GAN.makeGenerator(config, rng: &scratch)
         }
         let copy = averagedGenerator!
         loadAveragedCopy(copy, from: generator, averages: ema)
-        return withoutGrad { generate(z, y, with: copy) }
+        return copy
     }
 
     /// Parameters and buffers of both networks, `generator.*` then `discriminator.*`.

@@ -410,15 +410,8 @@ public final class VAE: GenerativeModel {
     /// - Shapes: `z` `[N, latentDim]` → `[N, dataDim]`.
     public func sample(z: Tensor) -> Tensor {
         precondition(z.rank == 2 && z.shape[1] == config.latentDim, "VAE.sample: z \(z.shape), expected [N, \(config.latentDim)]")
-        if let ema = parameterGroups[0].averages {
-            if averagedCopy == nil {
-                var scratch = RandomStream.initialization.generator(seed: config.seed)
-                averagedCopy = VAE(config: config, rng: &scratch)
-            }
-            let copy = averagedCopy!
-            for (p, a) in zip(copy.parameterGroups[0].parameters, ema.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
-            return copy.sample(z: z)
-        }
+        let sampler = samplingModel()
+        if sampler !== self { return sampler.sample(z: z) }
         return evaluating {
             let y = decodeRaw(z)
             return config.likelihood == .bernoulli ? y.sigmoid() : y
@@ -427,6 +420,19 @@ public final class VAE: GenerativeModel {
 
     /// `decoder.`: sampling needs the decoder only.
     public var samplingStatePrefixes: [String] { ["decoder."] }
+
+    /// The VAE ``sample(z:)`` decodes with: a copy holding the averaged weights when the run
+    /// averages them (`--ema`), else this one.
+    func samplingModel() -> VAE {
+        guard let ema = parameterGroups[0].averages else { return self }
+        if averagedCopy == nil {
+            var scratch = RandomStream.initialization.generator(seed: config.seed)
+            averagedCopy = VAE(config: config, rng: &scratch)
+        }
+        let copy = averagedCopy!
+        for (p, a) in zip(copy.parameterGroups[0].parameters, ema.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
+        return copy
+    }
 
     /// ``sample(z:)`` for the ``GenerativeModel`` protocol.
     ///

@@ -1,5 +1,6 @@
 import Foundation
 import ConjureData
+import ConjureNN
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,7 @@
 import Foundation
 
-/// A minimal Protocol Buffers (proto3) wire-format encoder: enough to write TensorBoard's
-/// `Event` messages by hand.
+/// A minimal Protocol Buffers wire-format encoder: enough to write TensorBoard's
+/// `Event` messages and ONNX models (``ONNXModel``) by hand.
 ///
 /// Fields are appended in the order written (write them by increasing field number to match
 /// the canonical serialisation). Wire types: 0 varint (`int32`, `int64`, `enum`, `bool`),
