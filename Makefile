@@ -19,6 +19,7 @@ DEMO_ARGS ?=
 TORCHENV := .build/torchenv
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
 SAFETENSORS_VERSION := 0.8.0
+NUMPY_VERSION := 2.4.6
 
 .PHONY: deps pyenv torchenv build demo test bench clean
 
@@ -54,7 +55,7 @@ torchenv:
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv; }; \
 	  python3 -m venv $(TORCHENV) && \
-	  $(TORCHENV)/bin/pip install -q --disable-pip-version-check "$(TORCH_WHEEL)" numpy safetensors==$(SAFETENSORS_VERSION) && \
+	  $(TORCHENV)/bin/pip install -q --disable-pip-version-check "$(TORCH_WHEEL)" numpy==$(NUMPY_VERSION) safetensors==$(SAFETENSORS_VERSION) && \
 	  touch $(TORCHENV)/.ready-$(SAFETENSORS_VERSION); fi
 
 build: deps
