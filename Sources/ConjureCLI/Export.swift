@@ -15,7 +15,8 @@ struct Export: ParsableCommand {
         or a text model's next-character network (tokens -> logits; char-mlp: context -> logits). \
         The metadata holds the normalisation and the formula mapping outputs back to the data's units; see docs/onnx.md.
         """)
-    @Option(help: "A checkpoint written by `conjure train`.") var checkpoint: String
+    @Option(help: "A checkpoint written by `conjure train`, or a weights-only safetensors file (e.g. PyTorch's save_file(model.state_dict()); then --config, see docs/pytorch.md).") var checkpoint: String
+    @Option(help: "For a weights-only --checkpoint: the run configuration, RUN/config.json or a checkpoint of the same run (default: the file's own 'config' metadata).") var config: String?
     @Option(help: "Output format: onnx.") var format: String = "onnx"
     @Option(help: "The output file, ending in .onnx.") var out: String
 
@@ -25,7 +26,8 @@ struct Export: ParsableCommand {
             guard (out as NSString).pathExtension.lowercased() == "onnx" else {
                 throw ConfigError(option: "--out", problem: "'\(out)' must end in .onnx")
             }
-            let loaded = try Checkpoint.read(path: checkpoint)
+            let loaded = try SamplingWeights.read(path: checkpoint, config: config)
+            for note in loaded.notes { writeStandardError(note + "\n") }
             let model: ONNXModel
             do {
                 model = try ONNXFile.write(loaded, to: out, producerVersion: conjureVersion)

@@ -272,6 +272,9 @@ public struct SamplingWeights {
     public var run: RunConfig
     /// Notes for the user (e.g. that the file holds no averaged weights), one line each.
     public var notes: [String]
+    /// The training step of a Conjure checkpoint (or the `step` metadata a weights-only file
+    /// carries along), nil when the file does not say.
+    public var step: Int? = nil
 
     /// Whether a safetensors file holds a Conjure checkpoint's training state (the `format`,
     /// `step` and `rng_state` metadata and optimiser tensors), rather than weights only (also
@@ -327,7 +330,7 @@ public struct SamplingWeights {
                                   hint: "--config is for weights-only files (e.g. saved by PyTorch)")
             }
             let loaded = try Checkpoint.read(path: path)
-            return SamplingWeights(model: loaded.model, run: loaded.run, notes: [])
+            return SamplingWeights(model: loaded.model, run: loaded.run, notes: [], step: loaded.progress.step)
         }
         let run: RunConfig
         if let configPath {
@@ -404,6 +407,6 @@ public struct SamplingWeights {
         }
         for (g, arrays) in averaged { g.averages?.load(arrays) }
         _ = optimization
-        return SamplingWeights(model: model, run: run, notes: notes)
+        return SamplingWeights(model: model, run: run, notes: notes, step: file.metadata["step"].flatMap(Int.init).flatMap { $0 >= 0 ? $0 : nil })
     }
 }

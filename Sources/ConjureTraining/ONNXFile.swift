@@ -33,11 +33,11 @@ public enum ONNXFile {
     /// The ONNX model of `model`'s sampling network with the run's metadata.
     ///
     /// - Parameters: `run` the checkpoint's configuration (normalisation, data kind, preset);
-    ///   `step` the checkpoint's training step (metadata only); `producerVersion` Conjure's version.
+    ///   `step` the checkpoint's training step (metadata only; nil for a weights-only file: `unknown`); `producerVersion` Conjure's version.
     /// - Throws: ``ConfigError`` naming `--checkpoint` when the model's family has no ONNX
     ///   export or its weights exceed protobuf's 2 GiB message limit, ``ONNXExportError`` naming a
     ///   layer without an ONNX form.
-    public static func model(of model: any GenerativeModel, run: RunConfig, step: Int, producerVersion: String) throws -> ONNXModel {
+    public static func model(of model: any GenerativeModel, run: RunConfig, step: Int?, producerVersion: String) throws -> ONNXModel {
         guard let exportable = model as? any ONNXExportableModel else {
             throw ConfigError(option: "--checkpoint", problem: "the \(model.family) model (\(run.model.preset)) has no ONNX export")
         }
@@ -67,7 +67,7 @@ public enum ONNXFile {
             ("conjure.weights", export.weights), ("conjure.inputs", export.graph.inputs.map(describe).joined(separator: "; ")),
             ("conjure.output", export.outputMeaning), ("conjure.normalization", try json(run.normalization)),
             ("conjure.to_data_units", units), ("conjure.data_spec", try json(spec)),
-            ("conjure.sample_shape", try json(spec.sampleShape)), ("conjure.checkpoint_step", String(step)),
+            ("conjure.sample_shape", try json(spec.sampleShape)), ("conjure.checkpoint_step", step.map(String.init) ?? "unknown"),
             ("conjure.producer", "conjure \(producerVersion)"),
         ]
         metadata += export.metadata
@@ -75,14 +75,15 @@ public enum ONNXFile {
                          doc: "\(run.model.preset) \(export.network) exported by conjure (\(export.weights) weights): \(export.outputMeaning)", metadata: metadata)
     }
 
-    /// Writes the ONNX model of a loaded checkpoint to `path` atomically (a temporary file in
-    /// the same folder, then renamed), creating missing folders.
+    /// Writes the ONNX model of the weights `conjure sample` would use (a checkpoint, or a
+    /// weights-only file with its configuration: ``SamplingWeights``) to `path` atomically (a
+    /// temporary file in the same folder, then renamed), creating missing folders.
     ///
     /// - Throws: as ``model(of:run:step:producerVersion:)``, and ``DataError`` naming `path`
     ///   when it cannot be written.
     @discardableResult
-    public static func write(_ loaded: Checkpoint.Loaded, to path: String, producerVersion: String) throws -> ONNXModel {
-        let onnx = try model(of: loaded.model, run: loaded.run, step: loaded.progress.step, producerVersion: producerVersion)
+    public static func write(_ weights: SamplingWeights, to path: String, producerVersion: String) throws -> ONNXModel {
+        let onnx = try model(of: weights.model, run: weights.run, step: weights.step, producerVersion: producerVersion)
         try AtomicFile.write(onnx.serialized(), to: path, createDirectories: true)
         return onnx
     }

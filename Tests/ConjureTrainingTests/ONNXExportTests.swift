@@ -397,6 +397,22 @@ final class ONNXExportTests: ConjureCLITestCase {
         XCTAssertEqual(output.shape, [4, 1, 8, 8])
         XCTAssertLessThanOrEqual(maxAbsDiff(output, reference), 1e-4)
 
+        // A weights-only file (no metadata, no optimiser state: what PyTorch's save_file writes)
+        // exports with --config to the same network as its checkpoint.
+        let file = try SafeTensors.read(path: tmp.appendingPathComponent(checkpoint).path)
+        let weights = file.order.filter { !$0.hasPrefix("optimizer.") }.compactMap { name in file.tensors[name]?.tensor.map { (name, $0) } }
+        XCTAssert(weights.contains { $0.0.hasPrefix("generator_ema.") })
+        try SafeTensors.write(tensors: weights, metadata: [:], to: tmp.appendingPathComponent("weights.safetensors").path, createDirectories: false)
+        let noConfig = try conjure(["export", "--checkpoint", "weights.safetensors", "--out", "w.onnx"], expectFailure: true).err
+        XCTAssert(noConfig.contains("--config"), noConfig)
+        try FileManager.default.createDirectory(at: tmp.appendingPathComponent("job2"), withIntermediateDirectories: true)
+        try conjure(["export", "--checkpoint", "weights.safetensors", "--config", "runs/c/config.json", "--out", "job2/model.onnx"])
+        try NPYWriter.write(z, to: tmp.appendingPathComponent("job2/input_z.npy").path)
+        try writeInt64NPY([0, 3, 9, 4], shape: [4], to: tmp.appendingPathComponent("job2/input_label.npy"))
+        let r2 = try runProcess(python, [packageRoot.appendingPathComponent("scripts/onnx-run.py").path, tmp.appendingPathComponent("job2").path], in: tmp)
+        XCTAssertEqual(r2.status, 0, r2.err)
+        XCTAssertLessThanOrEqual(maxAbsDiff(try loadFixtureNPY(tmp.appendingPathComponent("job2/output_x.npy")), reference), 1e-4)
+
         for (args, expected) in [
             (["--format", "tflite", "--out", "m.onnx"], "--format"),
             (["--out", "m.pt"], "--out"),
