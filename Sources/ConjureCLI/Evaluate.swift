@@ -33,6 +33,7 @@ struct Evaluate: ParsableCommand {
             if let outcome = try TextEvaluator.runIfText(checkpoint: checkpoint, count: count, seed: seed, output: out,
                                                          log: { writeStandardError(($0 + "\n")) }) {
                 print(outcome.table + "wrote \(outcome.path)")
+                refreshReport(evalPath: outcome.path)
                 return
             }
             var o = EvaluateOptions(checkpoint: checkpoint)
@@ -44,6 +45,17 @@ struct Evaluate: ParsableCommand {
             o.kidSubsets = kidSubsets; o.kidSubsetSize = kidSubsetSize; o.prK = prK; o.dcK = dcK; o.iwaeK = iwaeK; o.floor = floor; o.output = out
             let outcome = try Evaluator.run(o) { writeStandardError(($0 + "\n")) }
             print(outcome.table + "wrote \(outcome.path)")
+            refreshReport(evalPath: outcome.path)
+        }
+    }
+
+    /// Rewrites the run's report.html to show the eval.json just written (a failure is a
+    /// warning: eval.json stands, and `conjure report RUN` rebuilds the page).
+    private func refreshReport(evalPath: String) {
+        do {
+            if let page = try RunReport.refreshAfterEvaluation(checkpoint: checkpoint, evalPath: evalPath) { print("updated \(page)") }
+        } catch {
+            writeStandardError("warning: eval.json was written but report.html was not updated: \(error)\n")
         }
     }
 }

@@ -82,9 +82,19 @@ final class CLITests: ConjureCLITestCase {
             XCTAssert(x.scalars.allSatisfy { $0 >= -1e-3 && $0 <= 255.001 }, "\(preset): samples in 0..255")
             try conjure(["sample", "--checkpoint", ckpt, "--count", "16", "--out", "\(preset).png"] + label)
             let metrics = preset.contains("vae") ? "fid,elbo" : "fid"
+            let before = try String(contentsOf: tmp.appendingPathComponent("runs/\(preset)-a/report.html"), encoding: .utf8)
+            XCTAssert(before.contains("not available: run `conjure evaluate"), preset)
             let e = try conjure(["evaluate", "--checkpoint", ckpt, "--count", "100", "--classifier", "c.safetensors", "--metrics", metrics, "--iwae-k", "10"])
             XCTAssert(e.out.contains("FID"), "\(preset): \(e.out)")
             if preset.contains("vae") { XCTAssert(e.out.contains("IWAE bound"), e.out) }
+            // The run's report.html is written again with the evaluation it now has; its
+            // interpolation grid stays.
+            XCTAssert(e.out.contains("updated runs/\(preset)-a/report.html"), e.out)
+            let page = try String(contentsOf: tmp.appendingPathComponent("runs/\(preset)-a/report.html"), encoding: .utf8)
+            XCTAssertFalse(page.contains("not available: run `conjure evaluate"), preset)
+            XCTAssert(page.contains("interpolation.png"), preset)
+            let elsewhere = try conjure(["evaluate", "--checkpoint", ckpt, "--count", "100", "--classifier", "c.safetensors", "--metrics", "fid", "--out", "e-\(preset).json"])
+            XCTAssertFalse(elsewhere.out.contains("updated"), elsewhere.out)
         }
     }
 

@@ -80,7 +80,8 @@ public enum RunReport {
     public static func interpolatesDuringTraining(_ model: any GenerativeModel) -> Bool { !(model is any DiffusionSampling) }
 
     /// Writes `report.html` (atomically) into the run folder `directory`, after making
-    /// `interpolation.png` with `model` when given and the data are images of 1 to 4 channels.
+    /// `interpolation.png` with `model` when given and the data are images of 1 to 4 channels
+    /// (with no model, an `interpolation.png` already in the folder is shown as it is).
     ///
     /// - Parameters:
     ///   - config: the run's configuration when known (the trainer's); else read from `config.json`.
@@ -97,7 +98,7 @@ public enum RunReport {
         var note = interpolationNote
         if let m = model, case .image(let c, _, _) = config.spec, (1...4).contains(c), note == nil {
             try LatentInterpolation.write(model: m, run: config, to: directory + "/interpolation.png")
-        } else if model == nil && note == nil {
+        } else if model == nil && note == nil && !FileManager.default.fileExists(atPath: directory + "/interpolation.png") {
             note = "not available: no checkpoint to sample from"
         }
         var record = try RunRecord.load(directory: directory, config: config,
@@ -121,6 +122,25 @@ public enum RunReport {
         var i = 0
         while i < b.count && i < t.count && b[i] == t[i] { i += 1 }
         return (Array(repeating: "..", count: b.count - i) + t[i...]).joined(separator: "/")
+    }
+}
+
+extension RunReport {
+    /// After `conjure evaluate` wrote `evalPath`: when that is the `eval.json` of the run folder
+    /// holding `checkpoint` (`RUN/checkpoints/F`) and the run has a `report.html`, the page is
+    /// written again so that it shows the new evaluation (the interpolation grid is kept as it is).
+    ///
+    /// - Returns: the page's path when it was rewritten, nil when the evaluation is not the run's
+    ///   own or the run has no page.
+    /// - Throws: ``DataError`` as ``write(directory:model:config:interpolationNote:smoothing:out:)``.
+    public static func refreshAfterEvaluation(checkpoint: String, evalPath: String) throws -> String? {
+        let run = ((checkpoint as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+        let directory = run.isEmpty ? "." : run
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: directory + "/" + fileName), fm.fileExists(atPath: RunRecord.configPath(directory)),
+              URL(fileURLWithPath: evalPath).standardizedFileURL.path == URL(fileURLWithPath: directory + "/eval.json").standardizedFileURL.path
+        else { return nil }
+        return try write(directory: directory, model: nil).path
     }
 }
 
