@@ -89,6 +89,35 @@ final class TorchLoadingTests: ConjureCLITestCase {
         XCTAssertTrue(r.err.contains("--z") && r.err.contains("text model has no latent"), r.err)
     }
 
+    /// `--save-z` is written only by a run that succeeds (a bad `--label`, `--steps` or an
+    /// unwritable `--out` leaves no latent file behind), and may not name the `--out` or `--z`
+    /// file (the samples or the rewrite would silently replace the latent).
+    func testSaveZOnlyAfterSuccessAndNeverOverOutOrZ() throws {
+        let ckpt = try trainTinyGAN()
+        func exists(_ f: String) -> Bool { FileManager.default.fileExists(atPath: tmp.appendingPathComponent(f).path) }
+        var r = try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "left1.npy", "--label", "3", "--out", "o.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("--label"), r.err)
+        XCTAssertFalse(exists("left1.npy"), "a run refused for --label wrote --save-z")
+        r = try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "left2.npy", "--steps", "0", "--out", "o.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("--steps"), r.err)
+        XCTAssertFalse(exists("left2.npy"), "a run refused for --steps wrote --save-z")
+        try "x".write(to: tmp.appendingPathComponent("file"), atomically: true, encoding: .utf8)
+        r = try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "left3.npy", "--out", "file/o.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("file/o.npy"), r.err)
+        XCTAssertFalse(exists("left3.npy"), "a run whose --out could not be written wrote --save-z")
+        r = try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "same.npy", "--out", "./same.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("--save-z") && r.err.contains("--out"), r.err)
+        XCTAssertFalse(exists("same.npy"))
+        try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "z.npy", "--out", "a.npy"])
+        let before = try Data(contentsOf: tmp.appendingPathComponent("z.npy"))
+        r = try conjure(["sample", "--checkpoint", ckpt, "--z", "z.npy", "--save-z", "sub/../z.npy", "--out", "b.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("--save-z") && r.err.contains("--z"), r.err)
+        XCTAssertEqual(try Data(contentsOf: tmp.appendingPathComponent("z.npy")), before)
+        XCTAssertFalse(exists("b.npy"))
+        XCTAssertEqual(try npy("z.npy").shape, [3, 8])
+        XCTAssertEqual(try npy("a.npy").shape, [3, 1, 8, 8])
+    }
+
     /// A weights-only file (no metadata, int64 `num_batches_tracked`, generator only) samples with
     /// `--config` and the plain weights; an integer weight and missing tensors are refused by
     /// name; without a configuration the error names `--config`; `--resume` lists what is missing.
