@@ -118,6 +118,34 @@ final class TorchLoadingTests: ConjureCLITestCase {
         XCTAssertEqual(try npy("a.npy").shape, [3, 1, 8, 8])
     }
 
+    /// README's PyTorch snippet ("Loading a Conjure model into PyTorch"), run as written after
+    /// docs/pytorch.md's module, gives `conjure sample --z z.npy --out x.npy` on a tiny `gan` run
+    /// named `demo` within 1e-4 in data units.
+    func testReadmePyTorchSnippetRunsAsWritten() throws {
+        let python = try torchPython()
+        try trainTinyGAN("demo")
+        try conjure(["sample", "--checkpoint", "runs/demo/checkpoints/latest.safetensors", "--count", "4", "--save-z", "z.npy", "--out", "x.npy"])
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        guard let section = readme.range(of: "## Loading a Conjure model into PyTorch"),
+              let start = readme.range(of: "```python\n", range: section.upperBound..<readme.endIndex),
+              let end = readme.range(of: "```", range: start.upperBound..<readme.endIndex) else {
+            return XCTFail("README.md has no python block under 'Loading a Conjure model into PyTorch'")
+        }
+        let snippet = String(readme[start.upperBound..<end.lowerBound])
+        try writeDocumentedModule()
+        let script = "import sys\nsys.path.insert(0, '.')\nfrom conjure_torch import *\ntorch.set_num_threads(1)\n" + snippet + """
+
+        import numpy as np
+        print(float(np.abs(images.numpy() - np.load("x.npy").astype(np.float64)).max()))
+        """
+        try script.write(to: tmp.appendingPathComponent("readme_snippet.py"), atomically: true, encoding: .utf8)
+        let r = try runProcess(python, ["readme_snippet.py"], in: tmp)
+        XCTAssertEqual(r.status, 0, "README's snippet failed: \(r.err.suffix(2000))")
+        let diff = Double(r.out.trimmingCharacters(in: .whitespacesAndNewlines))
+        XCTAssertNotNil(diff, r.out)
+        XCTAssertLessThan(diff ?? .infinity, 1e-4)
+    }
+
     /// A weights-only file (no metadata, int64 `num_batches_tracked`, generator only) samples with
     /// `--config` and the plain weights; an integer weight and missing tensors are refused by
     /// name; without a configuration the error names `--config`; `--resume` lists what is missing.
