@@ -190,6 +190,12 @@ final class TorchLoadingTests: ConjureCLITestCase {
         try SafeTensors.write(values: intWeight, to: tmp.appendingPathComponent("int.safetensors").path)
         r = try conjure(["sample", "--checkpoint", "int.safetensors", "--config", "runs/gan/config.json", "--out", "x.npy"], expectFailure: true)
         XCTAssertTrue(r.err.contains("generator.0.bias") && r.err.contains("I64 integers"), r.err)
+        // A batch counter of another integer type is refused as a counter, not as "a weight".
+        let u8Counter = values.map { $0.0 == "generator.3.num_batches_tracked" ? ($0.0, SafeTensorValue.u8([6], shape: [])) : $0 }
+        try SafeTensors.write(values: u8Counter, to: tmp.appendingPathComponent("u8.safetensors").path)
+        r = try conjure(["sample", "--checkpoint", "u8.safetensors", "--config", "runs/gan/config.json", "--out", "x.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("generator.3.num_batches_tracked") && r.err.contains("U8 integers") && r.err.contains("batch counter is I64"), r.err)
+        XCTAssertFalse(r.err.contains("only num_batches_tracked may be"), r.err)
         try FileManager.default.removeItem(at: tmp.appendingPathComponent(ckpt))
         try FileManager.default.copyItem(at: tmp.appendingPathComponent("w.safetensors"), to: tmp.appendingPathComponent(ckpt))
         r = try conjure(["train", "--resume", "--name", "gan", "--quiet"], expectFailure: true)
