@@ -13,7 +13,7 @@ struct Sample: ParsableCommand {
     @Option(parsing: .unconditional, help: "Number of samples (default 64; with --z, the file's rows).") var count: Int?
     @Option(parsing: .unconditional, help: "Seed of the latent z (and of the noise stochastic diffusion samplers add).") var seed: UInt64 = 0
     @Option(help: "Read the latent z from this .npy (float32 or float64) instead of drawing it: [N, latentDim] (GANs, VAEs), or for diffusion models x_T as [N, latentDim], [N, C, H, W] or [N, C, T]. N replaces --count. Without it z is drawn as N(0, 1): xoshiro256** seeded by SplitMix64 from --seed (stream 3), values in row-major order, each pair from two 64-bit draws by Box-Muller (cos, then sin); see docs/pytorch.md. Diffusion: only DDIM with eta 0 is a function of z alone; DDPM and eta > 0 also add per-step noise seeded by --seed.") var z: String?
-    @Option(help: "Write the latent z used (drawn or read) to this .npy, float32 [N, latentDim].") var saveZ: String?
+    @Option(help: "Write the latent z used (drawn or read) to this .npy, float32 [N, latentDim]; written last, only when sampling succeeded, and never the --out or --z file.") var saveZ: String?
     @Option(help: "Output: X.png (a grid; spectrograms for sound), X.npy (float32 [N, C, H, W], [N, C, T] or [N, D] in the data's own units), X.txt for text models (one sample a line in lines mode, blocks in stream mode); for sound also X.wav (all samples in one file, --gap seconds apart) or a folder DIR/ (one WAV file per sample).") var out: String
     @Option(parsing: .unconditional, help: "Sound into one .wav: seconds of silence between samples (default 0.25).") var gap: Double?
     @Option(parsing: .unconditional, help: "Grid columns (PNG; default ceil(sqrt(count))).") var columns: Int?
@@ -27,6 +27,12 @@ struct Sample: ParsableCommand {
             try pool.apply()
             if let count = self.count, !(count >= 1 && count <= 1_000_000) { throw ConfigError(option: "--count", problem: "must be between 1 and 1000000, got \(count)") }
             if let path = saveZ, !path.lowercased().hasSuffix(".npy") { throw ConfigError(option: "--save-z", problem: "'\(path)' must end in .npy") }
+            if let path = saveZ, Sample.samePath(path, out) {
+                throw ConfigError(option: "--save-z", problem: "'\(path)' is also --out; the samples would replace the latent", hint: "write z to another file")
+            }
+            if let path = saveZ, let zPath = self.z, Sample.samePath(path, zPath) {
+                throw ConfigError(option: "--save-z", problem: "'\(path)' is also --z, the file being read", hint: "--z's file already holds the latent; leave --save-z out or name another file")
+            }
             let ext = (out as NSString).pathExtension.lowercased()
             if ext == "txt" || text.anyGiven {
                 // A text model (a capability, not a family): tokens drawn one at a time.
@@ -78,7 +84,6 @@ struct Sample: ParsableCommand {
             }
             let count = z.shape[0]
             if ext == "png" && count > 4096 { throw ConfigError(option: "--count", problem: "a PNG grid holds at most 4096 samples; write .npy for more") }
-            if let path = saveZ { try NPYWriter.write(z, to: path, createDirectories: true) }
             let k = loaded.run.model.conditionalClasses
             if let label, k == 0 { throw ConfigError(option: "--label", problem: "the model is not conditional (label \(label) given)") }
             if let label, label < 0 || label >= k { throw ConfigError(option: "--label", problem: "must be in 0..<\(k), got \(label)") }
@@ -89,6 +94,7 @@ struct Sample: ParsableCommand {
                 }
                 let grid = DiffusionSamplerOptions.trajectoryGrid(diffusion, z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.model.balancedLabels(count, offset: 0), columns: columns)
                 try writeGrid(grid, shape: shape, stats: loaded.run.normalization, to: out, columns: columns)
+                if let path = saveZ { try NPYWriter.write(z, to: path, createDirectories: true) }
                 print("wrote the reverse process of \(count) samples (\(columns) states each, x_T to x_0) to \(out)")
                 return
             }
@@ -114,12 +120,25 @@ struct Sample: ParsableCommand {
                 }
                 try writeGrid(samples, shape: shape, stats: loaded.run.normalization, to: out, columns: columns)
             }
+            // The latent is written last, once every option has been checked and the samples are
+            // written, so a failing run leaves no --save-z file behind.
+            if let path = saveZ { try NPYWriter.write(z, to: path, createDirectories: true) }
             print("wrote \(count) samples to \(out)")
         }
     }
 }
 
 extension Sample {
+    /// Whether the paths `a` and `b` name the same file (after making them absolute, removing
+    /// `.`/`..` components and resolving symbolic links of existing parts); case-sensitive, as
+    /// Linux file systems are.
+    static func samePath(_ a: String, _ b: String) -> Bool {
+        func canonical(_ p: String) -> String {
+            URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path
+        }
+        return canonical(a) == canonical(b)
+    }
+
     /// The latent `z` of `--z`: a float32 or float64 `.npy` of shape `[N, latentDim]` or, for a
     /// diffusion model (`sampleShape` given), `[N] + sampleShape` (`x_T`), returned as
     /// `[N, latentDim]` Float32.

@@ -179,6 +179,9 @@ struct Train: ParsableCommand {
     }
 
     func run() {
+        // Before anything is printed (the trainer's first line comes before its signal
+        // handlers): `conjure train ... | head` must not be killed by SIGPIPE on that line.
+        signal(SIGPIPE, SIG_IGN)
         runReporting {
             let summary = try Trainer(options: try makeOptions()).run()
             var lines = ["trained to step \(summary.steps) (" + String(format: "%.2f", summary.epochs) + " epochs) in \(formatDuration(summary.seconds))"

@@ -18,7 +18,9 @@ import Darwin
 /// 4. `fsync` the directory so that the rename itself is durable.
 ///
 /// On any failure before the rename, the temporary file is removed, the destination is left
-/// untouched and a ``DataError`` naming the destination is thrown.
+/// untouched and a ``DataError`` naming the destination is thrown. A temporary file of the same
+/// destination left by a writer that was killed (its PID no longer exists) is removed by the next
+/// write.
 public enum AtomicFile {
 
     /// A sink for the bytes of a file being written by ``AtomicFile/write(to:createDirectories:_:)``.
@@ -120,6 +122,7 @@ public enum AtomicFile {
         }
         if createDirectories { try createParentDirectories(of: path) }
         let (directory, name) = splitPath(path)
+        removeStaleTemporaries(directory: directory, name: name)
         let tempPath = uniqueTemporaryPath(directory: directory, name: name)
 
         let fd = tempPath.withCString { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666) }
@@ -210,9 +213,34 @@ public enum AtomicFile {
         return (dir.isEmpty ? "/" : String(dir), String(p[p.index(after: slash)...]))
     }
 
+    /// The destination's name as used in its temporary files' names (at most 200 bytes, so that
+    /// `.NAME.tmp-PID-RANDOM` stays within NAME_MAX).
+    private static func temporaryBase(_ name: String) -> String {
+        name.utf8.count > 200 ? String(decoding: Array(name.utf8.prefix(200)), as: UTF8.self) : name
+    }
+
+    /// Removes the temporary files `.NAME.tmp-PID-RANDOM` of this destination that a writer
+    /// killed before its rename left (Ctrl-C or SIGKILL during `conjure export` or `sample`):
+    /// regular files only, and only when process PID no longer exists (`kill(PID, 0)` fails with
+    /// `ESRCH`), so a live writer's file is never touched. Best effort: failures are ignored.
+    private static func removeStaleTemporaries(directory: String, name: String) {
+        let prefix = ".\(temporaryBase(name)).tmp-"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for entry in entries where entry.hasPrefix(prefix) {
+            let rest = entry.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, pid != getpid(),
+                  !rest[rest.index(after: dash)...].isEmpty, rest[rest.index(after: dash)...].allSatisfy(\.isHexDigit) else { continue }
+            guard kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let full = directory == "/" ? "/" + entry : directory + "/" + entry
+            var st = stat()
+            guard lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            _ = unlink(full)
+        }
+    }
+
     private static func uniqueTemporaryPath(directory: String, name: String) -> String {
         // Keep the temporary name within NAME_MAX (255) even for long destination names.
-        let base = name.utf8.count > 200 ? String(decoding: Array(name.utf8.prefix(200)), as: UTF8.self) : name
+        let base = temporaryBase(name)
         let random = String(UInt64.random(in: 0 ... UInt64.max), radix: 16)
         let file = ".\(base).tmp-\(getpid())-\(random)"
         return directory == "/" ? "/" + file : directory + "/" + file

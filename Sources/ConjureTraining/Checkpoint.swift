@@ -359,6 +359,10 @@ public struct SamplingWeights {
             } else if let t = Checkpoint.batchCounter(name: name, value) {
                 tensors[name] = t
             } else {
+                if name.hasSuffix("num_batches_tracked") {
+                    throw DataError(file: path, location: "tensor '\(name)'", problem: "holds \(value.dtype.rawValue) integers; a batch counter is I64 (PyTorch's dtype), I32 or F32",
+                                    hint: "save it as int64, as PyTorch's state_dict does")
+                }
                 throw DataError(file: path, location: "tensor '\(name)'", problem: "holds \(value.dtype.rawValue) integers; model weights are floating-point",
                                 hint: "only num_batches_tracked may be an integer tensor")
             }

@@ -299,6 +299,26 @@ final class WriterTests: XCTestCase {
         XCTAssertEqual(try listing(), ["file.bin"])   // no .file.bin.tmp-* left behind
     }
 
+    /// A temporary file left by a killed writer of the same destination (its PID gone) is
+    /// removed by the next write; a live writer's (this process's PID), another destination's,
+    /// a directory of that name and a file not of the `.NAME.tmp-PID-HEX` form are kept.
+    func testAtomicWriteRemovesTemporariesOfKilledWritersOnly() throws {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        let dead = child.processIdentifier
+        XCTAssertEqual(kill(dead, 0), -1, "the exited child's PID should be free")
+        let stale = ".m.onnx.tmp-\(dead)-a1e12752985fa866"
+        let live = ".m.onnx.tmp-\(getpid())-0123abcd"
+        let other = ".n.onnx.tmp-\(dead)-beef"
+        let odd = ".m.onnx.tmp-\(dead)-notes.txt"
+        for f in [stale, live, other, odd] { try Data([7]).write(to: URL(fileURLWithPath: path(f))) }
+        try FileManager.default.createDirectory(atPath: path(".m.onnx.tmp-\(dead)-dead"), withIntermediateDirectories: false)
+        try AtomicFile.write([1, 2], to: path("m.onnx"))
+        XCTAssertEqual(try listing(), [".m.onnx.tmp-\(dead)-dead", live, odd, other, "m.onnx"].sorted())
+    }
+
     func testAtomicWriteIntoMissingDirectoryThrowsNamingDestination() throws {
         let out = path("missing/sub/file.bin")
         XCTAssertThrowsError(try AtomicFile.write([1], to: out)) { error in

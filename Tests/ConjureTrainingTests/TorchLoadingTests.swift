@@ -89,6 +89,63 @@ final class TorchLoadingTests: ConjureCLITestCase {
         XCTAssertTrue(r.err.contains("--z") && r.err.contains("text model has no latent"), r.err)
     }
 
+    /// `--save-z` is written only by a run that succeeds (a bad `--label`, `--steps` or an
+    /// unwritable `--out` leaves no latent file behind), and may not name the `--out` or `--z`
+    /// file (the samples or the rewrite would silently replace the latent).
+    func testSaveZOnlyAfterSuccessAndNeverOverOutOrZ() throws {
+        let ckpt = try trainTinyGAN()
+        func exists(_ f: String) -> Bool { FileManager.default.fileExists(atPath: tmp.appendingPathComponent(f).path) }
+        var r = try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "left1.npy", "--label", "3", "--out", "o.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("--label"), r.err)
+        XCTAssertFalse(exists("left1.npy"), "a run refused for --label wrote --save-z")
+        r = try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "left2.npy", "--steps", "0", "--out", "o.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("--steps"), r.err)
+        XCTAssertFalse(exists("left2.npy"), "a run refused for --steps wrote --save-z")
+        try "x".write(to: tmp.appendingPathComponent("file"), atomically: true, encoding: .utf8)
+        r = try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "left3.npy", "--out", "file/o.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("file/o.npy"), r.err)
+        XCTAssertFalse(exists("left3.npy"), "a run whose --out could not be written wrote --save-z")
+        r = try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "same.npy", "--out", "./same.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("--save-z") && r.err.contains("--out"), r.err)
+        XCTAssertFalse(exists("same.npy"))
+        try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--save-z", "z.npy", "--out", "a.npy"])
+        let before = try Data(contentsOf: tmp.appendingPathComponent("z.npy"))
+        r = try conjure(["sample", "--checkpoint", ckpt, "--z", "z.npy", "--save-z", "sub/../z.npy", "--out", "b.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("--save-z") && r.err.contains("--z"), r.err)
+        XCTAssertEqual(try Data(contentsOf: tmp.appendingPathComponent("z.npy")), before)
+        XCTAssertFalse(exists("b.npy"))
+        XCTAssertEqual(try npy("z.npy").shape, [3, 8])
+        XCTAssertEqual(try npy("a.npy").shape, [3, 1, 8, 8])
+    }
+
+    /// README's PyTorch snippet ("Loading a Conjure model into PyTorch"), run as written after
+    /// docs/pytorch.md's module, gives `conjure sample --z z.npy --out x.npy` on a tiny `gan` run
+    /// named `demo` within 1e-4 in data units.
+    func testReadmePyTorchSnippetRunsAsWritten() throws {
+        let python = try torchPython()
+        try trainTinyGAN("demo")
+        try conjure(["sample", "--checkpoint", "runs/demo/checkpoints/latest.safetensors", "--count", "4", "--save-z", "z.npy", "--out", "x.npy"])
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        guard let section = readme.range(of: "## Loading a Conjure model into PyTorch"),
+              let start = readme.range(of: "```python\n", range: section.upperBound..<readme.endIndex),
+              let end = readme.range(of: "```", range: start.upperBound..<readme.endIndex) else {
+            return XCTFail("README.md has no python block under 'Loading a Conjure model into PyTorch'")
+        }
+        let snippet = String(readme[start.upperBound..<end.lowerBound])
+        try writeDocumentedModule()
+        let script = "import sys\nsys.path.insert(0, '.')\nfrom conjure_torch import *\ntorch.set_num_threads(1)\n" + snippet + """
+
+        import numpy as np
+        print(float(np.abs(images.numpy() - np.load("x.npy").astype(np.float64)).max()))
+        """
+        try script.write(to: tmp.appendingPathComponent("readme_snippet.py"), atomically: true, encoding: .utf8)
+        let r = try runProcess(python, ["readme_snippet.py"], in: tmp)
+        XCTAssertEqual(r.status, 0, "README's snippet failed: \(r.err.suffix(2000))")
+        let diff = Double(r.out.trimmingCharacters(in: .whitespacesAndNewlines))
+        XCTAssertNotNil(diff, r.out)
+        XCTAssertLessThan(diff ?? .infinity, 1e-4)
+    }
+
     /// A weights-only file (no metadata, int64 `num_batches_tracked`, generator only) samples with
     /// `--config` and the plain weights; an integer weight and missing tensors are refused by
     /// name; without a configuration the error names `--config`; `--resume` lists what is missing.
@@ -133,6 +190,12 @@ final class TorchLoadingTests: ConjureCLITestCase {
         try SafeTensors.write(values: intWeight, to: tmp.appendingPathComponent("int.safetensors").path)
         r = try conjure(["sample", "--checkpoint", "int.safetensors", "--config", "runs/gan/config.json", "--out", "x.npy"], expectFailure: true)
         XCTAssertTrue(r.err.contains("generator.0.bias") && r.err.contains("I64 integers"), r.err)
+        // A batch counter of another integer type is refused as a counter, not as "a weight".
+        let u8Counter = values.map { $0.0 == "generator.3.num_batches_tracked" ? ($0.0, SafeTensorValue.u8([6], shape: [])) : $0 }
+        try SafeTensors.write(values: u8Counter, to: tmp.appendingPathComponent("u8.safetensors").path)
+        r = try conjure(["sample", "--checkpoint", "u8.safetensors", "--config", "runs/gan/config.json", "--out", "x.npy"], expectFailure: true)
+        XCTAssertTrue(r.err.contains("generator.3.num_batches_tracked") && r.err.contains("U8 integers") && r.err.contains("batch counter is I64"), r.err)
+        XCTAssertFalse(r.err.contains("only num_batches_tracked may be"), r.err)
         try FileManager.default.removeItem(at: tmp.appendingPathComponent(ckpt))
         try FileManager.default.copyItem(at: tmp.appendingPathComponent("w.safetensors"), to: tmp.appendingPathComponent(ckpt))
         r = try conjure(["train", "--resume", "--name", "gan", "--quiet"], expectFailure: true)
