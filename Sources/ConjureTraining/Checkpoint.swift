@@ -411,6 +411,15 @@ public struct SamplingWeights {
         }
         for (g, arrays) in averaged { g.averages?.load(arrays) }
         _ = optimization
+        // Tensors under no name the model knows are not loaded anywhere: say so rather than
+        // ignore them silently (a renamed module, a stray buffer).
+        var known = Set(fresh.map(\.0))
+        for g in model.parameterGroups where g.averaged { for (name, _) in g.namedParameters { known.insert(g.averagePrefix + name) } }
+        let unused = file.order.filter { !known.contains($0) }
+        if !unused.isEmpty {
+            let shown = unused.prefix(4).joined(separator: ", ") + (unused.count > 4 ? " and \(unused.count - 4) more" : "")
+            notes.append("note: '\(path)' holds \(unused.count) tensor\(unused.count == 1 ? "" : "s") the \(run.model.preset) model has no place for, not loaded: \(shown)")
+        }
         return SamplingWeights(model: model, run: run, notes: notes, step: file.metadata["step"].flatMap(Int.init).flatMap { $0 >= 0 ? $0 : nil })
     }
 }

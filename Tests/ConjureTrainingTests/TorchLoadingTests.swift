@@ -162,6 +162,12 @@ final class TorchLoadingTests: ConjureCLITestCase {
         try NPYWriter.write(Tensor(shape: [3, 8], scalars: (0..<24).map { Float($0 % 7) * 0.3 - 0.9 }), to: tmp.appendingPathComponent("z.npy").path)
         let ok = try conjure(["sample", "--checkpoint", "w.safetensors", "--config", "runs/gan/config.json", "--z", "z.npy", "--out", "w.npy"])
         XCTAssertTrue(ok.err.contains("no averaged weights (generator_ema.*)"), ok.err)
+        XCTAssertFalse(ok.err.contains("not loaded"), ok.err)
+        // A tensor the model has no place for is named in a note, and the samples are the same.
+        try SafeTensors.write(values: values + [("generator.stray", .f32(Tensor(shape: [2], scalars: [1, 2])))], to: tmp.appendingPathComponent("extra.safetensors").path)
+        let extra = try conjure(["sample", "--checkpoint", "extra.safetensors", "--config", "runs/gan/config.json", "--z", "z.npy", "--out", "e.npy"])
+        XCTAssertTrue(extra.err.contains("1 tensor the gan model has no place for, not loaded: generator.stray"), extra.err)
+        XCTAssertEqual(try npy("e.npy").scalars, try npy("w.npy").scalars)
         // The same numbers as the run's own checkpoint with its averages replaced by the plain weights.
         let plain = file.order.filter { !$0.hasPrefix("generator_ema.") }.map { ($0, file.tensors[$0]!) }
             + file.order.filter { $0.hasPrefix("generator_ema.") }.map { ($0, file.tensors["generator." + String($0.dropFirst("generator_ema.".count))]!) }
