@@ -198,6 +198,20 @@ public struct FixtureError: Error, CustomStringConvertible {
     public init(description: String) { self.description = description }
 }
 
+/// The Python of the package's test virtual environment: `$CONJURE_TEST_PYTHON`, else
+/// `.build/pyenv/bin/python` (made by `make pyenv`: tensorboard, onnxruntime, onnx).
+///
+/// - Parameter holding: what the tests need from it, for the message (`the tensorboard package`).
+/// - Throws: when it is missing, ``FixtureError`` if `CI` is set, else `XCTSkip`, saying how to get it.
+public func pyenvPython(holding what: String) throws -> URL {
+    let env = ProcessInfo.processInfo.environment
+    let path = env["CONJURE_TEST_PYTHON"].flatMap { $0.isEmpty ? nil : $0 } ?? packageRoot.appendingPathComponent(".build/pyenv/bin/python").path
+    if FileManager.default.isExecutableFile(atPath: path) { return URL(fileURLWithPath: path) }
+    let message = "no Python with \(what) at \(path): run `make pyenv` (or set CONJURE_TEST_PYTHON)"
+    if let ci = env["CI"], !ci.isEmpty { throw FixtureError(description: message) }
+    throw XCTSkip(message)
+}
+
 /// One case of a fixture folder laid out as ../shared/fixtures/layers and blocks: an entry of
 /// `cases.json` (its settings) and the sub-folder of `.npy` files of the same name.
 public struct FixtureCase {

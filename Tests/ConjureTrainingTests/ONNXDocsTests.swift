@@ -16,14 +16,7 @@ final class ONNXDocsTests: ConjureCLITestCase {
 
     /// `$CONJURE_TEST_PYTHON`, else `.build/pyenv/bin/python` (onnxruntime and onnx, `make
     /// pyenv`). Missing: a failure when `CI` is set, else a skip.
-    func onnxPython() throws -> URL {
-        let env = ProcessInfo.processInfo.environment
-        let path = env["CONJURE_TEST_PYTHON"].flatMap { $0.isEmpty ? nil : $0 } ?? packageRoot.appendingPathComponent(".build/pyenv/bin/python").path
-        if FileManager.default.isExecutableFile(atPath: path) { return URL(fileURLWithPath: path) }
-        let message = "no Python with onnxruntime and onnx at \(path): run `make pyenv` (or set CONJURE_TEST_PYTHON)"
-        if let ci = env["CI"], !ci.isEmpty { throw FixtureError(description: message) }
-        throw XCTSkip(message)
-    }
+    func onnxPython() throws -> URL { try pyenvPython(holding: "onnxruntime and onnx") }
 
     /// docs/onnx.md's `python` blocks in order.
     func documentedBlocks() throws -> [String] {

@@ -19,14 +19,7 @@ final class ONNXExportTests: ConjureCLITestCase {
 
     /// `$CONJURE_TEST_PYTHON`, else `.build/pyenv/bin/python` (made by `make pyenv`, which
     /// installs onnxruntime and onnx). Missing: a failure when `CI` is set, else a skip.
-    func onnxPython() throws -> URL {
-        let env = ProcessInfo.processInfo.environment
-        let path = env["CONJURE_TEST_PYTHON"].flatMap { $0.isEmpty ? nil : $0 } ?? packageRoot.appendingPathComponent(".build/pyenv/bin/python").path
-        if FileManager.default.isExecutableFile(atPath: path) { return URL(fileURLWithPath: path) }
-        let message = "no Python with onnxruntime and onnx at \(path): run `make pyenv` (or set CONJURE_TEST_PYTHON)"
-        if let ci = env["CI"], !ci.isEmpty { throw FixtureError(description: message) }
-        throw XCTSkip(message)
-    }
+    func onnxPython() throws -> URL { try pyenvPython(holding: "onnxruntime and onnx") }
 
     /// An int64 `.npy` (format 1.0, little endian, C order) of `values` with `shape`.
     func writeInt64NPY(_ values: [Int], shape: [Int], to url: URL) throws {

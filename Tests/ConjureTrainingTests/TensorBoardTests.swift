@@ -155,14 +155,7 @@ final class TensorBoardCLITests: ConjureCLITestCase {
 
     /// `$CONJURE_TEST_PYTHON`, else `.build/pyenv/bin/python` of the package (made by `make
     /// pyenv`). Missing: a failure when `CI` is set, else a skip saying how to get it.
-    func tensorboardPython() throws -> URL {
-        let env = ProcessInfo.processInfo.environment
-        let path = env["CONJURE_TEST_PYTHON"].flatMap { $0.isEmpty ? nil : $0 } ?? packageRoot.appendingPathComponent(".build/pyenv/bin/python").path
-        if FileManager.default.isExecutableFile(atPath: path) { return URL(fileURLWithPath: path) }
-        let message = "no Python with the tensorboard package at \(path): run `make pyenv` (or set CONJURE_TEST_PYTHON)"
-        if let ci = env["CI"], !ci.isEmpty { throw FixtureError(description: message) }
-        throw XCTSkip(message)
-    }
+    func tensorboardPython() throws -> URL { try pyenvPython(holding: "the tensorboard package") }
 
     /// What TensorBoard's readers see in `run` (the JSON of scripts/tensorboard-dump.py).
     func dump(_ run: String) throws -> [String: Any] {
