@@ -226,3 +226,20 @@ public func loadAveragedCopy(_ copy: any Layer, from live: any Layer, averages: 
     for ((_, b), (_, l)) in zip(copy.allNamedBuffers(), live.allNamedBuffers()) { b.value = l.value }
     copy.isTraining = false
 }
+
+extension ParameterGroup {
+    /// The copy a model samples with under `--ema`: `cache` (made by `make` on first use) with
+    /// this group's averaged weights assigned to `parameters(copy)` in order; nil when the group
+    /// is not averaged (sample with the live weights).
+    ///
+    /// - Precondition: `parameters(copy)` matches the group's parameters in count and shapes.
+    func averagedCopy<M>(_ cache: inout M?, make: () -> M, parameters: (M) -> [Parameter]) -> M? {
+        guard let ema = averages else { return nil }
+        let copy = cache ?? make()
+        cache = copy
+        let targets = parameters(copy)
+        precondition(targets.count == ema.averages.count, "averagedCopy: \(targets.count) parameters for \(ema.averages.count) averages")
+        for (p, a) in zip(targets, ema.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
+        return copy
+    }
+}

@@ -141,14 +141,10 @@ public final class DiffusionModel: GenerativeModel {
 
     /// The network holding the averaged weights when the run averages them, else the live one.
     func samplingNetwork() -> UNet {
-        guard let ema = parameterGroups[0].averages else { return unet }
-        if averagedCopy == nil {
+        parameterGroups[0].averagedCopy(&averagedCopy, make: { [config] in
             var scratch = RandomStream.initialization.generator(seed: config.seed)
-            averagedCopy = UNet(config: config, rng: &scratch)
-        }
-        let copy = averagedCopy!
-        for ((_, p), a) in zip(copy.allNamedParameters(), ema.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
-        return copy
+            return UNet(config: config, rng: &scratch)
+        }, parameters: { $0.parameters }) ?? unet
     }
 
     /// The guided noise prediction ε̃ at step `t` (the same for every sample), in evaluation

@@ -184,14 +184,10 @@ public final class TextModel: TokenSequenceModel {
 
     /// The network to sample with: a copy holding the averages under `--ema`, else the live one.
     var samplingNetwork: any CharNetwork {
-        guard let ema = parameterGroups[0].averages else { return net }
-        if averagedCopy == nil {
+        parameterGroups[0].averagedCopy(&averagedCopy, make: { [config] in
             var scratch = RandomStream.initialization.generator(seed: config.seed)
-            averagedCopy = TextModel(config: config, rng: &scratch)
-        }
-        let copy = averagedCopy!
-        for (p, a) in zip(copy.parameterGroups[0].parameters, ema.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
-        return copy.net
+            return TextModel(config: config, rng: &scratch)
+        }, parameters: { $0.parameterGroups[0].parameters })?.net ?? net
     }
 
     func evaluating<R>(_ network: any CharNetwork, _ body: () throws -> R) rethrows -> R {

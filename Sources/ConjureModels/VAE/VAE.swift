@@ -424,14 +424,10 @@ public final class VAE: GenerativeModel {
     /// The VAE ``sample(z:)`` decodes with: a copy holding the averaged weights when the run
     /// averages them (`--ema`), else this one.
     func samplingModel() -> VAE {
-        guard let ema = parameterGroups[0].averages else { return self }
-        if averagedCopy == nil {
+        parameterGroups[0].averagedCopy(&averagedCopy, make: { [config] in
             var scratch = RandomStream.initialization.generator(seed: config.seed)
-            averagedCopy = VAE(config: config, rng: &scratch)
-        }
-        let copy = averagedCopy!
-        for (p, a) in zip(copy.parameterGroups[0].parameters, ema.averages) { p.assign(Tensor(shape: p.shape, scalars: a)) }
-        return copy
+            return VAE(config: config, rng: &scratch)
+        }, parameters: { $0.parameterGroups[0].parameters }) ?? self
     }
 
     /// ``sample(z:)`` for the ``GenerativeModel`` protocol.
