@@ -4,7 +4,7 @@ import Foundation
 /// The smallest and largest value of `values`, or `nil` when it is empty.
 func observedRange(_ values: Tensor) -> ClosedRange<Float>? {
     var lo = Float.infinity, hi = -Float.infinity
-    values.scalars.withUnsafeBufferPointer { b in
+    values.withUnsafeScalars { b in
         for v in b { if v < lo { lo = v }; if v > hi { hi = v } }
     }
     return lo <= hi ? lo...hi : nil

@@ -348,7 +348,7 @@ public struct Dataset: Sendable {
             let n = t.shape[0]
             let per = t.count / n
             var badSamples: [Int] = []
-            t.scalars.withUnsafeBufferPointer { s in
+            t.withUnsafeScalars { s in
                 var i = 0
                 while i < s.count {
                     if !s[i].isFinite {
@@ -453,7 +453,7 @@ public func gatherSamples(_ tensor: Tensor, _ indices: [Int]) -> Tensor {
     let n = tensor.shape[0]
     let per = n == 0 ? 0 : tensor.count / n
     var out = [Float](repeating: 0, count: indices.count * per)
-    tensor.scalars.withUnsafeBufferPointer { src in
+    tensor.withUnsafeScalars { src in
         out.withUnsafeMutableBufferPointer { dst in
             for (k, i) in indices.enumerated() {
                 precondition(i >= 0 && i < n, "gatherSamples: index \(i) out of range 0..<\(n) for shape \(tensor.shape)")

@@ -92,7 +92,7 @@ public struct ImageGrid: Sendable, Equatable {
         var out = [UInt8](repeating: padValue, count: c * height * width)
 
         let low = range.low, high = range.high
-        images.scalars.withUnsafeBufferPointer { src in
+        images.withUnsafeScalars { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for i in 0 ..< n {
                     let top = padding + (i / cols) * (h + padding)

@@ -60,7 +60,7 @@ extension Dataset {
         var lo = Float.infinity, hi = -Float.infinity
         var sum = 0.0
         var integers = true
-        samples.scalars.withUnsafeBufferPointer { s in
+        samples.withUnsafeScalars { s in
             for v in s {
                 if v < lo { lo = v }
                 if v > hi { hi = v }

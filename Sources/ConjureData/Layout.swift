@@ -33,7 +33,7 @@ public func nhwcToNCHW(_ x: Tensor) -> Tensor {
     let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     var out = [Float](repeating: 0, count: x.count)
     let plane = h * w
-    x.scalars.withUnsafeBufferPointer { src in
+    x.withUnsafeScalars { src in
         out.withUnsafeMutableBufferPointer { dst in
             for i in 0..<n {
                 let base = i * plane * c

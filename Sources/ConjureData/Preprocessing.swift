@@ -69,7 +69,7 @@ public struct NormalizationStats: Sendable, Codable, Equatable, CustomStringConv
                 return NormalizationStats(kind: kind, low: Double(r.lowerBound), high: Double(r.upperBound))
             }
             var lo = Float.infinity, hi = -Float.infinity
-            data.scalars.withUnsafeBufferPointer { b in
+            data.withUnsafeScalars { b in
                 // Ties as Swift's min (keeps the first) and max (takes the later): -0 and +0 too.
                 for v in b { if v < lo { lo = v }; if v >= hi { hi = v } }
             }
@@ -191,7 +191,7 @@ extension Dataset {
         let per = featureCount
         var seen: [Int: [Int]] = [:]  // hash -> kept sample indices
         var keep: [Int] = []
-        samples.scalars.withUnsafeBufferPointer { s in
+        samples.withUnsafeScalars { s in
             func same(_ a: Int, _ b: Int) -> Bool {
                 if let l = labels, l[a] != l[b] { return false }
                 for k in 0..<per where s[a * per + k].bitPattern != s[b * per + k].bitPattern { return false }

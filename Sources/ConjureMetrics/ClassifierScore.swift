@@ -59,7 +59,7 @@ extension Metrics {
             throw MetricError(metric: metric, problem: "splits must be in 1...\(n) (the sample count), got \(splits)")
         }
         var scores: [Double] = []
-        probabilities.scalars.withUnsafeBufferPointer { p in
+        probabilities.withUnsafeScalars { p in
             for s in 0..<splits {
                 let lo = s * n / splits, hi = (s + 1) * n / splits
                 var marginal = [Double](repeating: 0, count: k)
@@ -100,7 +100,7 @@ extension Metrics {
         let (n, k) = try checkProbabilities(probabilities, metric: "mode coverage")
         var labels = [Int](repeating: 0, count: n)
         var confident = 0
-        probabilities.scalars.withUnsafeBufferPointer { p in
+        probabilities.withUnsafeScalars { p in
             for i in 0..<n {
                 var best = 0
                 for c in 1..<k where p[i * k + c] > p[i * k + best] { best = c }
@@ -189,7 +189,7 @@ extension Metrics {
     /// within 1e-3). Returns `(N, K)`.
     static func checkProbabilities(_ x: Tensor, metric: String) throws -> (Int, Int) {
         let (n, k) = try checkFeatures(x, metric: metric, name: "probabilities", minRows: 1, purpose: "")
-        let problem: String? = x.scalars.withUnsafeBufferPointer { p in
+        let problem: String? = x.withUnsafeScalars { p in
             for i in 0..<n {
                 var s = 0.0
                 for c in 0..<k {

@@ -93,7 +93,7 @@ public enum Mixture2D: String, CaseIterable, Sendable, Codable {
         let limit = 3 * sigma
         var histogram = [Int](repeating: 0, count: centres.count)
         var highQuality = 0
-        samples.scalars.withUnsafeBufferPointer { p in
+        samples.withUnsafeScalars { p in
             for i in 0..<n {
                 let s = SIMD2(Double(p[2 * i]), Double(p[2 * i + 1]))
                 var best = 0

@@ -85,7 +85,7 @@ public struct GaussianStats: Sendable, Codable, Equatable {
     public init(features: Tensor, metric: String = "FID", name: String = "features") throws {
         let (n, d) = try checkFeatures(features, metric: metric, name: name, minRows: 2, purpose: "to estimate a covariance")
         var mean = [Double](repeating: 0, count: d)
-        features.scalars.withUnsafeBufferPointer { x in
+        features.withUnsafeScalars { x in
             for i in 0..<n {
                 let row = i * d
                 for j in 0..<d { mean[j] += Double(x[row + j]) }
@@ -97,7 +97,7 @@ public struct GaussianStats: Sendable, Codable, Equatable {
         var cov = [Double](repeating: 0, count: d * d)
         let blockRows = max(1, min(n, (1 << 21) / d))
         var block = [Double](repeating: 0, count: blockRows * d)
-        features.scalars.withUnsafeBufferPointer { x in
+        features.withUnsafeScalars { x in
             var r0 = 0
             while r0 < n {
                 let rows = min(blockRows, n - r0)
@@ -157,7 +157,7 @@ public struct GaussianStatsAccumulator: Sendable {
         if dimension == nil {
             dimension = d
             shift = [Double](repeating: 0, count: d)
-            batch.scalars.withUnsafeBufferPointer { x in
+            batch.withUnsafeScalars { x in
                 for i in 0..<b { for j in 0..<d { shift[j] += Double(x[i * d + j]) } }
             }
             for j in 0..<d { shift[j] /= Double(b) }
@@ -165,7 +165,7 @@ public struct GaussianStatsAccumulator: Sendable {
             crossProducts = [Double](repeating: 0, count: d * d)
         }
         var block = [Double](repeating: 0, count: b * d)
-        batch.scalars.withUnsafeBufferPointer { x in
+        batch.withUnsafeScalars { x in
             for i in 0..<b {
                 for j in 0..<d {
                     let v = Double(x[i * d + j]) - shift[j]
@@ -212,7 +212,7 @@ func checkFeatures(_ x: Tensor, metric: String, name: String, minRows: Int, purp
     guard n >= minRows else {
         throw MetricError(metric: metric, problem: "need at least \(minRows) samples\(purpose.isEmpty ? "" : " " + purpose), got \(n) (\(name))")
     }
-    let bad: Int? = x.scalars.withUnsafeBufferPointer { p in
+    let bad: Int? = x.withUnsafeScalars { p in
         for i in 0..<p.count where !p[i].isFinite { return i }
         return nil
     }
@@ -273,7 +273,7 @@ func doubleRows(_ x: Tensor, rows: [Int]? = nil) -> [Double] {
     let d = x.shape[1]
     let idx = rows ?? Array(0..<x.shape[0])
     var out = [Double](repeating: 0, count: idx.count * d)
-    x.scalars.withUnsafeBufferPointer { p in
+    x.withUnsafeScalars { p in
         for (r, i) in idx.enumerated() {
             let src = i * d, dst = r * d
             for j in 0..<d { out[dst + j] = Double(p[src + j]) }

@@ -24,7 +24,7 @@ public func clipGradNorm(_ grads: inout [Tensor], maxNorm: Float) -> Float {
     precondition(maxNorm >= 0 && maxNorm.isFinite, "clipGradNorm: maxNorm must be finite and non-negative, got \(maxNorm)")
     var sumSquares = 0.0
     for g in grads {
-        g.scalars.withUnsafeBufferPointer { b in
+        g.withUnsafeScalars { b in
             for x in b { let d = Double(x); sumSquares += d * d }
         }
     }

@@ -45,7 +45,7 @@ func withScalarPointers(_ tensors: [Tensor], _ body: ([UnsafePointer<Float>?]) -
     pointers.reserveCapacity(tensors.count)
     func hold(_ i: Int) {
         if i == tensors.count { body(pointers); return }
-        tensors[i].scalars.withUnsafeBufferPointer { p in
+        tensors[i].withUnsafeScalars { p in
             pointers.append(p.baseAddress)
             hold(i + 1)
         }

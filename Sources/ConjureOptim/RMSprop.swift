@@ -76,7 +76,7 @@ public final class RMSprop: Optimizer {
             precondition(gradients[i].shape == p.shape, "RMSprop.step: gradient \(gradients[i].shape) for parameter \(p.shape)")
             p.update { w in
                 w.withUnsafeMutableBufferPointer { w in
-                    gradients[i].scalars.withUnsafeBufferPointer { g in
+                    gradients[i].withUnsafeScalars { g in
                         squareAvg[i].withUnsafeMutableBufferPointer { s in
                             gradAvg[i].withUnsafeMutableBufferPointer { a in
                                 momentumBuffer[i].withUnsafeMutableBufferPointer { b in

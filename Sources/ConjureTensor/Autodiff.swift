@@ -151,7 +151,7 @@ extension Tensor {
         if n == 0 { return total }
         total.withMutableScalars { s in
             s.withUnsafeMutableBufferPointer { ps in
-                g.scalars.withUnsafeBufferPointer { pg in
+                g.withUnsafeScalars { pg in
                     let (s0, g0) = (ps.baseAddress!, pg.baseAddress!)
                     Tensor.splitKernel(n) { o, c in for i in o..<o + c { s0[i] += g0[i] } }
                 }

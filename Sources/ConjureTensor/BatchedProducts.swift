@@ -23,8 +23,8 @@ extension Tensor {
         let size = batch * m * n
         let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
             if k == 0 { buf.initialize(repeating: 0) } else if size > 0 {
-                a.scalars.withUnsafeBufferPointer { pa in
-                    b.scalars.withUnsafeBufferPointer { pb in
+                a.withUnsafeScalars { pa in
+                    b.withUnsafeScalars { pb in
                         let (a0, b0, c0) = (pa.baseAddress!, pb.baseAddress!, buf.baseAddress!)
                         // Small products (attention heads) run one slice per task; a large one
                         // is split inside `sgemm` instead.
@@ -68,7 +68,7 @@ extension Tensor {
         let k = shape[ax], inner = shape[(ax + 1)...].reduce(1, *), outer = count / Swift.max(k * inner, 1)
         let n = count
         let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            scalars.withUnsafeBufferPointer { px in
+            withUnsafeScalars { px in
                 let (p, o) = (px.baseAddress, buf.baseAddress)
                 Tensor.softmaxRows(outer: outer, k: k, inner: inner, work: n) { q in
                     let base = (q / inner) * k * inner + q % inner
@@ -90,8 +90,8 @@ extension Tensor {
                 return [gs - s * gs.sum(axes: [ax], keepDims: true)]
             }
             let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-                g.scalars.withUnsafeBufferPointer { pg in
-                    yConst.scalars.withUnsafeBufferPointer { py in
+                g.withUnsafeScalars { pg in
+                    yConst.withUnsafeScalars { py in
                         let (gp, yp, o) = (pg.baseAddress, py.baseAddress, buf.baseAddress)
                         Tensor.softmaxRows(outer: outer, k: k, inner: inner, work: n) { q in
                             let base = (q / inner) * k * inner + q % inner
@@ -125,7 +125,7 @@ extension Tensor {
     func lastAxisSoftmax(causal: Bool) -> Tensor {
         let k = shape[rank - 1], rows = count / k, n = count
         let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            scalars.withUnsafeBufferPointer { px in
+            withUnsafeScalars { px in
                 let (p, o) = (px.baseAddress!, buf.baseAddress!)
                 Tensor.forRowRanges(rows: rows, rowLength: k, work: n, body: { r in
                     conjure_softmax_rows(p, o, r.lowerBound, r.upperBound, k, causal ? 1 : 0)
@@ -141,8 +141,8 @@ extension Tensor {
                 return [gs - s * gs.sum(axes: [s.rank - 1], keepDims: true)]
             }
             let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-                g.scalars.withUnsafeBufferPointer { pg in
-                    yConst.scalars.withUnsafeBufferPointer { py in
+                g.withUnsafeScalars { pg in
+                    yConst.withUnsafeScalars { py in
                         let (gp, yp, o) = (pg.baseAddress!, py.baseAddress!, buf.baseAddress!)
                         Tensor.forRowRanges(rows: rows, rowLength: k, work: n, body: { r in
                             let off = r.lowerBound * k
@@ -198,7 +198,7 @@ extension Tensor {
         let ho = h * scale, wo = w * scale
         let size = planes * ho * wo
         let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
-            scalars.withUnsafeBufferPointer { px in
+            withUnsafeScalars { px in
                 let (p, o) = (px.baseAddress, buf.baseAddress)
                 for q in 0..<planes {
                     for i in 0..<h {
@@ -227,7 +227,7 @@ extension Tensor {
         let planes = shape[0] * shape[1], ho = shape[2] / scale, wo = shape[3] / scale, w = shape[3]
         let size = planes * ho * wo
         let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
-            scalars.withUnsafeBufferPointer { px in
+            withUnsafeScalars { px in
                 let (p, o) = (px.baseAddress, buf.baseAddress)
                 for q in 0..<planes { for i in 0..<ho { for j in 0..<wo {
                     var s = 0.0
@@ -258,7 +258,7 @@ extension Tensor {
         let rows = shape[0] * shape[1], l = shape[2], lo = l * scale
         let size = rows * lo
         let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
-            scalars.withUnsafeBufferPointer { px in
+            withUnsafeScalars { px in
                 let (p, o) = (px.baseAddress!, buf.baseAddress!)
                 for i in 0..<(rows * l) { let v = p[i]; for s in 0..<scale { o[i * scale + s] = v } }
             }
@@ -279,7 +279,7 @@ extension Tensor {
                      "blockSum1d: expected [N, C, L] with L a multiple of \(scale), got \(shape)")
         let size = shape[0] * shape[1] * (shape[2] / scale)
         let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
-            scalars.withUnsafeBufferPointer { px in
+            withUnsafeScalars { px in
                 let (p, o) = (px.baseAddress!, buf.baseAddress!)
                 for i in 0..<size {
                     var s = 0.0

@@ -547,7 +547,7 @@ extension Tensor {
         precondition(rank >= 2, "channelSums: expected [N, C, ...], got \(shape)")
         let n = shape[0], c = shape[1], inner = shape.dropFirst(2).reduce(1, *)
         var acc = [Double](repeating: 0, count: c)
-        scalars.withUnsafeBufferPointer { p in
+        withUnsafeScalars { p in
             if let base = p.baseAddress { conjure_channel_sums_f64(base, n, c, inner, &acc) }
         }
         let full = shape
@@ -586,7 +586,7 @@ extension Tensor {
         if let shift { precondition(shift.shape == [c], "channelAffine: shift \(shift.shape) for input \(x.shape)") }
         let size = x.count
         let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
-            x.scalars.withUnsafeBufferPointer { px in
+            x.withUnsafeScalars { px in
                 for b in 0..<n { for ch in 0..<c {
                     let base = (b * c + ch) * inner
                     let s = scale?.scalars[ch] ?? 1, t = shift?.scalars[ch] ?? 0
@@ -634,7 +634,7 @@ extension Tensor {
         var xhat = [Float](unsafeUninitializedCapacity: x.count) { _, initialised in initialised = x.count }
         var y = [Float](unsafeUninitializedCapacity: x.count) { _, initialised in initialised = x.count }
         let weights = weight.scalars.map(Double.init), biases = bias.scalars.map(Double.init)
-        x.scalars.withUnsafeBufferPointer { p in
+        x.withUnsafeScalars { p in
             let px = p.baseAddress!
             conjure_channel_sums_f64(px, n, c, inner, &mean)
             for ch in 0..<c { mean[ch] /= Double(m) }
@@ -661,13 +661,13 @@ extension Tensor {
                         t[2].node == nil ? nil : g.channelSums()]
             }
             var dw = [Double](repeating: 0, count: c), db = [Double](repeating: 0, count: c)
-            g.scalars.withUnsafeBufferPointer { gp in conjure_channel_dot_f64(gp.baseAddress!, xhat, n, c, inner, &db, &dw) }
+            g.withUnsafeScalars { gp in conjure_channel_dot_f64(gp.baseAddress!, xhat, n, c, inner, &db, &dw) }
             var dx: Tensor? = nil
             if t[0].node != nil {
                 let scale = (0..<c).map { Double(t[1].scalars[$0]) * invStd[$0] }
                 let meanG = db.map { $0 / Double(m) }, meanGH = dw.map { $0 / Double(m) }
                 var out = [Float](unsafeUninitializedCapacity: g.count) { _, initialised in initialised = g.count }
-                g.scalars.withUnsafeBufferPointer { gp in
+                g.withUnsafeScalars { gp in
                     conjure_bn_backward_input(gp.baseAddress!, xhat, n, c, inner, scale, meanG, meanGH, &out)
                 }
                 dx = Tensor(shape: shape, scalars: out)

@@ -102,7 +102,7 @@ extension Tensor {
         Tensor.checkPhaseShuffle(self, shifts, "phaseShuffled")
         let (n, c, l) = (shape[0], shape[1], shape[2])
         let out = [Float](unsafeUninitializedCapacity: count) { buf, initialised in
-            scalars.withUnsafeBufferPointer { px in
+            withUnsafeScalars { px in
                 let (p, o) = (px.baseAddress!, buf.baseAddress!)
                 for i in 0..<n {
                     let s = shifts[i]
@@ -134,7 +134,7 @@ extension Tensor {
         Tensor.checkPhaseShuffle(self, shifts, "phaseShuffleAdjoint")
         let (n, c, l) = (shape[0], shape[1], shape[2])
         var out = [Float](repeating: 0, count: count)
-        scalars.withUnsafeBufferPointer { pg in
+        withUnsafeScalars { pg in
             out.withUnsafeMutableBufferPointer { po in
                 let (g, o) = (pg.baseAddress!, po.baseAddress!)
                 for i in 0..<n {

@@ -38,8 +38,8 @@ extension Tensor {
         if a.shape == b.shape {
             let n = a.count
             let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-                a.scalars.withUnsafeBufferPointer { pa in
-                    b.scalars.withUnsafeBufferPointer { pb in
+                a.withUnsafeScalars { pa in
+                    b.withUnsafeScalars { pb in
                         for i in 0..<n { buf[i] = f(pa[i], pb[i]) }
                     }
                 }
@@ -62,8 +62,8 @@ extension Tensor {
             || (b.shape.first == 1 && Array(a.shape.suffix(b.shape.count - 1)) == Array(b.shape.dropFirst())) {
             let m = b.count
             let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-                a.scalars.withUnsafeBufferPointer { pa in
-                    b.scalars.withUnsafeBufferPointer { pb in
+                a.withUnsafeScalars { pa in
+                    b.withUnsafeScalars { pb in
                         var base = 0
                         while base < n {
                             for j in 0..<m { buf[base + j] = f(pa[base + j], pb[j]) }
@@ -82,8 +82,8 @@ extension Tensor {
         var index = [Int](repeating: 0, count: rank)
         var out = [Float](repeating: 0, count: n)
         var ia = 0, ib = 0
-        a.scalars.withUnsafeBufferPointer { pa in
-            b.scalars.withUnsafeBufferPointer { pb in
+        a.withUnsafeScalars { pa in
+            b.withUnsafeScalars { pb in
                 for k in 0..<n {
                     out[k] = f(pa[ia], pb[ib])
                     var ax = rank - 1
@@ -190,7 +190,7 @@ extension Tensor {
         return [Float](unsafeUninitializedCapacity: n) { buf, initialised in
             if n > 0 {
                 let o = buf.baseAddress!
-                scalars.withUnsafeBufferPointer { p in
+                withUnsafeScalars { p in
                     Parallel.forRanges(n) { r in for i in r { o[i] = f(p[i]) } }
                 }
             }
@@ -225,7 +225,7 @@ extension Tensor {
     func mapKernel(_ f: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> [Float] {
         let n = count
         return [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            scalars.withUnsafeBufferPointer { x in
+            withUnsafeScalars { x in
                 Tensor.splitKernel(n) { o, c in f(x.baseAddress! + o, buf.baseAddress! + o, c) }
             }
             initialised = n
@@ -239,8 +239,8 @@ extension Tensor {
         precondition(g.count == x.count, "backward: gradient \(g.shape) for input \(x.shape)")
         let n = g.count
         let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            g.scalars.withUnsafeBufferPointer { pg in
-                x.scalars.withUnsafeBufferPointer { px in
+            g.withUnsafeScalars { pg in
+                x.withUnsafeScalars { px in
                     Tensor.splitKernel(n) { o, c in f(pg.baseAddress! + o, px.baseAddress! + o, buf.baseAddress! + o, c) }
                 }
             }

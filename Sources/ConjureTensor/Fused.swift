@@ -54,9 +54,9 @@ extension Tensor {
         var invStd = [Double](repeating: 0, count: f)
         // Buffer pointers (sizes checked above and by construction: p, xhat, y hold n * f,
         // the rest f) keep bounds checks out of the per-element loops.
-        x.scalars.withUnsafeBufferPointer { p in
-        weight.scalars.withUnsafeBufferPointer { weight in
-        bias.scalars.withUnsafeBufferPointer { bias in
+        x.withUnsafeScalars { p in
+        weight.withUnsafeScalars { weight in
+        bias.withUnsafeScalars { bias in
         mean.withUnsafeMutableBufferPointer { mean in
         variance.withUnsafeMutableBufferPointer { variance in
         invStd.withUnsafeMutableBufferPointer { invStd in
@@ -90,8 +90,8 @@ extension Tensor {
             var dw = [Double](repeating: 0, count: f), db = [Double](repeating: 0, count: f)
             precondition(g.shape == [n, f], "batchNormTraining backward: gradient \(g.shape) for output [\(n), \(f)]")
             let needsDx = t[0].node != nil
-            g.scalars.withUnsafeBufferPointer { gp in
-            t[1].scalars.withUnsafeBufferPointer { weight in
+            g.withUnsafeScalars { gp in
+            t[1].withUnsafeScalars { weight in
             xhat.withUnsafeBufferPointer { xhat in
             invStd.withUnsafeBufferPointer { invStd in
             dw.withUnsafeMutableBufferPointer { dw in
@@ -128,7 +128,7 @@ extension Tensor {
         precondition(rank == 2, "logSoftmax: expected [N, K], got \(shape)")
         let n = shape[0], k = shape[1]
         var out = [Float](repeating: 0, count: count)
-        scalars.withUnsafeBufferPointer { p in
+        withUnsafeScalars { p in
             for i in 0..<n {
                 var m = -Float.infinity
                 for j in 0..<k { m = Swift.max(m, p[i * k + j]) }

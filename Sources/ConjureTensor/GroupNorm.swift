@@ -31,7 +31,7 @@ extension Tensor {
         var xhat = [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
         var y = [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
         let w = weight?.scalars, b = bias?.scalars
-        x.scalars.withUnsafeBufferPointer { px in
+        x.withUnsafeScalars { px in
             xhat.withUnsafeMutableBufferPointer { ph in
                 y.withUnsafeMutableBufferPointer { py in
                     for q in 0..<(n * groups) where perGroup > 0 {
@@ -79,7 +79,7 @@ extension Tensor {
             }
             var dw = [Double](repeating: 0, count: c), db = [Double](repeating: 0, count: c)
             var dx: [Float]? = t[0].node == nil ? nil : [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
-            g.scalars.withUnsafeBufferPointer { pg in
+            g.withUnsafeScalars { pg in
                 xhat.withUnsafeBufferPointer { ph in
                     // Per-channel sums of g and g x̂.
                     for b0 in 0..<n { for ch in 0..<c {
@@ -143,7 +143,7 @@ extension Tensor {
         var xhat = [Float](unsafeUninitializedCapacity: n) { _, i in i = n }
         var rstd = [Float](unsafeUninitializedCapacity: rows) { _, i in i = rows }
         let y = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            x.scalars.withUnsafeBufferPointer { px in
+            x.withUnsafeScalars { px in
                 xhat.withUnsafeMutableBufferPointer { ph in
                     rstd.withUnsafeMutableBufferPointer { pr in
                         let (xp, hp, rp, yp) = (px.baseAddress!, ph.baseAddress!, pr.baseAddress!, buf.baseAddress!)
@@ -181,7 +181,7 @@ extension Tensor {
                 return grads
             }
             var grads: [Tensor?] = [nil]
-            g.scalars.withUnsafeBufferPointer { pg in
+            g.withUnsafeScalars { pg in
                 xhat.withUnsafeBufferPointer { ph in
                     let (gp, hp) = (pg.baseAddress!, ph.baseAddress!)
                     if t[0].node != nil {

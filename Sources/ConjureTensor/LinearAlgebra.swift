@@ -211,8 +211,8 @@ extension Tensor {
         precondition(k == kb, "matmul: inner extents differ: \(a.shape)\(transposeA ? "ᵀ" : "") @ \(b.shape)\(transposeB ? "ᵀ" : "")")
         let out = [Float](unsafeUninitializedCapacity: m * n) { buf, initialised in
             if k == 0 { buf.initialize(repeating: 0) } else if m * n > 0 {
-                a.scalars.withUnsafeBufferPointer { pa in
-                    b.scalars.withUnsafeBufferPointer { pb in
+                a.withUnsafeScalars { pa in
+                    b.withUnsafeScalars { pb in
                         sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
                               a: pa.baseAddress!, b: pb.baseAddress!, c: buf.baseAddress!)
                     }
@@ -244,15 +244,15 @@ extension Tensor {
             guard let bias, n * outF > 0, inF > 0 else {
                 // Without a bias the product accumulates into zeros (so an exact zero is +0).
                 if let bias {
-                    bias.scalars.withUnsafeBufferPointer { pb in
+                    bias.withUnsafeScalars { pb in
                         for i in 0..<n { (buf.baseAddress! + i * outF).update(from: pb.baseAddress!, count: outF) }
                     }
                 } else {
                     buf.initialize(repeating: 0)
                 }
                 if n * outF > 0 && inF > 0 {
-                    x.scalars.withUnsafeBufferPointer { px in
-                        weight.scalars.withUnsafeBufferPointer { pw in
+                    x.withUnsafeScalars { px in
+                        weight.withUnsafeScalars { pw in
                             sgemm(transposeA: false, transposeB: true, m: n, n: outF, k: inF,
                                   a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: buf.baseAddress!)
                         }
@@ -263,9 +263,9 @@ extension Tensor {
             }
             // The bias as the product's initial value, set block by block by the thread that
             // computes the block.
-            x.scalars.withUnsafeBufferPointer { px in
-                weight.scalars.withUnsafeBufferPointer { pw in
-                    bias.scalars.withUnsafeBufferPointer { pb in
+            x.withUnsafeScalars { px in
+                weight.withUnsafeScalars { pw in
+                    bias.withUnsafeScalars { pb in
                         sgemm(transposeA: false, transposeB: true, m: n, n: outF, k: inF, a: px.baseAddress!, lda: inF,
                               b: pw.baseAddress!, ldb: inF, beta: 1, c: buf.baseAddress!, ldc: outF, broadcasting: pb.baseAddress!)
                     }

@@ -21,7 +21,7 @@ extension Tensor {
         var r = [Float](unsafeUninitializedCapacity: n) { _, i in i = n }
         var z = r, cand = r
         let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            gi.scalars.withUnsafeBufferPointer { pi in gh.scalars.withUnsafeBufferPointer { pg in h.scalars.withUnsafeBufferPointer { ph in
+            gi.withUnsafeScalars { pi in gh.withUnsafeScalars { pg in h.withUnsafeScalars { ph in
                 r.withUnsafeMutableBufferPointer { pr in z.withUnsafeMutableBufferPointer { pz in cand.withUnsafeMutableBufferPointer { pn in
                     let (i0, g0, h0, o0, r0, z0, n0) = (pi.baseAddress!, pg.baseAddress!, ph.baseAddress!, buf.baseAddress!,
                                                         pr.baseAddress!, pz.baseAddress!, pn.baseAddress!)
@@ -47,7 +47,7 @@ extension Tensor {
             var dgi = [Float](unsafeUninitializedCapacity: 3 * n) { _, i in i = 3 * n }
             var dgh = dgi
             var dh = [Float](unsafeUninitializedCapacity: n) { _, i in i = n }
-            g.scalars.withUnsafeBufferPointer { pd in t[2].scalars.withUnsafeBufferPointer { ph in t[1].scalars.withUnsafeBufferPointer { pg in
+            g.withUnsafeScalars { pd in t[2].withUnsafeScalars { ph in t[1].withUnsafeScalars { pg in
                 r.withUnsafeBufferPointer { pr in z.withUnsafeBufferPointer { pz in cand.withUnsafeBufferPointer { pn in
                     dgi.withUnsafeMutableBufferPointer { qi in dgh.withUnsafeMutableBufferPointer { qg in dh.withUnsafeMutableBufferPointer { qh in
                         let (d0, h0, g0, r0, z0, n0) = (pd.baseAddress!, ph.baseAddress!, pg.baseAddress!, pr.baseAddress!, pz.baseAddress!, pn.baseAddress!)
@@ -91,10 +91,10 @@ extension Tensor {
         var ghAll = [Float](repeating: 0, count: steps * 3 * cell)
         withoutGrad {
             var h = h0.detached()
-            gi.scalars.withUnsafeBufferPointer { pi in
+            gi.withUnsafeScalars { pi in
                 for s in 0..<steps {
                     let gh = Tensor.linear(h, weight: w, bias: bias)
-                    gh.scalars.withUnsafeBufferPointer { pg in h.scalars.withUnsafeBufferPointer { ph in
+                    gh.withUnsafeScalars { pg in h.withUnsafeScalars { ph in
                         ghAll.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: s * 3 * cell).update(from: pg.baseAddress!, count: 3 * cell) }
                         out.withUnsafeMutableBufferPointer { po in r.withUnsafeMutableBufferPointer { pr in
                             z.withUnsafeMutableBufferPointer { pz in cand.withUnsafeMutableBufferPointer { pn in
@@ -116,7 +116,7 @@ extension Tensor {
             var dhz = [Float](repeating: 0, count: cell)
             let wT = t[1].detached()
             let h0v = t[3].scalars
-            g.scalars.withUnsafeBufferPointer { pgOut in
+            g.withUnsafeScalars { pgOut in
                 for s in (0..<steps).reversed() {
                     var dcur = dh.scalars
                     for j in 0..<cell { dcur[j] += pgOut[s * cell + j] }

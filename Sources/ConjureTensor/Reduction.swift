@@ -4,7 +4,7 @@ extension Tensor {
     /// Sum of all elements (a scalar tensor). Accumulates in Double: in order below
     /// ``Tensor/laneSumCount`` elements, else as ``laneSum(_:)``.
     public func sum() -> Tensor {
-        let s = scalars.withUnsafeBufferPointer { Tensor.orderedOrLaneSum($0) }
+        let s = withUnsafeScalars { Tensor.orderedOrLaneSum($0) }
         let shp = shape
         return Tensor.record(shape: [], scalars: [Float(s)], inputs: [self]) { g, _ in [g.expanded(to: shp)] }
     }
@@ -26,7 +26,7 @@ extension Tensor {
         if ax == [0] || (ax.count > 0 && ax == Set(0..<ax.count)) {
             let inner = outCount
             let outer = count / Swift.max(inner, 1)
-            scalars.withUnsafeBufferPointer { p in
+            withUnsafeScalars { p in
                 out.withUnsafeMutableBufferPointer { o in
                     let (p0, o0) = (p.baseAddress, o.baseAddress)
                     // Column ranges: each column's sum keeps its row order, so any split gives the
@@ -54,7 +54,7 @@ extension Tensor {
             }
         } else if ax.count > 0 && ax == Set((rank - ax.count)..<rank) {
             let inner = count / Swift.max(outCount, 1)
-            scalars.withUnsafeBufferPointer { p in
+            withUnsafeScalars { p in
                 for i in 0..<outCount {
                     var s = 0.0
                     let base = i * inner
@@ -66,7 +66,7 @@ extension Tensor {
             let ostr = Tensor.broadcastStrides(kept, to: shape)
             var index = [Int](repeating: 0, count: rank)
             var o = 0
-            scalars.withUnsafeBufferPointer { p in
+            withUnsafeScalars { p in
                 for k in 0..<count {
                     out[o] += Double(p[k])
                     var a = rank - 1

@@ -16,7 +16,7 @@ extension Tensor {
         let block = shape[outer...].reduce(1, *)
         let n = count
         let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-            scalars.withUnsafeBufferPointer { p in
+            withUnsafeScalars { p in
                 guard n > 0, let src0 = p.baseAddress, let dst = buf.baseAddress else { return }
                 if outer == 0 { dst.update(from: src0, count: n); return }
                 var index = [Int](repeating: 0, count: outer)
@@ -104,7 +104,7 @@ extension Tensor {
         precondition(rank >= 1, "gathered(rows:): tensor of shape \(shape) has no axis 0")
         let inner = count / Swift.max(shape[0], 1)
         var out = [Float](repeating: 0, count: indices.count * inner)
-        scalars.withUnsafeBufferPointer { p in
+        withUnsafeScalars { p in
             out.withUnsafeMutableBufferPointer { o in
                 for (k, i) in indices.enumerated() {
                     precondition(i >= 0 && i < shape[0], "gathered(rows:): index \(i) out of range 0..<\(shape[0])")

@@ -27,8 +27,8 @@ extension Tensor {
             }
             let n = g.count
             let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-                g.scalars.withUnsafeBufferPointer { pg in
-                    t[0].scalars.withUnsafeBufferPointer { px in
+                g.withUnsafeScalars { pg in
+                    t[0].withUnsafeScalars { px in
                         let (o, gp, xp) = (buf.baseAddress!, pg.baseAddress!, px.baseAddress!)
                         Tensor.splitKernel(n) { s, c in for i in s..<s + c { o[i] = gp[i] * derivative(xp[i]) } }
                     }
@@ -53,8 +53,8 @@ extension Tensor {
             let n = g.count
             if n == 0 { return [g] }
             let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-                g.scalars.withUnsafeBufferPointer { pg in
-                    t[0].scalars.withUnsafeBufferPointer { px in
+                g.withUnsafeScalars { pg in
+                    t[0].withUnsafeScalars { px in
                         let (o, gp, xp) = (buf.baseAddress!, pg.baseAddress!, px.baseAddress!)
                         Tensor.splitKernel(n) { s, c in backward(xp + s, gp + s, o + s, c) }
                     }

@@ -85,6 +85,13 @@ public struct Tensor: @unchecked Sendable {
         return Tensor.record(shape: s, scalars: scalars, inputs: [self]) { g, _ in [g.reshaped(old)] }
     }
 
+    /// Calls `body` with a read-only pointer to the elements in row-major order, valid inside
+    /// `body` only. Kernels read through this rather than ``scalars``, which may copy.
+    @inline(__always)
+    public func withUnsafeScalars<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try scalars.withUnsafeBufferPointer(body)
+    }
+
     /// Mutable access to the elements of a constant tensor (used by optimisers and layers that
     /// own their buffers). The autodiff history, if any, is dropped.
     public mutating func withMutableScalars<R>(_ body: (inout [Float]) throws -> R) rethrows -> R {

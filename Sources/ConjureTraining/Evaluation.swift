@@ -454,7 +454,7 @@ public enum Evaluator {
     static func argmaxAgreement(_ probabilities: Tensor, _ labels: [Int]) -> Double {
         let k = probabilities.shape[1]
         var agree = 0
-        probabilities.scalars.withUnsafeBufferPointer { p in
+        probabilities.withUnsafeScalars { p in
             for (i, l) in labels.enumerated() {
                 var best = 0
                 for j in 1 ..< k where p[i * k + j] > p[i * k + best] { best = j }

@@ -58,8 +58,8 @@ public struct Memorization: Codable, Sendable {
         var gram = [Float](repeating: 0, count: block * m)
         while start < n {
             let b = min(block, n - start)
-            queries.scalars.withUnsafeBufferPointer { q in
-                reference.scalars.withUnsafeBufferPointer { r in
+            queries.withUnsafeScalars { q in
+                reference.withUnsafeScalars { r in
                     gram.withUnsafeMutableBufferPointer { g in
                         sgemm(transposeA: false, transposeB: true, m: b, n: m, k: d, a: q.baseAddress! + start * d,
                               b: r.baseAddress!, c: g.baseAddress!)

@@ -92,7 +92,7 @@ public struct PreparedData {
             last.labelColumn = .last
             if let ds = try? Dataset.load(path: path, options: last), ds.samples.rank == 2 {
                 let pixels = ds.samples.shape[1], side = Int(Double(pixels).squareRoot().rounded())
-                let integers = ds.samples.scalars.withUnsafeBufferPointer { b in
+                let integers = ds.samples.withUnsafeScalars { b in
                     var all = true
                     for v in b where !(abs(v) < 8e6 ? Float(Int32(v)) == v : v == v.rounded()) { all = false; break }
                     return all

@@ -220,8 +220,8 @@ final class ParallelTests: XCTestCase {
             for i in 0..<batch { for j in 0..<outF { expected[i * outF + j] = bias.scalars[j] } }
             if batch * outF > 0 && inF > 0 {
                 Parallel.setThreads(1)
-                x.scalars.withUnsafeBufferPointer { px in
-                    w.scalars.withUnsafeBufferPointer { pw in
+                x.withUnsafeScalars { px in
+                    w.withUnsafeScalars { pw in
                         sgemm(transposeA: false, transposeB: true, m: batch, n: outF, k: inF,
                               a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: &expected)
                     }
@@ -393,7 +393,7 @@ final class ParallelTests: XCTestCase {
             let laned = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
             let expected = n >= Tensor.laneSumCount ? laned : chain
             if n >= Tensor.laneSumCount {
-                XCTAssertEqual(x.scalars.withUnsafeBufferPointer { Tensor.laneSum($0) }.bitPattern, laned.bitPattern, "\(n)")
+                XCTAssertEqual(x.withUnsafeScalars { Tensor.laneSum($0) }.bitPattern, laned.bitPattern, "\(n)")
                 XCTAssertNotEqual(laned.bitPattern, chain.bitPattern, "\(n): the test data tells the two orders apart")
             }
             for threads in [1, 2] {

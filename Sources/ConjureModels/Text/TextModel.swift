@@ -212,7 +212,7 @@ public final class TextModel: TokenSequenceModel {
                 let p = predictions(rows.slice(axis: 0, start..<end))
                 let logp = net.logits(tokens: p.tokens, batch: p.batch, length: p.length, positions: p.positions, noise: &noise).logSoftmax()
                 let v = logp.shape[1]
-                logp.scalars.withUnsafeBufferPointer { l in
+                logp.withUnsafeScalars { l in
                     for (j, y) in p.targets.enumerated() { total -= Double(l[j * v + y]) }
                 }
                 count += p.targets.count
@@ -272,7 +272,7 @@ public final class TextModel: TokenSequenceModel {
                 let positions = (0..<count).map { $0 * t + t - 1 }
                 let logits = network.logits(tokens: tokens, batch: count, length: t, positions: positions, noise: &noise)
                 let v = logits.shape[1]
-                logits.scalars.withUnsafeBufferPointer { l in
+                logits.withUnsafeScalars { l in
                     for i in 0..<count {
                         if done[i] { seqs[i].append(eos ?? 0); continue }
                         let next = Self.draw(UnsafeBufferPointer(rebasing: l[(i * v)..<((i + 1) * v)]), options: o,

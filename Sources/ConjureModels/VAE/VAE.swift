@@ -278,7 +278,7 @@ public final class VAE: GenerativeModel {
     /// - Shapes: any, with elements in [0, 1]; the result has the same shape.
     public static func binarized(_ x: Tensor, using rng: inout RandomGenerator) -> Tensor {
         var out = [Float](repeating: 0, count: x.count)
-        x.scalars.withUnsafeBufferPointer { p in
+        x.withUnsafeScalars { p in
             for i in 0..<p.count where rng.nextUniform() < p[i] { out[i] = 1 }
         }
         return Tensor(shape: x.shape, scalars: out)
