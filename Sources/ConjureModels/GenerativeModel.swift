@@ -45,6 +45,9 @@ public final class ParameterGroup {
     /// ``Optimization``), nil otherwise. Models sample from a copy holding these values; the
     /// live weights are never swapped.
     public internal(set) var averages: EMA?
+    /// The group's flat layout (values and gradients each in one buffer), set when the trainer's
+    /// ``Optimization`` is built; nil before.
+    public internal(set) var flat: FlatParameters?
 
     /// A group of named parameters.
     ///

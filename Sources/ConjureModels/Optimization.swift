@@ -47,6 +47,11 @@ public struct OptimizationSettings: Sendable, Equatable {
 /// has had a multiple of k updates); in `simultaneous` order every stage's gradients are taken
 /// first, then every group is updated. An update is: clip the group's gradients to the total
 /// norm `clipGradNorm` (if set), the optimiser's step, then the average's update.
+///
+/// Each group is laid out in one flat buffer when the optimisation is built (``FlatParameters``):
+/// its parameters become views of the buffer's slices and each update gathers the group's
+/// gradients into a second flat buffer of the same layout, so clipping and the optimiser each
+/// make one pass over the group.
 public final class Optimization {
     /// The model being optimised.
     public let model: any GenerativeModel
@@ -71,6 +76,7 @@ public final class Optimization {
         self.settings = settings
         self.seed = seed
         self.rank = rank
+        for g in model.parameterGroups { g.flat = FlatParameters(g.parameters) }
         optimizers = model.parameterGroups.map { g in
             settings.optimizer.make(parameters: g.parameters, lr: g.learningRate, betas: settings.betas, eps: settings.eps,
                                     weightDecay: settings.weightDecay)
@@ -123,7 +129,9 @@ public final class Optimization {
         if recordsGradients {
             for (n, g) in zip(group.fullNames, gradients) { lastGradients["grad." + n] = g }
         }
-        var g = gradients
+        // The gradients are gathered into the group's flat gradient buffer, so clipping and the
+        // optimiser's update are each one pass over the group.
+        var g = group.flat?.gather(gradients) ?? gradients
         if let m = settings.clipGradNorm { clipGradNorm(&g, maxNorm: m) }
         optimizers[i].step(gradients: g)
         group.averages?.update(group.parameters, step: optimizers[i].stepCount)
@@ -133,23 +141,30 @@ public final class Optimization {
     @discardableResult
     public func step(_ batch: TrainingBatch) -> StepMetrics {
         if recordsGradients { lastGradients = [:] }
-        let plan = model.trainingStep(batch, context: context)
+        var plan = model.trainingStep(batch, context: context)
         precondition(!plan.stages.isEmpty, "Optimization.step: \(model.family) planned no stage")
-        let lead = plan.stages[0].group
+        // Each stage is taken out of the plan when it runs, so its closure and everything it
+        // captured (a GAN's fakes with the generator's graph) is freed before its group is
+        // updated: nothing else holds the weights then, and the in-place update of the flat
+        // buffer copies nothing.
+        var stages: [StepStage?] = plan.stages
+        plan.stages = []
+        let lead = stages[0]!.group
+        func gradients(_ slot: inout StepStage?) -> (group: String, gradients: [Tensor]) {
+            let stage = slot!
+            slot = nil
+            return (stage.group, Tensor.gradients(of: stage.loss(), wrt: model.group(stage.group).parameters.map(\.value)))
+        }
         switch plan.order {
         case .simultaneous:
-            var grads: [[Tensor]] = []
-            for stage in plan.stages {
-                grads.append(Tensor.gradients(of: stage.loss(), wrt: model.group(stage.group).parameters.map(\.value)))
-            }
-            for (stage, g) in zip(plan.stages, grads) { update(stage.group, gradients: g) }
+            var grads: [(group: String, gradients: [Tensor])] = []
+            for i in stages.indices { grads.append(gradients(&stages[i])) }
+            for (group, g) in grads { update(group, gradients: g) }
         case .sequential:
-            for (i, stage) in plan.stages.enumerated() {
-                if i > 0 && stage.every > 1 && updates(of: lead) % stage.every != 0 { continue }
-                // The graph lives inside the closure, so it is freed before the update and the
-                // parameter buffers are changed in place rather than copied.
-                let g = { Tensor.gradients(of: stage.loss(), wrt: self.model.group(stage.group).parameters.map(\.value)) }()
-                update(stage.group, gradients: g)
+            for i in stages.indices {
+                if i > 0, let s = stages[i], s.every > 1 && updates(of: lead) % s.every != 0 { stages[i] = nil; continue }
+                let (group, g) = gradients(&stages[i])
+                update(group, gradients: g)
             }
         }
         return plan.statistics()

@@ -3,7 +3,8 @@
 /// `value` is a leaf of the autodiff graph, so `Tensor.gradients(of: loss, wrt: [p.value])`
 /// gives its gradient. Optimisers replace the value in place with ``update(_:)``.
 public final class Parameter {
-    /// The current value, a leaf that records gradients.
+    /// The current value, a leaf that records gradients. Once the parameter belongs to a
+    /// ``FlatParameters`` group the value is a view into the group's flat buffer.
     public private(set) var value: Tensor
 
     /// A parameter holding a detached copy of `value` that records gradients.
@@ -12,13 +13,22 @@ public final class Parameter {
     /// The shape of the value.
     public var shape: [Int] { value.shape }
 
-    /// Replaces the value (as a new leaf of the graph).
+    /// Replaces the value (as a new leaf of the graph). A parameter in a flat group keeps its
+    /// place in the group's buffer: the new elements are written there.
     public func assign(_ newValue: Tensor) {
         precondition(newValue.shape == value.shape, "Parameter.assign: shape \(newValue.shape) for parameter of shape \(value.shape)")
-        value = newValue.detached().requiringGrad()
+        if value.flatLocation != nil {
+            value.withUnsafeMutableScalars { dst in
+                newValue.withUnsafeScalars { src in if let s = src.baseAddress { dst.baseAddress!.update(from: s, count: src.count) } }
+            }
+            value = value.requiringGrad()
+        } else {
+            value = newValue.detached().requiringGrad()
+        }
     }
 
-    /// Mutates the elements in place (used by optimisers); the value becomes a new leaf.
+    /// Mutates the elements through an array (copied in and out for a parameter in a flat
+    /// group); the value becomes a new leaf. Optimisers use ``updateInPlace(_:)``.
     public func update(_ body: (inout [Float]) -> Void) {
         var v = value
         value = Parameter.placeholder  // drop this reference so the buffer is mutated in place when unshared
@@ -26,7 +36,127 @@ public final class Parameter {
         value = v.requiringGrad()
     }
 
+    /// Mutates the elements in place through a pointer (in the group's flat buffer for a
+    /// parameter in a flat group; other copies of the old value keep theirs); the value becomes
+    /// a new leaf.
+    public func updateInPlace(_ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        var v = value
+        value = Parameter.placeholder
+        v.withUnsafeMutableScalars(body)
+        value = v.requiringGrad()
+    }
+
+    /// Places the value in `buffer` at element `offset` (copying the current elements there);
+    /// the value becomes a view of that slice. Used by ``FlatParameters``.
+    func bind(to buffer: FlatBuffer, offset: Int) {
+        value.withUnsafeScalars { src in if let s = src.baseAddress { (buffer.base + offset).update(from: s, count: src.count) } }
+        value = buffer.view(offset: offset, shape: value.shape).requiringGrad()
+    }
+
+    /// Before the group's buffer is written in place: gives other holders of the current value
+    /// their own copy (see ``Tensor/makeViewUnique()``).
+    func prepareInPlaceWrite() {
+        value.makeViewUnique()
+    }
+
+    /// After an in-place write of the group's buffer: the value becomes a new leaf.
+    func refreshLeaf() { value = value.requiringGrad() }
+
     private static let placeholder = Tensor(shape: [0], scalars: [])
+}
+
+/// A parameter group laid out in one flat Float32 buffer: each parameter's value is a view of
+/// its slice of ``values`` and the group's gradients are gathered into ``gradients`` with the
+/// same layout, so that an optimiser's update, gradient clipping and (later) an all-reduce is
+/// one pass over one buffer (the layout of PyTorch DDP's gradient buckets and of fused
+/// optimisers' flat parameters).
+///
+/// Parameters keep their order; parameter `i` occupies `offsets[i] ..< offsets[i] + count_i`.
+/// Values are copied into the buffer on construction; a parameter later assigned (a checkpoint
+/// loaded) writes its new elements into its slice.
+public final class FlatParameters {
+    /// The parameters in buffer order.
+    public let parameters: [Parameter]
+    /// The element offset of each parameter in both buffers.
+    public let offsets: [Int]
+    /// The parameters' values, back to back.
+    public let values: FlatBuffer
+    /// The group's gradients, back to back (filled by ``gather(_:)``).
+    public let gradients: FlatBuffer
+
+    /// Lays `parameters` out in one buffer, in order; their values become views of it.
+    ///
+    /// - Precondition: no parameter is listed twice.
+    public init(_ parameters: [Parameter]) {
+        precondition(Set(parameters.map(ObjectIdentifier.init)).count == parameters.count, "FlatParameters: a parameter is listed twice")
+        self.parameters = parameters
+        var offsets: [Int] = [], total = 0
+        for p in parameters { offsets.append(total); total += p.value.count }
+        self.offsets = offsets
+        values = FlatBuffer(count: total)
+        gradients = FlatBuffer(count: total)
+        for (p, o) in zip(parameters, offsets) { p.bind(to: values, offset: o) }
+    }
+
+    /// Total number of elements.
+    public var count: Int { values.count }
+
+    /// Copies `grads` (one per parameter, of its shape) into ``gradients`` and returns them as
+    /// views of it, in order. One pass, split across the pool. Views returned by an earlier
+    /// call that are still held keep their values (``FlatBuffer/rewrite(shapes:offsets:_:)``).
+    ///
+    /// - Precondition: one gradient per parameter, of its element count.
+    public func gather(_ grads: [Tensor]) -> [Tensor] {
+        precondition(grads.count == parameters.count, "FlatParameters.gather: \(grads.count) gradients for \(parameters.count) parameters")
+        for (i, g) in grads.enumerated() {
+            precondition(g.count == parameters[i].value.count, "FlatParameters.gather: gradient \(g.shape) for parameter \(parameters[i].shape)")
+        }
+        var pointers: [UnsafePointer<Float>?] = []
+        pointers.reserveCapacity(grads.count)
+        var views: [Tensor] = []
+        func hold(_ i: Int) {
+            if i == grads.count {
+                views = gradients.rewrite(shapes: grads.map(\.shape), offsets: offsets) { dst in
+                    Parallel.forSegments(grads.map(\.count)) { s, r in
+                        (dst + offsets[s] + r.lowerBound).update(from: pointers[s]! + r.lowerBound, count: r.count)
+                    }
+                }
+                return
+            }
+            grads[i].withUnsafeScalars { p in pointers.append(p.baseAddress); hold(i + 1) }
+        }
+        hold(0)
+        return views
+    }
+
+    /// Calls `body` with the group's values as one mutable buffer, after giving other holders
+    /// of the parameters' current values their own copies; each parameter's value is a new
+    /// leaf afterwards.
+    public func updateValues(_ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        for p in parameters { p.prepareInPlaceWrite() }
+        body(UnsafeMutableBufferPointer(start: values.base, count: values.count))
+        for p in parameters { p.refreshLeaf() }
+    }
+
+    /// Whether `parameters` are, in order, exactly the parameters of one flat group lying back
+    /// to back (so one pass over the buffer updates them all), and the group's buffer.
+    public static func contiguous(_ parameters: [Parameter]) -> FlatBuffer? {
+        guard let first = parameters.first?.value.flatLocation, first.offset == 0 else { return nil }
+        var next = 0
+        for p in parameters {
+            guard let l = p.value.flatLocation, l.buffer === first.buffer, l.offset == next else { return nil }
+            next += p.value.count
+        }
+        return next == first.buffer.count ? first.buffer : nil
+    }
+
+    /// Like ``updateValues(_:)`` for parameters that ``contiguous(_:)`` accepts, without holding
+    /// their group: prepares each parameter, calls `body` with the whole buffer, refreshes.
+    public static func updateContiguous(_ parameters: [Parameter], buffer: FlatBuffer, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        for p in parameters { p.prepareInPlaceWrite() }
+        body(UnsafeMutableBufferPointer(start: buffer.base, count: buffer.count))
+        for p in parameters { p.refreshLeaf() }
+    }
 }
 
 /// A non-trainable tensor kept with a layer's state (BatchNorm running statistics).

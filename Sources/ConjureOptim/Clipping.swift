@@ -34,9 +34,7 @@ public func clipGradNorm(_ grads: inout [Tensor], maxNorm: Float) -> Float {
     if coefficient < 1 {
         let c = Float(coefficient)
         for i in grads.indices {
-            grads[i].withMutableScalars { s in
-                s.withUnsafeMutableBufferPointer { b in for j in 0..<b.count { b[j] *= c } }
-            }
+            grads[i].withUnsafeMutableScalars { b in for j in 0..<b.count { b[j] *= c } }
         }
     }
     return Float(total)

@@ -76,7 +76,7 @@ public final class SGD: Optimizer {
                 if nesterov { for j in g.indices { g[j] += momentum * b[j] } } else { g = b }
             }
             let lr = self.lr
-            p.update { v in for j in v.indices { v[j] -= lr * g[j] } }
+            p.updateInPlace { v in for j in v.indices { v[j] -= lr * g[j] } }
         }
     }
 
@@ -121,8 +121,13 @@ public final class Adam: Optimizer {
     /// plain element-wise pass: the seed discriminator's 100,609 parameters took 78 µs on one
     /// thread and 39 µs on two.
     static let splitCount = 1 << 14
-    var expAvg: [[Float]]
-    var expAvgSq: [[Float]]
+    /// The first moments of all parameters back to back (parameter `i` from `offsets[i]`), the
+    /// layout of the group's flat buffer.
+    var expAvg: [Float]
+    /// The second moments, laid out as ``expAvg``.
+    var expAvgSq: [Float]
+    /// The element offset of each parameter in the moment arrays.
+    let offsets: [Int]
 
     /// Adam over `parameters` with the paper's and PyTorch's defaults; moments start at zero.
     /// Precondition: `lr ≥ 0`, betas in `[0, 1)`, no parameter listed twice.
@@ -143,7 +148,10 @@ public final class Adam: Optimizer {
         self.weightDecay = weightDecay
         self.decoupledWeightDecay = decoupledWeightDecay
         self.name = name
-        expAvg = parameters.map { [Float](repeating: 0, count: $0.value.count) }
+        var offsets: [Int] = [], total = 0
+        for p in parameters { offsets.append(total); total += p.value.count }
+        self.offsets = offsets
+        expAvg = [Float](repeating: 0, count: total)
         expAvgSq = expAvg
     }
 
@@ -164,18 +172,33 @@ public final class Adam: Optimizer {
         }
         // One pass over all parameters, split evenly across the pool (a C kernel built for
         // AVX-512, AVX2 and baseline x86-64, chosen at run time); each element's update is
-        // independent of the split.
-        let counts = parameters.map { $0.value.count }
-        withScalarPointers(gradients) { g in
-            withElementPointers(&expAvg) { m in
-                withElementPointers(&expAvgSq) { v in
+        // independent of the split. When the parameters are a flat group (``FlatParameters``)
+        // and the gradients its gathered gradients, the pass runs over the two flat buffers.
+        let counts = parameters.map { $0.value.count }, total = expAvg.count, offsets = self.offsets
+        func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                   _ v: UnsafeMutablePointer<Float>, _ n: Int) {
+            if decoupled != 0 {  // AdamW: decay first, then the Adam update of the decayed weights
+                for j in 0..<n { w[j] *= decay }
+            }
+            conjure_adam_update(w, g, m, v, n, b1, b2, stepSize, invSqrtBc2, eps, wd)
+        }
+        expAvg.withUnsafeMutableBufferPointer { mb in
+            expAvgSq.withUnsafeMutableBufferPointer { vb in
+                let m = mb.baseAddress, v = vb.baseAddress
+                if total > 0, let buffer = FlatParameters.contiguous(parameters), let g = Tensor.contiguousElements(gradients) {
+                    FlatParameters.updateContiguous(parameters, buffer: buffer) { w in
+                        Parallel.forSegments([total], minimum: Adam.splitCount) { _, r in
+                            let o = r.lowerBound
+                            apply(w.baseAddress! + o, g + o, m! + o, v! + o, r.count)
+                        }
+                    }
+                    return
+                }
+                withScalarPointers(gradients) { g in
                     withParameterPointers(parameters) { w in
                         Parallel.forSegments(counts, minimum: Adam.splitCount) { s, r in
-                            let o = r.lowerBound, ws = w[s]! + o
-                            if decoupled != 0 {  // AdamW: decay first, then the Adam update of the decayed weights
-                                for j in 0..<r.count { ws[j] *= decay }
-                            }
-                            conjure_adam_update(ws, g[s]! + o, m[s]! + o, v[s]! + o, r.count, b1, b2, stepSize, invSqrtBc2, eps, wd)
+                            let o = r.lowerBound, f = offsets[s] + o
+                            apply(w[s]! + o, g[s]! + o, m! + f, v! + f, r.count)
                         }
                     }
                 }
@@ -187,8 +210,9 @@ public final class Adam: Optimizer {
     public func stateDict() -> [(String, Tensor)] {
         var out: [(String, Tensor)] = []
         for (i, p) in parameters.enumerated() {
-            out.append(("\(i).exp_avg", Tensor(shape: p.shape, scalars: expAvg[i])))
-            out.append(("\(i).exp_avg_sq", Tensor(shape: p.shape, scalars: expAvgSq[i])))
+            let r = offsets[i]..<(offsets[i] + p.value.count)
+            out.append(("\(i).exp_avg", Tensor(shape: p.shape, scalars: Array(expAvg[r]))))
+            out.append(("\(i).exp_avg_sq", Tensor(shape: p.shape, scalars: Array(expAvgSq[r]))))
         }
         out.append(("step", Tensor(Float(stepCount))))
         return out
@@ -198,15 +222,17 @@ public final class Adam: Optimizer {
     /// - Throws: ``StateDictError`` when a parameter's moments or `step` are missing or a moment's
     ///   element count differs from its parameter's.
     public func loadStateDict(_ state: [String: Tensor]) throws {
+        var newM = expAvg, newV = expAvgSq
         for (i, p) in parameters.enumerated() {
             guard let m = state["\(i).exp_avg"], let v = state["\(i).exp_avg_sq"], m.count == p.value.count, v.count == p.value.count else {
                 throw StateDictError(key: "\(i).exp_avg", problem: "missing or of the wrong size for parameter of shape \(p.shape)")
             }
-            expAvg[i] = m.scalars
-            expAvgSq[i] = v.scalars
+            let r = offsets[i]..<(offsets[i] + p.value.count)
+            newM.replaceSubrange(r, with: m.scalars)
+            newV.replaceSubrange(r, with: v.scalars)
         }
         guard let s = state["step"] else { throw StateDictError(key: "step", problem: "missing") }
-        stepCount = Int(s.item)
+        (expAvg, expAvgSq, stepCount) = (newM, newV, Int(s.item))
     }
 }
 

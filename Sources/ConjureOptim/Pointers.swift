@@ -7,17 +7,15 @@ import ConjureTensor
 // elements gives nil.
 
 /// Calls `body` with a pointer to each parameter's elements, which `body` may mutate in place
-/// (through ``Parameter/update(_:)``, so every value becomes a new leaf afterwards).
+/// (through ``Parameter/updateInPlace(_:)``, so every value becomes a new leaf afterwards).
 func withParameterPointers(_ parameters: [Parameter], _ body: ([UnsafeMutablePointer<Float>?]) -> Void) {
     var pointers: [UnsafeMutablePointer<Float>?] = []
     pointers.reserveCapacity(parameters.count)
     func hold(_ i: Int) {
         if i == parameters.count { body(pointers); return }
-        parameters[i].update { w in
-            w.withUnsafeMutableBufferPointer { p in
-                pointers.append(p.baseAddress)
-                hold(i + 1)
-            }
+        parameters[i].updateInPlace { p in
+            pointers.append(p.baseAddress)
+            hold(i + 1)
         }
     }
     hold(0)

@@ -74,8 +74,8 @@ public final class RMSprop: Optimizer {
         let lr = self.lr, alpha = self.alpha, eps = self.eps, wd = weightDecay, mu = momentum, centered = self.centered
         for (i, p) in parameters.enumerated() {
             precondition(gradients[i].shape == p.shape, "RMSprop.step: gradient \(gradients[i].shape) for parameter \(p.shape)")
-            p.update { w in
-                w.withUnsafeMutableBufferPointer { w in
+            p.updateInPlace { w in
+                do {
                     gradients[i].withUnsafeScalars { g in
                         squareAvg[i].withUnsafeMutableBufferPointer { s in
                             gradAvg[i].withUnsafeMutableBufferPointer { a in

@@ -241,12 +241,12 @@ enum ConvKernels {
 
     /// Columns `[n, f, ho, wo]` = weight `[f, k]` · unfold(image) (+ bias per `f`), one chunk of
     /// images (``imagesPerChunk(_:)``) at a time.
-    static func forward(image: [Float], weight: [Float], bias: [Float]?, _ g: ConvGeometry) -> [Float] {
+    static func forward(image: Tensor, weight: Tensor, bias: [Float]?, _ g: ConvGeometry) -> [Float] {
         let size = g.n * g.f * g.l, imageStride = g.c * g.h * g.w, outStride = g.f * g.l
         return [Float](unsafeUninitializedCapacity: size) { out, initialised in
             if size > 0 {
-                image.withUnsafeBufferPointer { pi in
-                    weight.withUnsafeBufferPointer { pw in
+                image.withUnsafeScalars { pi in
+                    weight.withUnsafeScalars { pw in
                         withChunkScratch(g) { col, cm in
                             forEachChunk(g) { b0, gc in
                                 if gc.k > 0 { im2col(pi.baseAddress! + b0 * imageStride, gc, col) }
@@ -262,13 +262,13 @@ enum ConvKernels {
 
     /// Image `[n, c, h, w]` = fold(weightᵀ · columns) (+ bias per image channel `c`): the
     /// adjoint of ``forward(image:weight:bias:_:)`` in the image, one chunk at a time.
-    static func adjoint(columns: [Float], weight: [Float], bias: [Float]?, _ g: ConvGeometry) -> [Float] {
+    static func adjoint(columns: Tensor, weight: Tensor, bias: [Float]?, _ g: ConvGeometry) -> [Float] {
         let imageSize = g.n * g.c * g.h * g.w, imageStride = g.c * g.h * g.w, colStride = g.f * g.l
         var out = [Float](unsafeUninitializedCapacity: imageSize) { buf, initialised in
             if imageSize > 0 {
                 if g.l > 0 && g.k > 0 && g.f > 0 {
-                    columns.withUnsafeBufferPointer { pg in
-                        weight.withUnsafeBufferPointer { pw in
+                    columns.withUnsafeScalars { pg in
+                        weight.withUnsafeScalars { pw in
                             withChunkScratch(g) { col, cm in
                                 forEachChunk(g) { b0, gc in
                                     let src = channelMajorChunk(pg.baseAddress! + b0 * colStride, gc, cm)
@@ -300,7 +300,7 @@ enum ConvKernels {
     /// Weight `[f, k]` = Σ over chunks of columns `[f, nb*l]` · unfold(image chunk)ᵀ: the adjoint
     /// of ``forward(image:weight:bias:_:)`` in the weight. The chunks' products are accumulated in
     /// order, so the result does not depend on the thread count.
-    static func weightProduct(image: [Float], columns: [Float], _ g: ConvGeometry) -> [Float] {
+    static func weightProduct(image: Tensor, columns: Tensor, _ g: ConvGeometry) -> [Float] {
         backward(image: image, weight: nil, grad: columns, g).weight ?? [Float](repeating: 0, count: g.f * g.k)
     }
 
@@ -308,7 +308,7 @@ enum ConvKernels {
     /// the columns, in one pass over the chunks: image ← ``adjoint(columns:weight:bias:_:)`` of
     /// `grad` (when `weight` is given), weight ← ``weightProduct(image:columns:_:)`` (when `image`
     /// is given). Each chunk's channel-major gradient and unfolded columns are made once.
-    static func backward(image: [Float]?, weight: [Float]?, grad: [Float], _ g: ConvGeometry)
+    static func backward(image: Tensor?, weight: Tensor?, grad: Tensor, _ g: ConvGeometry)
         -> (image: [Float]?, weight: [Float]?) {
         let imageSize = g.n * g.c * g.h * g.w, imageStride = g.c * g.h * g.w, colStride = g.f * g.l
         let weightSize = g.f * g.k
@@ -319,21 +319,21 @@ enum ConvKernels {
         // col2im writes every image element, and the first chunk's product (beta 0) every weight.
         var dImage: [Float]? = weight == nil ? nil : uninitialized(imageSize)
         var dWeight: [Float]? = image == nil ? nil : uninitialized(weightSize)
-        grad.withUnsafeBufferPointer { pg in
+        grad.withUnsafeScalars { pg in
             withChunkScratch(g) { col, cm in
                 var first = true
                 forEachChunk(g) { b0, gc in
                     let src = channelMajorChunk(pg.baseAddress! + b0 * colStride, gc, cm)
                     let nl = gc.n * gc.l
                     if let image {
-                        image.withUnsafeBufferPointer { pi in im2col(pi.baseAddress! + b0 * imageStride, gc, col) }
+                        image.withUnsafeScalars { pi in im2col(pi.baseAddress! + b0 * imageStride, gc, col) }
                         dWeight!.withUnsafeMutableBufferPointer { pd in
                             sgemm(transposeA: false, transposeB: true, m: gc.f, n: gc.k, k: nl,
                                   a: src, b: col, beta: first ? 0 : 1, c: pd.baseAddress!)
                         }
                     }
                     if let weight {
-                        weight.withUnsafeBufferPointer { pw in
+                        weight.withUnsafeScalars { pw in
                             sgemm(transposeA: true, transposeB: false, m: gc.k, n: nl, k: gc.f,
                                   a: pw.baseAddress!, b: src, beta: 0, c: col)
                         }
@@ -350,7 +350,7 @@ enum ConvKernels {
     /// image-side gradient `grad` `[n, c, h, w]`: columns ← ``forward(image:weight:bias:_:)`` of
     /// `grad` (when `weight` is given), weight ← ``weightProduct(image:columns:_:)`` of `grad` and
     /// `columns` (when `columns` is given). Each chunk of `grad` is unfolded once for both.
-    static func adjointBackward(columns: [Float]?, weight: [Float]?, grad: [Float], _ g: ConvGeometry)
+    static func adjointBackward(columns: Tensor?, weight: Tensor?, grad: Tensor, _ g: ConvGeometry)
         -> (columns: [Float]?, weight: [Float]?) {
         let columnsSize = g.n * g.f * g.l, imageStride = g.c * g.h * g.w, colStride = g.f * g.l
         if columnsSize == 0 || g.k == 0 {
@@ -360,20 +360,20 @@ enum ConvKernels {
         // Every chunk's product writes its columns, and the first chunk's (beta 0) every weight.
         var dColumns: [Float]? = weight == nil ? nil : uninitialized(columnsSize)
         var dWeight: [Float]? = columns == nil ? nil : uninitialized(g.f * g.k)
-        grad.withUnsafeBufferPointer { pg in
+        grad.withUnsafeScalars { pg in
             withChunkScratch(g) { col, cm in
                 var first = true
                 forEachChunk(g) { b0, gc in
                     im2col(pg.baseAddress! + b0 * imageStride, gc, col)
                     if let weight {
-                        weight.withUnsafeBufferPointer { pw in
+                        weight.withUnsafeScalars { pw in
                             dColumns!.withUnsafeMutableBufferPointer { pd in
                                 productChunk(col, pw.baseAddress!, nil, gc, cm, pd.baseAddress! + b0 * colStride)
                             }
                         }
                     }
                     if let columns {
-                        columns.withUnsafeBufferPointer { pc in
+                        columns.withUnsafeScalars { pc in
                             let src = channelMajorChunk(pc.baseAddress! + b0 * colStride, gc, cm)
                             dWeight!.withUnsafeMutableBufferPointer { pd in
                                 sgemm(transposeA: false, transposeB: true, m: gc.f, n: gc.k, k: gc.n * gc.l,
@@ -398,7 +398,7 @@ extension Tensor {
     /// bias ← per-channel sums. All three are differentiable, so second order works; when no
     /// graph is built, image and weight come from one pass (``ConvKernels/backward``).
     static func convForward(_ image: Tensor, _ weight: Tensor, bias: Tensor?, _ g: ConvGeometry) -> Tensor {
-        let out = ConvKernels.forward(image: image.scalars, weight: weight.scalars, bias: bias?.scalars, g)
+        let out = ConvKernels.forward(image: image, weight: weight, bias: bias?.scalars, g)
         let inputs = bias.map { [image, weight, $0] } ?? [image, weight]
         return record(shape: g.columnShape, scalars: out, inputs: inputs) { grad, t in
             let needImage = t[0].node != nil, needWeight = t[1].node != nil
@@ -407,8 +407,8 @@ extension Tensor {
                 grads = [needImage ? convAdjoint(grad, t[1], bias: nil, g) : nil,
                          needWeight ? convWeight(t[0], grad, g) : nil]
             } else {
-                let (dx, dw) = ConvKernels.backward(image: needWeight ? t[0].scalars : nil,
-                                                    weight: needImage ? t[1].scalars : nil, grad: grad.scalars, g)
+                let (dx, dw) = ConvKernels.backward(image: needWeight ? t[0] : nil,
+                                                    weight: needImage ? t[1] : nil, grad: grad, g)
                 grads = [dx.map { Tensor(shape: g.imageShape, scalars: $0) },
                          dw.map { Tensor(shape: g.weightShape, scalars: $0) }]
             }
@@ -420,7 +420,7 @@ extension Tensor {
     /// Columns → image: the adjoint of ``convForward`` in the image (a transposed
     /// convolution), `+ bias` per image channel.
     static func convAdjoint(_ columns: Tensor, _ weight: Tensor, bias: Tensor?, _ g: ConvGeometry) -> Tensor {
-        let out = ConvKernels.adjoint(columns: columns.scalars, weight: weight.scalars, bias: bias?.scalars, g)
+        let out = ConvKernels.adjoint(columns: columns, weight: weight, bias: bias?.scalars, g)
         let inputs = bias.map { [columns, weight, $0] } ?? [columns, weight]
         return record(shape: g.imageShape, scalars: out, inputs: inputs) { grad, t in
             // <adjoint(c, w), G> = <c, forward(G, w)> = <w, weight(G, c)>.
@@ -430,8 +430,8 @@ extension Tensor {
                 grads = [needColumns ? convForward(grad, t[1], bias: nil, g) : nil,
                          needWeight ? convWeight(grad, t[0], g) : nil]
             } else {
-                let (dc, dw) = ConvKernels.adjointBackward(columns: needWeight ? t[0].scalars : nil,
-                                                           weight: needColumns ? t[1].scalars : nil, grad: grad.scalars, g)
+                let (dc, dw) = ConvKernels.adjointBackward(columns: needWeight ? t[0] : nil,
+                                                           weight: needColumns ? t[1] : nil, grad: grad, g)
                 grads = [dc.map { Tensor(shape: g.columnShape, scalars: $0) },
                          dw.map { Tensor(shape: g.weightShape, scalars: $0) }]
             }
@@ -443,7 +443,7 @@ extension Tensor {
     /// `(image, columns)` → weight: the adjoint of ``convForward`` in the weight
     /// (the weight gradient of a convolution).
     static func convWeight(_ image: Tensor, _ columns: Tensor, _ g: ConvGeometry) -> Tensor {
-        let out = ConvKernels.weightProduct(image: image.scalars, columns: columns.scalars, g)
+        let out = ConvKernels.weightProduct(image: image, columns: columns, g)
         return record(shape: g.weightShape, scalars: out, inputs: [image, columns]) { grad, t in
             // <weight(x, c), G> = <forward(x, G), c> = <x, adjoint(c, G)>.
             [t[0].node == nil ? nil : convAdjoint(t[1], grad, bias: nil, g),
@@ -563,10 +563,10 @@ extension Tensor {
         precondition(rank == 1 && target.count >= 2 && target[1] == shape[0],
                      "broadcastChannels: \(shape) cannot broadcast over channel axis 1 of \(target)")
         let n = target[0], c = target[1], inner = target.dropFirst(2).reduce(1, *)
-        let size = n * c * inner
+        let size = n * c * inner, values = scalars
         let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
             for b in 0..<n { for ch in 0..<c {
-                (buf.baseAddress! + (b * c + ch) * inner).initialize(repeating: scalars[ch], count: inner)
+                (buf.baseAddress! + (b * c + ch) * inner).initialize(repeating: values[ch], count: inner)
             } }
             initialised = size
         }
@@ -584,12 +584,12 @@ extension Tensor {
         let n = x.shape[0], c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *)
         if let scale { precondition(scale.shape == [c], "channelAffine: scale \(scale.shape) for input \(x.shape)") }
         if let shift { precondition(shift.shape == [c], "channelAffine: shift \(shift.shape) for input \(x.shape)") }
-        let size = x.count
+        let size = x.count, scales = scale?.scalars, shifts = shift?.scalars
         let out = [Float](unsafeUninitializedCapacity: size) { buf, initialised in
             x.withUnsafeScalars { px in
                 for b in 0..<n { for ch in 0..<c {
                     let base = (b * c + ch) * inner
-                    let s = scale?.scalars[ch] ?? 1, t = shift?.scalars[ch] ?? 0
+                    let s = scales?[ch] ?? 1, t = shifts?[ch] ?? 0
                     for i in 0..<inner { buf[base + i] = px[base + i] * s + t }
                 } }
             }
@@ -664,7 +664,8 @@ extension Tensor {
             g.withUnsafeScalars { gp in conjure_channel_dot_f64(gp.baseAddress!, xhat, n, c, inner, &db, &dw) }
             var dx: Tensor? = nil
             if t[0].node != nil {
-                let scale = (0..<c).map { Double(t[1].scalars[$0]) * invStd[$0] }
+                let w = t[1].scalars
+                let scale = (0..<c).map { Double(w[$0]) * invStd[$0] }
                 let meanG = db.map { $0 / Double(m) }, meanGH = dw.map { $0 / Double(m) }
                 var out = [Float](unsafeUninitializedCapacity: g.count) { _, initialised in initialised = g.count }
                 g.withUnsafeScalars { gp in

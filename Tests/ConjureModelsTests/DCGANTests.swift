@@ -1,6 +1,7 @@
 import XCTest
 import ConjureNN
 @testable import ConjureModels
+@testable import ConjureTensor
 import ConjureTestSupport
 
 /// The `dcgan` networks at 28, 32 and 64 px and the class-conditional `cdcgan`: shapes,
@@ -138,12 +139,16 @@ final class DCGANTests: XCTestCase {
         let gan = GAN(config: cfg, rng: &rng)
         var data = RandomGenerator(seed: 99)
         var losses: [Float] = []
-        for _ in 0..<steps {
+        var copies = 0
+        for step in 0..<steps {
+            if step == 1 { copies = TensorView.copiesForOtherHolders.current }
             let real = Tensor.randomUniform([cfg.batchSize, cfg.dataDim], low: -1, high: 1, using: &data)
             let z = Tensor.randomNormal([cfg.batchSize, cfg.noiseDim], using: &data)
             let s = gan.trainStep(real: real, z: z, labels: labels)
             losses += [s.dLoss, s.gLoss]
         }
+        // No weight or gradient is held across an update, so the flat updates copy nothing.
+        if steps > 1 { XCTAssertEqual(TensorView.copiesForOtherHolders.current, copies, "steps copied weights for other holders") }
         return (losses, gan.stateDict())
     }
 

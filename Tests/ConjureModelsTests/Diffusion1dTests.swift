@@ -2,6 +2,7 @@ import XCTest
 import ConjureNN
 import ConjureOptim
 @testable import ConjureModels
+@testable import ConjureTensor
 import ConjureTestSupport
 
 /// The 1-D U-Net of waveform diffusion (`ddpm-1d`): shapes and state-dict names (the 2-D
@@ -99,7 +100,10 @@ final class Diffusion1dTests: XCTestCase {
         func probe() -> Float { m.unet.setTraining(false); return withoutGrad { m.loss(x0: x, t: t, noise: noise, labels: nil) }.item }
         let before = probe()
         var losses: [Float] = []
-        for _ in 0..<40 { losses.append(o.step(TrainingBatch(x: x, z: Tensor.zeros([8, 256]), labels: nil))["loss"]!) }
+        losses.append(o.step(TrainingBatch(x: x, z: Tensor.zeros([8, 256]), labels: nil))["loss"]!)
+        let copies = TensorView.copiesForOtherHolders.current
+        for _ in 0..<39 { losses.append(o.step(TrainingBatch(x: x, z: Tensor.zeros([8, 256]), labels: nil))["loss"]!) }
+        XCTAssertEqual(TensorView.copiesForOtherHolders.current, copies, "the flat in-place updates copied weights for other holders")
         XCTAssert(losses.allSatisfy { $0.isFinite }, "\(losses)")
         let after = probe()
         XCTAssertLessThan(after, 0.7 * before, "loss at fixed t and noise: \(before) -> \(after)")

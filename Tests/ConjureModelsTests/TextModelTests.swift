@@ -3,6 +3,7 @@ import Foundation
 import ConjureNN
 import ConjureData
 @testable import ConjureModels
+@testable import ConjureTensor
 import ConjureTestSupport
 
 /// The character-level language models: training steps lower the loss, the transformer's loss
@@ -53,7 +54,9 @@ final class TextModelTests: XCTestCase {
                 // The first loss is about log V (uniform predictions at initialisation).
                 XCTAssertEqual(Double(first), log(Double(ds.vocabulary.count)), accuracy: 0.6, "\(preset) \(mode) initial loss")
                 var last = first
+                let copies = TensorView.copiesForOtherHolders.current
                 for _ in 0..<60 { last = opt.step(batch)["loss"]! }
+                XCTAssertEqual(TensorView.copiesForOtherHolders.current, copies, "\(preset): the flat in-place updates copied weights for other holders")
                 XCTAssert(last.isFinite && last < 0.75 * first, "\(preset) \(mode): loss \(first) -> \(last)")
             }
         }

@@ -3,6 +3,7 @@ import Foundation
 import ConjureNN
 import ConjureData
 import ConjureModels
+@testable import ConjureTensor
 import ConjureTestSupport
 
 final class VAETests: XCTestCase {
@@ -155,7 +156,10 @@ final class VAETests: XCTestCase {
         var rng = RandomGenerator(seed: 7)
         let vae = VAE(config: tiny(dataDim: 20, hidden: [16], latent: 4, activation: .relu), rng: &rng)
         let x = uniformData(16, 20, rng: &rng).map { $0 < 0.3 ? 1 : 0 }
-        for _ in 0..<20 { vae.trainStep(x: x, eps: Tensor.randomNormal([16, 4], using: &rng)) }
+        vae.trainStep(x: x, eps: Tensor.randomNormal([16, 4], using: &rng))
+        let copies = TensorView.copiesForOtherHolders.current
+        for _ in 0..<19 { vae.trainStep(x: x, eps: Tensor.randomNormal([16, 4], using: &rng)) }
+        XCTAssertEqual(TensorView.copiesForOtherHolders.current, copies, "VAE steps copied weights for other holders")
 
         // k = 1 is the single-sample negative ELBO with a Monte Carlo KL: -log p(x|z) + log q(z|x) - log p(z).
         var iwRNG = RandomGenerator(seed: 99)
