@@ -131,9 +131,14 @@ public final class Optimization {
         }
         // The gradients are gathered into the group's flat gradient buffer, so clipping and the
         // optimiser's update are each one pass over the group.
-        var g = group.flat?.gather(gradients) ?? gradients
-        if let m = settings.clipGradNorm { clipGradNorm(&g, maxNorm: m) }
-        optimizers[i].step(gradients: g)
+        // Without clipping the optimiser copies them during its own pass (no extra pass).
+        if let flat = group.flat, settings.clipGradNorm == nil {
+            optimizers[i].step(gradients: gradients, gatheringInto: flat)
+        } else {
+            var g = group.flat?.gather(gradients) ?? gradients
+            if let m = settings.clipGradNorm { clipGradNorm(&g, maxNorm: m) }
+            optimizers[i].step(gradients: g)
+        }
         group.averages?.update(group.parameters, step: optimizers[i].stepCount)
     }
 

@@ -107,6 +107,18 @@ public final class FlatParameters {
     ///
     /// - Precondition: one gradient per parameter, of its element count.
     public func gather(_ grads: [Tensor]) -> [Tensor] {
+        gather(grads) { copy in
+            Parallel.forSegments(grads.map(\.count)) { s, r in _ = copy(s, r) }
+        }
+    }
+
+    /// Like ``gather(_:)`` with the copy done piece by piece by `body`, so that a pass over the
+    /// gradients (an optimiser's update) can copy each piece just before it uses it: `copy(s, r)`
+    /// copies elements `r` of gradient `s` into the buffer and returns where they now are.
+    /// `body` must copy every element once.
+    ///
+    /// - Precondition: one gradient per parameter, of its element count.
+    public func gather(_ grads: [Tensor], during body: (_ copy: (Int, Range<Int>) -> UnsafePointer<Float>) -> Void) -> [Tensor] {
         precondition(grads.count == parameters.count, "FlatParameters.gather: \(grads.count) gradients for \(parameters.count) parameters")
         for (i, g) in grads.enumerated() {
             precondition(g.count == parameters[i].value.count, "FlatParameters.gather: gradient \(g.shape) for parameter \(parameters[i].shape)")
@@ -114,11 +126,14 @@ public final class FlatParameters {
         var pointers: [UnsafePointer<Float>?] = []
         pointers.reserveCapacity(grads.count)
         var views: [Tensor] = []
+        let offsets = self.offsets
         func hold(_ i: Int) {
             if i == grads.count {
                 views = gradients.rewrite(shapes: grads.map(\.shape), offsets: offsets) { dst in
-                    Parallel.forSegments(grads.map(\.count)) { s, r in
-                        (dst + offsets[s] + r.lowerBound).update(from: pointers[s]! + r.lowerBound, count: r.count)
+                    body { s, r in
+                        let d = dst + offsets[s] + r.lowerBound
+                        d.update(from: pointers[s]! + r.lowerBound, count: r.count)
+                        return UnsafePointer(d)
                     }
                 }
                 return

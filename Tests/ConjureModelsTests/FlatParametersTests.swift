@@ -71,19 +71,25 @@ final class FlatParametersTests: XCTestCase {
             let shapes = [[7, 5], [5], [70_001], [3, 3]]
             let initial = shapes.map { Tensor.randomNormal($0, using: &rng) }
             let plain = initial.map { Parameter($0) }
-            let bound = initial.map { Parameter($0) }
-            let flat = FlatParameters(bound)
+            let bound = initial.map { Parameter($0) }, fused = initial.map { Parameter($0) }
+            let flat = FlatParameters(bound), fusedFlat = FlatParameters(fused)
             let a = kind.make(parameters: plain, lr: 0.01, betas: (0.8, 0.95), eps: 1e-6, weightDecay: 0.1)
             let b = kind.make(parameters: bound, lr: 0.01, betas: (0.8, 0.95), eps: 1e-6, weightDecay: 0.1)
+            let f = kind.make(parameters: fused, lr: 0.01, betas: (0.8, 0.95), eps: 1e-6, weightDecay: 0.1)
             for _ in 0..<4 {
                 let grads = shapes.map { Tensor.randomNormal($0, using: &rng) }
                 a.step(gradients: grads)
                 b.step(gradients: flat.gather(grads))
+                // The gradients copied into the buffer during the optimiser's own pass.
+                f.step(gradients: grads, gatheringInto: fusedFlat)
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: fusedFlat.gradients.base, count: fusedFlat.count)),
+                               grads.flatMap(\.scalars), "\(kind): gradients left in the flat buffer")
             }
             for (p, q) in zip(plain, bound) {
                 XCTAssertEqual(p.value.scalars, q.value.scalars, "\(kind)")
                 XCTAssertNotNil(q.value.flatLocation)
             }
+            for (p, q) in zip(plain, fused) { XCTAssertEqual(p.value.scalars, q.value.scalars, "\(kind) fused gather") }
             XCTAssertNotEqual(plain[0].value.scalars, initial[0].scalars)
             let sa = Dictionary(uniqueKeysWithValues: a.stateDict()), sb = Dictionary(uniqueKeysWithValues: b.stateDict())
             XCTAssertEqual(Set(sa.keys), Set(sb.keys))
