@@ -674,3 +674,156 @@ void conjure_col2im_1d(const float *restrict col, const conjure_conv_geometry *g
     }
     free(acc);
 }
+
+// MARK: Fused multi-head attention (see the header)
+
+#define CONJURE_INLINE static inline __attribute__((always_inline))
+
+// Sum of x[0 ..< n] in 16 float lanes, combined pairwise in a fixed order.
+CONJURE_INLINE float conjure_lane_sum(const float *restrict x, long n) {
+    float acc[16] = {0};
+    long j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) acc[l] += x[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += x[j];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+// Sum of x[j] * y[j] for j < n in 16 float lanes, combined pairwise in a fixed order.
+CONJURE_INLINE float conjure_lane_dot(const float *restrict x, const float *restrict y, long n) {
+    float acc[16] = {0};
+    long j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) acc[l] += x[j + l] * y[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += x[j] * y[j];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+CONJURE_INLINE float conjure_lane_max(const float *restrict x, long n) {
+    float acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = x[0];
+    long j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
+    for (int l = 0; j < n; j++, l++) acc[l] = x[j] > acc[l] ? x[j] : acc[l];
+    float m = acc[0];
+    for (int l = 1; l < 16; l++) m = acc[l] > m ? acc[l] : m;
+    return m;
+}
+
+// out[j] = sum_c a[c] * mt[c * ld + j] for j in blocks of 16 covering 0 ..< n (mt is padded to
+// whole blocks; entries past n are computed and ignored).
+CONJURE_INLINE void conjure_row_times_transposed(const float *restrict a, const float *restrict mt, long ld, long d,
+                                                 long n, float *restrict out) {
+    for (long j0 = 0; j0 < n; j0 += 16) {
+        float acc[16] = {0};
+        for (long c = 0; c < d; c++) {
+            const float ac = a[c];
+            const float *m = mt + c * ld + j0;
+            for (int l = 0; l < 16; l++) acc[l] += ac * m[l];
+        }
+        for (int l = 0; l < 16; l++) out[j0 + l] = acc[l];
+    }
+}
+
+// The forward on slices s0 ..< s1. Rows of v are kept with a stride of dp (d rounded up to 16,
+// zero-padded) so that the context is accumulated 16 columns at a time in registers.
+CONJURE_CLONES
+void conjure_attention_forward(const float *restrict qkv, float *restrict out, float *restrict probs, long t, long h,
+                               long d, float scale, int causal, long s0, long s1) {
+    const long e = h * d, row = 3 * e, tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16;
+    float *buf = malloc(sizeof(float) * (size_t)(tp * d + tp * dp + tp + d));
+    float *kt = buf, *v = kt + tp * d, *srow = v + tp * dp, *q = srow + tp;
+    for (long x = 0; x < tp * d + tp * dp; x++) buf[x] = 0.0f;
+    for (long s = s0; s < s1; s++) {
+        const long b = s / h, hh = s % h;
+        const float *base = qkv + b * t * row + hh * d;
+        for (long j = 0; j < t; j++) {
+            const float *kj = base + j * row + e, *vj = base + j * row + 2 * e;
+            for (long c = 0; c < d; c++) kt[c * tp + j] = kj[c];
+            for (long c = 0; c < d; c++) v[j * dp + c] = vj[c];
+        }
+        for (long i = 0; i < t; i++) {
+            const long n = causal ? i + 1 : t;
+            float *p = probs + (s * t + i) * t;
+            const float *qi = base + i * row;
+            for (long c = 0; c < d; c++) q[c] = qi[c] * scale;
+            conjure_row_times_transposed(q, kt, tp, d, n, srow);
+            const float m = conjure_lane_max(srow, n);
+            for (long j = 0; j < n; j++) srow[j] = conjure_expf_poly(srow[j] - m);
+            const float inv = 1.0f / conjure_lane_sum(srow, n);
+            for (long j = 0; j < n; j++) p[j] = srow[j] * inv;
+            for (long j = n; j < t; j++) p[j] = 0.0f;
+            float *dst = out + (b * t + i) * e + hh * d;
+            for (long c0 = 0; c0 < d; c0 += 16) {
+                float acc[16] = {0};
+                for (long j = 0; j < n; j++) {
+                    const float pj = p[j];
+                    const float *vj = v + j * dp + c0;
+                    for (int l = 0; l < 16; l++) acc[l] += pj * vj[l];
+                }
+                for (long l = 0; l < 16 && c0 + l < d; l++) dst[c0 + l] = acc[l];
+            }
+        }
+    }
+    free(buf);
+}
+
+// The backward on slices s0 ..< s1; rows of q, k, dO, dk, dv are kept with a stride of dp (d
+// rounded up to 16, zero-padded) so that dq is accumulated 16 columns at a time in registers.
+CONJURE_CLONES
+void conjure_attention_backward(const float *restrict qkv, const float *restrict probs, const float *restrict dout,
+                                float *restrict dqkv, long t, long h, long d, float scale, int causal, long s0, long s1) {
+    const long e = h * d, row = 3 * e, tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16;
+    float *buf = malloc(sizeof(float) * (size_t)(tp * d + 5 * tp * dp + 2 * tp));
+    float *vt = buf, *k = vt + tp * d, *q = k + tp * dp, *go_s = q + tp * dp, *dk = go_s + tp * dp, *dv = dk + tp * dp;
+    float *dp_row = dv + tp * dp, *ds = dp_row + tp;
+    for (long x = 0; x < tp * d + 5 * tp * dp; x++) buf[x] = 0.0f;
+    for (long s = s0; s < s1; s++) {
+        const long b = s / h, hh = s % h;
+        const float *base = qkv + b * t * row + hh * d;
+        for (long j = 0; j < t; j++) {
+            const float *qj = base + j * row, *kj = qj + e, *vj = qj + 2 * e;
+            const float *gj = dout + (b * t + j) * e + hh * d;
+            for (long c = 0; c < d; c++) {
+                q[j * dp + c] = qj[c] * scale;
+                k[j * dp + c] = kj[c];
+                go_s[j * dp + c] = gj[c];
+            }
+            for (long c = 0; c < dp; c++) { dk[j * dp + c] = 0.0f; dv[j * dp + c] = 0.0f; }
+            for (long c = 0; c < d; c++) vt[c * tp + j] = vj[c];
+        }
+        for (long i = 0; i < t; i++) {
+            const long n = causal ? i + 1 : t;
+            const float *p = probs + (s * t + i) * t;
+            const float *go = go_s + i * dp, *qi = q + i * dp;
+            conjure_row_times_transposed(go, vt, tp, d, n, dp_row);
+            const float dot = conjure_lane_dot(p, dp_row, n);
+            for (long j = 0; j < n; j++) ds[j] = p[j] * (dp_row[j] - dot);
+            float *dst = dqkv + (b * t + i) * row + hh * d;
+            for (long c0 = 0; c0 < dp; c0 += 16) {
+                float acc[16] = {0}, qc[16], gc[16];
+                for (int l = 0; l < 16; l++) { qc[l] = qi[c0 + l]; gc[l] = go[c0 + l]; }
+                for (long j = 0; j < n; j++) {
+                    const float sj = ds[j], pj = p[j];
+                    const float *kj = k + j * dp + c0;
+                    float *dkj = dk + j * dp + c0, *dvj = dv + j * dp + c0;
+                    for (int l = 0; l < 16; l++) acc[l] += sj * kj[l];
+                    for (int l = 0; l < 16; l++) dkj[l] += sj * qc[l];
+                    for (int l = 0; l < 16; l++) dvj[l] += pj * gc[l];
+                }
+                for (long l = 0; l < 16 && c0 + l < d; l++) dst[c0 + l] = acc[l] * scale;
+            }
+        }
+        for (long j = 0; j < t; j++) {
+            float *dst = dqkv + (b * t + j) * row + hh * d;
+            for (long c = 0; c < d; c++) dst[e + c] = dk[j * dp + c];
+            for (long c = 0; c < d; c++) dst[2 * e + c] = dv[j * dp + c];
+        }
+    }
+    free(buf);
+}
