@@ -720,20 +720,28 @@ CONJURE_INLINE float conjure_lane_max(const float *restrict x, long n) {
 CONJURE_INLINE void conjure_row_times_transposed(const float *restrict a, const float *restrict mt, long ld, long d,
                                                  long n, float *restrict out) {
     for (long j0 = 0; j0 < n; j0 += 16) {
-        float acc[16] = {0};
-        for (long c = 0; c < d; c++) {
+        // Four partial sums (c mod 4), four independent FMA chains, combined in a fixed order.
+        float acc[4][16] = {{0}};
+        long c = 0;
+        for (; c + 4 <= d; c += 4)
+            for (int u = 0; u < 4; u++) {
+                const float ac = a[c + u];
+                const float *m = mt + (c + u) * ld + j0;
+                for (int l = 0; l < 16; l++) acc[u][l] += ac * m[l];
+            }
+        for (; c < d; c++) {
             const float ac = a[c];
             const float *m = mt + c * ld + j0;
-            for (int l = 0; l < 16; l++) acc[l] += ac * m[l];
+            for (int l = 0; l < 16; l++) acc[0][l] += ac * m[l];
         }
-        for (int l = 0; l < 16; l++) out[j0 + l] = acc[l];
+        for (int l = 0; l < 16; l++) out[j0 + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
     }
 }
 
 // The forward on slices s0 ..< s1. Rows of v are kept with a stride of dp (d rounded up to 16,
 // zero-padded) so that the context is accumulated 16 columns at a time in registers.
 CONJURE_CLONES
-void conjure_attention_forward(const float *restrict qkv, float *restrict out, float *restrict probs, long t, long h,
+void conjure_attention_forward(const float *restrict qkv, float *restrict out, float *restrict stats, long t, long h,
                                long d, float scale, int causal, long s0, long s1) {
     const long e = h * d, row = 3 * e, tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16;
     float *buf = malloc(sizeof(float) * (size_t)(tp * d + tp * dp + tp + d));
@@ -749,24 +757,29 @@ void conjure_attention_forward(const float *restrict qkv, float *restrict out, f
         }
         for (long i = 0; i < t; i++) {
             const long n = causal ? i + 1 : t;
-            float *p = probs + (s * t + i) * t;
             const float *qi = base + i * row;
             for (long c = 0; c < d; c++) q[c] = qi[c] * scale;
             conjure_row_times_transposed(q, kt, tp, d, n, srow);
-            const float m = conjure_lane_max(srow, n);
-            for (long j = 0; j < n; j++) srow[j] = conjure_expf_poly(srow[j] - m);
-            const float inv = 1.0f / conjure_lane_sum(srow, n);
-            for (long j = 0; j < n; j++) p[j] = srow[j] * inv;
-            for (long j = n; j < t; j++) p[j] = 0.0f;
+            // Whole blocks of 16 keys (nb ≥ n): the masked ones get probability exactly 0.
+            const long nb = (n + 15) / 16 * 16;
+            for (long j = 0; j < nb; j++) srow[j] = j < n ? srow[j] : -INFINITY;
+            const float m = conjure_lane_max(srow, nb);
+            for (long j = 0; j < nb; j++) { float x = conjure_expf_poly(srow[j] - m); srow[j] = j < n ? x : 0.0f; }
+            const float inv = 1.0f / conjure_lane_sum(srow, nb);
+            for (long j = 0; j < nb; j++) srow[j] *= inv;
+            stats[2 * (s * t + i)] = m;
+            stats[2 * (s * t + i) + 1] = inv;
             float *dst = out + (b * t + i) * e + hh * d;
             for (long c0 = 0; c0 < d; c0 += 16) {
-                float acc[16] = {0};
-                for (long j = 0; j < n; j++) {
-                    const float pj = p[j];
-                    const float *vj = v + j * dp + c0;
-                    for (int l = 0; l < 16; l++) acc[l] += pj * vj[l];
-                }
-                for (long l = 0; l < 16 && c0 + l < d; l++) dst[c0 + l] = acc[l];
+                // Four partial sums (j mod 4), combined in a fixed order; rows of v past t are 0.
+                float acc[4][16] = {{0}};
+                for (long j = 0; j < nb; j += 4)
+                    for (int u = 0; u < 4; u++) {
+                        const float pj = srow[j + u];
+                        const float *vj = v + (j + u) * dp + c0;
+                        for (int l = 0; l < 16; l++) acc[u][l] += pj * vj[l];
+                    }
+                for (long l = 0; l < 16 && c0 + l < d; l++) dst[c0 + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
             }
         }
     }
@@ -776,13 +789,13 @@ void conjure_attention_forward(const float *restrict qkv, float *restrict out, f
 // The backward on slices s0 ..< s1; rows of q, k, dO, dk, dv are kept with a stride of dp (d
 // rounded up to 16, zero-padded) so that dq is accumulated 16 columns at a time in registers.
 CONJURE_CLONES
-void conjure_attention_backward(const float *restrict qkv, const float *restrict probs, const float *restrict dout,
+void conjure_attention_backward(const float *restrict qkv, const float *restrict stats, const float *restrict dout,
                                 float *restrict dqkv, long t, long h, long d, float scale, int causal, long s0, long s1) {
     const long e = h * d, row = 3 * e, tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16;
-    float *buf = malloc(sizeof(float) * (size_t)(tp * d + 5 * tp * dp + 2 * tp));
-    float *vt = buf, *k = vt + tp * d, *q = k + tp * dp, *go_s = q + tp * dp, *dk = go_s + tp * dp, *dv = dk + tp * dp;
-    float *dp_row = dv + tp * dp, *ds = dp_row + tp;
-    for (long x = 0; x < tp * d + 5 * tp * dp; x++) buf[x] = 0.0f;
+    float *buf = malloc(sizeof(float) * (size_t)(2 * tp * d + 5 * tp * dp + 3 * tp));
+    float *vt = buf, *kt = vt + tp * d, *k = kt + tp * d, *q = k + tp * dp, *go_s = q + tp * dp, *dk = go_s + tp * dp;
+    float *dv = dk + tp * dp, *dp_row = dv + tp * dp, *ds = dp_row + tp, *p = ds + tp;
+    for (long x = 0; x < 2 * tp * d + 5 * tp * dp; x++) buf[x] = 0.0f;
     for (long s = s0; s < s1; s++) {
         const long b = s / h, hh = s % h;
         const float *base = qkv + b * t * row + hh * d;
@@ -796,27 +809,38 @@ void conjure_attention_backward(const float *restrict qkv, const float *restrict
             }
             for (long c = 0; c < dp; c++) { dk[j * dp + c] = 0.0f; dv[j * dp + c] = 0.0f; }
             for (long c = 0; c < d; c++) vt[c * tp + j] = vj[c];
+            for (long c = 0; c < d; c++) kt[c * tp + j] = kj[c];
         }
         for (long i = 0; i < t; i++) {
             const long n = causal ? i + 1 : t;
-            const float *p = probs + (s * t + i) * t;
             const float *go = go_s + i * dp, *qi = q + i * dp;
+            // The forward's weights recomputed from its saved row maximum and 1 / sum (the
+            // same operations, so the same bits), over whole blocks of 16 keys (nb ≥ n) with
+            // p = 0 past n, so ds = 0 there.
+            const long nb = (n + 15) / 16 * 16;
+            const float m = stats[2 * (s * t + i)], inv = stats[2 * (s * t + i) + 1];
+            conjure_row_times_transposed(qi, kt, tp, d, n, p);
+            for (long j = 0; j < nb; j++) { float x = conjure_expf_poly(p[j] - m); p[j] = j < n ? x : 0.0f; }
+            for (long j = 0; j < nb; j++) p[j] *= inv;
             conjure_row_times_transposed(go, vt, tp, d, n, dp_row);
-            const float dot = conjure_lane_dot(p, dp_row, n);
-            for (long j = 0; j < n; j++) ds[j] = p[j] * (dp_row[j] - dot);
+            const float dot = conjure_lane_dot(p, dp_row, nb);
+            for (long j = 0; j < nb; j++) ds[j] = p[j] * (dp_row[j] - dot);
             float *dst = dqkv + (b * t + i) * row + hh * d;
             for (long c0 = 0; c0 < dp; c0 += 16) {
-                float acc[16] = {0}, qc[16], gc[16];
+                // dq in four partial sums (j mod 4), combined in a fixed order.
+                float acc[4][16] = {{0}}, qc[16], gc[16];
                 for (int l = 0; l < 16; l++) { qc[l] = qi[c0 + l]; gc[l] = go[c0 + l]; }
-                for (long j = 0; j < n; j++) {
-                    const float sj = ds[j], pj = p[j];
-                    const float *kj = k + j * dp + c0;
-                    float *dkj = dk + j * dp + c0, *dvj = dv + j * dp + c0;
-                    for (int l = 0; l < 16; l++) acc[l] += sj * kj[l];
-                    for (int l = 0; l < 16; l++) dkj[l] += sj * qc[l];
-                    for (int l = 0; l < 16; l++) dvj[l] += pj * gc[l];
-                }
-                for (long l = 0; l < 16 && c0 + l < d; l++) dst[c0 + l] = acc[l] * scale;
+                for (long j = 0; j < nb; j += 4)
+                    for (int u = 0; u < 4; u++) {
+                        const float sj = ds[j + u], pj = p[j + u];
+                        const float *kj = k + (j + u) * dp + c0;
+                        float *dkj = dk + (j + u) * dp + c0, *dvj = dv + (j + u) * dp + c0;
+                        for (int l = 0; l < 16; l++) acc[u][l] += sj * kj[l];
+                        for (int l = 0; l < 16; l++) dkj[l] += sj * qc[l];
+                        for (int l = 0; l < 16; l++) dvj[l] += pj * gc[l];
+                    }
+                for (long l = 0; l < 16 && c0 + l < d; l++)
+                    dst[c0 + l] = ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * scale;
             }
         }
         for (long j = 0; j < t; j++) {

@@ -18,8 +18,8 @@ extension Tensor {
     ///   - heads: `H` (≥ 1, divides `E`).
     ///   - causal: position `i` attends to keys `j ≤ i` only (the `-inf` upper-triangular mask).
     /// - Returns: `[B·T, E]`, the heads' contexts concatenated (the input of `out_proj`).
-    /// - Gradient: with respect to `qkv`, by a fused kernel from the saved attention weights
-    ///   (`dv = Pᵀ dO`, `dS = P ⊙ (dO vᵀ - rowsum(P ⊙ dO vᵀ))`, `dq = dS k / sqrt(d)`,
+    /// - Gradient: with respect to `qkv`, by a fused kernel that recomputes the attention weights
+    ///   `P` from each row's saved maximum and normaliser (`dv = Pᵀ dO`, `dS = P ⊙ (dO vᵀ - rowsum(P ⊙ dO vᵀ))`, `dq = dS k / sqrt(d)`,
     ///   `dk = dSᵀ q / sqrt(d)`); with `createGraph` through the unfused ops (second order).
     /// - Precondition: the shapes above.
     public static func multiheadSelfAttention(qkv: Tensor, batch: Int, heads: Int, causal: Bool) -> Tensor {
@@ -29,20 +29,20 @@ extension Tensor {
         let t = qkv.shape[0] / batch, e = qkv.shape[1] / 3, d = e / heads, slices = batch * heads
         let scale = 1 / Float(d).squareRoot()
         if t == 0 { return Tensor.zeros([0, e]) }
-        let outCount = batch * t * e, probCount = slices * t * t
-        var probs = [Float](unsafeUninitializedCapacity: probCount) { _, i in i = probCount }
+        let outCount = batch * t * e, statCount = slices * t * 2, work = slices * t * t * d
+        var stats = [Float](unsafeUninitializedCapacity: statCount) { _, i in i = statCount }
         let out = [Float](unsafeUninitializedCapacity: outCount) { buf, initialised in
             qkv.withUnsafeScalars { px in
-                probs.withUnsafeMutableBufferPointer { pp in
+                stats.withUnsafeMutableBufferPointer { pp in
                     let (x0, o0, p0) = (px.baseAddress!, buf.baseAddress!, pp.baseAddress!)
-                    attentionSlices(slices, work: probCount * d) { r in
+                    attentionSlices(slices, work: work) { r in
                         conjure_attention_forward(x0, o0, p0, t, heads, d, scale, causal ? 1 : 0, r.lowerBound, r.upperBound)
                     }
                 }
             }
             initialised = outCount
         }
-        let saved = probs
+        let saved = stats
         return record(shape: [batch * t, e], scalars: out, inputs: [qkv]) { g, x in
             if GradMode.enabled {
                 let y = unfusedSelfAttention(qkv: x[0], batch: batch, heads: heads, causal: causal)
@@ -52,7 +52,7 @@ extension Tensor {
             let dx = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
                 x[0].withUnsafeScalars { px in g.withUnsafeScalars { pg in saved.withUnsafeBufferPointer { pp in
                     let (x0, g0, p0, d0) = (px.baseAddress!, pg.baseAddress!, pp.baseAddress!, buf.baseAddress!)
-                    attentionSlices(slices, work: 2 * probCount * d) { r in
+                    attentionSlices(slices, work: 2 * work) { r in
                         conjure_attention_backward(x0, p0, g0, d0, t, heads, d, scale, causal ? 1 : 0, r.lowerBound, r.upperBound)
                     }
                 } } }

@@ -165,17 +165,19 @@ void conjure_gru_cell_backward(const float *restrict dout, const float *restrict
 ///   qkv [B * T, 3 * H * d]: row b * T + t holds q (columns h * d ..), k (H * d + h * d ..) and
 ///   v (2 * H * d + h * d ..) of every head h;
 ///   out [B * T, H * d]: row b * T + t, columns h * d .. h * d + d, the context of head h;
-///   probs [B * H, T, T]: the attention weights softmax(scale * q k^T) (0 above the diagonal
-///   with causal != 0, where row i attends to keys 0 ... i only), kept for the backward.
-/// Scores are only computed for the kept keys; sums run in 16 float lanes combined in a fixed
-/// order, so each slice's result does not depend on how slices are split across threads.
-void conjure_attention_forward(const float *restrict qkv, float *restrict out, float *restrict probs, long t, long h,
+///   stats [B * H, T, 2]: per query row the maximum score and 1 / sum of the exponentials, from
+///   which the backward recomputes the attention weights softmax(scale * q k^T) (0 above the
+///   diagonal with causal != 0, where row i attends to keys 0 ... i only).
+/// Scores are computed for the kept keys in blocks of 16; sums run in 16 float lanes combined in
+/// a fixed order, so each slice's result does not depend on how slices are split across threads.
+void conjure_attention_forward(const float *restrict qkv, float *restrict out, float *restrict stats, long t, long h,
                                long d, float scale, int causal, long s0, long s1);
 
 /// Backward of conjure_attention_forward on slices s0 ..< s1, given dout [B * T, H * d] and the
-/// saved probs: writes that slice's columns of dqkv [B * T, 3 * H * d] (dq, dk, dv):
-///   dv = P^T dO, dP = dO v^T, dS = P (dP - rowsum(P dP)), dq = scale dS k, dk = scale dS^T q.
-void conjure_attention_backward(const float *restrict qkv, const float *restrict probs, const float *restrict dout,
+/// saved stats: writes that slice's columns of dqkv [B * T, 3 * H * d] (dq, dk, dv), with P the
+/// recomputed weights: dv = P^T dO, dP = dO v^T, dS = P (dP - rowsum(P dP)), dq = scale dS k,
+/// dk = scale dS^T q.
+void conjure_attention_backward(const float *restrict qkv, const float *restrict stats, const float *restrict dout,
                                 float *restrict dqkv, long t, long h, long d, float scale, int causal, long s0, long s1);
 
 #endif
