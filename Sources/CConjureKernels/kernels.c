@@ -715,86 +715,93 @@ CONJURE_INLINE float conjure_lane_max(const float *restrict x, long n) {
     return m;
 }
 
-// out[j] = sum_c a[c] * mt[c * ld + j] for j in blocks of 16 covering 0 ..< n (mt is padded to
-// whole blocks; entries past n are computed and ignored).
-CONJURE_INLINE void conjure_row_times_transposed(const float *restrict a, const float *restrict mt, long ld, long d,
-                                                 long n, float *restrict out) {
-    for (long j0 = 0; j0 < n; j0 += 16) {
-        // Four partial sums (c mod 4), four independent FMA chains, combined in a fixed order.
+// out[r * ldo + j] = sum_c a[r * lda + c] * mt[c * ld + j] for 4 rows r and j in blocks of 16
+// covering 0 ..< nb (a multiple of 16; mt is padded to whole blocks): four rows share each load
+// of mt, four independent FMA chains. Each row's sums run over c in order.
+CONJURE_INLINE void conjure_rows4_times_transposed(const float *restrict a, long lda, const float *restrict mt, long ld,
+                                                   long d, long nb, float *restrict out, long ldo) {
+    for (long j0 = 0; j0 < nb; j0 += 16) {
         float acc[4][16] = {{0}};
-        long c = 0;
-        for (; c + 4 <= d; c += 4)
-            for (int u = 0; u < 4; u++) {
-                const float ac = a[c + u];
-                const float *m = mt + (c + u) * ld + j0;
-                for (int l = 0; l < 16; l++) acc[u][l] += ac * m[l];
-            }
-        for (; c < d; c++) {
-            const float ac = a[c];
+        for (long c = 0; c < d; c++) {
             const float *m = mt + c * ld + j0;
-            for (int l = 0; l < 16; l++) acc[0][l] += ac * m[l];
+            for (int r = 0; r < 4; r++) {
+                const float ac = a[r * lda + c];
+                for (int l = 0; l < 16; l++) acc[r][l] += ac * m[l];
+            }
         }
-        for (int l = 0; l < 16; l++) out[j0 + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+        for (int r = 0; r < 4; r++)
+            for (int l = 0; l < 16; l++) out[r * ldo + j0 + l] = acc[r][l];
     }
 }
 
-// The forward on slices s0 ..< s1. Rows of v are kept with a stride of dp (d rounded up to 16,
-// zero-padded) so that the context is accumulated 16 columns at a time in registers.
+// The attention weights of one row from its scores over nb keys (a multiple of 16), the first n
+// kept: x_j = exp(s_j - m) for j < n, 0 after, then times inv (the same operations in the
+// forward, which finds m and inv, and in the backward, which recomputes them).
+CONJURE_INLINE void conjure_attention_weights(float *restrict srow, long n, long nb, float m, float inv) {
+    for (long j = 0; j < nb; j++) { float x = conjure_expf_poly(srow[j] - m); srow[j] = j < n ? x : 0.0f; }
+    for (long j = 0; j < nb; j++) srow[j] *= inv;
+}
+
+// The forward on slices s0 ..< s1, four query rows at a time. Local copies: q (scaled) and v
+// rows with a stride of dp (d rounded up to 16), k transposed with a stride of tp (t rounded up
+// to 16), zero-padded, so every loop runs over whole blocks of 16.
 CONJURE_CLONES
 void conjure_attention_forward(const float *restrict qkv, float *restrict out, float *restrict stats, long t, long h,
                                long d, float scale, int causal, long s0, long s1) {
     const long e = h * d, row = 3 * e, tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16;
-    float *buf = malloc(sizeof(float) * (size_t)(tp * d + tp * dp + tp + d));
-    float *kt = buf, *v = kt + tp * d, *srow = v + tp * dp, *q = srow + tp;
-    for (long x = 0; x < tp * d + tp * dp; x++) buf[x] = 0.0f;
+    float *buf = malloc(sizeof(float) * (size_t)(tp * d + 2 * tp * dp + 4 * tp));
+    float *kt = buf, *v = kt + tp * d, *q = v + tp * dp, *sc = q + tp * dp;
+    for (long x = 0; x < tp * d + 2 * tp * dp; x++) buf[x] = 0.0f;
     for (long s = s0; s < s1; s++) {
         const long b = s / h, hh = s % h;
         const float *base = qkv + b * t * row + hh * d;
         for (long j = 0; j < t; j++) {
-            const float *kj = base + j * row + e, *vj = base + j * row + 2 * e;
+            const float *qj = base + j * row, *kj = qj + e, *vj = qj + 2 * e;
+            for (long c = 0; c < d; c++) q[j * dp + c] = qj[c] * scale;
             for (long c = 0; c < d; c++) kt[c * tp + j] = kj[c];
             for (long c = 0; c < d; c++) v[j * dp + c] = vj[c];
         }
-        for (long i = 0; i < t; i++) {
-            const long n = causal ? i + 1 : t;
-            const float *qi = base + i * row;
-            for (long c = 0; c < d; c++) q[c] = qi[c] * scale;
-            conjure_row_times_transposed(q, kt, tp, d, n, srow);
-            // Whole blocks of 16 keys (nb ≥ n): the masked ones get probability exactly 0.
-            const long nb = (n + 15) / 16 * 16;
-            for (long j = 0; j < nb; j++) srow[j] = j < n ? srow[j] : -INFINITY;
-            const float m = conjure_lane_max(srow, nb);
-            for (long j = 0; j < nb; j++) { float x = conjure_expf_poly(srow[j] - m); srow[j] = j < n ? x : 0.0f; }
-            const float inv = 1.0f / conjure_lane_sum(srow, nb);
-            for (long j = 0; j < nb; j++) srow[j] *= inv;
-            stats[2 * (s * t + i)] = m;
-            stats[2 * (s * t + i) + 1] = inv;
-            float *dst = out + (b * t + i) * e + hh * d;
-            for (long c0 = 0; c0 < d; c0 += 16) {
-                // Four partial sums (j mod 4), combined in a fixed order; rows of v past t are 0.
+        for (long i0 = 0; i0 < t; i0 += 4) {
+            const long nb = causal ? (i0 + 4 + 15) / 16 * 16 : tp;
+            conjure_rows4_times_transposed(q + i0 * dp, dp, kt, tp, d, nb, sc, tp);
+            for (int r = 0; r < 4; r++) {
+                float *srow = sc + r * tp;
+                const long i = i0 + r, n = causal ? (i + 1 < t ? i + 1 : t) : t;
+                for (long j = 0; j < nb; j++) srow[j] = j < n ? srow[j] : -INFINITY;
+                const float m = conjure_lane_max(srow, nb);
+                for (long j = 0; j < nb; j++) { float x = conjure_expf_poly(srow[j] - m); srow[j] = j < n ? x : 0.0f; }
+                const float inv = 1.0f / conjure_lane_sum(srow, nb);
+                for (long j = 0; j < nb; j++) srow[j] *= inv;
+                if (i < t) { stats[2 * (s * t + i)] = m; stats[2 * (s * t + i) + 1] = inv; }
+            }
+            for (long c0 = 0; c0 < dp; c0 += 16) {
                 float acc[4][16] = {{0}};
-                for (long j = 0; j < nb; j += 4)
-                    for (int u = 0; u < 4; u++) {
-                        const float pj = srow[j + u];
-                        const float *vj = v + (j + u) * dp + c0;
-                        for (int l = 0; l < 16; l++) acc[u][l] += pj * vj[l];
+                for (long j = 0; j < nb; j++) {
+                    const float *vj = v + j * dp + c0;
+                    for (int r = 0; r < 4; r++) {
+                        const float pj = sc[r * tp + j];
+                        for (int l = 0; l < 16; l++) acc[r][l] += pj * vj[l];
                     }
-                for (long l = 0; l < 16 && c0 + l < d; l++) dst[c0 + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+                }
+                for (int r = 0; r < 4 && i0 + r < t; r++) {
+                    float *dst = out + (b * t + i0 + r) * e + hh * d + c0;
+                    for (long l = 0; l < 16 && c0 + l < d; l++) dst[l] = acc[r][l];
+                }
             }
         }
     }
     free(buf);
 }
 
-// The backward on slices s0 ..< s1; rows of q, k, dO, dk, dv are kept with a stride of dp (d
-// rounded up to 16, zero-padded) so that dq is accumulated 16 columns at a time in registers.
+// The backward on slices s0 ..< s1, four query rows at a time (each key's dk and dv rows are
+// loaded and stored once per four rows), with the local layouts of the forward.
 CONJURE_CLONES
 void conjure_attention_backward(const float *restrict qkv, const float *restrict stats, const float *restrict dout,
                                 float *restrict dqkv, long t, long h, long d, float scale, int causal, long s0, long s1) {
     const long e = h * d, row = 3 * e, tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16;
-    float *buf = malloc(sizeof(float) * (size_t)(2 * tp * d + 5 * tp * dp + 3 * tp));
+    float *buf = malloc(sizeof(float) * (size_t)(2 * tp * d + 5 * tp * dp + 12 * tp));
     float *vt = buf, *kt = vt + tp * d, *k = kt + tp * d, *q = k + tp * dp, *go_s = q + tp * dp, *dk = go_s + tp * dp;
-    float *dv = dk + tp * dp, *dp_row = dv + tp * dp, *ds = dp_row + tp, *p = ds + tp;
+    float *dv = dk + tp * dp, *pw = dv + tp * dp, *dpw = pw + 4 * tp, *ds = dpw + 4 * tp;
     for (long x = 0; x < 2 * tp * d + 5 * tp * dp; x++) buf[x] = 0.0f;
     for (long s = s0; s < s1; s++) {
         const long b = s / h, hh = s % h;
@@ -802,45 +809,51 @@ void conjure_attention_backward(const float *restrict qkv, const float *restrict
         for (long j = 0; j < t; j++) {
             const float *qj = base + j * row, *kj = qj + e, *vj = qj + 2 * e;
             const float *gj = dout + (b * t + j) * e + hh * d;
-            for (long c = 0; c < d; c++) {
-                q[j * dp + c] = qj[c] * scale;
-                k[j * dp + c] = kj[c];
-                go_s[j * dp + c] = gj[c];
-            }
+            for (long c = 0; c < d; c++) q[j * dp + c] = qj[c] * scale;
+            for (long c = 0; c < d; c++) k[j * dp + c] = kj[c];
+            for (long c = 0; c < d; c++) go_s[j * dp + c] = gj[c];
             for (long c = 0; c < dp; c++) { dk[j * dp + c] = 0.0f; dv[j * dp + c] = 0.0f; }
             for (long c = 0; c < d; c++) vt[c * tp + j] = vj[c];
             for (long c = 0; c < d; c++) kt[c * tp + j] = kj[c];
         }
-        for (long i = 0; i < t; i++) {
-            const long n = causal ? i + 1 : t;
-            const float *go = go_s + i * dp, *qi = q + i * dp;
-            // The forward's weights recomputed from its saved row maximum and 1 / sum (the
-            // same operations, so the same bits), over whole blocks of 16 keys (nb ≥ n) with
-            // p = 0 past n, so ds = 0 there.
-            const long nb = (n + 15) / 16 * 16;
-            const float m = stats[2 * (s * t + i)], inv = stats[2 * (s * t + i) + 1];
-            conjure_row_times_transposed(qi, kt, tp, d, n, p);
-            for (long j = 0; j < nb; j++) { float x = conjure_expf_poly(p[j] - m); p[j] = j < n ? x : 0.0f; }
-            for (long j = 0; j < nb; j++) p[j] *= inv;
-            conjure_row_times_transposed(go, vt, tp, d, n, dp_row);
-            const float dot = conjure_lane_dot(p, dp_row, nb);
-            for (long j = 0; j < nb; j++) ds[j] = p[j] * (dp_row[j] - dot);
-            float *dst = dqkv + (b * t + i) * row + hh * d;
+        for (long i0 = 0; i0 < t; i0 += 4) {
+            const long nb = causal ? (i0 + 4 + 15) / 16 * 16 : tp;
+            // The forward's weights, recomputed from each row's saved maximum and 1 / sum (the
+            // same operations, so the same bits); rows past t (padding) get weights 0.
+            conjure_rows4_times_transposed(q + i0 * dp, dp, kt, tp, d, nb, pw, tp);
+            conjure_rows4_times_transposed(go_s + i0 * dp, dp, vt, tp, d, nb, dpw, tp);
+            for (int r = 0; r < 4; r++) {
+                float *p = pw + r * tp, *dpr = dpw + r * tp, *dsr = ds + r * tp;
+                const long i = i0 + r, n = causal ? (i + 1 < t ? i + 1 : t) : t;
+                if (i < t) {
+                    conjure_attention_weights(p, n, nb, stats[2 * (s * t + i)], stats[2 * (s * t + i) + 1]);
+                } else {
+                    for (long j = 0; j < nb; j++) p[j] = 0.0f;
+                }
+                const float dot = conjure_lane_dot(p, dpr, nb);
+                for (long j = 0; j < nb; j++) dsr[j] = p[j] * (dpr[j] - dot);
+            }
             for (long c0 = 0; c0 < dp; c0 += 16) {
-                // dq in four partial sums (j mod 4), combined in a fixed order.
-                float acc[4][16] = {{0}}, qc[16], gc[16];
-                for (int l = 0; l < 16; l++) { qc[l] = qi[c0 + l]; gc[l] = go[c0 + l]; }
-                for (long j = 0; j < nb; j += 4)
-                    for (int u = 0; u < 4; u++) {
-                        const float sj = ds[j + u], pj = p[j + u];
-                        const float *kj = k + (j + u) * dp + c0;
-                        float *dkj = dk + (j + u) * dp + c0, *dvj = dv + (j + u) * dp + c0;
-                        for (int l = 0; l < 16; l++) acc[u][l] += sj * kj[l];
-                        for (int l = 0; l < 16; l++) dkj[l] += sj * qc[l];
-                        for (int l = 0; l < 16; l++) dvj[l] += pj * gc[l];
+                float acc[4][16] = {{0}}, qc[4][16], gc[4][16];
+                for (int r = 0; r < 4; r++)
+                    for (int l = 0; l < 16; l++) { qc[r][l] = q[(i0 + r) * dp + c0 + l]; gc[r][l] = go_s[(i0 + r) * dp + c0 + l]; }
+                for (long j = 0; j < nb; j++) {
+                    const float *kj = k + j * dp + c0;
+                    float *dkj = dk + j * dp + c0, *dvj = dv + j * dp + c0;
+                    float kv[16], dkv[16], dvv[16];
+                    for (int l = 0; l < 16; l++) { kv[l] = kj[l]; dkv[l] = dkj[l]; dvv[l] = dvj[l]; }
+                    for (int r = 0; r < 4; r++) {
+                        const float sj = ds[r * tp + j], pj = pw[r * tp + j];
+                        for (int l = 0; l < 16; l++) acc[r][l] += sj * kv[l];
+                        for (int l = 0; l < 16; l++) dkv[l] += sj * qc[r][l];
+                        for (int l = 0; l < 16; l++) dvv[l] += pj * gc[r][l];
                     }
-                for (long l = 0; l < 16 && c0 + l < d; l++)
-                    dst[c0 + l] = ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * scale;
+                    for (int l = 0; l < 16; l++) { dkj[l] = dkv[l]; dvj[l] = dvv[l]; }
+                }
+                for (int r = 0; r < 4 && i0 + r < t; r++) {
+                    float *dst = dqkv + (b * t + i0 + r) * row + hh * d + c0;
+                    for (long l = 0; l < 16 && c0 + l < d; l++) dst[l] = acc[r][l] * scale;
+                }
             }
         }
         for (long j = 0; j < t; j++) {
