@@ -520,15 +520,28 @@ void conjure_silu_backward(const float *restrict x, const float *restrict g, flo
     }
 }
 
+// The sum of 8 lanes, pairwise in a fixed order.
+static inline __attribute__((always_inline)) double conjure_lanes8(const double *acc) {
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
 CONJURE_CLONES
 void conjure_layernorm_rows(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                             float *restrict xhat, float *restrict rstd, long r0, long r1, long d, float eps) {
     for (long r = r0; r < r1; r++) {
         const float *xr = x + r * d;
-        double s = 0;
-        for (long j = 0; j < d; j++) s += xr[j];
-        double mean = s / (double)d, v = 0;
-        for (long j = 0; j < d; j++) { double c = xr[j] - mean; v += c * c; }
+        // Sums in 8 double lanes (j mod 8), combined in a fixed order.
+        double acc[8] = {0};
+        long j = 0;
+        for (; j + 8 <= d; j += 8)
+            for (int l = 0; l < 8; l++) acc[l] += xr[j + l];
+        for (; j < d; j++) acc[j & 7] += xr[j];
+        double mean = conjure_lanes8(acc) / (double)d;
+        for (int l = 0; l < 8; l++) acc[l] = 0;
+        for (j = 0; j + 8 <= d; j += 8)
+            for (int l = 0; l < 8; l++) { double c = xr[j + l] - mean; acc[l] += c * c; }
+        for (; j < d; j++) { double c = xr[j] - mean; acc[j & 7] += c * c; }
+        double v = conjure_lanes8(acc);
         float inv = (float)(1.0 / __builtin_sqrt(v / (double)d + (double)eps));
         float mf = (float)mean;
         rstd[r] = inv;
@@ -546,8 +559,13 @@ void conjure_layernorm_rows_backward(const float *restrict g, const float *restr
                                      const float *restrict w, float *restrict dx, long r0, long r1, long d) {
     for (long r = r0; r < r1; r++) {
         const float *gr = g + r * d, *hr = xhat + r * d;
-        double m1 = 0, m2 = 0;
-        for (long j = 0; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; m1 += gv; m2 += (double)gv * hr[j]; }
+        // Sums in 8 double lanes (j mod 8), combined in a fixed order.
+        double a1[8] = {0}, a2[8] = {0};
+        long j = 0;
+        for (; j + 8 <= d; j += 8)
+            for (int l = 0; l < 8; l++) { float gv = w ? gr[j + l] * w[j + l] : gr[j + l]; a1[l] += gv; a2[l] += (double)gv * hr[j + l]; }
+        for (; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; a1[j & 7] += gv; a2[j & 7] += (double)gv * hr[j]; }
+        double m1 = conjure_lanes8(a1), m2 = conjure_lanes8(a2);
         float a = (float)(m1 / (double)d), c = (float)(m2 / (double)d), inv = rstd[r];
         float *dr = dx + r * d;
         for (long j = 0; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; dr[j] = (gv - a - hr[j] * c) * inv; }

@@ -135,13 +135,14 @@ void conjure_silu(const float *restrict x, float *restrict y, long n);
 void conjure_silu_backward(const float *restrict x, const float *restrict g, float *restrict dx, long n);
 
 /// Layer normalisation of rows r0 ..< r1 of [rows, d]: xhat = (x - mean) * rstd with the biased
-/// variance (mean and variance summed in double), y = xhat * w + b (w, b may be NULL: 1 and 0).
+/// variance (mean and variance summed in 8 double lanes, combined in a fixed order), y = xhat * w + b (w, b may be NULL: 1 and 0).
 /// Writes xhat and rstd (one per row) for the backward.
 void conjure_layernorm_rows(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                             float *restrict xhat, float *restrict rstd, long r0, long r1, long d, float eps);
 
 /// Layer-norm input gradient of rows r0 ..< r1: with g' = g * w,
 /// dx = rstd * (g' - mean(g') - xhat * mean(g' xhat)) per row (means in double).
+/// The sums run in 8 double lanes (j mod 8), combined in a fixed order.
 void conjure_layernorm_rows_backward(const float *restrict g, const float *restrict xhat, const float *restrict rstd,
                                      const float *restrict w, float *restrict dx, long r0, long r1, long d);
 
