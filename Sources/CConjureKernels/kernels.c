@@ -520,15 +520,28 @@ void conjure_silu_backward(const float *restrict x, const float *restrict g, flo
     }
 }
 
+// The sum of 8 lanes, pairwise in a fixed order.
+static inline __attribute__((always_inline)) double conjure_lanes8(const double *acc) {
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
 CONJURE_CLONES
 void conjure_layernorm_rows(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                             float *restrict xhat, float *restrict rstd, long r0, long r1, long d, float eps) {
     for (long r = r0; r < r1; r++) {
         const float *xr = x + r * d;
-        double s = 0;
-        for (long j = 0; j < d; j++) s += xr[j];
-        double mean = s / (double)d, v = 0;
-        for (long j = 0; j < d; j++) { double c = xr[j] - mean; v += c * c; }
+        // Sums in 8 double lanes (j mod 8), combined in a fixed order.
+        double acc[8] = {0};
+        long j = 0;
+        for (; j + 8 <= d; j += 8)
+            for (int l = 0; l < 8; l++) acc[l] += xr[j + l];
+        for (; j < d; j++) acc[j & 7] += xr[j];
+        double mean = conjure_lanes8(acc) / (double)d;
+        for (int l = 0; l < 8; l++) acc[l] = 0;
+        for (j = 0; j + 8 <= d; j += 8)
+            for (int l = 0; l < 8; l++) { double c = xr[j + l] - mean; acc[l] += c * c; }
+        for (; j < d; j++) { double c = xr[j] - mean; acc[j & 7] += c * c; }
+        double v = conjure_lanes8(acc);
         float inv = (float)(1.0 / __builtin_sqrt(v / (double)d + (double)eps));
         float mf = (float)mean;
         rstd[r] = inv;
@@ -546,8 +559,13 @@ void conjure_layernorm_rows_backward(const float *restrict g, const float *restr
                                      const float *restrict w, float *restrict dx, long r0, long r1, long d) {
     for (long r = r0; r < r1; r++) {
         const float *gr = g + r * d, *hr = xhat + r * d;
-        double m1 = 0, m2 = 0;
-        for (long j = 0; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; m1 += gv; m2 += (double)gv * hr[j]; }
+        // Sums in 8 double lanes (j mod 8), combined in a fixed order.
+        double a1[8] = {0}, a2[8] = {0};
+        long j = 0;
+        for (; j + 8 <= d; j += 8)
+            for (int l = 0; l < 8; l++) { float gv = w ? gr[j + l] * w[j + l] : gr[j + l]; a1[l] += gv; a2[l] += (double)gv * hr[j + l]; }
+        for (; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; a1[j & 7] += gv; a2[j & 7] += (double)gv * hr[j]; }
+        double m1 = conjure_lanes8(a1), m2 = conjure_lanes8(a2);
         float a = (float)(m1 / (double)d), c = (float)(m2 / (double)d), inv = rstd[r];
         float *dr = dx + r * d;
         for (long j = 0; j < d; j++) { float gv = w ? gr[j] * w[j] : gr[j]; dr[j] = (gv - a - hr[j] * c) * inv; }
@@ -673,4 +691,194 @@ void conjure_col2im_1d(const float *restrict col, const conjure_conv_geometry *g
         }
     }
     free(acc);
+}
+
+// MARK: Fused multi-head attention (see the header)
+
+#define CONJURE_INLINE static inline __attribute__((always_inline))
+
+// Sum of x[0 ..< n] in 16 float lanes, combined pairwise in a fixed order.
+CONJURE_INLINE float conjure_lane_sum(const float *restrict x, long n) {
+    float acc[16] = {0};
+    long j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) acc[l] += x[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += x[j];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+// Sum of x[j] * y[j] for j < n in 16 float lanes, combined pairwise in a fixed order.
+CONJURE_INLINE float conjure_lane_dot(const float *restrict x, const float *restrict y, long n) {
+    float acc[16] = {0};
+    long j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) acc[l] += x[j + l] * y[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += x[j] * y[j];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+CONJURE_INLINE float conjure_lane_max(const float *restrict x, long n) {
+    float acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = x[0];
+    long j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
+    for (int l = 0; j < n; j++, l++) acc[l] = x[j] > acc[l] ? x[j] : acc[l];
+    float m = acc[0];
+    for (int l = 1; l < 16; l++) m = acc[l] > m ? acc[l] : m;
+    return m;
+}
+
+// out[r * ldo + j] = sum_c a[r * lda + c] * mt[c * ld + j] for 4 rows r and j in blocks of 16
+// covering 0 ..< nb (a multiple of 16; mt is padded to whole blocks): four rows share each load
+// of mt, four independent FMA chains. Each row's sums run over c in order.
+CONJURE_INLINE void conjure_rows4_times_transposed(const float *restrict a, long lda, const float *restrict mt, long ld,
+                                                   long d, long nb, float *restrict out, long ldo) {
+    for (long j0 = 0; j0 < nb; j0 += 16) {
+        float acc[4][16] = {{0}};
+        for (long c = 0; c < d; c++) {
+            const float *m = mt + c * ld + j0;
+            for (int r = 0; r < 4; r++) {
+                const float ac = a[r * lda + c];
+                for (int l = 0; l < 16; l++) acc[r][l] += ac * m[l];
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int l = 0; l < 16; l++) out[r * ldo + j0 + l] = acc[r][l];
+    }
+}
+
+// The attention weights of one row from its scores over nb keys (a multiple of 16), the first n
+// kept: x_j = exp(s_j - m) for j < n, 0 after, then times inv (the same operations in the
+// forward, which finds m and inv, and in the backward, which recomputes them).
+CONJURE_INLINE void conjure_attention_weights(float *restrict srow, long n, long nb, float m, float inv) {
+    for (long j = 0; j < nb; j++) { float x = conjure_expf_poly(srow[j] - m); srow[j] = j < n ? x : 0.0f; }
+    for (long j = 0; j < nb; j++) srow[j] *= inv;
+}
+
+// The forward on slices s0 ..< s1, four query rows at a time. Local copies: q (scaled) and v
+// rows with a stride of dp (d rounded up to 16), k transposed with a stride of tp (t rounded up
+// to 16), zero-padded, so every loop runs over whole blocks of 16.
+CONJURE_CLONES
+void conjure_attention_forward(const float *restrict qkv, float *restrict out, float *restrict stats, long t, long h,
+                               long d, float scale, int causal, long s0, long s1) {
+    const long e = h * d, row = 3 * e, tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16;
+    float *buf = malloc(sizeof(float) * (size_t)(tp * d + 2 * tp * dp + 4 * tp));
+    float *kt = buf, *v = kt + tp * d, *q = v + tp * dp, *sc = q + tp * dp;
+    for (long x = 0; x < tp * d + 2 * tp * dp; x++) buf[x] = 0.0f;
+    for (long s = s0; s < s1; s++) {
+        const long b = s / h, hh = s % h;
+        const float *base = qkv + b * t * row + hh * d;
+        for (long j = 0; j < t; j++) {
+            const float *qj = base + j * row, *kj = qj + e, *vj = qj + 2 * e;
+            for (long c = 0; c < d; c++) q[j * dp + c] = qj[c] * scale;
+            for (long c = 0; c < d; c++) kt[c * tp + j] = kj[c];
+            for (long c = 0; c < d; c++) v[j * dp + c] = vj[c];
+        }
+        for (long i0 = 0; i0 < t; i0 += 4) {
+            const long nb = causal ? (i0 + 4 + 15) / 16 * 16 : tp;
+            conjure_rows4_times_transposed(q + i0 * dp, dp, kt, tp, d, nb, sc, tp);
+            for (int r = 0; r < 4; r++) {
+                float *srow = sc + r * tp;
+                const long i = i0 + r, n = causal ? (i + 1 < t ? i + 1 : t) : t;
+                for (long j = 0; j < nb; j++) srow[j] = j < n ? srow[j] : -INFINITY;
+                const float m = conjure_lane_max(srow, nb);
+                for (long j = 0; j < nb; j++) { float x = conjure_expf_poly(srow[j] - m); srow[j] = j < n ? x : 0.0f; }
+                const float inv = 1.0f / conjure_lane_sum(srow, nb);
+                for (long j = 0; j < nb; j++) srow[j] *= inv;
+                if (i < t) { stats[2 * (s * t + i)] = m; stats[2 * (s * t + i) + 1] = inv; }
+            }
+            for (long c0 = 0; c0 < dp; c0 += 16) {
+                float acc[4][16] = {{0}};
+                for (long j = 0; j < nb; j++) {
+                    const float *vj = v + j * dp + c0;
+                    for (int r = 0; r < 4; r++) {
+                        const float pj = sc[r * tp + j];
+                        for (int l = 0; l < 16; l++) acc[r][l] += pj * vj[l];
+                    }
+                }
+                for (int r = 0; r < 4 && i0 + r < t; r++) {
+                    float *dst = out + (b * t + i0 + r) * e + hh * d + c0;
+                    for (long l = 0; l < 16 && c0 + l < d; l++) dst[l] = acc[r][l];
+                }
+            }
+        }
+    }
+    free(buf);
+}
+
+// The backward on slices s0 ..< s1, four query rows at a time (each key's dk and dv rows are
+// loaded and stored once per four rows), with the local layouts of the forward.
+CONJURE_CLONES
+void conjure_attention_backward(const float *restrict qkv, const float *restrict stats, const float *restrict dout,
+                                float *restrict dqkv, long t, long h, long d, float scale, int causal, long s0, long s1) {
+    const long e = h * d, row = 3 * e, tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16;
+    float *buf = malloc(sizeof(float) * (size_t)(2 * tp * d + 5 * tp * dp + 12 * tp));
+    float *vt = buf, *kt = vt + tp * d, *k = kt + tp * d, *q = k + tp * dp, *go_s = q + tp * dp, *dk = go_s + tp * dp;
+    float *dv = dk + tp * dp, *pw = dv + tp * dp, *dpw = pw + 4 * tp, *ds = dpw + 4 * tp;
+    for (long x = 0; x < 2 * tp * d + 5 * tp * dp; x++) buf[x] = 0.0f;
+    for (long s = s0; s < s1; s++) {
+        const long b = s / h, hh = s % h;
+        const float *base = qkv + b * t * row + hh * d;
+        for (long j = 0; j < t; j++) {
+            const float *qj = base + j * row, *kj = qj + e, *vj = qj + 2 * e;
+            const float *gj = dout + (b * t + j) * e + hh * d;
+            for (long c = 0; c < d; c++) q[j * dp + c] = qj[c] * scale;
+            for (long c = 0; c < d; c++) k[j * dp + c] = kj[c];
+            for (long c = 0; c < d; c++) go_s[j * dp + c] = gj[c];
+            for (long c = 0; c < dp; c++) { dk[j * dp + c] = 0.0f; dv[j * dp + c] = 0.0f; }
+            for (long c = 0; c < d; c++) vt[c * tp + j] = vj[c];
+            for (long c = 0; c < d; c++) kt[c * tp + j] = kj[c];
+        }
+        for (long i0 = 0; i0 < t; i0 += 4) {
+            const long nb = causal ? (i0 + 4 + 15) / 16 * 16 : tp;
+            // The forward's weights, recomputed from each row's saved maximum and 1 / sum (the
+            // same operations, so the same bits); rows past t (padding) get weights 0.
+            conjure_rows4_times_transposed(q + i0 * dp, dp, kt, tp, d, nb, pw, tp);
+            conjure_rows4_times_transposed(go_s + i0 * dp, dp, vt, tp, d, nb, dpw, tp);
+            for (int r = 0; r < 4; r++) {
+                float *p = pw + r * tp, *dpr = dpw + r * tp, *dsr = ds + r * tp;
+                const long i = i0 + r, n = causal ? (i + 1 < t ? i + 1 : t) : t;
+                if (i < t) {
+                    conjure_attention_weights(p, n, nb, stats[2 * (s * t + i)], stats[2 * (s * t + i) + 1]);
+                } else {
+                    for (long j = 0; j < nb; j++) p[j] = 0.0f;
+                }
+                const float dot = conjure_lane_dot(p, dpr, nb);
+                for (long j = 0; j < nb; j++) dsr[j] = p[j] * (dpr[j] - dot);
+            }
+            for (long c0 = 0; c0 < dp; c0 += 16) {
+                float acc[4][16] = {{0}}, qc[4][16], gc[4][16];
+                for (int r = 0; r < 4; r++)
+                    for (int l = 0; l < 16; l++) { qc[r][l] = q[(i0 + r) * dp + c0 + l]; gc[r][l] = go_s[(i0 + r) * dp + c0 + l]; }
+                for (long j = 0; j < nb; j++) {
+                    const float *kj = k + j * dp + c0;
+                    float *dkj = dk + j * dp + c0, *dvj = dv + j * dp + c0;
+                    float kv[16], dkv[16], dvv[16];
+                    for (int l = 0; l < 16; l++) { kv[l] = kj[l]; dkv[l] = dkj[l]; dvv[l] = dvj[l]; }
+                    for (int r = 0; r < 4; r++) {
+                        const float sj = ds[r * tp + j], pj = pw[r * tp + j];
+                        for (int l = 0; l < 16; l++) acc[r][l] += sj * kv[l];
+                        for (int l = 0; l < 16; l++) dkv[l] += sj * qc[r][l];
+                        for (int l = 0; l < 16; l++) dvv[l] += pj * gc[r][l];
+                    }
+                    for (int l = 0; l < 16; l++) { dkj[l] = dkv[l]; dvj[l] = dvv[l]; }
+                }
+                for (int r = 0; r < 4 && i0 + r < t; r++) {
+                    float *dst = dqkv + (b * t + i0 + r) * row + hh * d + c0;
+                    for (long l = 0; l < 16 && c0 + l < d; l++) dst[l] = acc[r][l] * scale;
+                }
+            }
+        }
+        for (long j = 0; j < t; j++) {
+            float *dst = dqkv + (b * t + j) * row + hh * d;
+            for (long c = 0; c < d; c++) dst[e + c] = dk[j * dp + c];
+            for (long c = 0; c < d; c++) dst[2 * e + c] = dv[j * dp + c];
+        }
+    }
+    free(buf);
 }

@@ -70,12 +70,19 @@ public final class MultiheadSelfAttention: Layer {
 
     /// Self-attention with an optional additive mask and, with `causal`, the causal mask applied
     /// inside the softmax (``Tensor/causalSoftmax()``) rather than added as a `[T, T]` tensor.
+    /// Without an additive mask the heads run as one fused op
+    /// (``Tensor/multiheadSelfAttention(qkv:batch:heads:causal:)``).
     func attention(_ x: Tensor, mask: Tensor?, causal: Bool) -> Tensor {
         precondition(x.rank == 3 && x.shape[2] == embedDim,
                      "MultiheadSelfAttention: input \(x.shape) is not [B, T, \(embedDim)]")
         let b = x.shape[0], t = x.shape[1], e = embedDim, h = numHeads, d = e / h
         if let mask { precondition(mask.shape == [t, t], "MultiheadSelfAttention: mask \(mask.shape) for \(t) positions") }
         let qkv = Tensor.linear(x.reshaped([b * t, e]), weight: inProjWeight.value, bias: inProjBias.value)
+        if mask == nil {
+            // One fused op from the stacked projections to the concatenated heads.
+            let merged = Tensor.multiheadSelfAttention(qkv: qkv, batch: b, heads: h, causal: causal)
+            return Tensor.linear(merged, weight: outProjWeight.value, bias: outProjBias.value).reshaped([b, t, e])
+        }
         // [B·T, 3E] -> [3, B, H, T, d] in one permutation, then q, k, v as [B·H, T, d].
         let heads = qkv.reshaped([b, t, 3, h, d]).permuted([2, 0, 3, 1, 4])
         func part(_ i: Int) -> Tensor { heads.slice(axis: 0, i..<(i + 1)).reshaped([b * h, t, d]) }

@@ -200,10 +200,13 @@ extension Tensor {
                     if affine {
                         // Column sums over the rows, in Double, one thread (the same bits for any pool).
                         var dw = [Double](repeating: 0, count: d), db = [Double](repeating: 0, count: d)
-                        for r in 0..<rows {
-                            let o = r * d
-                            for j in 0..<d { let gv = Double(gp[o + j]); db[j] += gv; dw[j] += gv * Double(hp[o + j]) }
-                        }
+                        dw.withUnsafeMutableBufferPointer { qw in db.withUnsafeMutableBufferPointer { qb in
+                            let (w0, b0) = (qw.baseAddress!, qb.baseAddress!)
+                            for r in 0..<rows {
+                                let o = r * d
+                                for j in 0..<d { let gv = Double(gp[o + j]); b0[j] += gv; w0[j] += gv * Double(hp[o + j]) }
+                            }
+                        } }
                         grads.append(t[1].node == nil ? nil : Tensor(shape: t[1].shape, scalars: dw.map { Float($0) }))
                         grads.append(t[2].node == nil ? nil : Tensor(shape: t[2].shape, scalars: db.map { Float($0) }))
                     }

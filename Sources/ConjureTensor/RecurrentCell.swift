@@ -85,63 +85,69 @@ extension Tensor {
                         && weightHH.shape == [3 * h0.shape[1], h0.shape[1]] && biasHH.shape == [3 * h0.shape[1]] && gi.shape[0] >= 1,
                      "gruSequence: gi \(gi.shape) must be [T ≥ 1, B, 3H], weightHH \(weightHH.shape) [3H, H], biasHH \(biasHH.shape) [3H] for h0 \(h0.shape) = [B, H]")
         let steps = gi.shape[0], b = h0.shape[0], hs = h0.shape[1], cell = b * hs
-        let w = weightHH.detached(), bias = biasHH.detached()
-        var out = [Float](repeating: 0, count: steps * cell)
-        var r = out, z = out, cand = out
-        var ghAll = [Float](repeating: 0, count: steps * 3 * cell)
-        withoutGrad {
-            var h = h0.detached()
-            gi.withUnsafeScalars { pi in
-                for s in 0..<steps {
-                    let gh = Tensor.linear(h, weight: w, bias: bias)
-                    gh.withUnsafeScalars { pg in h.withUnsafeScalars { ph in
-                        ghAll.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: s * 3 * cell).update(from: pg.baseAddress!, count: 3 * cell) }
-                        out.withUnsafeMutableBufferPointer { po in r.withUnsafeMutableBufferPointer { pr in
-                            z.withUnsafeMutableBufferPointer { pz in cand.withUnsafeMutableBufferPointer { pn in
-                                let o = s * cell
-                                conjure_gru_cell(pi.baseAddress! + s * 3 * cell, pg.baseAddress!, ph.baseAddress!, po.baseAddress! + o,
-                                                 pr.baseAddress! + o, pz.baseAddress! + o, pn.baseAddress! + o, 0, b, hs)
-                            } }
-                        } }
-                    } }
-                    h = Tensor(shape: [b, hs], scalars: Array(out[(s * cell)..<((s + 1) * cell)]))
-                }
-            }
-        }
+        // Per step: gh_s = h_{s-1} W_hhᵀ + b_hh written straight into its slot of ghAll (the
+        // bias as the product's initial value), then the fused cell into its slot of out.
+        func uninitialised(_ n: Int) -> [Float] { [Float](unsafeUninitializedCapacity: n) { _, i in i = n } }
+        var out = uninitialised(steps * cell), r = uninitialised(steps * cell), z = uninitialised(steps * cell)
+        var cand = uninitialised(steps * cell), ghAll = uninitialised(steps * 3 * cell)
+        gi.withUnsafeScalars { pi in weightHH.withUnsafeScalars { pw in biasHH.withUnsafeScalars { pb in h0.withUnsafeScalars { ph0 in
+            out.withUnsafeMutableBufferPointer { po in r.withUnsafeMutableBufferPointer { pr in
+                z.withUnsafeMutableBufferPointer { pz in cand.withUnsafeMutableBufferPointer { pn in
+                    ghAll.withUnsafeMutableBufferPointer { pgh in
+                        let (o0, r0, z0, n0, g0) = (po.baseAddress!, pr.baseAddress!, pz.baseAddress!, pn.baseAddress!, pgh.baseAddress!)
+                        for s in 0..<steps {
+                            let hPrev = s == 0 ? ph0.baseAddress! : UnsafePointer(o0 + (s - 1) * cell)
+                            let gh = g0 + s * 3 * cell, o = s * cell
+                            sgemm(transposeA: false, transposeB: true, m: b, n: 3 * hs, k: hs, a: hPrev, lda: hs,
+                                  b: pw.baseAddress!, ldb: hs, beta: 1, c: gh, ldc: 3 * hs, broadcasting: pb.baseAddress!)
+                            conjure_gru_cell(pi.baseAddress! + s * 3 * cell, gh, hPrev, o0 + o, r0 + o, z0 + o, n0 + o, 0, b, hs)
+                        }
+                    }
+                } }
+            } }
+        } } } }
         let outConst = out
         return record(shape: [steps, b, hs], scalars: out, inputs: [gi, weightHH, biasHH, h0]) { g, t in
             if GradMode.enabled { return gruSequenceBackwardGraph(g, t) }
-            var dGI = [Float](repeating: 0, count: steps * 3 * cell), dGH = dGI
-            var dh = Tensor.zeros([b, hs])
-            var dhz = [Float](repeating: 0, count: cell)
-            let wT = t[1].detached()
+            var dGI = uninitialised(steps * 3 * cell), dGH = uninitialised(steps * 3 * cell)
+            // dh: the gradient reaching h_s from later steps; dcur adds the output's own.
+            var dh = [Float](repeating: 0, count: cell), dcur = uninitialised(cell), dhz = uninitialised(cell)
+            let needH0 = t[3].node != nil
+            g.withUnsafeScalars { pgOut in t[1].withUnsafeScalars { pw in t[3].withUnsafeScalars { ph0 in
+                outConst.withUnsafeBufferPointer { po in ghAll.withUnsafeBufferPointer { pgh in
+                    r.withUnsafeBufferPointer { pr in z.withUnsafeBufferPointer { pz in cand.withUnsafeBufferPointer { pn in
+                        dGI.withUnsafeMutableBufferPointer { qi in dGH.withUnsafeMutableBufferPointer { qg in
+                            dh.withUnsafeMutableBufferPointer { qd in dcur.withUnsafeMutableBufferPointer { qc in
+                                dhz.withUnsafeMutableBufferPointer { qh in
+                                    let (d0, c0, hz0, go) = (qd.baseAddress!, qc.baseAddress!, qh.baseAddress!, pgOut.baseAddress!)
+                                    for s in (0..<steps).reversed() {
+                                        for j in 0..<cell { c0[j] = d0[j] + go[s * cell + j] }
+                                        let hPrev = s == 0 ? ph0.baseAddress! : po.baseAddress! + (s - 1) * cell
+                                        let o = s * cell, o3 = s * 3 * cell
+                                        conjure_gru_cell_backward(c0, hPrev, pgh.baseAddress! + o3, pr.baseAddress! + o,
+                                                                  pz.baseAddress! + o, pn.baseAddress! + o, qi.baseAddress! + o3,
+                                                                  qg.baseAddress! + o3, hz0, 0, b, hs)
+                                        // dh_{s-1} = dhz + dgh_s W_hh (the product added onto dhz).
+                                        if s == 0 && !needH0 { break }
+                                        d0.update(from: hz0, count: cell)
+                                        sgemm(transposeA: false, transposeB: false, m: b, n: hs, k: 3 * hs,
+                                              a: qg.baseAddress! + o3, lda: 3 * hs, b: pw.baseAddress!, ldb: hs,
+                                              beta: 1, c: d0, ldc: hs)
+                                    }
+                                }
+                            } }
+                        } }
+                    } } }
+                } }
+            } } }
             let h0v = t[3].scalars
-            g.withUnsafeScalars { pgOut in
-                for s in (0..<steps).reversed() {
-                    var dcur = dh.scalars
-                    for j in 0..<cell { dcur[j] += pgOut[s * cell + j] }
-                    let hPrev: ArraySlice<Float> = s == 0 ? h0v[...] : outConst[((s - 1) * cell)..<(s * cell)]
-                    hPrev.withUnsafeBufferPointer { ph in dcur.withUnsafeBufferPointer { pd in
-                        ghAll.withUnsafeBufferPointer { pgh in r.withUnsafeBufferPointer { pr in z.withUnsafeBufferPointer { pz in cand.withUnsafeBufferPointer { pn in
-                            dGI.withUnsafeMutableBufferPointer { qi in dGH.withUnsafeMutableBufferPointer { qg in dhz.withUnsafeMutableBufferPointer { qh in
-                                let o = s * cell, o3 = s * 3 * cell
-                                conjure_gru_cell_backward(pd.baseAddress!, ph.baseAddress!, pgh.baseAddress! + o3, pr.baseAddress! + o,
-                                                          pz.baseAddress! + o, pn.baseAddress! + o, qi.baseAddress! + o3, qg.baseAddress! + o3,
-                                                          qh.baseAddress!, 0, b, hs)
-                            } } }
-                        } } } }
-                    } }
-                    let dghStep = Tensor(shape: [b, 3 * hs], scalars: Array(dGH[(s * 3 * cell)..<((s + 1) * 3 * cell)]))
-                    dh = Tensor(shape: [b, hs], scalars: dhz) + Tensor.matmul(dghStep, wT)
-                }
-            }
             // dW_hh = Σ_s dghᵀ h_{s-1} as one product over all steps; db_hh = Σ dgh.
             let hPrevAll = Tensor(shape: [steps * b, hs], scalars: h0v + outConst[0..<((steps - 1) * cell)])
             let dGHAll = Tensor(shape: [steps * b, 3 * hs], scalars: dGH)
             return [t[0].node == nil ? nil : Tensor(shape: [steps, b, 3 * hs], scalars: dGI),
                     t[1].node == nil ? nil : Tensor.matmul(dGHAll, hPrevAll, transposeA: true),
                     t[2].node == nil ? nil : dGHAll.sum(axes: [0]),
-                    t[3].node == nil ? nil : dh]
+                    t[3].node == nil ? nil : Tensor(shape: [b, hs], scalars: dh)]
         }
     }
 

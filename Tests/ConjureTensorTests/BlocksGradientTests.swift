@@ -123,6 +123,63 @@ final class BlocksGradientTests: XCTestCase {
         for r in 0..<32 { XCTAssertEqual(two.scalars[5 * 1024 + r * 32 ..< 5 * 1024 + r * 32 + 32].reduce(0, +), 1, accuracy: 1e-5) }
     }
 
+    /// The fused multi-head attention equals the unfused ops head by head (batched products and
+    /// the causal or plain softmax), has finite-difference gradients, agreeing first- and
+    /// second-order backward paths, ignores later positions when causal, and gives the same bits
+    /// on one and two threads.
+    func testFusedMultiheadSelfAttention() {
+        for causal in [false, true] {
+            let qkv = randn([2 * 5, 3 * 6], scale: 1.5)  // B 2, T 5, E 6 in 2 heads of 3
+            let fused = Tensor.multiheadSelfAttention(qkv: qkv, batch: 2, heads: 2, causal: causal)
+            XCTAssertEqual(fused.shape, [10, 6])
+            // Head by head with 2-D products and the additive mask.
+            var expected = [Float](repeating: 0, count: 60)
+            for b in 0..<2 { for h in 0..<2 {
+                let rows = qkv.slice(axis: 0, (b * 5)..<(b * 5 + 5))
+                let q = rows.slice(axis: 1, (h * 3)..<(h * 3 + 3)), k = rows.slice(axis: 1, (6 + h * 3)..<(6 + h * 3 + 3))
+                let v = rows.slice(axis: 1, (12 + h * 3)..<(12 + h * 3 + 3))
+                var scores = Tensor.matmul(q, k, transposeB: true) * (1 / Float(3).squareRoot())
+                if causal {
+                    var m = [Float](repeating: 0, count: 25)
+                    for i in 0..<5 { for j in (i + 1)..<5 { m[i * 5 + j] = -.infinity } }
+                    scores = scores + Tensor(shape: [5, 5], scalars: m)
+                }
+                let ctx = Tensor.matmul(scores.softmax(axis: 1), v).scalars
+                for i in 0..<5 { for c in 0..<3 { expected[(b * 5 + i) * 6 + h * 3 + c] = ctx[i * 3 + c] } }
+            } }
+            assertClose(fused.scalars, expected, rtol: 1e-5, atol: 1e-6)
+            checkGradients([qkv]) { Tensor.multiheadSelfAttention(qkv: $0[0], batch: 2, heads: 2, causal: causal) }
+            assertBackwardPathsAgree([qkv]) { Tensor.multiheadSelfAttention(qkv: $0[0], batch: 2, heads: 2, causal: causal) }
+            // Second order: d/dx of the weight gradient of sum(attention(x w) * seed).
+            let w = randn([18, 18], scale: 0.4), seed = randn([10, 6])
+            checkGradients([qkv]) { xs in
+                let wi = w.requiringGrad()
+                let y = Tensor.multiheadSelfAttention(qkv: Tensor.matmul(xs[0], wi), batch: 2, heads: 2, causal: causal)
+                return Tensor.gradients(of: (y * seed).sum(), wrt: [wi], createGraph: true)[0]
+            }
+        }
+        // Causal: the context at position 2 of sample 0 ignores positions 3 and 4.
+        let qkv = randn([10, 18])
+        var later = qkv
+        later.withMutableScalars { s in for i in (3 * 18)..<(5 * 18) { s[i] += 1 } }
+        let a = Tensor.multiheadSelfAttention(qkv: qkv, batch: 2, heads: 2, causal: true).scalars
+        let b = Tensor.multiheadSelfAttention(qkv: later, batch: 2, heads: 2, causal: true).scalars
+        XCTAssertEqual(Array(a[0..<18]), Array(b[0..<18]))
+        XCTAssertNotEqual(Array(a[18..<30]), Array(b[18..<30]))
+        // A pool split of the (batch, head) slices gives the same bits as one thread.
+        let big = randn([8 * 40, 3 * 32]).requiringGrad(), g = randn([8 * 40, 32])
+        let saved = Parallel.threads
+        defer { Parallel.setThreads(saved) }
+        func run() -> [Float] {
+            let y = Tensor.multiheadSelfAttention(qkv: big, batch: 8, heads: 4, causal: true)
+            return y.scalars + Tensor.gradients(of: y, seed: g, wrt: [big])[0].scalars
+        }
+        Parallel.setThreads(2)
+        let two = run()
+        Parallel.setThreads(1)
+        XCTAssertEqual(run(), two, "same bits on one and on several threads")
+    }
+
     /// Layer normalisation against its definition (Double reference), finite differences for
     /// x, weight and bias, the first- and second-order backward paths, and no affine part.
     func testLayerNorm() {

@@ -135,13 +135,14 @@ void conjure_silu(const float *restrict x, float *restrict y, long n);
 void conjure_silu_backward(const float *restrict x, const float *restrict g, float *restrict dx, long n);
 
 /// Layer normalisation of rows r0 ..< r1 of [rows, d]: xhat = (x - mean) * rstd with the biased
-/// variance (mean and variance summed in double), y = xhat * w + b (w, b may be NULL: 1 and 0).
+/// variance (mean and variance summed in 8 double lanes, combined in a fixed order), y = xhat * w + b (w, b may be NULL: 1 and 0).
 /// Writes xhat and rstd (one per row) for the backward.
 void conjure_layernorm_rows(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                             float *restrict xhat, float *restrict rstd, long r0, long r1, long d, float eps);
 
 /// Layer-norm input gradient of rows r0 ..< r1: with g' = g * w,
 /// dx = rstd * (g' - mean(g') - xhat * mean(g' xhat)) per row (means in double).
+/// The sums run in 8 double lanes (j mod 8), combined in a fixed order.
 void conjure_layernorm_rows_backward(const float *restrict g, const float *restrict xhat, const float *restrict rstd,
                                      const float *restrict w, float *restrict dx, long r0, long r1, long d);
 
@@ -158,5 +159,26 @@ void conjure_gru_cell(const float *restrict gi, const float *restrict gh, const 
 void conjure_gru_cell_backward(const float *restrict dout, const float *restrict h, const float *restrict gh,
                                const float *restrict r, const float *restrict z, const float *restrict n,
                                float *restrict dgi, float *restrict dgh, float *restrict dh, long b0, long b1, long hs);
+
+/// Fused multi-head self-attention forward (Vaswani et al. 2017) on slices s0 ..< s1 of the
+/// B * H (batch, head) slices, read straight from the stacked in-projection output and written
+/// straight into the heads-concatenated layout (no permuted copies):
+///   qkv [B * T, 3 * H * d]: row b * T + t holds q (columns h * d ..), k (H * d + h * d ..) and
+///   v (2 * H * d + h * d ..) of every head h;
+///   out [B * T, H * d]: row b * T + t, columns h * d .. h * d + d, the context of head h;
+///   stats [B * H, T, 2]: per query row the maximum score and 1 / sum of the exponentials, from
+///   which the backward recomputes the attention weights softmax(scale * q k^T) (0 above the
+///   diagonal with causal != 0, where row i attends to keys 0 ... i only).
+/// Scores are computed for the kept keys in blocks of 16; sums run in 16 float lanes combined in
+/// a fixed order, so each slice's result does not depend on how slices are split across threads.
+void conjure_attention_forward(const float *restrict qkv, float *restrict out, float *restrict stats, long t, long h,
+                               long d, float scale, int causal, long s0, long s1);
+
+/// Backward of conjure_attention_forward on slices s0 ..< s1, given dout [B * T, H * d] and the
+/// saved stats: writes that slice's columns of dqkv [B * T, 3 * H * d] (dq, dk, dv), with P the
+/// recomputed weights: dv = P^T dO, dP = dO v^T, dS = P (dP - rowsum(P dP)), dq = scale dS k,
+/// dk = scale dS^T q.
+void conjure_attention_backward(const float *restrict qkv, const float *restrict stats, const float *restrict dout,
+                                float *restrict dqkv, long t, long h, long d, float scale, int causal, long s0, long s1);
 
 #endif
