@@ -39,6 +39,17 @@ struct ThreadsOption: ParsableArguments {
     }
 }
 
+/// `--backend`, shared by `train` and `bench`: the library that computes matrix products (not
+/// saved with a run: backends differ in rounding only).
+struct BackendOption: ParsableArguments {
+    @Option(help: "Matrix-product library: \(MatrixBackend.knownNames.joined(separator: ", ")) (default: CONJURE_BACKEND, else \(MatrixBackend.defaultName)). Backends differ in rounding only; `conjure bench --gemm` measures them.") var backend: String?
+
+    /// Sets ``MatrixBackend/current`` from `--backend`, else from `CONJURE_BACKEND`.
+    ///
+    /// - Throws: one `ConfigError` for an unknown or unavailable backend, naming the available ones.
+    func apply() throws { try MatrixBackend.select(backend) }
+}
+
 func runReporting(_ body: () throws -> Void) {
     Parallel.setThreads(defaultThreads)  // commands without --threads (sample, evaluate) use every core
     Allocator.keepFreedBuffers()

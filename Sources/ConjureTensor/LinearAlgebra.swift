@@ -1,9 +1,10 @@
 import CBLAS
 import CConjureKernels
 
-// MARK: - Matrix products through OpenBLAS
+// MARK: - Matrix products through the current matrix backend
 
-/// `C = alpha * op(A) * op(B) + beta * C` with row-major operands (`cblas_sgemm`).
+/// `C = alpha * op(A) * op(B) + beta * C` with row-major operands (BLAS's `sgemm`, computed by
+/// ``MatrixBackend/current``).
 ///
 /// Products of at least ``Parallel/gemmSplitFLOPs`` are computed as blocks of `C` whose
 /// boundaries depend on the shape only (``productBlocks(m:n:k:)``, ``smallKernelBlocks(transposeA:transposeB:m:n:k:)``),
@@ -36,8 +37,20 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
                   broadcasting row: UnsafePointer<Float>? = nil) {
+    ProductRecorder.note(transposeA, transposeB, m, n, k)
+    blockedProduct(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, broadcasting: row)
+}
+
+/// ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:broadcasting:)`` without
+/// recording (a strided batch records itself once).
+@inline(__always)
+func blockedProduct(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                    broadcasting row: UnsafePointer<Float>?) {
     precondition(row == nil || beta == 1, "sgemm: a broadcast row needs beta = 1")
-    let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
+    let backend = MatrixBackend.current
     /// Sets rows `rows` and columns `columns` of `C` to the broadcast row.
     @inline(__always) func initialise(_ rows: Range<Int>, _ columns: Range<Int>) {
         guard let row else { return }
@@ -64,7 +77,8 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         forRowRanges { r in conjure_outer_rows(a, aStride, b, c, ldc, n, r.lowerBound, r.upperBound) }
         return
     }
-    if let tile = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
+    if let tile = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                                    smallMatrixKernels: backend.smallMatrixTiles) {
         // Tiles of `tile.rows` x `tile.columns` of C, each a product OpenBLAS runs on its
         // small-matrix kernel (no packing).
         let across = (n + tile.columns - 1) / tile.columns
@@ -72,9 +86,9 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         @inline(__always) func run(_ i: Int) {
             let r0 = i / across * tile.rows, c0 = i % across * tile.columns
             let rows = min(m - r0, tile.rows), columns = min(n - c0, tile.columns)
-            cblas_sgemm(CblasRowMajor, ta, tb, blasint(rows), blasint(columns), blasint(k), alpha,
-                        a + (transposeA ? r0 : r0 * lda), blasint(lda), b + (transposeB ? c0 * ldb : c0), blasint(ldb),
-                        beta, c + r0 * ldc + c0, blasint(ldc))
+            backend.sgemm(transposeA: transposeA, transposeB: transposeB, m: rows, n: columns, k: k, alpha: alpha,
+                          a: a + (transposeA ? r0 : r0 * lda), lda: lda, b: b + (transposeB ? c0 * ldb : c0), ldb: ldb,
+                          beta: beta, c: c + r0 * ldc + c0, ldc: ldc)
         }
         if Parallel.threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
             // The broadcast row in whole rows first (tiles this narrow fill slowly), then one
@@ -94,14 +108,14 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         let r = blocks.bounds(i)
         if blocks.alongRows {
             initialise(r, 0..<n)
-            cblas_sgemm(CblasRowMajor, ta, tb, blasint(r.count), blasint(n), blasint(k), alpha,
-                        a + (transposeA ? r.lowerBound : r.lowerBound * lda), blasint(lda), b, blasint(ldb),
-                        beta, c + r.lowerBound * ldc, blasint(ldc))
+            backend.sgemm(transposeA: transposeA, transposeB: transposeB, m: r.count, n: n, k: k, alpha: alpha,
+                          a: a + (transposeA ? r.lowerBound : r.lowerBound * lda), lda: lda, b: b, ldb: ldb,
+                          beta: beta, c: c + r.lowerBound * ldc, ldc: ldc)
         } else {
             initialise(0..<m, r)
-            cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(r.count), blasint(k), alpha,
-                        a, blasint(lda), b + (transposeB ? r.lowerBound * ldb : r.lowerBound), blasint(ldb),
-                        beta, c + r.lowerBound, blasint(ldc))
+            backend.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: r.count, k: k, alpha: alpha,
+                          a: a, lda: lda, b: b + (transposeB ? r.lowerBound * ldb : r.lowerBound), ldb: ldb,
+                          beta: beta, c: c + r.lowerBound, ldc: ldc)
         }
     }
 }
