@@ -160,14 +160,20 @@ extension Bench {
                 }
             }
             print("model \(config.preset), batch \(batch), threads \(threads): GFLOP/s per product (median of \(repeats) interleaved rounds)")
-            print(String(format: "%-22@ %5@ %9@", "product (MxNxK op)", "count", "MFLOP") + backends.map { String(format: " %14@", $0.name) }.joined())
+            /// `text` padded with spaces to `width` (on the left with `right`).
+            func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+                let fill = String(repeating: " ", count: max(0, width - text.count))
+                return right ? fill + text : text + fill
+            }
+            print(pad("product (MxNxK op)", 22) + pad("count", 6, right: true) + pad("MFLOP", 10, right: true)
+                  + backends.map { " " + pad($0.name, 14, right: true) }.joined())
             var total = [Double](repeating: 0, count: backends.count)
             for (i, s) in shapes.enumerated() {
                 let med = rates[i].map { r in r.sorted()[r.count / 2] }
                 for j in backends.indices { total[j] += s.shape.flops * Double(s.count) / (med[j] * 1e9) }
-                print(String(format: "%-22@ %5d %9.2f", s.shape.description, s.count, s.shape.flops / 1e6) + med.map { String(format: " %14.1f", $0) }.joined())
+                print(pad(s.shape.description, 22) + String(format: " %5d %9.2f", s.count, s.shape.flops / 1e6) + med.map { String(format: " %14.1f", $0) }.joined())
             }
-            print(String(format: "%-38@", "step's matrix work (ms)") + total.map { String(format: " %14.2f", $0 * 1000) }.joined())
+            print(pad("step's matrix work (ms)", 38) + total.map { String(format: " %14.2f", $0 * 1000) }.joined())
         }
     }
 }

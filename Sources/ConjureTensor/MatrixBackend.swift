@@ -13,7 +13,7 @@ import Foundation
 /// `Backend+ScipyOpenBLAS.swift`).
 ///
 /// Selection: ``select(_:option:)`` (`conjure train/bench --backend NAME`), else the environment
-/// variable `CONJURE_BACKEND`, else ``defaultName``. Backends differ in rounding only (the
+/// variable `CONJURE_BACKEND`, else ``defaultName`` (`onednn`, chosen by measurement). Backends differ in rounding only (the
 /// order of each dot product's additions and where FMAs fall); see docs/backends.md.
 public struct MatrixBackend: @unchecked Sendable, CustomStringConvertible {
     /// One row-major single-threaded product on raw pointers:
@@ -41,10 +41,12 @@ public struct MatrixBackend: @unchecked Sendable, CustomStringConvertible {
     /// Every backend name Conjure knows, available here or not, in preference order.
     public static let knownNames = ["openblas", "onednn", "scipy-openblas"]
 
-    /// The backend used when neither `--backend` nor `CONJURE_BACKEND` names one: `openblas`
-    /// (Debian's OpenBLAS). Measured on AMD EPYC Zen 4 (2 cores, OPENBLAS_CORETYPE=Haswell):
-    /// see docs/backends.md for the table that chose it.
-    public static let defaultName = "openblas"
+    /// The backend used when neither `--backend` nor `CONJURE_BACKEND` names one: `onednn`.
+    /// Measured with `conjure bench --gemm` on AMD EPYC Zen 4 (2 cores, OPENBLAS_CORETYPE=Haswell),
+    /// oneDNN 2.6's `dnnl_sgemm` took 0.34-0.66 of OpenBLAS 0.3.21's time for the matrix work of
+    /// the seed, gan and dcgan steps (docs/backends.md has the table); issue 16 reports the same
+    /// order on Sapphire Rapids (81-97 against 58-76 GFLOP/s).
+    public static let defaultName = "onednn"
 
     /// The backend named `name` if its library is present in this process (oneDNN is linked;
     /// `scipy-openblas` needs `CONJURE_SCIPY_OPENBLAS` to name its shared library), else nil.
@@ -77,7 +79,7 @@ public struct MatrixBackend: @unchecked Sendable, CustomStringConvertible {
 
     /// The process-wide backend every product uses. Read once per product; set it between
     /// steps, not while another thread computes.
-    nonisolated(unsafe) public static var current: MatrixBackend = fromEnvironment() ?? .openBLAS
+    nonisolated(unsafe) public static var current: MatrixBackend = fromEnvironment() ?? loaded(defaultName)!
 
     /// The backend `CONJURE_BACKEND` names, if set and available (else nil).
     static func fromEnvironment() -> MatrixBackend? {
