@@ -39,7 +39,7 @@ struct ThreadsOption: ParsableArguments {
     }
 }
 
-/// `--backend`, shared by `train` and `bench`: the library that computes matrix products (not
+/// `--backend`, shared by `train`, `sample` and `bench`: the library that computes matrix products (not
 /// saved with a run: backends differ in rounding only).
 struct BackendOption: ParsableArguments {
     @Option(help: "Matrix-product library: \(MatrixBackend.knownNames.joined(separator: ", ")) (default: CONJURE_BACKEND, else \(MatrixBackend.defaultName)). Backends differ in rounding only; `conjure bench --gemm` measures them.") var backend: String?
@@ -53,7 +53,8 @@ struct BackendOption: ParsableArguments {
 func runReporting(_ body: () throws -> Void) {
     Parallel.setThreads(defaultThreads)  // commands without --threads (sample, evaluate) use every core
     Allocator.keepFreedBuffers()
-    do { try body() } catch { fail(error) }
+    // An unknown or unavailable CONJURE_BACKEND is one clear error for every command.
+    do { try MatrixBackend.select(nil); try body() } catch { fail(error) }
 }
 
 /// The `conjure` command: `train`, `sample`, `export`, `evaluate`, `report`, `metrics`, `data`, `classifier`,
