@@ -8,8 +8,9 @@ import CConjureKernels
 ///
 /// Products of at least ``Parallel/gemmSplitFLOPs`` are computed as blocks of `C` whose
 /// boundaries depend on the shape only (``productBlocks(m:n:k:)``, ``smallKernelBlocks(transposeA:transposeB:m:n:k:)``),
-/// each one OpenBLAS call; the pool's threads only decide who computes which block, so the
-/// result is bit-identical for any thread count.
+/// each one single-threaded call of the current ``MatrixBackend``; the pool's threads only
+/// decide who computes which block, so the result is bit-identical for any thread count (and
+/// differs between backends by rounding only).
 ///
 /// - Parameters: `m, n, k` are the extents of `op(A)` `[m, k]` and `op(B)` `[k, n]`.
 @inline(__always)
@@ -27,11 +28,12 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
 /// as the product's initial value. Each thread sets the block of `C` it computes, just before
 /// computing it.
 ///
-/// The same shape always gives the same blocks and the same OpenBLAS calls, whatever
-/// ``Parallel/threads`` is: OpenBLAS's value for an element depends on where the element sits
+/// The same shape always gives the same blocks and the same backend calls, whatever
+/// ``Parallel/threads`` is: a library's value for an element depends on where the element sits
 /// in its call (its edge micro-kernels and k-blocking accumulate in other orders; measured on
-/// the Haswell and Cooperlake kernels of OpenBLAS 0.3.21), not on the operands' addresses, so
-/// fixing the calls by shape fixes the bits.
+/// the Haswell and Cooperlake kernels of OpenBLAS 0.3.21; oneDNN's `dnnl_sgemm` on one thread
+/// passes the same tests), not on the operands' addresses, so fixing the calls by shape fixes
+/// the bits.
 @inline(__always)
 public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -102,7 +104,7 @@ func blockedProduct(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, 
         return
     }
     let blocks = productBlocks(m: m, n: n, k: k)
-    // Block `i` of C: rows (or columns) `blocks.bounds(i)`, one OpenBLAS call; one thread runs
+    // Block `i` of C: rows (or columns) `blocks.bounds(i)`, one backend call; one thread runs
     // them in order, more threads take them as they come free.
     Parallel.forEach(blocks.count) { i in
         let r = blocks.bounds(i)
@@ -213,7 +215,7 @@ func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: In
 
 extension Tensor {
     /// Matrix product `op(a) @ op(b)` of 2-D tensors, where `op` optionally transposes
-    /// (handed to `cblas_sgemm` as a flag, no copy).
+    /// (handed to the matrix backend's `sgemm` as a flag, no copy).
     ///
     /// - Shapes: `op(a)` `[M, K]`, `op(b)` `[K, N]` → `[M, N]`.
     public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
