@@ -116,8 +116,8 @@ struct Bench: ParsableCommand {
                     if !products.isEmpty {
                         let w = MatrixWork.bound(products: products, threads: t)
                         let step = 1000 / r.stepsPerSecondMedian
-                        print(String(format: "  matrix work %.2f ms at %.1f GFLOP/s (largest product %@, %d products, %.3f GFLOP), step %.2f ms, non-matrix share %.0f%%",
-                                     w.boundMilliseconds, w.largestGFLOPs, w.largest.description, w.products, w.gflopPerStep, step,
+                        print(String(format: "  matrix work %.2f ms at %.1f GFLOP/s (%d products, %.3f GFLOP, each timed alone; the largest, %@, at %.1f GFLOP/s), step %.2f ms, non-matrix share %.0f%%",
+                                     w.boundMilliseconds, w.stepGFLOPs, w.products, w.gflopPerStep, w.largest.description, w.largestGFLOPs, step,
                                      100 * (step - w.boundMilliseconds) / step))
                     }
                     if let ips = r.imagesPerSecondMedian, let sampler = r.sampler, let k = r.sampleStepsTimed {

@@ -47,7 +47,10 @@ struct BackendOption: ParsableArguments {
     /// Sets ``MatrixBackend/current`` from `--backend`, else from `CONJURE_BACKEND`.
     ///
     /// - Throws: one `ConfigError` for an unknown or unavailable backend, naming the available ones.
-    func apply() throws { try MatrixBackend.select(backend) }
+    func apply() throws {
+        try MatrixBackend.select(backend)
+        MatrixBackend.current.warmUpInBackground()  // oneDNN's JIT overlaps the data loading
+    }
 }
 
 func runReporting(_ body: () throws -> Void) {

@@ -17,11 +17,14 @@ public enum MatrixWork {
         /// The step's largest product (most FLOPs).
         public var largest: ProductShape
         /// GFLOP/s the backend reaches on ``largest`` alone through Conjure's `sgemm`, at the
-        /// step's thread count (median of 5 timings, the upper one of an even count).
+        /// step's thread count.
         public var largestGFLOPs: Double
-        /// ``gflopPerStep`` / ``largestGFLOPs``, in milliseconds: the step time if all its
-        /// matrix work ran at that rate and nothing else took time.
+        /// The time the step's products take at the rates the backend reaches on each of them
+        /// alone (Σ FLOPs / rate over the step's products), in milliseconds: the step time if
+        /// nothing but matrix work took time.
         public var boundMilliseconds: Double
+        /// ``gflopPerStep`` / ``boundMilliseconds``: the backend's rate over the whole step's products.
+        public var stepGFLOPs: Double { gflopPerStep / boundMilliseconds * 1000 }
     }
 
     /// The products of one training step of `config` at `batch` (the model built from seed 0,
@@ -73,18 +76,23 @@ public enum MatrixWork {
         }
     }
 
-    /// The bound of `products` (one step's) on the current backend at `threads` threads: the
-    /// rate on the largest product and the time all the step's FLOPs take at that rate.
+    /// The bound of `products` (one step's) on the current backend at `threads` threads: each
+    /// distinct product timed alone (``rate(_:seconds:samples:)``, 3 timings over 50 ms), the
+    /// step's FLOPs over those rates, and the largest product's rate.
     ///
     /// - Precondition: `products` is not empty; `threads` in 1...64.
     public static func bound(products: [ProductShape], threads: Int) -> Bound {
         precondition(!products.isEmpty && (1...64).contains(threads), "MatrixWork.bound: \(products.count) products, \(threads) threads")
         Parallel.setThreads(threads)
         let largest = products.max { $0.flops < $1.flops }!
-        let gflop = products.reduce(0) { $0 + $1.flops } / 1e9
-        let r = rate(largest)
-        return Bound(backend: MatrixBackend.current.name, products: products.count, gflopPerStep: gflop,
-                     largest: largest, largestGFLOPs: r, boundMilliseconds: gflop / r * 1000)
+        var seconds = 0.0, largestRate = 0.0
+        for (shape, count) in distinct(products) {
+            let r = rate(shape, seconds: 0.05, samples: 3)
+            seconds += shape.flops * Double(count) / (r * 1e9)
+            if shape == largest { largestRate = r }
+        }
+        return Bound(backend: MatrixBackend.current.name, products: products.count, gflopPerStep: products.reduce(0) { $0 + $1.flops } / 1e9,
+                     largest: largest, largestGFLOPs: largestRate, boundMilliseconds: seconds * 1000)
     }
 
     /// The distinct shapes of `products` with how many times each occurs, most total FLOPs first.
