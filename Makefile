@@ -2,7 +2,7 @@
 # Both first install missing system libraries (Debian packages) and build in release mode.
 
 SWIFT ?= swift
-APT_PACKAGES := libopenblas-dev libspng-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev libkissfft-dev chromium-headless-shell
+APT_PACKAGES := libopenblas-dev libdnnl-dev libspng-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev libkissfft-dev chromium-headless-shell
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/conjure
 # The Python the tests read TensorBoard event files with (scripts/tensorboard-dump.py) and run

@@ -6,7 +6,7 @@ import PackageDescription
 let release: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
 
 // Linux only: the thread pool sleeps on a Linux futex (CConjureKernels/pool.c stops a build
-// elsewhere with one #error), matrix products need OpenBLAS's CBLAS and the readers Debian's
+// elsewhere with one #error), matrix products need OpenBLAS's CBLAS and oneDNN (libdnnl-dev), the readers Debian's
 // libspng, libsndfile, libsamplerate and KissFFT.
 let package = Package(
     name: "Conjure",
@@ -27,13 +27,14 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "CSPNG", path: "Sources/CSPNG"),
         .systemLibrary(name: "CZlibSys", path: "Sources/CZlibSys"),
         .systemLibrary(name: "CSndfile", path: "Sources/CSndfile"),
         .systemLibrary(name: "CSamplerate", path: "Sources/CSamplerate"),
         .systemLibrary(name: "CKissFFT", path: "Sources/CKissFFT"),
         .target(name: "CConjureKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
-        .target(name: "ConjureTensor", dependencies: ["CBLAS", "CConjureKernels"], swiftSettings: release),
+        .target(name: "ConjureTensor", dependencies: ["CBLAS", "CDNNL", "CConjureKernels"], swiftSettings: release),
         .target(name: "ConjureNN", dependencies: ["ConjureTensor"], swiftSettings: release),
         .target(name: "ConjureOptim", dependencies: ["ConjureTensor", "ConjureNN", "CConjureKernels"], swiftSettings: release),
         .target(name: "ConjureData", dependencies: ["ConjureTensor", "CSPNG", "CZlibSys", "CSndfile", "CSamplerate", "CKissFFT"], swiftSettings: release),

@@ -16,6 +16,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Update order to time: simultaneous, alternating or alternating-fresh (default: alternating-fresh for seed, the reference scripts' step; the preset's own otherwise).") var update: String?
     @Option(parsing: .unconditional, help: "Diffusion models: reverse steps of each timed sampling run at every configuration's batch and threads (default 10; 0: do not time sampling); the images/s are stated for the preset's sampler (DDIM 50), whose per-step cost a shorter run measures.") var sampleSteps: Int?
     @Flag(help: "Print JSON lines.") var json = false
+    @OptionGroup var matrixBackend: BackendOption
+    @Flag(help: "Instead of timing steps: time every distinct matrix product of the model's step on every available backend (interleaved rounds, --repeats of them; medians), at each configuration's batch and threads.") var gemm = false
 
     func run() {
         runReporting {
@@ -50,7 +52,12 @@ struct Bench: ParsableCommand {
                 throw ConfigError(option: "--update", problem: "applies to GAN presets only; '\(model)' is a \(config.family)")
             }
             try config.validate()
+            try matrixBackend.apply()
             config = try Benchmark.benchConfiguration(config)
+            if gemm {
+                try benchProducts(config: config, runs: runs)
+                return
+            }
             let preset = ModelConfig.presets[config.preset]
             let unchanged = preset == config
             let updateName = (config.config as? GANConfig)?.update
@@ -74,6 +81,7 @@ struct Bench: ParsableCommand {
             let mflop = (probe as? StepCostModel)?.matrixFLOPsPerStep(batch: 64).map { $0 / 1e6 } ?? .nan
             let stepName = (updateName?.rawValue ?? "the family's step") + (updateName == .alternatingFresh && isSeed ? " (the reference scripts' step)" : "")
             if !json {
+                print("backend \(MatrixBackend.current)" + (matrixBackend.backend == nil && ProcessInfo.processInfo.environment["CONJURE_BACKEND"] == nil ? " (the default)" : ""))
                 print("model \(config.preset), update \(stepName): " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
                       + String(format: "start-up to first step %.3f s (batch %d)", startup, runs[0].0))
                 let cores = Parallel.availableCores
@@ -104,6 +112,14 @@ struct Bench: ParsableCommand {
                         line += String(format: "  x%.2f PyTorch eager (%.1f)", r.stepsPerSecondMedian / ref, ref)
                     }
                     print(line)
+                    let products = MatrixWork.stepProducts(config: config, batch: b)
+                    if !products.isEmpty {
+                        let w = MatrixWork.bound(products: products, threads: t)
+                        let step = 1000 / r.stepsPerSecondMedian
+                        print(String(format: "  matrix work %.2f ms at %.1f GFLOP/s (%d products, %.3f GFLOP, each timed alone; the largest, %@, at %.1f GFLOP/s), step %.2f ms, non-matrix share %.0f%%",
+                                     w.boundMilliseconds, w.stepGFLOPs, w.products, w.gflopPerStep, w.largest.description, w.largestGFLOPs, step,
+                                     100 * (step - w.boundMilliseconds) / step))
+                    }
                     if let ips = r.imagesPerSecondMedian, let sampler = r.sampler, let k = r.sampleStepsTimed {
                         print(String(format: "sampling batch %4d  threads %d  %8.2f images/s (min %.2f, max %.2f)  ", b, t, ips, r.imagesPerSecondMin ?? .nan, r.imagesPerSecondMax ?? .nan)
                               + "\(sampler); from the averaged weights, per-step time of runs of \(k) step\(k == 1 ? "" : "s")")
@@ -122,6 +138,42 @@ struct Bench: ParsableCommand {
                 print("reference figures: ../shared/bench/REFERENCE.md (bench_torch_dcgan.py, PyTorch 2.15 eager CPU wheel, same machine kind); re-run it beside this for a same-session ratio")
             }
             if !json { print(String(format: "peak RSS %.1f MB", peakRSSMegabytes())) }
+        }
+    }
+}
+
+extension Bench {
+    /// `--gemm`: every distinct product of one step at each configuration's batch, timed on
+    /// each available backend (or the one `--backend` names) in interleaved rounds; medians.
+    func benchProducts(config: ModelConfig, runs: [(Int, Int)]) throws {
+        let backends = matrixBackend.backend != nil ? [MatrixBackend.current] : MatrixBackend.availableNames.compactMap { MatrixBackend.loaded($0) }
+        for b in backends { print("backend \(b)") }
+        for (batch, threads) in runs {
+            let shapes = MatrixWork.distinct(MatrixWork.stepProducts(config: config, batch: batch))
+            Parallel.setThreads(threads)
+            var rates = [[[Double]]](repeating: [[Double]](repeating: [], count: backends.count), count: shapes.count)
+            for _ in 0..<repeats {
+                for (j, backend) in backends.enumerated() {
+                    MatrixBackend.with(backend) {
+                        for (i, s) in shapes.enumerated() { rates[i][j].append(MatrixWork.rate(s.shape, seconds: 0.05, samples: 3)) }
+                    }
+                }
+            }
+            print("model \(config.preset), batch \(batch), threads \(threads): GFLOP/s per product (median of \(repeats) interleaved rounds)")
+            /// `text` padded with spaces to `width` (on the left with `right`).
+            func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+                let fill = String(repeating: " ", count: max(0, width - text.count))
+                return right ? fill + text : text + fill
+            }
+            print(pad("product (MxNxK op)", 22) + pad("count", 6, right: true) + pad("MFLOP", 10, right: true)
+                  + backends.map { " " + pad($0.name, 14, right: true) }.joined())
+            var total = [Double](repeating: 0, count: backends.count)
+            for (i, s) in shapes.enumerated() {
+                let med = rates[i].map { r in r.sorted()[r.count / 2] }
+                for j in backends.indices { total[j] += s.shape.flops * Double(s.count) / (med[j] * 1e9) }
+                print(pad(s.shape.description, 22) + String(format: " %5d %9.2f", s.count, s.shape.flops / 1e6) + med.map { String(format: " %14.1f", $0) }.joined())
+            }
+            print(pad("step's matrix work (ms)", 38) + total.map { String(format: " %14.2f", $0 * 1000) }.joined())
         }
     }
 }

@@ -39,10 +39,25 @@ struct ThreadsOption: ParsableArguments {
     }
 }
 
+/// `--backend`, shared by `train`, `sample` and `bench`: the library that computes matrix products (not
+/// saved with a run: backends differ in rounding only).
+struct BackendOption: ParsableArguments {
+    @Option(help: "Matrix-product library: \(MatrixBackend.knownNames.joined(separator: ", ")) (default: CONJURE_BACKEND, else \(MatrixBackend.defaultName)). Backends differ in rounding only; `conjure bench --gemm` measures them.") var backend: String?
+
+    /// Sets ``MatrixBackend/current`` from `--backend`, else from `CONJURE_BACKEND`.
+    ///
+    /// - Throws: one `ConfigError` for an unknown or unavailable backend, naming the available ones.
+    func apply() throws {
+        try MatrixBackend.select(backend)
+        MatrixBackend.current.warmUpInBackground()  // oneDNN's JIT overlaps the data loading
+    }
+}
+
 func runReporting(_ body: () throws -> Void) {
     Parallel.setThreads(defaultThreads)  // commands without --threads (sample, evaluate) use every core
     Allocator.keepFreedBuffers()
-    do { try body() } catch { fail(error) }
+    // An unknown or unavailable CONJURE_BACKEND is one clear error for every command.
+    do { try MatrixBackend.select(nil); try body() } catch { fail(error) }
 }
 
 /// The `conjure` command: `train`, `sample`, `export`, `evaluate`, `report`, `metrics`, `data`, `classifier`,

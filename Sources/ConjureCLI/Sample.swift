@@ -21,10 +21,12 @@ struct Sample: ParsableCommand {
     @OptionGroup var text: TextSampleOptions
     @OptionGroup var sampler: DiffusionSamplerOptions
     @OptionGroup var pool: ThreadsOption
+    @OptionGroup var matrixBackend: BackendOption
 
     func run() {
         runReporting {
             try pool.apply()
+            try matrixBackend.apply()
             if let count = self.count, !(count >= 1 && count <= 1_000_000) { throw ConfigError(option: "--count", problem: "must be between 1 and 1000000, got \(count)") }
             if let path = saveZ, !path.lowercased().hasSuffix(".npy") { throw ConfigError(option: "--save-z", problem: "'\(path)' must end in .npy") }
             if let path = saveZ, Sample.samePath(path, out) {

@@ -49,6 +49,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Steps between checkpoints (default 1000; with --resume, the run's own).") var checkpointEvery: Int?
     @Option(parsing: .unconditional, help: "Stop after this many steps (resume later with --resume).") var maxSteps: Int?
     @OptionGroup var pool: ThreadsOption
+    @OptionGroup var matrixBackend: BackendOption
     @Option(parsing: .unconditional, help: "Steps between FID/KID measurements against the held-out split (logged to metrics.jsonl; 0: never, the default; with --resume, the run's own).") var evalEvery: Int?
     @Option(parsing: .unconditional, help: "Samples per in-training measurement (default 2000; with --resume, the run's own).") var evalCount: Int?
     @Flag(help: "Continue the run from checkpoints/latest.safetensors.") var resume = false
@@ -183,6 +184,7 @@ struct Train: ParsableCommand {
         // handlers): `conjure train ... | head` must not be killed by SIGPIPE on that line.
         signal(SIGPIPE, SIG_IGN)
         runReporting {
+            try matrixBackend.apply()
             let summary = try Trainer(options: try makeOptions()).run()
             var lines = ["trained to step \(summary.steps) (" + String(format: "%.2f", summary.epochs) + " epochs) in \(formatDuration(summary.seconds))"
                          + (summary.startupSeconds.map { String(format: "; start-up to first step %.2f s", $0) } ?? "")

@@ -5,7 +5,7 @@ import CConjureKernels
 
 extension Tensor {
     /// Batched matrix product `op(a[i]) @ op(b[i])` for each of the `B` leading slices
-    /// (PyTorch's `torch.bmm`, with transposes handed to `cblas_sgemm` as flags, no copy).
+    /// (PyTorch's `torch.bmm`, with transposes handed to the matrix backend as flags, no copy; ``sgemmStridedBatched(transposeA:transposeB:m:n:k:alpha:a:lda:strideA:b:ldb:strideB:beta:c:ldc:strideC:batch:)``).
     ///
     /// - Shapes: `a` `[B, M, K]` (or `[B, K, M]` with `transposeA`), `b` `[B, K, N]` (or
     ///   `[B, N, K]` with `transposeB`) → `[B, M, N]`.
@@ -25,19 +25,10 @@ extension Tensor {
             if k == 0 { buf.initialize(repeating: 0) } else if size > 0 {
                 a.withUnsafeScalars { pa in
                     b.withUnsafeScalars { pb in
-                        let (a0, b0, c0) = (pa.baseAddress!, pb.baseAddress!, buf.baseAddress!)
-                        // Small products (attention heads) run one slice per task; a large one
-                        // is split inside `sgemm` instead.
-                        let body: (Int) -> Void = { i in
-                            sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-                                  a: a0 + i * m * k, b: b0 + i * k * n, c: c0 + i * m * n)
-                        }
-                        if batch > 1 && Parallel.threads > 1 && 2 * m * n * k < Parallel.gemmSplitFLOPs
-                            && 2 * size * k >= Parallel.gemmSplitFLOPs {
-                            Parallel.forEach(batch, body)
-                        } else {
-                            for i in 0..<batch { body(i) }
-                        }
+                        sgemmStridedBatched(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                                            a: pa.baseAddress!, lda: transposeA ? m : k, strideA: m * k,
+                                            b: pb.baseAddress!, ldb: transposeB ? k : n, strideB: k * n,
+                                            c: buf.baseAddress!, ldc: n, strideC: m * n, batch: batch)
                     }
                 }
             }

@@ -1,14 +1,16 @@
 import CBLAS
 import CConjureKernels
 
-// MARK: - Matrix products through OpenBLAS
+// MARK: - Matrix products through the current matrix backend
 
-/// `C = alpha * op(A) * op(B) + beta * C` with row-major operands (`cblas_sgemm`).
+/// `C = alpha * op(A) * op(B) + beta * C` with row-major operands (BLAS's `sgemm`, computed by
+/// ``MatrixBackend/current``).
 ///
 /// Products of at least ``Parallel/gemmSplitFLOPs`` are computed as blocks of `C` whose
 /// boundaries depend on the shape only (``productBlocks(m:n:k:)``, ``smallKernelBlocks(transposeA:transposeB:m:n:k:)``),
-/// each one OpenBLAS call; the pool's threads only decide who computes which block, so the
-/// result is bit-identical for any thread count.
+/// each one single-threaded call of the current ``MatrixBackend``; the pool's threads only
+/// decide who computes which block, so the result is bit-identical for any thread count (and
+/// differs between backends by rounding only).
 ///
 /// - Parameters: `m, n, k` are the extents of `op(A)` `[m, k]` and `op(B)` `[k, n]`.
 @inline(__always)
@@ -26,18 +28,31 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
 /// as the product's initial value. Each thread sets the block of `C` it computes, just before
 /// computing it.
 ///
-/// The same shape always gives the same blocks and the same OpenBLAS calls, whatever
-/// ``Parallel/threads`` is: OpenBLAS's value for an element depends on where the element sits
+/// The same shape always gives the same blocks and the same backend calls, whatever
+/// ``Parallel/threads`` is: a library's value for an element depends on where the element sits
 /// in its call (its edge micro-kernels and k-blocking accumulate in other orders; measured on
-/// the Haswell and Cooperlake kernels of OpenBLAS 0.3.21), not on the operands' addresses, so
-/// fixing the calls by shape fixes the bits.
+/// the Haswell and Cooperlake kernels of OpenBLAS 0.3.21; oneDNN's `dnnl_sgemm` on one thread
+/// passes the same tests), not on the operands' addresses, so fixing the calls by shape fixes
+/// the bits.
 @inline(__always)
 public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
                   broadcasting row: UnsafePointer<Float>? = nil) {
+    ProductRecorder.note(transposeA, transposeB, m, n, k)
+    blockedProduct(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, broadcasting: row)
+}
+
+/// ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:broadcasting:)`` without
+/// recording (a strided batch records itself once).
+@inline(__always)
+func blockedProduct(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                    broadcasting row: UnsafePointer<Float>?) {
     precondition(row == nil || beta == 1, "sgemm: a broadcast row needs beta = 1")
-    let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
+    let backend = MatrixBackend.current
     /// Sets rows `rows` and columns `columns` of `C` to the broadcast row.
     @inline(__always) func initialise(_ rows: Range<Int>, _ columns: Range<Int>) {
         guard let row else { return }
@@ -64,7 +79,8 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         forRowRanges { r in conjure_outer_rows(a, aStride, b, c, ldc, n, r.lowerBound, r.upperBound) }
         return
     }
-    if let tile = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
+    if let tile = smallKernelBlocks(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                                    smallMatrixKernels: backend.smallMatrixTiles) {
         // Tiles of `tile.rows` x `tile.columns` of C, each a product OpenBLAS runs on its
         // small-matrix kernel (no packing).
         let across = (n + tile.columns - 1) / tile.columns
@@ -72,9 +88,9 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         @inline(__always) func run(_ i: Int) {
             let r0 = i / across * tile.rows, c0 = i % across * tile.columns
             let rows = min(m - r0, tile.rows), columns = min(n - c0, tile.columns)
-            cblas_sgemm(CblasRowMajor, ta, tb, blasint(rows), blasint(columns), blasint(k), alpha,
-                        a + (transposeA ? r0 : r0 * lda), blasint(lda), b + (transposeB ? c0 * ldb : c0), blasint(ldb),
-                        beta, c + r0 * ldc + c0, blasint(ldc))
+            backend.sgemm(transposeA: transposeA, transposeB: transposeB, m: rows, n: columns, k: k, alpha: alpha,
+                          a: a + (transposeA ? r0 : r0 * lda), lda: lda, b: b + (transposeB ? c0 * ldb : c0), ldb: ldb,
+                          beta: beta, c: c + r0 * ldc + c0, ldc: ldc)
         }
         if Parallel.threads > 1 && 2 * m * n * k >= Parallel.gemmSplitFLOPs {
             // The broadcast row in whole rows first (tiles this narrow fill slowly), then one
@@ -88,20 +104,20 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
         return
     }
     let blocks = productBlocks(m: m, n: n, k: k)
-    // Block `i` of C: rows (or columns) `blocks.bounds(i)`, one OpenBLAS call; one thread runs
+    // Block `i` of C: rows (or columns) `blocks.bounds(i)`, one backend call; one thread runs
     // them in order, more threads take them as they come free.
     Parallel.forEach(blocks.count) { i in
         let r = blocks.bounds(i)
         if blocks.alongRows {
             initialise(r, 0..<n)
-            cblas_sgemm(CblasRowMajor, ta, tb, blasint(r.count), blasint(n), blasint(k), alpha,
-                        a + (transposeA ? r.lowerBound : r.lowerBound * lda), blasint(lda), b, blasint(ldb),
-                        beta, c + r.lowerBound * ldc, blasint(ldc))
+            backend.sgemm(transposeA: transposeA, transposeB: transposeB, m: r.count, n: n, k: k, alpha: alpha,
+                          a: a + (transposeA ? r.lowerBound : r.lowerBound * lda), lda: lda, b: b, ldb: ldb,
+                          beta: beta, c: c + r.lowerBound * ldc, ldc: ldc)
         } else {
             initialise(0..<m, r)
-            cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(r.count), blasint(k), alpha,
-                        a, blasint(lda), b + (transposeB ? r.lowerBound * ldb : r.lowerBound), blasint(ldb),
-                        beta, c + r.lowerBound, blasint(ldc))
+            backend.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: r.count, k: k, alpha: alpha,
+                          a: a, lda: lda, b: b + (transposeB ? r.lowerBound * ldb : r.lowerBound), ldb: ldb,
+                          beta: beta, c: c + r.lowerBound, ldc: ldc)
         }
     }
 }
@@ -199,7 +215,7 @@ func smallKernelBlocks(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: In
 
 extension Tensor {
     /// Matrix product `op(a) @ op(b)` of 2-D tensors, where `op` optionally transposes
-    /// (handed to `cblas_sgemm` as a flag, no copy).
+    /// (handed to the matrix backend's `sgemm` as a flag, no copy).
     ///
     /// - Shapes: `op(a)` `[M, K]`, `op(b)` `[K, N]` → `[M, N]`.
     public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {

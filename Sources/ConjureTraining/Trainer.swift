@@ -217,6 +217,7 @@ public final class Trainer {
         if o.progress != .quiet {
             log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
                 + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(threads)" + (threads < o.threads ? " (\(o.threads) asked; \(cores) cores)" : "")
+                + ", backend \(MatrixBackend.current.name)"
                 + (progress.step > 0 ? ", resuming at step \(progress.step)" : ""))
         }
         if progress.step >= stopAt && progress.step > 0 {

@@ -1,0 +1,108 @@
+import Foundation
+import ConjureModels
+import ConjureData
+
+/// The matrix products of a training step and their cost on the current matrix backend
+/// (``MatrixBackend/current``): what `conjure bench` prints beside the step time, and what
+/// `conjure bench --gemm` times per backend.
+public enum MatrixWork {
+    /// One step's matrix work against its measured step time.
+    public struct Bound: Codable, Sendable {
+        /// The backend's name (`openblas`, `onednn`, ...).
+        public var backend: String
+        /// Products per step (a strided batch counts each slice).
+        public var products: Int
+        /// GFLOP of matrix products per step (2·m·n·k summed; convolutions' im2col products included).
+        public var gflopPerStep: Double
+        /// The step's largest product (most FLOPs).
+        public var largest: ProductShape
+        /// GFLOP/s the backend reaches on ``largest`` alone through Conjure's `sgemm`, at the
+        /// step's thread count.
+        public var largestGFLOPs: Double
+        /// The time the step's products take at the rates the backend reaches on each of them
+        /// alone (Σ FLOPs / rate over the step's products), in milliseconds: the step time if
+        /// nothing but matrix work took time.
+        public var boundMilliseconds: Double
+        /// ``gflopPerStep`` / ``boundMilliseconds``: the backend's rate over the whole step's products.
+        public var stepGFLOPs: Double { gflopPerStep / boundMilliseconds * 1000 }
+    }
+
+    /// The products of one training step of `config` at `batch` (the model built from seed 0,
+    /// one untimed step first, then the recorded one), in the order computed.
+    public static func stepProducts(config: ModelConfig, batch: Int) -> [ProductShape] {
+        var rng = RandomGenerator(seed: 0)
+        let model = config.makeModel(rng: &rng)
+        let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
+        let real = Benchmark.syntheticRows(model: model, config: config, batch: batch, rng: &rng)
+        let z = Tensor.randomNormal([batch, config.latentDim], using: &rng)
+        let labels = model.balancedLabels(batch, offset: 0)
+        optimization.step(TrainingBatch(x: real, z: z, labels: labels))
+        return ProductRecorder.record { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
+    }
+
+    /// GFLOP/s of Conjure's `sgemm` (blocks over the pool, the current backend) on `shape` with
+    /// contiguous operands of uniform values in [-1, 1]: two untimed calls, then the median of
+    /// `samples` timings, each of enough calls to last `seconds / samples`.
+    ///
+    /// - Precondition: `shape`'s extents ≥ 1, `samples` ≥ 1.
+    public static func rate(_ shape: ProductShape, seconds: Double = 0.1, samples: Int = 5) -> Double {
+        precondition(shape.m >= 1 && shape.n >= 1 && shape.k >= 1 && samples >= 1, "MatrixWork.rate: \(shape), \(samples) samples")
+        var rng = RandomGenerator(seed: 1)
+        let a = Tensor.randomUniform([shape.m * shape.k], low: -1, high: 1, using: &rng)
+        let b = Tensor.randomUniform([shape.k * shape.n], low: -1, high: 1, using: &rng)
+        var c = [Float](repeating: 0, count: shape.m * shape.n)
+        return a.withUnsafeScalars { pa in
+            b.withUnsafeScalars { pb in
+                c.withUnsafeMutableBufferPointer { pc in
+                    func call() {
+                        sgemm(transposeA: shape.transposeA, transposeB: shape.transposeB, m: shape.m, n: shape.n, k: shape.k,
+                              a: pa.baseAddress!, b: pb.baseAddress!, c: pc.baseAddress!)
+                    }
+                    call(); call()
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    call()
+                    let once = max(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, 1e-7)
+                    let calls = max(1, Int(seconds / Double(samples) / once))
+                    var rates: [Double] = []
+                    for _ in 0..<samples {
+                        let s0 = DispatchTime.now().uptimeNanoseconds
+                        for _ in 0..<calls { call() }
+                        let dt = max(Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9, 1e-9)
+                        rates.append(shape.flops * Double(calls) / dt / 1e9)
+                    }
+                    return rates.sorted()[rates.count / 2]
+                }
+            }
+        }
+    }
+
+    /// The bound of `products` (one step's) on the current backend at `threads` threads: each
+    /// distinct product timed alone (``rate(_:seconds:samples:)``, 3 timings over 50 ms), the
+    /// step's FLOPs over those rates, and the largest product's rate.
+    ///
+    /// - Precondition: `products` is not empty; `threads` in 1...64.
+    public static func bound(products: [ProductShape], threads: Int) -> Bound {
+        precondition(!products.isEmpty && (1...64).contains(threads), "MatrixWork.bound: \(products.count) products, \(threads) threads")
+        Parallel.setThreads(threads)
+        let largest = products.max { $0.flops < $1.flops }!
+        var seconds = 0.0, largestRate = 0.0
+        for (shape, count) in distinct(products) {
+            let r = rate(shape, seconds: 0.05, samples: 3)
+            seconds += shape.flops * Double(count) / (r * 1e9)
+            if shape == largest { largestRate = r }
+        }
+        return Bound(backend: MatrixBackend.current.name, products: products.count, gflopPerStep: products.reduce(0) { $0 + $1.flops } / 1e9,
+                     largest: largest, largestGFLOPs: largestRate, boundMilliseconds: seconds * 1000)
+    }
+
+    /// The distinct shapes of `products` with how many times each occurs, most total FLOPs first.
+    public static func distinct(_ products: [ProductShape]) -> [(shape: ProductShape, count: Int)] {
+        var counts: [ProductShape: Int] = [:]
+        var order: [ProductShape] = []
+        for p in products {
+            if counts[p] == nil { order.append(p) }
+            counts[p, default: 0] += 1
+        }
+        return order.map { ($0, counts[$0]!) }.sorted { $0.shape.flops * Double($0.count) > $1.shape.flops * Double($1.count) }
+    }
+}
