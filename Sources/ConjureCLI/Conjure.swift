@@ -49,7 +49,8 @@ struct BackendOption: ParsableArguments {
     /// - Throws: one `ConfigError` for an unknown or unavailable backend, naming the available ones.
     func apply() throws {
         try MatrixBackend.select(backend)
-        MatrixBackend.current.warmUpInBackground()  // oneDNN's JIT overlaps the data loading
+        // No background warm-up of the library: a process exiting early (a bad option or file)
+        // while a warm-up thread is inside oneDNN crashed in libdnnl at exit.
     }
 }
 
