@@ -572,6 +572,82 @@ void conjure_layernorm_rows_backward(const float *restrict g, const float *restr
     }
 }
 
+// MARK: Group normalisation
+
+/// Sums x[0..<len] and (with y) x*y in 8 double lanes (i mod 8), combined in a fixed order.
+static inline __attribute__((always_inline)) void conjure_sums8(const float *restrict x, const float *restrict y, long len,
+                                                               double *s1, double *s2) {
+    double a1[8] = {0}, a2[8] = {0};
+    long i = 0;
+    for (; i + 8 <= len; i += 8)
+        for (int l = 0; l < 8; l++) { a1[l] += x[i + l]; if (y) a2[l] += (double)x[i + l] * y[i + l]; }
+    for (; i < len; i++) { a1[i & 7] += x[i]; if (y) a2[i & 7] += (double)x[i] * y[i]; }
+    *s1 = conjure_lanes8(a1);
+    if (s2) *s2 = conjure_lanes8(a2);
+}
+
+CONJURE_CLONES
+void conjure_groupnorm_forward(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                               float *restrict xhat, double *restrict inv_std, long q0, long q1, long groups, long cpg,
+                               long inner, float eps) {
+    long per = cpg * inner;
+    for (long q = q0; q < q1; q++) {
+        const float *xq = x + q * per;
+        double s, v;
+        conjure_sums8(xq, NULL, per, &s, NULL);
+        double mean = s / (double)per;
+        double acc[8] = {0};
+        long i = 0;
+        for (; i + 8 <= per; i += 8)
+            for (int l = 0; l < 8; l++) { double d = xq[i + l] - mean; acc[l] += d * d; }
+        for (; i < per; i++) { double d = xq[i] - mean; acc[i & 7] += d * d; }
+        v = conjure_lanes8(acc);
+        double inv = 1.0 / __builtin_sqrt(v / (double)per + (double)eps);
+        inv_std[q] = inv;
+        long c0 = (q % groups) * cpg;
+        for (long ch = 0; ch < cpg; ch++) {
+            float sc = w ? w[c0 + ch] : 1.0f, sh = b ? b[c0 + ch] : 0.0f;
+            const float *xc = xq + ch * inner;
+            float *hc = xhat + q * per + ch * inner, *yc = y + q * per + ch * inner;
+            for (long j = 0; j < inner; j++) {
+                float h = (float)(((double)xc[j] - mean) * inv);
+                hc[j] = h;
+                yc[j] = h * sc + sh;
+            }
+        }
+    }
+}
+
+CONJURE_CLONES
+void conjure_row_sums2(const float *restrict g, const float *restrict h, double *restrict sg, double *restrict sgh,
+                       long r0, long r1, long len) {
+    for (long r = r0; r < r1; r++) conjure_sums8(g + r * len, h + r * len, len, sg + r, sgh + r);
+}
+
+CONJURE_CLONES
+void conjure_groupnorm_backward(const float *restrict g, const float *restrict xhat, const float *restrict w,
+                                const double *restrict sg, const double *restrict sgh, const double *restrict inv_std,
+                                float *restrict dx, long q0, long q1, long groups, long cpg, long inner) {
+    long per = cpg * inner;
+    for (long q = q0; q < q1; q++) {
+        long c0 = (q % groups) * cpg, row0 = q * cpg;
+        double m1 = 0, m2 = 0;
+        for (long ch = 0; ch < cpg; ch++) {
+            double sc = w ? (double)w[c0 + ch] : 1.0;
+            m1 += sc * sg[row0 + ch];
+            m2 += sc * sgh[row0 + ch];
+        }
+        m1 /= (double)per; m2 /= (double)per;
+        float a = (float)m1, c = (float)m2, inv = (float)inv_std[q];
+        for (long ch = 0; ch < cpg; ch++) {
+            float sc = w ? w[c0 + ch] : 1.0f;
+            const float *gc = g + q * per + ch * inner, *hc = xhat + q * per + ch * inner;
+            float *dc = dx + q * per + ch * inner;
+            for (long j = 0; j < inner; j++) dc[j] = (gc[j] * sc - a - hc[j] * c) * inv;
+        }
+    }
+}
+
 // MARK: GRU cell
 
 CONJURE_CLONES

@@ -243,6 +243,9 @@ enum ConvKernels {
     /// images (``imagesPerChunk(_:)``) at a time.
     static func forward(image: Tensor, weight: Tensor, bias: [Float]?, _ g: ConvGeometry) -> [Float] {
         let size = g.n * g.f * g.l, imageStride = g.c * g.h * g.w, outStride = g.f * g.l
+        if let out = oneDNN(.forward, g, image: image, weight: weight, bias: bias, count: size) {
+            return out
+        }
         return [Float](unsafeUninitializedCapacity: size) { out, initialised in
             if size > 0 {
                 image.withUnsafeScalars { pi in
@@ -264,7 +267,8 @@ enum ConvKernels {
     /// adjoint of ``forward(image:weight:bias:_:)`` in the image, one chunk at a time.
     static func adjoint(columns: Tensor, weight: Tensor, bias: [Float]?, _ g: ConvGeometry) -> [Float] {
         let imageSize = g.n * g.c * g.h * g.w, imageStride = g.c * g.h * g.w, colStride = g.f * g.l
-        var out = [Float](unsafeUninitializedCapacity: imageSize) { buf, initialised in
+        var out = oneDNN(.backwardData, g, weight: weight, columns: columns, count: imageSize)
+            ?? [Float](unsafeUninitializedCapacity: imageSize) { buf, initialised in
             if imageSize > 0 {
                 if g.l > 0 && g.k > 0 && g.f > 0 {
                     columns.withUnsafeScalars { pg in
@@ -316,6 +320,11 @@ enum ConvKernels {
             return (weight == nil ? nil : [Float](repeating: 0, count: imageSize),
                     image == nil ? nil : [Float](repeating: 0, count: weightSize))
         }
+        if ConvolutionLibrary.usesOneDNN {
+            let dx = weight.flatMap { oneDNN(.backwardData, g, weight: $0, columns: grad, count: imageSize) }
+            let dw = image.flatMap { oneDNN(.backwardWeights, g, image: $0, columns: grad, count: weightSize) }
+            if (dx != nil) == (weight != nil) && (dw != nil) == (image != nil) { return (dx, dw) }
+        }
         // col2im writes every image element, and the first chunk's product (beta 0) every weight.
         var dImage: [Float]? = weight == nil ? nil : uninitialized(imageSize)
         var dWeight: [Float]? = image == nil ? nil : uninitialized(weightSize)
@@ -356,6 +365,11 @@ enum ConvKernels {
         if columnsSize == 0 || g.k == 0 {
             return (weight == nil ? nil : [Float](repeating: 0, count: columnsSize),
                     columns == nil ? nil : [Float](repeating: 0, count: g.f * g.k))
+        }
+        if ConvolutionLibrary.usesOneDNN {
+            let dc = weight.flatMap { oneDNN(.forward, g, image: grad, weight: $0, count: columnsSize) }
+            let dw = columns.flatMap { oneDNN(.backwardWeights, g, image: grad, columns: $0, count: g.f * g.k) }
+            if (dc != nil) == (weight != nil) && (dw != nil) == (columns != nil) { return (dc, dw) }
         }
         // Every chunk's product writes its columns, and the first chunk's (beta 0) every weight.
         var dColumns: [Float]? = weight == nil ? nil : uninitialized(columnsSize)

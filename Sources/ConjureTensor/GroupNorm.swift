@@ -26,31 +26,23 @@ extension Tensor {
         if let weight { precondition(weight.shape == [c], "groupNorm: weight \(weight.shape) for input \(x.shape)") }
         if let bias { precondition(bias.shape == [c], "groupNorm: bias \(bias.shape) for input \(x.shape)") }
         let perGroup = c / groups * inner  // elements in one (sample, group)
-        let count = x.count
-        var invStd = [Double](repeating: 0, count: n * groups)
+        let count = x.count, cpg = c / groups, q = n * groups
+        var invStd = [Double](repeating: 0, count: q)
         var xhat = [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
         var y = [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
-        let w = weight?.scalars, b = bias?.scalars
-        x.withUnsafeScalars { px in
-            xhat.withUnsafeMutableBufferPointer { ph in
-                y.withUnsafeMutableBufferPointer { py in
-                    for q in 0..<(n * groups) where perGroup > 0 {
-                        let base = q * perGroup
-                        var s = 0.0
-                        for i in base..<base + perGroup { s += Double(px[i]) }
-                        let mean = s / Double(perGroup)
-                        var v = 0.0
-                        for i in base..<base + perGroup { let d = Double(px[i]) - mean; v += d * d }
-                        let inv = 1 / (v / Double(perGroup) + Double(eps)).squareRoot()
-                        invStd[q] = inv
-                        let c0 = (q % groups) * (c / groups)
-                        for ch in 0..<(c / groups) {
-                            let sc = w.map { $0[c0 + ch] } ?? 1, sh = b.map { $0[c0 + ch] } ?? 0
-                            let o = base + ch * inner
-                            for i in o..<o + inner {
-                                let h = Float((Double(px[i]) - mean) * inv)
-                                ph[i] = h
-                                py[i] = h * sc + sh
+        if perGroup > 0 {
+            x.withUnsafeScalars { px in
+                xhat.withUnsafeMutableBufferPointer { ph in
+                    y.withUnsafeMutableBufferPointer { py in
+                        invStd.withUnsafeMutableBufferPointer { pi in
+                            withOptionalPointer(weight?.scalars) { wp in
+                                withOptionalPointer(bias?.scalars) { bp in
+                                    let (xp, hp, yp, ip) = (px.baseAddress!, ph.baseAddress!, py.baseAddress!, pi.baseAddress!)
+                                    Tensor.forRowRanges(rows: q, rowLength: perGroup, work: count) { r in
+                                        conjure_groupnorm_forward(xp, wp, bp, yp, hp, ip, r.lowerBound, r.upperBound,
+                                                                  groups, cpg, inner, eps)
+                                    }
+                                }
                             }
                         }
                     }
@@ -77,38 +69,41 @@ extension Tensor {
                 if hasBias { grads.append(t[t.count - 1].node == nil ? nil : g.channelSums()) }
                 return grads
             }
-            var dw = [Double](repeating: 0, count: c), db = [Double](repeating: 0, count: c)
+            // Per-(sample, channel) sums of g and g x̂ (8 double lanes each, split across the
+            // pool), then per-channel sums over the samples in order: the bits do not depend on
+            // the thread count.
+            var sg = [Double](repeating: 0, count: n * c), sgh = sg
             var dx: [Float]? = t[0].node == nil ? nil : [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
-            g.withUnsafeScalars { pg in
-                xhat.withUnsafeBufferPointer { ph in
-                    // Per-channel sums of g and g x̂.
-                    for b0 in 0..<n { for ch in 0..<c {
-                        let o = (b0 * c + ch) * inner
-                        var sg = 0.0, sgh = 0.0
-                        for i in o..<o + inner { sg += Double(pg[i]); sgh += Double(pg[i]) * Double(ph[i]) }
-                        db[ch] += sg; dw[ch] += sgh
-                    } }
-                    guard dx != nil else { return }
-                    let ws = wT?.scalars
-                    dx!.withUnsafeMutableBufferPointer { pd in
-                        for q in 0..<(n * groups) where perGroup > 0 {
-                            let base = q * perGroup, c0 = (q % groups) * (c / groups)
-                            var m1 = 0.0, m2 = 0.0
-                            for ch in 0..<(c / groups) {
-                                let sc = Double(ws.map { $0[c0 + ch] } ?? 1), o = base + ch * inner
-                                for i in o..<o + inner { let gv = Double(pg[i]) * sc; m1 += gv; m2 += gv * Double(ph[i]) }
-                            }
-                            m1 /= Double(perGroup); m2 /= Double(perGroup)
-                            let inv = invStd[q]
-                            for ch in 0..<(c / groups) {
-                                let sc = Double(ws.map { $0[c0 + ch] } ?? 1), o = base + ch * inner
-                                for i in o..<o + inner {
-                                    pd[i] = Float((Double(pg[i]) * sc - m1 - Double(ph[i]) * m2) * inv)
+            var dw = [Double](repeating: 0, count: c), db = [Double](repeating: 0, count: c)
+            if inner > 0 {
+                g.withUnsafeScalars { pg in
+                    xhat.withUnsafeBufferPointer { ph in
+                        sg.withUnsafeMutableBufferPointer { ps in
+                            sgh.withUnsafeMutableBufferPointer { pt in
+                                let (gp, hp, sp, tp) = (pg.baseAddress!, ph.baseAddress!, ps.baseAddress!, pt.baseAddress!)
+                                Tensor.forRowRanges(rows: n * c, rowLength: inner, work: count) { r in
+                                    conjure_row_sums2(gp, hp, sp, tp, r.lowerBound, r.upperBound, inner)
+                                }
+                                if dx != nil {
+                                    invStd.withUnsafeBufferPointer { pi in
+                                        withOptionalPointer(wT?.scalars) { wp in
+                                            dx!.withUnsafeMutableBufferPointer { pd in
+                                                let (ip, dp) = (pi.baseAddress!, pd.baseAddress!)
+                                                Tensor.forRowRanges(rows: n * groups, rowLength: perGroup, work: count) { r in
+                                                    conjure_groupnorm_backward(gp, hp, wp, sp, tp, ip, dp, r.lowerBound, r.upperBound,
+                                                                               groups, cpg, inner)
+                                                }
+                                            }
+                                        }
+                                    }
                                 }
                             }
                         }
                     }
                 }
+                for b0 in 0..<n { for ch in 0..<c { db[ch] += sg[b0 * c + ch]; dw[ch] += sgh[b0 * c + ch] } }
+            } else if dx != nil {
+                dx = [Float](repeating: 0, count: count)
             }
             var grads: [Tensor?] = [dx.map { Tensor(shape: shape, scalars: $0) }]
             if hasWeight { grads.append(t[1].node == nil ? nil : Tensor(shape: [c], scalars: dw.map { Float($0) })) }

@@ -146,6 +146,22 @@ void conjure_layernorm_rows(const float *restrict x, const float *restrict w, co
 void conjure_layernorm_rows_backward(const float *restrict g, const float *restrict xhat, const float *restrict rstd,
                                      const float *restrict w, float *restrict dx, long r0, long r1, long d);
 
+/// Group normalisation of groups q0 ..< q1 of [N * groups, cpg, inner] (q = sample * groups +
+/// group): mean and biased variance in 8 double lanes combined in a fixed order, inv_std[q] =
+/// 1 / sqrt(var + eps), xhat = (x - mean) * inv_std, y = xhat * w[c] + b[c] (w, b may be NULL).
+void conjure_groupnorm_forward(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
+                               float *restrict xhat, double *restrict inv_std, long q0, long q1, long groups, long cpg,
+                               long inner, float eps);
+/// Per row r in r0 ..< r1 of [rows, len]: sg[r] = sum g, sgh[r] = sum g * h (8 double lanes).
+void conjure_row_sums2(const float *restrict g, const float *restrict h, double *restrict sg, double *restrict sgh,
+                       long r0, long r1, long len);
+/// Group-norm input gradient of groups q0 ..< q1 from the per-(sample, channel) sums of
+/// conjure_row_sums2: with g' = g * w[c], m1 = mean(g'), m2 = mean(g' xhat) over the group,
+/// dx = (g' - m1 - xhat * m2) * inv_std.
+void conjure_groupnorm_backward(const float *restrict g, const float *restrict xhat, const float *restrict w,
+                                const double *restrict sg, const double *restrict sgh, const double *restrict inv_std,
+                                float *restrict dx, long q0, long q1, long groups, long cpg, long inner);
+
 /// One GRU step (PyTorch's gate layout r, z, n) on rows b0 ..< b1: gi, gh are [B, 3H] (input and
 /// hidden projections with their biases), h is [B, H]:
 ///   r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z), n = tanh(gi_n + r gh_n),
