@@ -608,11 +608,16 @@ void conjure_groupnorm_forward(const float *restrict x, const float *restrict w,
         for (long ch = 0; ch < cpg; ch++) {
             float sc = w ? w[c0 + ch] : 1.0f, sh = b ? b[c0 + ch] : 0.0f;
             const float *xc = xq + ch * inner;
-            float *hc = xhat + q * per + ch * inner, *yc = y + q * per + ch * inner;
-            for (long j = 0; j < inner; j++) {
-                float h = (float)(((double)xc[j] - mean) * inv);
-                hc[j] = h;
-                yc[j] = h * sc + sh;
+            float *yc = y + q * per + ch * inner;
+            if (xhat) {
+                float *hc = xhat + q * per + ch * inner;
+                for (long j = 0; j < inner; j++) {
+                    float h = (float)(((double)xc[j] - mean) * inv);
+                    hc[j] = h;
+                    yc[j] = h * sc + sh;
+                }
+            } else {
+                for (long j = 0; j < inner; j++) yc[j] = (float)(((double)xc[j] - mean) * inv) * sc + sh;
             }
         }
     }

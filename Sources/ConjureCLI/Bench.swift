@@ -82,6 +82,7 @@ struct Bench: ParsableCommand {
             let stepName = (updateName?.rawValue ?? "the family's step") + (updateName == .alternatingFresh && isSeed ? " (the reference scripts' step)" : "")
             if !json {
                 print("backend \(MatrixBackend.current)" + (matrixBackend.backend == nil && ProcessInfo.processInfo.environment["CONJURE_BACKEND"] == nil ? " (the default)" : ""))
+                print("convolutions: \(ConvolutionLibrary.summary)")
                 print("model \(config.preset), update \(stepName): " + (mflop.isNaN ? "" : String(format: "%.1f MFLOP/step at batch 64; ", mflop))
                       + String(format: "start-up to first step %.3f s (batch %d)", startup, runs[0].0))
                 let cores = Parallel.availableCores
@@ -112,12 +113,14 @@ struct Bench: ParsableCommand {
                         line += String(format: "  x%.2f PyTorch eager (%.1f)", r.stepsPerSecondMedian / ref, ref)
                     }
                     print(line)
-                    let products = MatrixWork.stepProducts(config: config, batch: b)
-                    if !products.isEmpty {
-                        let w = MatrixWork.bound(products: products, threads: t)
+                    let work = MatrixWork.stepWork(config: config, batch: b)
+                    if !work.products.isEmpty || !work.convolutions.isEmpty {
+                        let w = MatrixWork.bound(products: work.products, convolutions: work.convolutions, threads: t)
                         let step = 1000 / r.stepsPerSecondMedian
-                        print(String(format: "  matrix work %.2f ms at %.1f GFLOP/s (%d products, %.3f GFLOP, each timed alone; the largest, %@, at %.1f GFLOP/s), step %.2f ms, non-matrix share %.0f%%",
-                                     w.boundMilliseconds, w.stepGFLOPs, w.products, w.gflopPerStep, w.largest.description, w.largestGFLOPs, step,
+                        let what = w.convolutions > 0 ? "matrix + convolution work" : "matrix work"
+                        let counted = w.convolutions > 0 ? "\(w.products) products + \(w.convolutions) oneDNN convolutions" : "\(w.products) products"
+                        print(String(format: "  %@ %.2f ms at %.1f GFLOP/s (%@, %.3f GFLOP, each timed alone; the largest, %@, at %.1f GFLOP/s), step %.2f ms, other share %.0f%%",
+                                     what, w.boundMilliseconds, w.stepGFLOPs, counted, w.gflopPerStep, w.largest, w.largestGFLOPs, step,
                                      100 * (step - w.boundMilliseconds) / step))
                     }
                     if let ips = r.imagesPerSecondMedian, let sampler = r.sampler, let k = r.sampleStepsTimed {

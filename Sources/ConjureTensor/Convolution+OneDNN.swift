@@ -94,6 +94,7 @@ extension ConvKernels {
             if status != 0 { buf.initialize(repeating: 0) }
             initialised = count
         }
+        if status == 0 { ProductRecorder.note(ConvolutionShape(kind, g)) }
         return status == 0 ? out : nil
     }
 
@@ -110,5 +111,68 @@ extension ConvKernels {
         let per = oneDNNImagesPerChunk(g)
         guard conjure_onednn_conv_impl(kind.rawValue, &kg, g.f, per, &name, 64) == 0 else { return nil }
         return String(cString: name)
+    }
+}
+
+/// One convolution product as oneDNN's primitives received it, for `conjure bench`'s statement
+/// of a step's work: the product kind and Conjure's geometry (image `[n, c, h, w]`, columns
+/// `[n, f, ho, wo]`, kernel `kh x kw`, strides, paddings).
+public struct ConvolutionShape: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// `forward`, `backward-data` or `backward-weights`.
+    public var kind: String
+    public var n: Int, c: Int, h: Int, w: Int, f: Int, ho: Int, wo: Int
+    public var kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int
+
+    init(_ product: ConvProduct, _ g: ConvGeometry) {
+        kind = ["forward", "backward-data", "backward-weights"][Int(product.rawValue)]
+        (n, c, h, w, f, ho, wo) = (g.n, g.c, g.h, g.w, g.f, g.ho, g.wo)
+        (kh, kw, sh, sw, ph, pw) = (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw)
+    }
+
+    var product: ConvProduct { ConvProduct(rawValue: Int32(["forward", "backward-data", "backward-weights"].firstIndex(of: kind) ?? 0))! }
+    var geometry: ConvGeometry {
+        ConvGeometry(n: n, c: c, h: h, w: w, f: f, ho: ho, wo: wo, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw)
+    }
+
+    /// Multiply-adds of the product counted as 2 FLOPs each, padding taps included:
+    /// `2 · n · f · ho · wo · c · kh · kw` (what the im2col GEMM would compute).
+    public var flops: Double { 2 * Double(n * f * ho * wo) * Double(c * kh * kw) }
+
+    /// E.g. `conv forward 64x32x28x28 -> 64 k3x3 s1`.
+    public var description: String {
+        "conv \(kind) \(n)x\(c)x\(h)x\(w) -> \(f) k\(kh)x\(kw) s\(sw)"
+    }
+
+    /// GFLOP/s of this product alone on oneDNN's primitives (the pool at the current thread
+    /// count), on operands of uniform values in [-1, 1]: two untimed calls, then the median of
+    /// `samples` timings of enough calls to last `seconds / samples` each; nil when oneDNN has no
+    /// direct implementation for it.
+    public func rate(seconds: Double = 0.05, samples: Int = 3) -> Double? {
+        let g = geometry
+        var rng = RandomGenerator(seed: 1)
+        let image = Tensor.randomUniform(g.imageShape, low: -1, high: 1, using: &rng)
+        let weight = Tensor.randomUniform(g.weightShape, low: -1, high: 1, using: &rng)
+        let columns = Tensor.randomUniform(g.columnShape, low: -1, high: 1, using: &rng)
+        let count = product == .forward ? n * f * ho * wo : product == .backwardData ? n * c * h * w : f * c * kh * kw
+        func call() -> Bool {
+            ConvolutionLibrary.with(.onednn) {
+                ConvKernels.oneDNN(product, g, image: product == .backwardData ? nil : image,
+                                   weight: product == .backwardWeights ? nil : weight,
+                                   columns: product == .forward ? nil : columns, count: count) != nil
+            }
+        }
+        guard call(), call() else { return nil }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        _ = call()
+        let once = max(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, 1e-7)
+        let calls = max(1, Int(seconds / Double(max(1, samples)) / once))
+        var rates: [Double] = []
+        for _ in 0..<max(1, samples) {
+            let s0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<calls { _ = call() }
+            let dt = max(Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9, 1e-9)
+            rates.append(flops * Double(calls) / dt / 1e9)
+        }
+        return rates.sorted()[rates.count / 2]
     }
 }

@@ -38,9 +38,12 @@ extension Tensor {
         if a.shape == b.shape {
             let n = a.count
             let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
-                a.withUnsafeScalars { pa in
-                    b.withUnsafeScalars { pb in
-                        for i in 0..<n { buf[i] = f(pa[i], pb[i]) }
+                if n > 0 {
+                    let o = buf.baseAddress!
+                    a.withUnsafeScalars { pa in
+                        b.withUnsafeScalars { pb in
+                            Parallel.forRanges(n) { r in for i in r { o[i] = f(pa[i], pb[i]) } }
+                        }
                     }
                 }
                 initialised = n
@@ -49,6 +52,14 @@ extension Tensor {
         }
         let shape = broadcastShape(a.shape, b.shape, op: op)
         let n = shape.reduce(1, *)
+        // One operand constant over trailing blocks of the other (a time embedding [N, C, 1, 1]
+        // added to feature maps [N, C, H, W]): one value per block of `inner` elements.
+        if n > 0, shape == a.shape, let inner = constantBlock(of: b.shape, over: a.shape) {
+            return (shape, zipBlocks(a, b, n: n, inner: inner, bigFirst: true, f))
+        }
+        if n > 0, shape == b.shape, let inner = constantBlock(of: a.shape, over: b.shape) {
+            return (shape, zipBlocks(b, a, n: n, inner: inner, bigFirst: false, f))
+        }
         if b.count == 1 {
             let y = b.scalars[0]
             return (shape, a.mapScalars { f($0, y) })
@@ -99,6 +110,42 @@ extension Tensor {
             }
         }
         return (shape, out)
+    }
+
+    /// The block length `inner` when `small` (padded with leading 1s to `big`'s rank) equals
+    /// `big` on its first axes and is 1 on the rest, with at least one leading axis kept and a
+    /// block of more than one element: `big[k...]` multiplied. Nil otherwise.
+    static func constantBlock(of small: [Int], over big: [Int]) -> Int? {
+        guard small.count <= big.count else { return nil }
+        let padded = [Int](repeating: 1, count: big.count - small.count) + small
+        var k = 0
+        while k < big.count && padded[k] == big[k] { k += 1 }
+        guard k >= 1, k < big.count, padded[k...].allSatisfy({ $0 == 1 }) else { return nil }
+        let inner = big[k...].reduce(1, *)
+        return inner > 1 ? inner : nil
+    }
+
+    /// `f(big[i], small[i / inner])` (or `f(small[i / inner], big[i])` when `bigFirst` is
+    /// false) for every `i` of `big`'s `n` elements, split across the pool.
+    @inline(__always)
+    static func zipBlocks(_ big: Tensor, _ small: Tensor, n: Int, inner: Int, bigFirst: Bool,
+                          _ f: (Float, Float) -> Float) -> [Float] {
+        [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+            let o = buf.baseAddress!
+            big.withUnsafeScalars { pa in
+                small.withUnsafeScalars { pb in
+                    Parallel.forRanges(n) { r in
+                        var i = r.lowerBound
+                        while i < r.upperBound {
+                            let q = i / inner, end = Swift.min(r.upperBound, (q + 1) * inner), v = pb[q]
+                            if bigFirst { while i < end { o[i] = f(pa[i], v); i += 1 } }
+                            else { while i < end { o[i] = f(v, pa[i]); i += 1 } }
+                        }
+                    }
+                }
+            }
+            initialised = n
+        }
     }
 
     /// Sums this tensor down to `target`, undoing a broadcast (the backward of broadcasting).

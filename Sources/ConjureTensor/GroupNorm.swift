@@ -28,7 +28,9 @@ extension Tensor {
         let perGroup = c / groups * inner  // elements in one (sample, group)
         let count = x.count, cpg = c / groups, q = n * groups
         var invStd = [Double](repeating: 0, count: q)
-        var xhat = [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
+        // x̂ is kept for the backward only when this call is recorded.
+        let recorded = GradMode.enabled && (x.node != nil || weight?.node != nil || bias?.node != nil)
+        var xhat = [Float](unsafeUninitializedCapacity: recorded ? count : 0) { _, i in i = recorded ? count : 0 }
         var y = [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
         if perGroup > 0 {
             x.withUnsafeScalars { px in
@@ -37,7 +39,7 @@ extension Tensor {
                         invStd.withUnsafeMutableBufferPointer { pi in
                             withOptionalPointer(weight?.scalars) { wp in
                                 withOptionalPointer(bias?.scalars) { bp in
-                                    let (xp, hp, yp, ip) = (px.baseAddress!, ph.baseAddress!, py.baseAddress!, pi.baseAddress!)
+                                    let (xp, hp, yp, ip) = (px.baseAddress!, recorded ? ph.baseAddress : nil, py.baseAddress!, pi.baseAddress!)
                                     Tensor.forRowRanges(rows: q, rowLength: perGroup, work: count) { r in
                                         conjure_groupnorm_forward(xp, wp, bp, yp, hp, ip, r.lowerBound, r.upperBound,
                                                                   groups, cpg, inner, eps)

@@ -206,11 +206,27 @@ public enum ProductRecorder {
     /// Runs `body` and returns the products it computed, in order (concurrent products in the
     /// order they reached the recorder).
     public static func record(_ body: () throws -> Void) rethrows -> [ProductShape] {
-        lock.lock(); shapes = []; enabled = true; lock.unlock()
+        try recordWork(body).products
+    }
+
+    /// Runs `body` and returns the matrix products and the convolution products (those oneDNN's
+    /// primitives computed; an im2col convolution shows as its matrix products) it ran, in order.
+    public static func recordWork(_ body: () throws -> Void) rethrows -> (products: [ProductShape], convolutions: [ConvolutionShape]) {
+        lock.lock(); shapes = []; convolutions = []; enabled = true; lock.unlock()
         defer { lock.lock(); enabled = false; lock.unlock() }
         try body()
         lock.lock(); defer { lock.unlock() }
-        return shapes
+        return (shapes, convolutions)
+    }
+
+    nonisolated(unsafe) static var convolutions: [ConvolutionShape] = []
+
+    /// Notes one convolution product when recording.
+    static func note(_ convolution: ConvolutionShape) {
+        guard enabled else { return }
+        lock.lock()
+        if enabled { convolutions.append(convolution) }
+        lock.unlock()
     }
 
     /// Notes one product (`count` times) when recording.

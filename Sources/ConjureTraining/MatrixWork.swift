@@ -6,30 +6,39 @@ import ConjureData
 /// (``MatrixBackend/current``): what `conjure bench` prints beside the step time, and what
 /// `conjure bench --gemm` times per backend.
 public enum MatrixWork {
-    /// One step's matrix work against its measured step time.
+    /// One step's matrix and convolution work against its measured step time.
     public struct Bound: Codable, Sendable {
         /// The backend's name (`openblas`, `onednn`, ...).
         public var backend: String
-        /// Products per step (a strided batch counts each slice).
+        /// Matrix products per step (a strided batch counts each slice; an im2col convolution
+        /// counts as its products).
         public var products: Int
-        /// GFLOP of matrix products per step (2·m·n·k summed; convolutions' im2col products included).
+        /// Convolution products per step that oneDNN's primitives computed (forward, backward
+        /// data, backward weights each count one).
+        public var convolutions: Int
+        /// GFLOP per step of both (2·m·n·k per matrix product, 2·n·f·ho·wo·c·kh·kw per convolution).
         public var gflopPerStep: Double
-        /// The step's largest product (most FLOPs).
-        public var largest: ProductShape
-        /// GFLOP/s the backend reaches on ``largest`` alone through Conjure's `sgemm`, at the
-        /// step's thread count.
+        /// The step's largest product (most FLOPs), a matrix product or a convolution, in words.
+        public var largest: String
+        /// GFLOP/s the library reaches on ``largest`` alone, at the step's thread count.
         public var largestGFLOPs: Double
-        /// The time the step's products take at the rates the backend reaches on each of them
+        /// The time the step's products take at the rates the library reaches on each of them
         /// alone (Σ FLOPs / rate over the step's products), in milliseconds: the step time if
-        /// nothing but matrix work took time.
+        /// nothing but this work took time.
         public var boundMilliseconds: Double
-        /// ``gflopPerStep`` / ``boundMilliseconds``: the backend's rate over the whole step's products.
+        /// ``gflopPerStep`` / ``boundMilliseconds``: the rate over the whole step's products.
         public var stepGFLOPs: Double { gflopPerStep / boundMilliseconds * 1000 }
     }
 
     /// The products of one training step of `config` at `batch` (the model built from seed 0,
     /// one untimed step first, then the recorded one), in the order computed.
     public static func stepProducts(config: ModelConfig, batch: Int) -> [ProductShape] {
+        stepWork(config: config, batch: batch).products
+    }
+
+    /// The matrix products and oneDNN convolution products of one training step of `config` at
+    /// `batch`, recorded as ``stepProducts(config:batch:)`` records the products.
+    public static func stepWork(config: ModelConfig, batch: Int) -> (products: [ProductShape], convolutions: [ConvolutionShape]) {
         var rng = RandomGenerator(seed: 0)
         let model = config.makeModel(rng: &rng)
         let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
@@ -37,7 +46,7 @@ public enum MatrixWork {
         let z = Tensor.randomNormal([batch, config.latentDim], using: &rng)
         let labels = model.balancedLabels(batch, offset: 0)
         optimization.step(TrainingBatch(x: real, z: z, labels: labels))
-        return ProductRecorder.record { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
+        return ProductRecorder.recordWork { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
     }
 
     /// GFLOP/s of Conjure's `sgemm` (blocks over the pool, the current backend) on `shape` with
@@ -76,23 +85,32 @@ public enum MatrixWork {
         }
     }
 
-    /// The bound of `products` (one step's) on the current backend at `threads` threads: each
-    /// distinct product timed alone (``rate(_:seconds:samples:)``, 3 timings over 50 ms), the
-    /// step's FLOPs over those rates, and the largest product's rate.
+    /// The bound of `products` and `convolutions` (one step's) on the current libraries at
+    /// `threads` threads: each distinct product timed alone (``rate(_:seconds:samples:)`` and
+    /// ``ConvolutionShape/rate(seconds:samples:)``, 3 timings over 50 ms), the step's FLOPs over
+    /// those rates, and the largest product's rate.
     ///
-    /// - Precondition: `products` is not empty; `threads` in 1...64.
-    public static func bound(products: [ProductShape], threads: Int) -> Bound {
-        precondition(!products.isEmpty && (1...64).contains(threads), "MatrixWork.bound: \(products.count) products, \(threads) threads")
+    /// - Precondition: `products` and `convolutions` are not both empty; `threads` in 1...64.
+    public static func bound(products: [ProductShape], convolutions: [ConvolutionShape] = [], threads: Int) -> Bound {
+        precondition(!(products.isEmpty && convolutions.isEmpty) && (1...64).contains(threads),
+                     "MatrixWork.bound: \(products.count) products, \(convolutions.count) convolutions, \(threads) threads")
         Parallel.setThreads(threads)
-        let largest = products.max { $0.flops < $1.flops }!
-        var seconds = 0.0, largestRate = 0.0
+        var seconds = 0.0, largest = "", largestFLOPs = -1.0, largestRate = 0.0
         for (shape, count) in distinct(products) {
             let r = rate(shape, seconds: 0.05, samples: 3)
             seconds += shape.flops * Double(count) / (r * 1e9)
-            if shape == largest { largestRate = r }
+            if shape.flops > largestFLOPs { (largest, largestFLOPs, largestRate) = (shape.description, shape.flops, r) }
         }
-        return Bound(backend: MatrixBackend.current.name, products: products.count, gflopPerStep: products.reduce(0) { $0 + $1.flops } / 1e9,
-                     largest: largest, largestGFLOPs: largestRate, boundMilliseconds: seconds * 1000)
+        var counts: [ConvolutionShape: Int] = [:]
+        for c in convolutions { counts[c, default: 0] += 1 }
+        for (shape, count) in counts.sorted(by: { $0.key.description < $1.key.description }) {
+            guard let r = shape.rate(seconds: 0.05, samples: 3) else { continue }
+            seconds += shape.flops * Double(count) / (r * 1e9)
+            if shape.flops > largestFLOPs { (largest, largestFLOPs, largestRate) = (shape.description, shape.flops, r) }
+        }
+        let flops = products.reduce(0) { $0 + $1.flops } + convolutions.reduce(0) { $0 + $1.flops }
+        return Bound(backend: MatrixBackend.current.name, products: products.count, convolutions: convolutions.count,
+                     gflopPerStep: flops / 1e9, largest: largest, largestGFLOPs: largestRate, boundMilliseconds: seconds * 1000)
     }
 
     /// The distinct shapes of `products` with how many times each occurs, most total FLOPs first.

@@ -134,4 +134,25 @@ final class ConvolutionLibraryTests: XCTestCase {
         }
         ConvolutionLibrary.with(.im2col) { MatrixBackend.with(.oneDNN) { XCTAssertFalse(ConvolutionLibrary.usesOneDNN) } }
     }
+
+    /// A conv2d's forward and backward on oneDNN are recorded as three convolution products
+    /// (forward, backward data, backward weights) with the im2col GEMM's FLOPs, and each can be
+    /// timed alone; on im2col the same step records matrix products and no convolutions.
+    func testRecorderSeesTheThreeProductsOfAConvolution() {
+        var rng = RandomGenerator(seed: 23)
+        let x = Tensor.randomUniform([8, 16, 10, 10], low: -1, high: 1, using: &rng).requiringGrad()
+        let w = Tensor.randomUniform([32, 16, 3, 3], low: -1, high: 1, using: &rng).requiringGrad()
+        func step() { _ = Tensor.gradients(of: Tensor.conv2d(x, weight: w, padding: 1).sum(), wrt: [x, w]) }
+        let onednn = ConvolutionLibrary.with(.onednn) { MatrixBackend.with(.oneDNN) { ProductRecorder.recordWork(step) } }
+        XCTAssertEqual(onednn.convolutions.map(\.kind).sorted(), ["backward-data", "backward-weights", "forward"])
+        XCTAssertTrue(onednn.products.isEmpty, "\(onednn.products)")
+        for c in onednn.convolutions {
+            XCTAssertEqual(c.flops, 2 * 8 * 32 * 10 * 10 * 16 * 9, c.description)
+            let rate = MatrixBackend.with(.oneDNN) { c.rate(seconds: 0.01, samples: 1) }
+            XCTAssertGreaterThan(rate ?? 0, 0.1, c.description)
+        }
+        let im2col = ConvolutionLibrary.with(.im2col) { ProductRecorder.recordWork(step) }
+        XCTAssertTrue(im2col.convolutions.isEmpty)
+        XCTAssertEqual(im2col.products.reduce(0) { $0 + $1.flops }, 3 * 2 * 8 * 32 * 10 * 10 * 16 * 9)
+    }
 }

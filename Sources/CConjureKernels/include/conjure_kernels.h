@@ -148,7 +148,8 @@ void conjure_layernorm_rows_backward(const float *restrict g, const float *restr
 
 /// Group normalisation of groups q0 ..< q1 of [N * groups, cpg, inner] (q = sample * groups +
 /// group): mean and biased variance in 8 double lanes combined in a fixed order, inv_std[q] =
-/// 1 / sqrt(var + eps), xhat = (x - mean) * inv_std, y = xhat * w[c] + b[c] (w, b may be NULL).
+/// 1 / sqrt(var + eps), xhat = (x - mean) * inv_std, y = xhat * w[c] + b[c] (w, b may be NULL;
+/// xhat may be NULL when no backward needs it).
 void conjure_groupnorm_forward(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                                float *restrict xhat, double *restrict inv_std, long q0, long q1, long groups, long cpg,
                                long inner, float eps);

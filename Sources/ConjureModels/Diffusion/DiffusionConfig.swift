@@ -134,7 +134,7 @@ public struct DiffusionConfig: FamilyConfig, OptimizationFields, Equatable {
                 downsampleStride: Int? = nil, blocksPerLevel: Int = 1, attentionLevels: [Int] = [2], attentionHeads: Int = 1, groups: Int = 8, dropout: Float = 0,
                 timesteps: Int = 1000, schedule: DiffusionScheduleKind = .linear, prediction: DiffusionPrediction = .epsilon,
                 conditionalClasses: Int = 0, labelDropout: Float = 0.1, sampler: DiffusionSamplerSettings = .init(),
-                lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, batchSize: Int = 64, epochs: Int = 60,
+                lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, batchSize: Int = 64, epochs: Int = 120,
                 seed: UInt64 = 0, optimizer: OptimizerKind = .adam, weightDecay: Float = 0, lrSchedule: LRSchedule = .constant,
                 clipGradNorm: Float? = 1, emaDecay: Float? = 0.999) {
         self.preset = preset; self.imageShape = imageShape; self.baseWidth = baseWidth; self.channelMultipliers = channelMultipliers
@@ -153,9 +153,11 @@ public struct DiffusionConfig: FamilyConfig, OptimizationFields, Equatable {
     /// (two on the way up), one-head self-attention at the lowest level and in the middle,
     /// no dropout (runs here are too short to overfit; `--dropout 0.1` is Ho et al.'s CIFAR
     /// setting), T = 1000 linear steps, ε-prediction; Adam(1e-3: Ho et al.'s 2e-4 learns too little in the few thousand steps a CPU run takes), batch 64, gradients clipped to
-    /// norm 1 (Ho et al.'s setting), DDIM 50 steps for samples. Base width 32 measured 8x slower
-    /// than this on the shared machine (0.1 steps/s at batch 64 under load), too slow for a
-    /// default run on two cores.
+    /// norm 1 (Ho et al.'s setting), DDIM 50 steps for samples; 120 epochs (8400 steps on the
+    /// 4500 training images of the MNIST subset: 22m54s on two cores, FID 24.8 and recall 0.91
+    /// with the domain classifier, docs/diffusion.md). Base width 32 measured 3.5x slower per
+    /// step (2 against 7 steps/s at batch 64 on two cores), too slow for a default run of at
+    /// most 30 minutes.
     ///
     /// The weight average decays with 0.999 (warmed up as `min(0.999, (1+t)/(10+t))`), not Ho
     /// et al.'s 0.9999: a run here is a few thousand steps, and a 0.9999 average (a window of
