@@ -120,7 +120,9 @@ extension ConvKernels {
 public struct ConvolutionShape: Hashable, Sendable, Codable, CustomStringConvertible {
     /// `forward`, `backward-data` or `backward-weights`.
     public var kind: String
+    /// Image `[n, c, h, w]`, columns `[n, f, ho, wo]`.
     public var n: Int, c: Int, h: Int, w: Int, f: Int, ho: Int, wo: Int
+    /// Kernel extent, strides and paddings along height and width.
     public var kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int
 
     init(_ product: ConvProduct, _ g: ConvGeometry) {
