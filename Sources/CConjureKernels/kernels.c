@@ -586,38 +586,64 @@ static inline __attribute__((always_inline)) void conjure_sums8(const float *res
     if (s2) *s2 = conjure_lanes8(a2);
 }
 
+/// The sum and the sum of squares of x[0 ..< len] in 16 double lanes each (two 8-wide vectors
+/// of float-to-double conversions per 16 elements), the lanes combined in a fixed order.
+static inline __attribute__((always_inline)) void conjure_sum_squares16(const float *restrict x, long len,
+                                                                        double *s1, double *s2) {
+    typedef double v8d __attribute__((vector_size(64)));
+    typedef float v8f __attribute__((vector_size(32)));
+    v8d a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+    long i = 0;
+    for (; i + 16 <= len; i += 16) {
+        v8f f0, f1;
+        __builtin_memcpy(&f0, x + i, sizeof f0);
+        __builtin_memcpy(&f1, x + i + 8, sizeof f1);
+        v8d d0 = __builtin_convertvector(f0, v8d), d1 = __builtin_convertvector(f1, v8d);
+        a0 += d0; a1 += d1; b0 += d0 * d0; b1 += d1 * d1;
+    }
+    double a[8], b[8];
+    for (int l = 0; l < 8; l++) { a[l] = a0[l] + a1[l]; b[l] = b0[l] + b1[l]; }
+    for (; i < len; i++) { double d = (double)x[i]; a[i & 7] += d; b[i & 7] += d * d; }
+    *s1 = conjure_lanes8(a);
+    *s2 = conjure_lanes8(b);
+}
+
 CONJURE_CLONES
 void conjure_groupnorm_forward(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                                float *restrict xhat, double *restrict inv_std, long q0, long q1, long groups, long cpg,
-                               long inner, float eps) {
+                               long inner, float eps, int silu) {
     long per = cpg * inner;
     for (long q = q0; q < q1; q++) {
         const float *xq = x + q * per;
-        double s, v;
-        conjure_sums8(xq, NULL, per, &s, NULL);
+        // One pass for the sum and the sum of squares: a float's square is exact in double, so
+        // var = E[x^2] - mean^2 loses only what the accumulation rounds (relative 1e-16 times
+        // mean^2 / var, far below float resolution for any float data).
+        double s, ss;
+        conjure_sum_squares16(xq, per, &s, &ss);
         double mean = s / (double)per;
-        double acc[8] = {0};
-        long i = 0;
-        for (; i + 8 <= per; i += 8)
-            for (int l = 0; l < 8; l++) { double d = xq[i + l] - mean; acc[l] += d * d; }
-        for (; i < per; i++) { double d = xq[i] - mean; acc[i & 7] += d * d; }
-        v = conjure_lanes8(acc);
-        double inv = 1.0 / __builtin_sqrt(v / (double)per + (double)eps);
+        double var = ss / (double)per - mean * mean;
+        if (var < 0) var = 0;
+        double inv = 1.0 / __builtin_sqrt(var + (double)eps);
         inv_std[q] = inv;
+        float hs = (float)inv, hc0 = (float)(-mean * inv);
         long c0 = (q % groups) * cpg;
         for (long ch = 0; ch < cpg; ch++) {
-            float sc = w ? w[c0 + ch] : 1.0f, sh = b ? b[c0 + ch] : 0.0f;
+            double sc = w ? (double)w[c0 + ch] : 1.0, sh = b ? (double)b[c0 + ch] : 0.0;
+            // y = x * a + c with a = inv * w, c = b - mean * inv * w (float FMA per element).
+            float a = (float)(inv * sc), c = (float)(sh - mean * inv * sc);
             const float *xc = xq + ch * inner;
             float *yc = y + q * per + ch * inner;
             if (xhat) {
                 float *hc = xhat + q * per + ch * inner;
+                for (long j = 0; j < inner; j++) { hc[j] = xc[j] * hs + hc0; yc[j] = xc[j] * a + c; }
+            } else if (silu) {
+                // The SiLU of conjure_silu on the same float, in the same pass.
                 for (long j = 0; j < inner; j++) {
-                    float h = (float)(((double)xc[j] - mean) * inv);
-                    hc[j] = h;
-                    yc[j] = h * sc + sh;
+                    float v = xc[j] * a + c;
+                    yc[j] = v / (1.0f + conjure_expf_poly(-v));
                 }
             } else {
-                for (long j = 0; j < inner; j++) yc[j] = (float)(((double)xc[j] - mean) * inv) * sc + sh;
+                for (long j = 0; j < inner; j++) yc[j] = xc[j] * a + c;
             }
         }
     }
@@ -962,4 +988,21 @@ void conjure_attention_backward(const float *restrict qkv, const float *restrict
         }
     }
     free(buf);
+}
+
+CONJURE_CLONES
+void conjure_transpose_batched(const float *restrict x, float *restrict y, long b0, long b1, long rows, long cols) {
+    const long tile = 16;
+    for (long b = b0; b < b1; b++) {
+        const float *xb = x + b * rows * cols;
+        float *yb = y + b * rows * cols;
+        for (long i0 = 0; i0 < rows; i0 += tile) {
+            long i1 = i0 + tile < rows ? i0 + tile : rows;
+            for (long j0 = 0; j0 < cols; j0 += tile) {
+                long j1 = j0 + tile < cols ? j0 + tile : cols;
+                for (long j = j0; j < j1; j++)
+                    for (long i = i0; i < i1; i++) yb[j * rows + i] = xb[i * cols + j];
+            }
+        }
+    }
 }

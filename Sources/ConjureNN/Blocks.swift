@@ -38,6 +38,13 @@ public final class GroupNorm: Layer {
         return Tensor.groupNorm(x, groups: numGroups, weight: weight?.value, bias: bias?.value, eps: eps)
     }
 
+    /// `silu(groupNorm(x))`, in one pass over the data when no gradient is recorded (the
+    /// pre-activation of the U-Net's convolutions; ``Tensor/groupNorm(_:groups:weight:bias:eps:silu:)``).
+    public func silu(_ x: Tensor) -> Tensor {
+        precondition(x.rank >= 2 && x.shape[1] == numChannels, "GroupNorm: input \(x.shape) ([N, C, ...]) for \(numChannels) channels")
+        return Tensor.groupNorm(x, groups: numGroups, weight: weight?.value, bias: bias?.value, eps: eps, silu: true)
+    }
+
     /// `weight`, then `bias` (none without affine).
     public var namedParameters: [(String, Parameter)] {
         if let weight, let bias { return [("weight", weight), ("bias", bias)] }

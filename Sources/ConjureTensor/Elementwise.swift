@@ -32,9 +32,12 @@ extension Tensor {
         return strides
     }
 
-    /// Applies `f` element-wise over the broadcast of `a` and `b`.
+    /// Applies `Op` element-wise over the broadcast of `a` and `b` (`op` names it in a shape
+    /// error). `Op` is a type, not a closure, so that every loop below is specialised with the
+    /// operation inlined (and vectorised), also inside the closures handed to the pool.
     @inline(__always)
-    static func zipBroadcast(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) -> ([Int], [Float]) {
+    static func zipBroadcast<Op: ScalarBinaryOperation>(_ a: Tensor, _ b: Tensor, op: String, _: Op.Type) -> ([Int], [Float]) {
+        @inline(__always) func f(_ x: Float, _ y: Float) -> Float { Op.apply(x, y) }
         if a.shape == b.shape {
             let n = a.count
             let out = [Float](unsafeUninitializedCapacity: n) { buf, initialised in
@@ -55,10 +58,10 @@ extension Tensor {
         // One operand constant over trailing blocks of the other (a time embedding [N, C, 1, 1]
         // added to feature maps [N, C, H, W]): one value per block of `inner` elements.
         if n > 0, shape == a.shape, let inner = constantBlock(of: b.shape, over: a.shape) {
-            return (shape, zipBlocks(a, b, n: n, inner: inner, bigFirst: true, f))
+            return (shape, zipBlocks(a, b, n: n, inner: inner, bigFirst: true, Op.self))
         }
         if n > 0, shape == b.shape, let inner = constantBlock(of: a.shape, over: b.shape) {
-            return (shape, zipBlocks(b, a, n: n, inner: inner, bigFirst: false, f))
+            return (shape, zipBlocks(b, a, n: n, inner: inner, bigFirst: false, Op.self))
         }
         if b.count == 1 {
             let y = b.scalars[0]
@@ -125,12 +128,13 @@ extension Tensor {
         return inner > 1 ? inner : nil
     }
 
-    /// `f(big[i], small[i / inner])` (or `f(small[i / inner], big[i])` when `bigFirst` is
+    /// `Op(big[i], small[i / inner])` (or `Op(small[i / inner], big[i])` when `bigFirst` is
     /// false) for every `i` of `big`'s `n` elements, split across the pool.
     @inline(__always)
-    static func zipBlocks(_ big: Tensor, _ small: Tensor, n: Int, inner: Int, bigFirst: Bool,
-                          _ f: (Float, Float) -> Float) -> [Float] {
-        [Float](unsafeUninitializedCapacity: n) { buf, initialised in
+    static func zipBlocks<Op: ScalarBinaryOperation>(_ big: Tensor, _ small: Tensor, n: Int, inner: Int, bigFirst: Bool,
+                                                     _: Op.Type) -> [Float] {
+        @inline(__always) func f(_ x: Float, _ y: Float) -> Float { Op.apply(x, y) }
+        return [Float](unsafeUninitializedCapacity: n) { buf, initialised in
             let o = buf.baseAddress!
             big.withUnsafeScalars { pa in
                 small.withUnsafeScalars { pb in
@@ -165,25 +169,57 @@ extension Tensor {
 
 // MARK: - Arithmetic
 
+/// A binary operation on scalars given as a type, so that generic loops over tensors are
+/// specialised with it inlined (a closure passed down to the pool's workers is not).
+protocol ScalarBinaryOperation {
+    /// The operation on one pair of elements.
+    static func apply(_ a: Float, _ b: Float) -> Float
+}
+
+/// `a + b`.
+enum AddOperation: ScalarBinaryOperation {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b }
+}
+
+/// `a - b`.
+enum SubtractOperation: ScalarBinaryOperation {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a - b }
+}
+
+/// `a * b`.
+enum MultiplyOperation: ScalarBinaryOperation {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b }
+}
+
+/// `a / b`.
+enum DivideOperation: ScalarBinaryOperation {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a / b }
+}
+
+/// `b` (broadcasting `b` to `a`'s shape).
+enum SecondOperandOperation: ScalarBinaryOperation {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { b }
+}
+
 extension Tensor {
     /// Element-wise sum with NumPy broadcasting; each gradient is summed back to its input's shape.
     /// Precondition: the shapes broadcast.
     public static func + (a: Tensor, b: Tensor) -> Tensor {
-        let (shape, out) = zipBroadcast(a, b, op: "add", +)
+        let (shape, out) = zipBroadcast(a, b, op: "add", AddOperation.self)
         let sa = a.shape, sb = b.shape
         return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, _ in [g.sumTo(sa), g.sumTo(sb)] }
     }
 
     /// Element-wise difference `a - b` with NumPy broadcasting. Precondition: the shapes broadcast.
     public static func - (a: Tensor, b: Tensor) -> Tensor {
-        let (shape, out) = zipBroadcast(a, b, op: "subtract", -)
+        let (shape, out) = zipBroadcast(a, b, op: "subtract", SubtractOperation.self)
         let sa = a.shape, sb = b.shape
         return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, _ in [g.sumTo(sa), (-g).sumTo(sb)] }
     }
 
     /// Element-wise product with NumPy broadcasting. Precondition: the shapes broadcast.
     public static func * (a: Tensor, b: Tensor) -> Tensor {
-        let (shape, out) = zipBroadcast(a, b, op: "multiply", *)
+        let (shape, out) = zipBroadcast(a, b, op: "multiply", MultiplyOperation.self)
         return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, x in
             [x[0].node == nil ? nil : (g * x[1]).sumTo(x[0].shape),
              x[1].node == nil ? nil : (g * x[0]).sumTo(x[1].shape)]
@@ -193,7 +229,7 @@ extension Tensor {
     /// Element-wise quotient `a / b` with NumPy broadcasting (IEEE semantics: `x / 0` is ±inf or
     /// NaN). Precondition: the shapes broadcast.
     public static func / (a: Tensor, b: Tensor) -> Tensor {
-        let (shape, out) = zipBroadcast(a, b, op: "divide", /)
+        let (shape, out) = zipBroadcast(a, b, op: "divide", DivideOperation.self)
         return Tensor.record(shape: shape, scalars: out, inputs: [a, b]) { g, x in
             [x[0].node == nil ? nil : (g / x[1]).sumTo(x[0].shape),
              x[1].node == nil ? nil : (-(g * x[0]) / (x[1] * x[1])).sumTo(x[1].shape)]

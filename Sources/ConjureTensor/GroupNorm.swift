@@ -8,18 +8,26 @@ extension Tensor {
     /// sample are split into `groups` consecutive groups and each group (its channels and every
     /// trailing position) is normalised with its own mean and biased variance, then scaled and
     /// shifted per channel: `y = (x - mean_g) / sqrt(var_g + eps) * weight_c + bias_c`.
-    /// Statistics are accumulated in Double.
+    /// Statistics are accumulated in Double (the sum and the sum of squares in one pass; a
+    /// float's square is exact in Double); the normalisation and affine map are one float FMA
+    /// per element, `x · a_c + c_c` with `a_c = weight_c / sqrt(var + eps)` and
+    /// `c_c = bias_c − mean · a_c` (the form of PyTorch's CPU kernel: as accurate as the float
+    /// input, a few of its roundings at the data's offset over its spread).
     ///
     /// - Parameters:
     ///   - x: `[N, C, ...]` (e.g. `[N, C, H, W]`).
     ///   - groups: number of groups; must divide `C`.
     ///   - weight, bias: `[C]` per-channel affine parameters, or nil for 1 and 0.
     ///   - eps: added to the variance (PyTorch's default 1e-5).
+    ///   - silu: follow the normalisation with SiLU (`y · sigmoid(y)`, as ``silu()``): one pass
+    ///     over the data when no gradient is recorded (sampling), the two ops in sequence when
+    ///     one is; the same values either way.
     /// - Shapes: output like `x`.
     /// - Gradient: closed form per group `dx = invStd (g' - mean(g') - x̂ mean(g' x̂))` with
     ///   `g' = g · weight_c`; weight ← `Σ g x̂`, bias ← `Σ g` over N and the trailing axes. With
     ///   `createGraph` the backward is built from differentiable ops (second order).
-    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5,
+                                 silu: Bool = false) -> Tensor {
         precondition(x.rank >= 2 && groups >= 1 && x.shape[1] % groups == 0,
                      "groupNorm: input \(x.shape) ([N, C, ...]) with \(groups) groups: C must be a multiple of the group count")
         let n = x.shape[0], c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *)
@@ -30,6 +38,7 @@ extension Tensor {
         var invStd = [Double](repeating: 0, count: q)
         // x̂ is kept for the backward only when this call is recorded.
         let recorded = GradMode.enabled && (x.node != nil || weight?.node != nil || bias?.node != nil)
+        if silu && recorded { return groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps).silu() }
         var xhat = [Float](unsafeUninitializedCapacity: recorded ? count : 0) { _, i in i = recorded ? count : 0 }
         var y = [Float](unsafeUninitializedCapacity: count) { _, i in i = count }
         if perGroup > 0 {
@@ -42,7 +51,7 @@ extension Tensor {
                                     let (xp, hp, yp, ip) = (px.baseAddress!, recorded ? ph.baseAddress : nil, py.baseAddress!, pi.baseAddress!)
                                     Tensor.forRowRanges(rows: q, rowLength: perGroup, work: count) { r in
                                         conjure_groupnorm_forward(xp, wp, bp, yp, hp, ip, r.lowerBound, r.upperBound,
-                                                                  groups, cpg, inner, eps)
+                                                                  groups, cpg, inner, eps, silu ? 1 : 0)
                                     }
                                 }
                             }
@@ -127,6 +136,9 @@ extension Tensor {
     ///   - x: `[..., D]` viewed as rows of `featureCount = D` elements (D may span several trailing axes).
     ///   - weight, bias: `featureCount` elements each (any shape), or both nil for 1 and 0.
     ///   - eps: added to the variance (PyTorch's default 1e-5).
+    ///   - silu: follow the normalisation with SiLU (`y · sigmoid(y)`, as ``silu()``): one pass
+    ///     over the data when no gradient is recorded (sampling), the two ops in sequence when
+    ///     one is; the same values either way.
     /// - Shapes: output like `x`.
     /// - Gradient: per row `dx = rstd (g' - mean(g') - x̂ mean(g' x̂))` with `g' = g · weight`;
     ///   weight ← `Σ_rows g x̂`, bias ← `Σ_rows g`. With `createGraph` the backward is built from

@@ -136,7 +136,7 @@ extension Tensor {
             _ = Tensor.broadcastShape(target, shape, op: "expand")
             out = [Float](repeating: scalars[0], count: target.reduce(1, *))
         } else {
-            out = Tensor.zipBroadcast(Tensor.zeros(target), self.detached(), op: "expand") { _, b in b }.1
+            out = Tensor.zipBroadcast(Tensor.zeros(target), self.detached(), op: "expand", SecondOperandOperation.self).1
         }
         let src = shape
         return Tensor.record(shape: target, scalars: out, inputs: [self]) { g, _ in [g.sumTo(src)] }

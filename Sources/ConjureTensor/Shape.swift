@@ -1,3 +1,4 @@
+import CConjureKernels
 // MARK: - Shape ops
 
 extension Tensor {
@@ -19,6 +20,14 @@ extension Tensor {
             withUnsafeScalars { p in
                 guard n > 0, let src0 = p.baseAddress, let dst = buf.baseAddress else { return }
                 if outer == 0 { dst.update(from: src0, count: n); return }
+                // The last two axes swapped: a tiled transpose per leading index, split across the pool.
+                if rank >= 2, Array(axes.prefix(rank - 2)) == Array(0..<(rank - 2)), axes[rank - 2] == rank - 1 {
+                    let rows = shape[rank - 2], cols = shape[rank - 1], batch = n / (rows * cols)
+                    Tensor.forRowRanges(rows: batch, rowLength: rows * cols, work: n) { r in
+                        conjure_transpose_batched(src0, dst, r.lowerBound, r.upperBound, rows, cols)
+                    }
+                    return
+                }
                 var index = [Int](repeating: 0, count: outer)
                 index.withUnsafeMutableBufferPointer { idx in
                     var src = 0

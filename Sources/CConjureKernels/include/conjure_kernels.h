@@ -147,12 +147,15 @@ void conjure_layernorm_rows_backward(const float *restrict g, const float *restr
                                      const float *restrict w, float *restrict dx, long r0, long r1, long d);
 
 /// Group normalisation of groups q0 ..< q1 of [N * groups, cpg, inner] (q = sample * groups +
-/// group): mean and biased variance in 8 double lanes combined in a fixed order, inv_std[q] =
-/// 1 / sqrt(var + eps), xhat = (x - mean) * inv_std, y = xhat * w[c] + b[c] (w, b may be NULL;
-/// xhat may be NULL when no backward needs it).
+/// group): the sum and the sum of squares in one pass of 8 double lanes combined in a fixed
+/// order, mean and biased variance var = E[x^2] - mean^2 from them, inv_std[q] =
+/// 1 / sqrt(var + eps), xhat = x * inv_std - mean * inv_std, y = x * a[c] + c[c] with
+/// a = inv_std * w[c], c = b[c] - mean * a (float FMAs; w, b may be NULL; xhat may be NULL
+/// when no backward needs it). With silu nonzero (xhat must be NULL), y is followed by
+/// conjure_silu's SiLU in the same pass: the bits of the two calls in sequence.
 void conjure_groupnorm_forward(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y,
                                float *restrict xhat, double *restrict inv_std, long q0, long q1, long groups, long cpg,
-                               long inner, float eps);
+                               long inner, float eps, int silu);
 /// Per row r in r0 ..< r1 of [rows, len]: sg[r] = sum g, sgh[r] = sum g * h (8 double lanes).
 void conjure_row_sums2(const float *restrict g, const float *restrict h, double *restrict sg, double *restrict sgh,
                        long r0, long r1, long len);
@@ -197,5 +200,9 @@ void conjure_attention_forward(const float *restrict qkv, float *restrict out, f
 /// dk = scale dS^T q.
 void conjure_attention_backward(const float *restrict qkv, const float *restrict stats, const float *restrict dout,
                                 float *restrict dqkv, long t, long h, long d, float scale, int causal, long s0, long s1);
+
+/// For each batch b in b0 ..< b1 of x [batch, rows, cols]: y[b] = x[b]^T ([batch, cols, rows]),
+/// in 16x16 tiles.
+void conjure_transpose_batched(const float *restrict x, float *restrict y, long b0, long b1, long rows, long cols);
 
 #endif

@@ -91,10 +91,10 @@ public final class ResidualBlock: Module {
 
     /// Applies the block (see the type's documentation).
     public func callAsFunction(_ x: Tensor, _ temb: Tensor) -> Tensor {
-        var h = conv1(norm1(x).silu())
+        var h = conv1(norm1.silu(x))
         let t = timeProjection(temb.silu())
         h = h + t.reshaped([t.shape[0], t.shape[1]] + [Int](repeating: 1, count: x.rank - 2))
-        h = conv2(dropout(norm2(h).silu()))
+        h = conv2(dropout(norm2.silu(h)))
         return (shortcut?(x) ?? x) + h
     }
 }
@@ -340,6 +340,6 @@ public final class UNet: Module {
                 h = u(config.spatialDims == 1 ? h.upsampleNearest1d(scale: s) : h.upsampleNearest2d(scale: s))
             }
         }
-        return convOut(normOut(h).silu())
+        return convOut(normOut.silu(h))
     }
 }
