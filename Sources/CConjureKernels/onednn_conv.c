@@ -205,6 +205,17 @@ typedef struct {
     char *partials;           // backward weights: one chosen-layout weight gradient per chunk
 } job;
 
+/// The memory a chunk's product uses for one operand: for the operand it writes (`written`),
+/// the scratch `buf` when a reorder back to the plain layout follows, else the output `out`; for
+/// an input, `plain` itself or its reorder into `buf`.
+static void *side(const operand *op, int written, const float *plain, float *out, char *buf,
+                  const dnnl_memory_desc_t *s_md, char *s_buf) {
+    if (written) return op->reorder ? (void *)buf : (void *)out;
+    if (!op->reorder) return (void *)plain;
+    reorder(op->reorder, &op->plain, plain, &op->chosen, buf, s_md, s_buf);
+    return buf;
+}
+
 static void chunk_task(void *ctx, long index) {
     job *j = ctx;
     entry *e = index == j->chunks - 1 ? j->last : j->full;
@@ -227,28 +238,11 @@ static void chunk_task(void *ctx, long index) {
     dnnl_dims_t s_dims = {(dnnl_dim_t)scratch_bytes};
     dnnl_memory_desc_init_by_tag(&s_md, 1, s_dims, dnnl_u8, dnnl_x);
 
-    // The image side.
-    void *image_mem;
-    if (j->kind == CONJURE_CONV_BACKWARD_DATA) {
-        image_mem = e->image.reorder ? (void *)a_buf : (void *)(out + b0 * image_plane);
-    } else {
-        image_mem = (void *)image;
-        if (e->image.reorder) {
-            reorder(e->image.reorder, &e->image.plain, image, &e->image.chosen, a_buf, &s_md, s_buf);
-            image_mem = a_buf;
-        }
-    }
-    // The columns side.
-    void *columns_mem;
-    if (j->kind == CONJURE_CONV_FORWARD) {
-        columns_mem = e->columns.reorder ? (void *)c_buf : (void *)(out + b0 * column_plane);
-    } else {
-        columns_mem = (void *)columns;
-        if (e->columns.reorder) {
-            reorder(e->columns.reorder, &e->columns.plain, columns, &e->columns.chosen, c_buf, &s_md, s_buf);
-            columns_mem = c_buf;
-        }
-    }
+    // The image and columns sides: the operand the product writes goes to the chunk's scratch
+    // when it needs a reorder back, else straight to the output; an input is reordered into
+    // the scratch when its chosen layout differs.
+    void *image_mem = side(&e->image, j->kind == CONJURE_CONV_BACKWARD_DATA, image, out + b0 * image_plane, a_buf, &s_md, s_buf);
+    void *columns_mem = side(&e->columns, j->kind == CONJURE_CONV_FORWARD, columns, out + b0 * column_plane, c_buf, &s_md, s_buf);
     void *weight_mem = j->kind == CONJURE_CONV_BACKWARD_WEIGHTS
         ? (void *)(j->partials + (size_t)index * ((e->weight.bytes + 63) / 64 * 64)) : (void *)j->weight;
 
@@ -292,34 +286,60 @@ static void chunk_task(void *ctx, long index) {
         reorder(e->image.reorder, &e->image.chosen, a_buf, &e->image.plain, out + b0 * image_plane, &s_md, s_buf);
 }
 
+/// The entries of a full chunk of `*per` images and of the last one (`*per` clamped to the
+/// batch), or 0 when oneDNN has no direct implementation for either or they disagree on the
+/// weight layout (both must share the one reordered weight).
+static int resolve(int kind, const conjure_conv_geometry *g, long f, long *per, int bias, entry **full, entry **last) {
+    if (g->n <= 0 || *per <= 0) return 0;
+    if (*per > g->n) *per = g->n;
+    long chunks = (g->n + *per - 1) / *per, rest = g->n - (chunks - 1) * *per;
+    *full = lookup(kind, g, f, *per, bias);
+    *last = rest == *per ? *full : lookup(kind, g, f, rest, bias);
+    if (!*full || !*last) return 0;
+    return dnnl_memory_desc_equal(&(*full)->weight.chosen, &(*last)->weight.chosen);
+}
+
+int conjure_onednn_conv_supported(int kind, const conjure_conv_geometry *g, long f, long per, int bias) {
+    entry *full, *last;
+    return resolve(kind, g, f, &per, bias, &full, &last);
+}
+
+/// The calling thread's buffer for a reordered weight (apart from the chunks' scratch, which
+/// the calling thread also uses when it runs chunks).
+static __thread char *tl_weights;
+static __thread size_t tl_weights_capacity;
+
+static char *weights_buffer(size_t bytes) {
+    if (bytes > tl_weights_capacity) {
+        free(tl_weights);
+        tl_weights = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!tl_weights) { fprintf(stderr, "conjure: out of memory (%zu bytes of convolution weights)\n", bytes); abort(); }
+        tl_weights_capacity = bytes;
+    }
+    return tl_weights;
+}
+
 int conjure_onednn_conv(int kind, const conjure_conv_geometry *g, long f, long per, const float *image,
                         const float *weight, const float *columns, const float *bias, float *out) {
-    if (g->n <= 0 || per <= 0) return 1;
-    if (per > g->n) per = g->n;
-    long chunks = (g->n + per - 1) / per, rest = g->n - (chunks - 1) * per;
-    entry *full = lookup(kind, g, f, per, bias != NULL);
-    entry *last = rest == per ? full : lookup(kind, g, f, rest, bias != NULL);
-    if (!full || !last) return 1;
-    // Both entries share the weight layout only if oneDNN chose the same one for both sizes.
-    if (!dnnl_memory_desc_equal(&full->weight.chosen, &last->weight.chosen)) return 1;
+    entry *full, *last;
+    if (!resolve(kind, g, f, &per, bias != NULL, &full, &last)) return 1;
+    long chunks = (g->n + per - 1) / per;
     pthread_once(&engine_once, make_engine);
     omp_set_num_threads(1);
     if (!tl_stream && dnnl_stream_create(&tl_stream, engine, dnnl_stream_default_flags) != dnnl_success)
         fail("stream_create", dnnl_out_of_memory);
 
     job j = {kind, g, f, per, chunks, full, last, image, columns, bias, weight, out, NULL};
-    void *weight_buf = NULL;
     dnnl_memory_desc_t s_md;
     size_t scratch = full->scratch > 64 ? full->scratch : 64;
     dnnl_dims_t s_dims = {(dnnl_dim_t)scratch};
     dnnl_memory_desc_init_by_tag(&s_md, 1, s_dims, dnnl_u8, dnnl_x);
     if (kind != CONJURE_CONV_BACKWARD_WEIGHTS && full->weight.reorder) {
-        weight_buf = aligned_alloc(64, (full->weight.bytes + 63) / 64 * 64);
-        void *s = aligned_alloc(64, (scratch + 63) / 64 * 64);
-        if (!weight_buf || !s) { fprintf(stderr, "conjure: out of memory (convolution weights)\n"); abort(); }
-        reorder(full->weight.reorder, &full->weight.plain, weight, &full->weight.chosen, weight_buf, &s_md, s);
-        free(s);
-        j.weight = weight_buf;
+        // The weight's reorder before the chunks start, with the thread's scratch (free until then).
+        size_t wbytes = (full->weight.bytes + 63) / 64 * 64;
+        char *wbuf = weights_buffer(wbytes);
+        reorder(full->weight.reorder, &full->weight.plain, weight, &full->weight.chosen, wbuf, &s_md, thread_buffer(scratch));
+        j.weight = wbuf;
     }
     size_t wstride = (full->weight.bytes + 63) / 64 * 64;
     if (kind == CONJURE_CONV_BACKWARD_WEIGHTS) {
@@ -336,15 +356,12 @@ int conjure_onednn_conv(int kind, const conjure_conv_geometry *g, long f, long p
             for (size_t i = 0; i < count; i++) sum[i] += p[i];
         }
         if (full->weight.reorder) {
-            void *s = aligned_alloc(64, (scratch + 63) / 64 * 64);
-            reorder(full->weight.reorder, &full->weight.chosen, sum, &full->weight.plain, out, &s_md, s);
-            free(s);
+            reorder(full->weight.reorder, &full->weight.chosen, sum, &full->weight.plain, out, &s_md, thread_buffer(scratch));
         } else {
             memcpy(out, sum, full->weight.bytes);
         }
         free(j.partials);
     }
-    free(weight_buf);
     return 0;
 }
 

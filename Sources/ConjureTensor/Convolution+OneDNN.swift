@@ -76,6 +76,9 @@ extension ConvKernels {
         guard ConvolutionLibrary.usesOneDNN, g.n > 0, g.c > 0, g.f > 0, g.l > 0, g.h * g.w > 0, count > 0 else { return nil }
         var kg = g.kernelGeometry
         let per = oneDNNImagesPerChunk(g)
+        // A refused shape (oneDNN offers only its GEMM-based convolution) costs a cache lookup,
+        // not an output allocation.
+        guard conjure_onednn_conv_supported(kind.rawValue, &kg, g.f, per, bias == nil ? 0 : 1) != 0 else { return nil }
         var status: Int32 = 1
         let out = [Float](unsafeUninitializedCapacity: count) { buf, initialised in
             withScalars(image) { pi in

@@ -311,8 +311,10 @@ enum ConvKernels {
     /// Both gradients of `columns = conv(image, weight)` from the gradient `grad` `[n, f, l]` of
     /// the columns, in one pass over the chunks: image ← ``adjoint(columns:weight:bias:_:)`` of
     /// `grad` (when `weight` is given), weight ← ``weightProduct(image:columns:_:)`` (when `image`
-    /// is given). Each chunk's channel-major gradient and unfolded columns are made once.
-    static func backward(image: Tensor?, weight: Tensor?, grad: Tensor, _ g: ConvGeometry)
+    /// is given). Each chunk's channel-major gradient and unfolded columns are made once. With
+    /// oneDNN in use each product goes to its primitive, and one it refuses to im2col + GEMM
+    /// (`oneDNN: false` asks for that path alone).
+    static func backward(image: Tensor?, weight: Tensor?, grad: Tensor, _ g: ConvGeometry, oneDNN tryOneDNN: Bool = true)
         -> (image: [Float]?, weight: [Float]?) {
         let imageSize = g.n * g.c * g.h * g.w, imageStride = g.c * g.h * g.w, colStride = g.f * g.l
         let weightSize = g.f * g.k
@@ -320,10 +322,15 @@ enum ConvKernels {
             return (weight == nil ? nil : [Float](repeating: 0, count: imageSize),
                     image == nil ? nil : [Float](repeating: 0, count: weightSize))
         }
-        if ConvolutionLibrary.usesOneDNN {
+        if tryOneDNN && ConvolutionLibrary.usesOneDNN {
             let dx = weight.flatMap { oneDNN(.backwardData, g, weight: $0, columns: grad, count: imageSize) }
             let dw = image.flatMap { oneDNN(.backwardWeights, g, image: $0, columns: grad, count: weightSize) }
-            if (dx != nil) == (weight != nil) && (dw != nil) == (image != nil) { return (dx, dw) }
+            // A product oneDNN refused comes from im2col + GEMM alone; the other stays oneDNN's.
+            if (dx == nil) != (weight == nil) || (dw == nil) != (image == nil) {
+                let rest = backward(image: dw == nil ? image : nil, weight: dx == nil ? weight : nil, grad: grad, g, oneDNN: false)
+                return (dx ?? rest.image, dw ?? rest.weight)
+            }
+            return (dx, dw)
         }
         // col2im writes every image element, and the first chunk's product (beta 0) every weight.
         var dImage: [Float]? = weight == nil ? nil : uninitialized(imageSize)
@@ -358,18 +365,25 @@ enum ConvKernels {
     /// Both gradients of `image = adjoint(columns, weight)` (a transposed convolution) from the
     /// image-side gradient `grad` `[n, c, h, w]`: columns ← ``forward(image:weight:bias:_:)`` of
     /// `grad` (when `weight` is given), weight ← ``weightProduct(image:columns:_:)`` of `grad` and
-    /// `columns` (when `columns` is given). Each chunk of `grad` is unfolded once for both.
-    static func adjointBackward(columns: Tensor?, weight: Tensor?, grad: Tensor, _ g: ConvGeometry)
+    /// `columns` (when `columns` is given). Each chunk of `grad` is unfolded once for both. With
+    /// oneDNN in use each product goes to its primitive, and one it refuses to im2col + GEMM
+    /// (`oneDNN: false` asks for that path alone).
+    static func adjointBackward(columns: Tensor?, weight: Tensor?, grad: Tensor, _ g: ConvGeometry, oneDNN tryOneDNN: Bool = true)
         -> (columns: [Float]?, weight: [Float]?) {
         let columnsSize = g.n * g.f * g.l, imageStride = g.c * g.h * g.w, colStride = g.f * g.l
         if columnsSize == 0 || g.k == 0 {
             return (weight == nil ? nil : [Float](repeating: 0, count: columnsSize),
                     columns == nil ? nil : [Float](repeating: 0, count: g.f * g.k))
         }
-        if ConvolutionLibrary.usesOneDNN {
+        if tryOneDNN && ConvolutionLibrary.usesOneDNN {
             let dc = weight.flatMap { oneDNN(.forward, g, image: grad, weight: $0, count: columnsSize) }
             let dw = columns.flatMap { oneDNN(.backwardWeights, g, image: grad, columns: $0, count: g.f * g.k) }
-            if (dc != nil) == (weight != nil) && (dw != nil) == (columns != nil) { return (dc, dw) }
+            // A product oneDNN refused comes from im2col + GEMM alone; the other stays oneDNN's.
+            if (dc == nil) != (weight == nil) || (dw == nil) != (columns == nil) {
+                let rest = adjointBackward(columns: dw == nil ? columns : nil, weight: dc == nil ? weight : nil, grad: grad, g, oneDNN: false)
+                return (dc ?? rest.columns, dw ?? rest.weight)
+            }
+            return (dc, dw)
         }
         // Every chunk's product writes its columns, and the first chunk's (beta 0) every weight.
         var dColumns: [Float]? = weight == nil ? nil : uninitialized(columnsSize)

@@ -16,6 +16,12 @@
 /// never on the thread count.
 enum { CONJURE_CONV_FORWARD = 0, CONJURE_CONV_BACKWARD_DATA = 1, CONJURE_CONV_BACKWARD_WEIGHTS = 2 };
 
+/// Whether conjure_onednn_conv would run this product (1) or refuse it (0: no direct oneDNN
+/// implementation for the shape, or none that shares one weight layout between a full chunk of
+/// `per` images and the last); the primitives are built and cached on the first ask, so a
+/// caller checks before it allocates the output.
+int conjure_onednn_conv_supported(int kind, const conjure_conv_geometry *g, long f, long per, int bias);
+
 /// Runs one convolution product over the whole batch `g->n` in chunks of `per` images.
 ///   CONJURE_CONV_FORWARD:          out [n, f, ho, wo] = conv(image, weight) (+ bias[f] if bias)
 ///   CONJURE_CONV_BACKWARD_DATA:    out [n, c, h, w]   = conv_transpose(columns, weight)
