@@ -163,15 +163,18 @@ static __thread dnnl_stream_t tl_stream;
 static __thread char *tl_buffer;
 static __thread size_t tl_capacity;
 
-static char *thread_buffer(size_t bytes) {
-    if (bytes > tl_capacity) {
-        free(tl_buffer);
-        tl_buffer = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (!tl_buffer) { fprintf(stderr, "conjure: out of memory (%zu bytes of convolution scratch)\n", bytes); abort(); }
-        tl_capacity = bytes;
+/// `*buf` grown to at least `bytes` (64-byte aligned; the old contents are not kept).
+static char *grown(char **buf, size_t *capacity, size_t bytes, const char *what) {
+    if (bytes > *capacity) {
+        free(*buf);
+        *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!*buf) { fprintf(stderr, "conjure: out of memory (%zu bytes of convolution %s)\n", bytes, what); abort(); }
+        *capacity = bytes;
     }
-    return tl_buffer;
+    return *buf;
 }
+
+static char *thread_buffer(size_t bytes) { return grown(&tl_buffer, &tl_capacity, bytes, "scratch"); }
 
 static dnnl_memory_t memory(const dnnl_memory_desc_t *md, void *ptr) {
     dnnl_memory_t m;
@@ -309,15 +312,7 @@ int conjure_onednn_conv_supported(int kind, const conjure_conv_geometry *g, long
 static __thread char *tl_weights;
 static __thread size_t tl_weights_capacity;
 
-static char *weights_buffer(size_t bytes) {
-    if (bytes > tl_weights_capacity) {
-        free(tl_weights);
-        tl_weights = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (!tl_weights) { fprintf(stderr, "conjure: out of memory (%zu bytes of convolution weights)\n", bytes); abort(); }
-        tl_weights_capacity = bytes;
-    }
-    return tl_weights;
-}
+static char *weights_buffer(size_t bytes) { return grown(&tl_weights, &tl_weights_capacity, bytes, "weights"); }
 
 int conjure_onednn_conv(int kind, const conjure_conv_geometry *g, long f, long per, const float *image,
                         const float *weight, const float *columns, const float *bias, float *out) {
