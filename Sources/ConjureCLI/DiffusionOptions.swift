@@ -14,12 +14,13 @@ struct DiffusionOptions: FamilyOptions {
     @Option(help: "Diffusion: noise schedule, linear or cosine (default linear).") var schedule: String?
     @Option(help: "Diffusion: what the U-Net predicts, epsilon or v (default epsilon).") var prediction: String?
     @Option(parsing: .unconditional, help: "Diffusion: number of diffusion steps T (default 1000).") var timesteps: Int?
+    @Option(parsing: .unconditional, help: "Diffusion: input scaling factor b, the process runs on b·x0 (Chen 2023; default 1; ddpm-1d: 12).") var dataScale: Float?
 
     var given: [(String, Bool)] {
         [("--base-width", baseWidth != nil), ("--channel-mult", channelMult != nil), ("--blocks-per-level", blocksPerLevel != nil),
          ("--downsample-stride", downsampleStride != nil),
          ("--attention-levels", attentionLevels != nil), ("--dropout", dropout != nil), ("--schedule", schedule != nil),
-         ("--prediction", prediction != nil), ("--timesteps", timesteps != nil)]
+         ("--prediction", prediction != nil), ("--timesteps", timesteps != nil), ("--data-scale", dataScale != nil)]
     }
 
     func hint(forForeignOption option: String) -> String? {
@@ -54,6 +55,7 @@ struct DiffusionOptions: FamilyOptions {
             guard let p = DiffusionPrediction(rawValue: v.lowercased()) else { throw ConfigError(option: "--prediction", problem: "expected epsilon or v, got '\(v)'") }
             config.prediction = p
         }
+        if let v = dataScale { config.dataScale = v }
         if let v = timesteps {
             config.timesteps = v
             if config.sampler.steps > v { config.sampler.steps = v }

@@ -131,6 +131,46 @@ final class Diffusion1dTests: XCTestCase {
         }
     }
 
+    /// Input scaling (Chen 2023): a model with data scale b trains on b·x0 (its loss is the
+    /// unscaled model's loss on b·x0) and its sampler runs in those units, clipping x̂0 to
+    /// [-b, b] and dividing the result by b. b = 2 so that the scaling itself is exact.
+    func testDataScaleRunsTheProcessOnScaledData() throws {
+        var scaled = tiny()
+        scaled.dataScale = 2
+        try scaled.validate()
+        let plain = model(tiny()), twice = model(scaled)
+        XCTAssertEqual(twice.unet.parameters.map(\.value.scalars), plain.unet.parameters.map(\.value.scalars), "same initial weights")
+        var r = RandomGenerator(seed: 9)
+        for p in [plain, twice] {  // a non-trivial output layer (it starts at zero), the same in both
+            var q = RandomGenerator(seed: 10)
+            p.unet.convOut.weight.assign(.randomNormal(p.unet.convOut.weight.shape, std: 0.1, using: &q))
+            p.unet.setTraining(false)
+        }
+        let x = tones(4), noise = Tensor.randomNormal([4, 256], using: &r), t = [3, 30, 60, 99]
+        let lossScaled = withoutGrad { twice.loss(x0: x, t: t, noise: noise, labels: nil) }.item
+        XCTAssertEqual(lossScaled, withoutGrad { plain.loss(x0: x * 2, t: t, noise: noise, labels: nil) }.item)
+        XCTAssertNotEqual(lossScaled, withoutGrad { plain.loss(x0: x, t: t, noise: noise, labels: nil) }.item, "the scale changes the loss")
+
+        // Without clipping, the scaled model's reverse process is the plain one's, reported /b.
+        let z = Tensor.randomNormal([4, 256], using: &r)
+        let settings = DiffusionSamplerSettings(kind: .ddim, steps: 5, clipDenoised: false)
+        var plainStates: [Tensor] = [], scaledStates: [Tensor] = []
+        _ = plain.sample(z: z, labels: nil, settings: settings) { _, x in plainStates.append(x) }
+        let out = twice.sample(z: z, labels: nil, settings: settings) { _, x in scaledStates.append(x) }
+        XCTAssertEqual(scaledStates.count, 6)
+        for (a, b) in zip(plainStates, scaledStates) { XCTAssertEqual(b.scalars, (a * 0.5).scalars) }
+        XCTAssertEqual(out.scalars, scaledStates.last!.clamped(-1, 1).scalars)
+        // With clipping, x̂0 is clipped to [-b, b]: the output stays in [-1, 1].
+        let clipped = twice.sample(z: z, labels: nil, settings: DiffusionSamplerSettings(kind: .ddim, steps: 5))
+        XCTAssert(clipped.scalars.allSatisfy { $0 >= -1 && $0 <= 1 })
+
+        var bad = tiny()
+        for b: Float in [0, -1, .nan, .infinity] {
+            bad.dataScale = b
+            XCTAssertThrowsError(try bad.validate()) { XCTAssert("\($0)".contains("--data-scale"), "\($0)") }
+        }
+    }
+
     /// The presets: sequences of 8192 samples, 1-D, stride 4 down to 32 steps.
     func testWaveformPresets() throws {
         let p = DiffusionConfig.waveformPreset

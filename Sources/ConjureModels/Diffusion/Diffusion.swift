@@ -96,7 +96,9 @@ public final class DiffusionModel: GenerativeModel {
     /// - Shapes: `x0`, `noise` `[N, C·H·W]` or `[N, C, H, W]`, `t` N steps, `labels` N classes
     ///   (the null class allowed) or nil → a scalar.
     public func loss(x0: Tensor, t: [Int], noise: Tensor, labels: [Int]?) -> Tensor {
-        let x = images(x0, "DiffusionModel.loss"), e = images(noise, "DiffusionModel.loss")
+        var x = images(x0, "DiffusionModel.loss")
+        let e = images(noise, "DiffusionModel.loss")
+        if config.inputScale != 1 { x = x * config.inputScale }
         let xt = schedule.noised(x, t: t, noise: e)
         let target = config.prediction == .epsilon ? e : schedule.vTarget(x0: x, t: t, noise: e)
         return (unet(xt, t: t, labels: labels) - target).squared().mean()
@@ -199,17 +201,20 @@ public final class DiffusionModel: GenerativeModel {
         return out
     }
 
-    /// ε̂ after clipping `x̂_0 = (x_t - sqrt(1-ᾱ_t) ε̂) / sqrt(ᾱ_t)` to [-1, 1]:
+    /// ε̂ after clipping `x̂_0 = (x_t - sqrt(1-ᾱ_t) ε̂) / sqrt(ᾱ_t)` to [-b, b] (b the input
+    /// scale, ``DiffusionConfig/inputScale``):
     /// `(x_t - sqrt(ᾱ_t) clip(x̂_0)) / sqrt(1 - ᾱ_t)`.
     func clippedNoise(xt: Tensor, t: Int, eps: Tensor) -> Tensor {
         let ab = schedule.alphasCumprod[t]
-        let x0 = ((xt - eps * Float((1 - ab).squareRoot())) * Float(1 / ab.squareRoot())).clamped(-1, 1)
+        let b = config.inputScale
+        let x0 = ((xt - eps * Float((1 - ab).squareRoot())) * Float(1 / ab.squareRoot())).clamped(-b, b)
         return (xt - x0 * Float(ab.squareRoot())) * Float(1 / (1 - ab).squareRoot())
     }
 
     /// Runs the reverse process from `x_T = z` with `settings`, in evaluation mode without
     /// autodiff history, from the averaged weights when the run averages them. `trajectory`, when
-    /// given, receives `x_t` before every step and the result.
+    /// given, receives `x_t` before every step and the result, in the data's units (divided by
+    /// the input scale b, ``DiffusionConfig/inputScale``).
     ///
     /// - Shapes: `z` `[N, C·H·W]` standard normal → `[N, C·H·W]` in [-1, 1].
     /// - Precondition: `labels` (N classes in `0..<K`) exactly for a conditional model.
@@ -229,13 +234,15 @@ public final class DiffusionModel: GenerativeModel {
         var rng = RandomStream.diffusionSampling.generator(seed: samplingNoiseSeed, counter: samplingCalls)
         samplingCalls &+= 1
         let w = k > 0 ? settings.guidance : 0
+        let b = config.inputScale
+        let visit: ((Int, Tensor) -> Void)? = trajectory.map { f in { t, x in f(t, b == 1 ? x : x * (1 / b)) } }
         return withoutGrad {
             var x = images(z, "DiffusionModel.sample")
             switch settings.kind {
             case .ddpm:
                 let total = config.timesteps
                 for (done, t) in (0..<total).reversed().enumerated() {
-                    trajectory?(t, x)
+                    visit?(t, x)
                     var eps = guidedNoise(net, x: x, t: t, labels: labels, guidance: w)
                     if settings.clipDenoised { eps = clippedNoise(xt: x, t: t, eps: eps) }
                     let noise = t > 0 ? Tensor.randomNormal(x.shape, using: &rng) : Tensor.zeros(x.shape)
@@ -246,7 +253,7 @@ public final class DiffusionModel: GenerativeModel {
                 let seq = ddimTimesteps(settings.steps)
                 for i in stride(from: seq.count - 1, through: 0, by: -1) {
                     let t = seq[i], prev = i > 0 ? seq[i - 1] : -1
-                    trajectory?(t, x)
+                    visit?(t, x)
                     var eps = guidedNoise(net, x: x, t: t, labels: labels, guidance: w)
                     if settings.clipDenoised { eps = clippedNoise(xt: x, t: t, eps: eps) }
                     let noise = settings.eta > 0 ? Tensor.randomNormal(x.shape, using: &rng) : nil
@@ -254,7 +261,8 @@ public final class DiffusionModel: GenerativeModel {
                     samplingProgress?(seq.count - i, seq.count)
                 }
             }
-            trajectory?(-1, x)
+            visit?(-1, x)
+            if b != 1 { x = x * (1 / b) }
             return x.clamped(-1, 1).reshaped([n, latentDim])
         }
     }
