@@ -44,7 +44,7 @@ public enum NPYWriter {
         let head = header(shape: tensor.shape)
         try AtomicFile.write(to: path, createDirectories: createDirectories) { w in
             try w.write(head)
-            try w.writeLittleEndian(tensor.scalars)
+            try tensor.withUnsafeScalars { try w.writeLittleEndian($0) }
         }
     }
 
@@ -91,6 +91,15 @@ extension AtomicFile.Writer {
     mutating func writeLittleEndian(_ values: [Float]) throws {
         #if _endian(little)
         try values.withUnsafeBytes { try write($0) }
+        #else
+        try writeLittleEndian(values.map { $0.bitPattern })
+        #endif
+    }
+
+    /// Appends values as little-endian bytes (raw on little-endian hosts).
+    mutating func writeLittleEndian(_ values: UnsafeBufferPointer<Float>) throws {
+        #if _endian(little)
+        try write(UnsafeRawBufferPointer(values))
         #else
         try writeLittleEndian(values.map { $0.bitPattern })
         #endif

@@ -62,7 +62,7 @@ public enum SafeTensorValue: Sendable, Equatable {
     /// Number of elements.
     public var count: Int {
         switch self {
-        case .f32(let t): return t.scalars.count
+        case .f32(let t): return t.count
         case .i64(let v, _): return v.count
         case .i32(let v, _): return v.count
         case .u64(let v, _): return v.count
@@ -201,12 +201,49 @@ public enum SafeTensors {
             try w.write(header)
             for (_, value) in values {
                 switch value {
-                case .f32(let t): try w.writeLittleEndian(t.scalars)
+                case .f32(let t): try t.withUnsafeScalars { try w.writeLittleEndian($0) }
                 case .i64(let v, _): try w.writeLittleEndian(v)
                 case .i32(let v, _): try w.writeLittleEndian(v)
                 case .u64(let v, _): try w.writeLittleEndian(v)
                 case .u8(let v, _): try w.write(v)
                 }
+            }
+        }
+    }
+
+    /// Writes Float32 tensors whose elements are handed over one tensor at a time, so that a
+    /// checkpoint never holds a copy of its whole state: `elements` is called once, after the
+    /// header is written, and must call its `emit` argument once per entry, in `entries` order,
+    /// with that tensor's row-major elements (valid during the call only).
+    ///
+    /// - Parameters:
+    ///   - entries: `(name, shape)` of each tensor in file order; names unique, not `__metadata__`.
+    ///   - metadata, path, createDirectories: as in ``write(tensors:metadata:to:createDirectories:)``.
+    ///   - elements: hands the tensors' elements to `emit`.
+    /// - Throws: ``DataError`` naming `path` (and the tensor) for an invalid entry, elements that
+    ///   do not match the entries (wrong count, too few or too many tensors; nothing is written
+    ///   then), any I/O failure, or what `elements` throws.
+    public static func write(streaming entries: [(name: String, shape: [Int])], metadata: [String: String] = [:],
+                             to path: String, createDirectories: Bool = false,
+                             elements: (_ emit: (UnsafeBufferPointer<Float>) throws -> Void) throws -> Void) throws {
+        let header = try makeHeader(entries: entries.map { ($0.name, SafeTensorDType.f32, $0.shape, $0.shape.reduce(1, *)) },
+                                    metadata: metadata, file: path)
+        try AtomicFile.write(to: path, createDirectories: createDirectories) { w in
+            try w.write(header)
+            var next = 0
+            try elements { values in
+                guard next < entries.count else {
+                    throw DataError(file: path, problem: "more tensors handed over than the \(entries.count) in the header")
+                }
+                let (name, shape) = entries[next]
+                guard values.count == shape.reduce(1, *) else {
+                    throw DataError(file: path, location: "tensor '\(name)'", problem: "\(values.count) values for shape \(shape)")
+                }
+                try w.writeLittleEndian(values)
+                next += 1
+            }
+            guard next == entries.count else {
+                throw DataError(file: path, problem: "\(next) tensors handed over for the \(entries.count) in the header")
             }
         }
     }
@@ -233,6 +270,12 @@ public enum SafeTensors {
     /// The 8-byte length prefix and the space-padded JSON header.
     private static func makeHeader(values: [(String, SafeTensorValue)], metadata: [String: String],
                                    file: String) throws -> [UInt8] {
+        try makeHeader(entries: values.map { ($0.0, $0.1.dtype, $0.1.shape, $0.1.count) }, metadata: metadata, file: file)
+    }
+
+    /// The header of entries `(name, dtype, shape, element count)` laid out in this order.
+    private static func makeHeader(entries: [(String, SafeTensorDType, [Int], Int)], metadata: [String: String],
+                                   file: String) throws -> [UInt8] {
         var json = "{"
         var first = true
         if !metadata.isEmpty {
@@ -244,7 +287,7 @@ public enum SafeTensors {
         }
         var seen = Set<String>()
         var offset = 0
-        for (name, value) in values {
+        for (name, dtype, shape, count) in entries {
             let location = "tensor '\(name)'"
             if name == "__metadata__" {
                 throw DataError(file: file, location: location, problem: "'__metadata__' is reserved for the metadata map")
@@ -252,18 +295,17 @@ public enum SafeTensors {
             if !seen.insert(name).inserted {
                 throw DataError(file: file, location: location, problem: "duplicate tensor name")
             }
-            let shape = value.shape
             guard shape.allSatisfy({ $0 >= 0 }) else {
                 throw DataError(file: file, location: location, problem: "negative extent in shape \(shape)")
             }
-            guard shape.reduce(1, *) == value.count else {
+            guard shape.reduce(1, *) == count else {
                 throw DataError(file: file, location: location,
-                                problem: "\(value.count) values for shape \(shape) (needs \(shape.reduce(1, *)))")
+                                problem: "\(count) values for shape \(shape) (needs \(shape.reduce(1, *)))")
             }
-            let end = offset + value.count * value.dtype.byteSize
+            let end = offset + count * dtype.byteSize
             if !first { json += "," }
             first = false
-            json += jsonString(name) + ":{\"dtype\":\"\(value.dtype.rawValue)\",\"shape\":["
+            json += jsonString(name) + ":{\"dtype\":\"\(dtype.rawValue)\",\"shape\":["
                 + shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }

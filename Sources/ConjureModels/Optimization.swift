@@ -181,6 +181,14 @@ public final class Optimization {
         zip(model.parameterGroups, optimizers).flatMap { g, o in o.stateDict().map { (g.stateKeyPrefix + $0.0, $0.1) } }
     }
 
+    /// The entries of ``stateDict()`` in the same order, handed to `body` without copies where
+    /// the optimisers allow (Adam's moments are read in place): what a checkpoint streams.
+    public func forEachState(_ body: (String, [Int], UnsafeBufferPointer<Float>) throws -> Void) rethrows {
+        for (g, o) in zip(model.parameterGroups, optimizers) {
+            try o.forEachState { name, shape, values in try body(g.stateKeyPrefix + name, shape, values) }
+        }
+    }
+
     /// The averaged weights under `averagePrefix + name` (same shapes as the parameters).
     public func averagesStateDict() -> [(String, Tensor)] {
         model.parameterGroups.flatMap { g -> [(String, Tensor)] in

@@ -55,6 +55,8 @@ public final class AdamW: Optimizer {
 
     /// `N.exp_avg`, `N.exp_avg_sq` (shaped as parameter `N`) and the scalar `step`.
     public func stateDict() -> [(String, Tensor)] { adam.stateDict() }
+    /// Adam's entries, read in place.
+    public func forEachState(_ body: (String, [Int], UnsafeBufferPointer<Float>) throws -> Void) rethrows { try adam.forEachState(body) }
 
     /// Restores state written by ``stateDict()`` (by an ``AdamW`` or an ``Adam``).
     /// - Throws: ``StateDictError`` naming a missing or wrongly sized key.

@@ -23,9 +23,18 @@ public protocol Optimizer: AnyObject {
     func stateDict() -> [(String, Tensor)]
     /// Restores state written by ``stateDict()``.
     func loadStateDict(_ state: [String: Tensor]) throws
+    /// Hands each entry of ``stateDict()`` to `body` in the same order, as its name, shape and
+    /// row-major elements (valid during the call only) without copying them where the
+    /// optimiser can: a checkpoint streams its state through this.
+    func forEachState(_ body: (String, [Int], UnsafeBufferPointer<Float>) throws -> Void) rethrows
 }
 
 extension Optimizer {
+    /// The entries of ``stateDict()`` one at a time (optimisers whose state is small).
+    public func forEachState(_ body: (String, [Int], UnsafeBufferPointer<Float>) throws -> Void) rethrows {
+        for (name, t) in stateDict() { try t.withUnsafeScalars { try body(name, t.shape, $0) } }
+    }
+
     /// Gathers the gradients into `flat`, then ``step(gradients:)`` with the gathered views.
     public func step(gradients: [Tensor], gatheringInto flat: FlatParameters) {
         step(gradients: flat.gather(gradients))
@@ -252,6 +261,22 @@ public final class Adam: Optimizer {
         }
         out.append(("step", Tensor(Float(stepCount))))
         return out
+    }
+
+    /// The entries of ``stateDict()`` read in place from the moment buffers (no copy of
+    /// either moment is made).
+    public func forEachState(_ body: (String, [Int], UnsafeBufferPointer<Float>) throws -> Void) rethrows {
+        try expAvg.withUnsafeBufferPointer { m in
+            try expAvgSq.withUnsafeBufferPointer { v in
+                for (i, p) in parameters.enumerated() {
+                    let r = offsets[i]..<(offsets[i] + p.value.count)
+                    try body("\(i).exp_avg", p.shape, UnsafeBufferPointer(rebasing: m[r]))
+                    try body("\(i).exp_avg_sq", p.shape, UnsafeBufferPointer(rebasing: v[r]))
+                }
+            }
+        }
+        var step = Float(stepCount)
+        try withUnsafePointer(to: &step) { try body("step", [], UnsafeBufferPointer(start: $0, count: 1)) }
     }
 
     /// Restores the moments and the step count written by ``stateDict()``.

@@ -140,7 +140,11 @@ public enum Checkpoint {
     ///
     /// - Throws: ``DataError`` when the file cannot be written.
     public static func write(model: any GenerativeModel, optimization: Optimization, run: RunConfig, progress: TrainingProgress, to path: String) throws {
-        let tensors = model.stateDict() + optimization.averagesStateDict() + optimization.stateDict()
+        // Parameters and averages are handed over as they are held (views and arrays, not
+        // copied), the optimiser state read in place: the file is streamed, one tensor at a time.
+        let tensors = model.stateDict() + optimization.averagesStateDict()
+        var entries = tensors.map { (name: $0.0, shape: $0.1.shape) }
+        optimization.forEachState { name, shape, _ in entries.append((name, shape)) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let normJSON = String(decoding: try encoder.encode(run.normalization), as: UTF8.self)
@@ -156,7 +160,10 @@ public enum Checkpoint {
         if let window = progress.logWindow, window.steps > 0 {
             metadata["log_window"] = String(decoding: try encoder.encode(window), as: UTF8.self)
         }
-        try SafeTensors.write(tensors: tensors, metadata: metadata, to: path, createDirectories: true)
+        try SafeTensors.write(streaming: entries, metadata: metadata, to: path, createDirectories: true) { emit in
+            for (_, t) in tensors { try t.withUnsafeScalars(emit) }
+            try optimization.forEachState { _, _, values in try emit(values) }
+        }
     }
 
     /// A loaded checkpoint: the model (with optimiser state) and where training stood.

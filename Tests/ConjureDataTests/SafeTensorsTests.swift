@@ -271,6 +271,35 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), [])
     }
 
+    func testStreamingWriterMatchesTheWholeStateWriterAndChecksWhatItIsHanded() throws {
+        let a = Tensor(shape: [2, 3], scalars: [1, -2, 3.5, .nan, 0x1p-140, -0])
+        let b = Tensor(shape: [], scalars: [42])
+        let whole = path("whole.safetensors"), streamed = path("streamed.safetensors")
+        try SafeTensors.write(tensors: [("a", a), ("b", b)], metadata: ["step": "7"], to: whole)
+        try SafeTensors.write(streaming: [("a", [2, 3]), ("b", [])], metadata: ["step": "7"], to: streamed) { emit in
+            try a.withUnsafeScalars(emit)
+            try b.withUnsafeScalars(emit)
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: streamed)), try Data(contentsOf: URL(fileURLWithPath: whole)))
+
+        // Too few, too many or wrongly sized tensors: a DataError and no file.
+        let out = path("bad.safetensors")
+        let cases: [(String, ((UnsafeBufferPointer<Float>) throws -> Void) throws -> Void)] = [
+            ("1 tensors handed over for the 2", { emit in try a.withUnsafeScalars(emit) }),
+            ("more tensors handed over than the 2", { emit in for t in [a, b, b] { try t.withUnsafeScalars(emit) } }),
+            ("1 values for shape [2, 3]", { emit in try b.withUnsafeScalars(emit) }),
+        ]
+        for (fragment, elements) in cases {
+            XCTAssertThrowsError(try SafeTensors.write(streaming: [("a", [2, 3]), ("b", [])], to: out, elements: elements)) { error in
+                guard let e = error as? DataError else { return XCTFail("not a DataError: \(error)") }
+                XCTAssertEqual(e.file, out)
+                XCTAssertTrue(e.problem.contains(fragment), "\(e.problem) should contain \(fragment)")
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory).sorted(), ["streamed.safetensors", "whole.safetensors"])
+    }
+
     func testRewritingACheckpointReplacesItAtomically() throws {
         let out = path("checkpoints/latest.safetensors")
         try SafeTensors.write(tensors: [("w", Tensor(shape: [1], scalars: [1]))], metadata: ["step": "1"],

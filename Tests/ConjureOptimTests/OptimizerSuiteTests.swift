@@ -275,6 +275,14 @@ final class OptimizerSuiteTests: XCTestCase {
             for (key, t) in saved where key != "step" {
                 XCTAssertEqual(t.shape, Self.shapes[key.hasPrefix("0.") ? 0 : 1], "\(c.name): \(key) is shaped as its parameter")
             }
+            // forEachState (what a checkpoint streams) hands over exactly stateDict(), in order.
+            var streamed: [(String, [Int], [Float])] = []
+            first.forEachState { name, shape, values in streamed.append((name, shape, Array(values))) }
+            XCTAssertEqual(streamed.map(\.0), saved.map(\.0), "\(c.name): forEachState order")
+            for ((name, shape, values), (_, t)) in zip(streamed, saved) {
+                XCTAssertEqual(shape, t.shape, "\(c.name): \(name) shape")
+                XCTAssertEqual(values.map(\.bitPattern), t.scalars.map(\.bitPattern), "\(c.name): \(name) values")
+            }
             let weights = Self.flat(first.parameters).map { Double($0) }
 
             let resumed = c.make(Self.parameters(weights))
