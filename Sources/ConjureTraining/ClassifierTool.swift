@@ -59,7 +59,7 @@ public enum ClassifierTool {
         let x = prepared.train
         let classes = (labels.max() ?? 0) + 1
         var rng = RandomStream.initialization.generator(seed: seed)
-        let clf = Classifier(inputDim: x.shape[1], classes: max(classes, 2), rng: &rng)
+        let clf = Classifier(inputDim: x.width, classes: max(classes, 2), rng: &rng)
         clf.train(x: x.gathered(rows: trainIdx), labels: trainIdx.map { labels[$0] }, epochs: epochs, rng: &rng,
                   onEpoch: onEpoch.map { f in { f($0, epochs, $1) } })
         let testAcc = testIdx.isEmpty ? .nan : clf.accuracy(x: x.gathered(rows: testIdx), labels: testIdx.map { labels[$0] })

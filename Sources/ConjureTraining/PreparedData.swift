@@ -29,8 +29,8 @@ public enum KnownDataSets {
 /// data kind, labels, and the held-out split. Normalisation statistics are fitted on the
 /// training split only.
 public struct PreparedData {
-    /// Training samples `[N, D]`, normalised.
-    public var train: Tensor
+    /// Training samples `[N, D]`, normalised (8-bit data kept as bytes, see ``TrainingRows``).
+    public var train: TrainingRows
     /// Labels of the training samples, when the data has labels.
     public var labels: [Int]?
     /// The normalisation (fitted on the training split).
@@ -168,7 +168,7 @@ public struct PreparedData {
             throw ConfigError(option: "--batch-size", problem: "\(o.model.batchSize) is larger than the \(train.count) training samples in \(path)",
                               hint: "use a smaller batch size")
         }
-        var prepared = PreparedData(train: stats.apply(train.samples), labels: train.labels, normalization: stats, spec: spec,
+        var prepared = PreparedData(train: TrainingRows(raw: train.samples, normalization: stats), labels: train.labels, normalization: stats, spec: spec,
                                     source: path, heldOut: heldOut, dropped: dataset.droppedSamples, contentSHA256: hash, notes: dataset.notes)
         if dataset.format == .audio {
             var applied = o.audio

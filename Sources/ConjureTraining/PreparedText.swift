@@ -59,7 +59,7 @@ extension PreparedData {
             throw ConfigError(option: "--batch-size", problem: "\(o.model.batchSize) is larger than the \(rows.shape[0]) training rows of \(path)",
                               hint: "use a smaller batch size")
         }
-        var data = PreparedData(train: rows, labels: nil, normalization: .identity,
+        var data = PreparedData(train: TrainingRows(normalized: rows), labels: nil, normalization: .identity,
                                 spec: .tokens(vocabulary: ds.vocabulary.count, length: rows.shape[1]), source: path, heldOut: [],
                                 dropped: 0, contentSHA256: KnownDataSets.contentSHA256(path: path))
         data.text = ds

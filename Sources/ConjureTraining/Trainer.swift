@@ -83,7 +83,7 @@ public final class Trainer {
                 log("note: \(run.data) changed since the run started; continuing on the new contents (--allow-data-change)")
                 run.dataSHA256 = now
             }
-            guard data.normalization == run.normalization, data.train.shape[0] == run.trainSamples else {
+            guard data.normalization == run.normalization, data.train.rows == run.trainSamples else {
                 throw DataError(file: run.data, problem: "the data changed since the checkpoint was written (normalisation or sample count differ)",
                                 hint: "resume with the same data file")
             }
@@ -121,7 +121,7 @@ public final class Trainer {
             }
             try model.validate()
             try model.validate(data: DataSummary(spec: data.spec, source: data.source, normalization: data.normalization.kind,
-                                                 valueRange: data.train.count > 0 ? data.train.minValue...data.train.maxValue : 0...0,
+                                                 valueRange: data.train.valueRange ?? 0...0,
                                                  classes: data.labels.map { Set($0).count }))
             net = model.makeModel()
             optimization = Optimization(model: net, settings: model.optimization, seed: model.seed)
@@ -130,7 +130,7 @@ public final class Trainer {
             let source = Mixture2D(rawValue: data.source) != nil && !fm.fileExists(atPath: data.source)
                 ? data.source : URL(fileURLWithPath: data.source).standardizedFileURL.path
             run = RunConfig(model: model, data: source, normalization: data.normalization, imageShape: data.imageShape, dataSpec: data.spec,
-                            trainSamples: data.train.shape[0], heldOutFraction: o.heldOutFraction, heldOutIndicesSHA256: heldHash,
+                            trainSamples: data.train.rows, heldOutFraction: o.heldOutFraction, heldOutIndicesSHA256: heldHash,
                             logEvery: o.logEvery ?? 50, sampleEvery: o.sampleEvery ?? 1000, checkpointEvery: o.checkpointEvery ?? 1000)
             run.evalEvery = o.evalEvery ?? 0
             run.evalCount = o.evalCount ?? 2000
@@ -164,7 +164,7 @@ public final class Trainer {
         let model = run.model
         let logEvery = run.logEvery, sampleEvery = run.sampleEvery, checkpointEvery = run.checkpointEvery
         let evalEvery = run.evalEvery ?? 0, evalCount = run.evalCount ?? 2000
-        let sampler = BatchSampler(count: data.train.shape[0], batchSize: model.batchSize, seed: model.seed)
+        let sampler = BatchSampler(count: data.train.rows, batchSize: model.batchSize, seed: model.seed)
         let perEpoch = sampler.batchesPerEpoch
         let totalSteps = perEpoch * model.epochs
         let stopAt = min(totalSteps, o.maxSteps ?? totalSteps)
@@ -215,7 +215,7 @@ public final class Trainer {
         if evaluator?.trainedClassifier == true { written.insert(Evaluator.classifierPath(runDirectory: o.runDirectory)) }
         let reporter = ProgressReporter(style: o.progress, totalSteps: stopAt, startStep: progress.step, log: log)
         if o.progress != .quiet {
-            log("training \(model.preset) on \(data.source): \(data.train.shape[0]) samples x \(data.train.shape[1]) features, "
+            log("training \(model.preset) on \(data.source): \(data.train.rows) samples x \(data.train.width) features, "
                 + "batch \(model.batchSize), \(perEpoch) steps/epoch, \(model.epochs) epochs (\(totalSteps) steps), threads \(threads)" + (threads < o.threads ? " (\(o.threads) asked; \(cores) cores)" : "")
                 + ", backend \(MatrixBackend.current.name)"
                 + (progress.step > 0 ? ", resuming at step \(progress.step)" : ""))
