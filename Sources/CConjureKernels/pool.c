@@ -164,6 +164,12 @@ void conjure_keep_freed_buffers(void) {
 #endif
 }
 
+void conjure_release_free_pages(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 int conjure_available_cores(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) {

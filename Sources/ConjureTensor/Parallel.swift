@@ -101,4 +101,11 @@ public enum Allocator {
     public static func keepFreedBuffers() {
         conjure_keep_freed_buffers()
     }
+
+    /// Returns the heap's free pages to the kernel once (glibc `malloc_trim(0)`): after
+    /// loading, the parsed file and its intermediate copies are free but, kept by
+    /// ``keepFreedBuffers()``, would stay resident for the whole run.
+    public static func releaseFreePages() {
+        conjure_release_free_pages()
+    }
 }

@@ -161,6 +161,7 @@ public final class Trainer {
         let threads = min(o.threads, cores)
         Parallel.setThreads(threads)
         Allocator.keepFreedBuffers()
+        Allocator.releaseFreePages()  // the loader's temporaries (file text, unnormalised copies)
         let model = run.model
         let logEvery = run.logEvery, sampleEvery = run.sampleEvery, checkpointEvery = run.checkpointEvery
         let evalEvery = run.evalEvery ?? 0, evalCount = run.evalCount ?? 2000

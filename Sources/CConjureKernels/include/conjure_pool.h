@@ -21,6 +21,10 @@ int conjure_available_cores(void);
 /// only above 512 MiB free (`M_TRIM_THRESHOLD`), so freed buffers are reused without page faults.
 void conjure_keep_freed_buffers(void);
 
+/// glibc: return the heap's free pages to the kernel now (`malloc_trim(0)`), e.g. after loading
+/// data whose temporaries will not be needed again.
+void conjure_release_free_pages(void);
+
 /// Whether autodiff records history on the calling thread (1 by default); thread-local.
 int conjure_grad_enabled(void);
 /// Sets the calling thread's autodiff recording flag.
