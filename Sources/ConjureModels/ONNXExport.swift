@@ -116,6 +116,7 @@ extension DiffusionModel: ONNXExportableModel {
             ("conjure.prediction", config.prediction.rawValue), ("conjure.timesteps", String(config.timesteps)),
             ("conjure.noise_schedule", config.schedule.rawValue),
             ("conjure.alphas_cumprod", "[" + schedule.alphasCumprod.map { "\($0)" }.joined(separator: ",") + "]"),
+            ("conjure.data_scale", "\(config.inputScale)"),
         ]
         if k > 0 { metadata += [("conjure.classes", String(k)), ("conjure.null_class", String(k))] }
         return ONNXNetworkExport(graph: b.graph(name: "denoiser", doc: "diffusion U-Net, one network evaluation"), network: "denoiser",

@@ -283,6 +283,8 @@ final class ONNXExportTests: ConjureCLITestCase {
         let meta = { (name: String) in (results[jobs.firstIndex { $0.name == name }!].info["metadata"] as? [String: String]) ?? [:] }
         XCTAssertEqual(meta("gan-mlp-ema")["conjure.to_data_units"], "data = (x + 1) * 127.5 + 0.0")
         XCTAssertEqual(meta("ddpm-cond-ema")["conjure.null_class"], "3")
+        XCTAssertEqual(meta("ddpm-cond-ema")["conjure.data_scale"], "1.0")
+        XCTAssertEqual(meta("ddpm-1d")["conjure.data_scale"], "12.0")
         // Parsed with Double(String) (correctly rounded; Foundation's JSON parser on Linux is not): the exact values.
         let alphaBar = (meta("ddpm-cond-ema")["conjure.alphas_cumprod"] ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             .split(separator: ",").map { Double(String($0)) }
