@@ -40,7 +40,8 @@ public struct TrainingRows {
             var out = [UInt8](repeating: 0, count: v.count)
             for i in v.indices {
                 let x = v[i]
-                guard x >= 0 && x <= 255 && x == x.rounded(.towardZero) else { return nil }
+                // -0 stays float: its normalised value can differ from +0's in the sign bit.
+                guard x >= 0 && x <= 255 && x == x.rounded(.towardZero) && x.sign == .plus else { return nil }
                 out[i] = UInt8(x)
             }
             return out
