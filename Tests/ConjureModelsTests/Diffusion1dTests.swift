@@ -165,7 +165,7 @@ final class Diffusion1dTests: XCTestCase {
         XCTAssert(clipped.scalars.allSatisfy { $0 >= -1 && $0 <= 1 })
 
         var bad = tiny()
-        for b: Float in [0, -1, .nan, .infinity] {
+        for b: Float in [0, -1, .nan, .infinity, 1e-40, 0.0009, 1001] {
             bad.dataScale = b
             XCTAssertThrowsError(try bad.validate()) { XCTAssert("\($0)".contains("--data-scale"), "\($0)") }
         }

@@ -266,7 +266,7 @@ public struct DiffusionConfig: FamilyConfig, OptimizationFields, Equatable {
         if !(weightDecay >= 0 && weightDecay < 1) { throw bad("--weight-decay", "must be in [0, 1), got \(weightDecay)") }
         if let m = clipGradNorm, !(m > 0 && m.isFinite) { throw bad("--clip-grad-norm", "must be a positive number, got \(m)") }
         if let d = emaDecay, !(d > 0 && d < 1) { throw bad("--ema", "the decay must be in (0, 1), e.g. 0.999, got \(d)") }
-        if let b = dataScale, !(b > 0 && b <= 1000 && b.isFinite) { throw bad("--data-scale", "must be a number in (0, 1000], got \(b)") }
+        if let b = dataScale, !(b >= 0.001 && b <= 1000) { throw bad("--data-scale", "must be a number in [0.001, 1000], got \(b)") }
     }
 
     /// Checks sampler settings against the model.
