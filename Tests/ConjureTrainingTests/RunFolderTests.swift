@@ -123,6 +123,8 @@ final class RunFolderTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssert(r.err.contains("No space left on device"), r.err)
         XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+        // The run's own path, not the staging folder that is gone by now.
+        XCTAssert(r.err.contains(ckpt) && !r.err.contains(".tmp-") && r.err.contains("the new run was not created"), r.err)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: ckpt)), before, "the old run is intact")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs).sorted(), ["keep"], "no staging folder or lock file left")
         XCTAssertNoThrow(try Checkpoint.read(path: ckpt))
