@@ -88,15 +88,6 @@ public enum NPYWriter {
 
 extension AtomicFile.Writer {
     /// Appends values as little-endian bytes (raw on little-endian hosts).
-    mutating func writeLittleEndian(_ values: [Float]) throws {
-        #if _endian(little)
-        try values.withUnsafeBytes { try write($0) }
-        #else
-        try writeLittleEndian(values.map { $0.bitPattern })
-        #endif
-    }
-
-    /// Appends values as little-endian bytes (raw on little-endian hosts).
     mutating func writeLittleEndian(_ values: UnsafeBufferPointer<Float>) throws {
         #if _endian(little)
         try write(UnsafeRawBufferPointer(values))

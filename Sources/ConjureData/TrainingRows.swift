@@ -36,7 +36,7 @@ public struct TrainingRows {
     public init(raw: Tensor, normalization stats: NormalizationStats) {
         precondition(raw.rank == 2, "TrainingRows: samples \(raw.shape), expected [N, D]")
         shape = raw.shape
-        let bytes: [UInt8]? = raw.withUnsafeScalars { v in
+        let bytes: [UInt8]? = stats.kind == .none ? nil : raw.withUnsafeScalars { v in
             var out = [UInt8](repeating: 0, count: v.count)
             for i in v.indices {
                 let x = v[i]
@@ -46,7 +46,7 @@ public struct TrainingRows {
             }
             return out
         }
-        guard let bytes, stats.kind != .none else {
+        guard let bytes else {
             let normalized = stats.apply(raw)
             storage = .floats(normalized)
             valueRange = normalized.count > 0 ? normalized.minValue...normalized.maxValue : nil

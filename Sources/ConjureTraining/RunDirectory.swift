@@ -209,10 +209,17 @@ final class RunDirectory {
         if let old { try? fm.removeItem(atPath: old) }
     }
 
-    /// Removes the staging folder (a run that failed before promotion).
-    func discard() {
-        if let s = staging { try? FileManager.default.removeItem(atPath: s) }
+    /// Removes the staging folder (a run that failed before promotion) and returns `error` as
+    /// the user should see it: a ``DataError`` about a file in the removed staging folder names
+    /// the run's own path instead and says that the new run was not created.
+    func discard(after error: Error) -> Error {
+        guard let stage = staging else { return error }
+        try? FileManager.default.removeItem(atPath: stage)
         staging = nil
+        guard var e = error as? DataError, e.file.hasPrefix(stage + "/") else { return error }
+        e.file = target + e.file.dropFirst(stage.count)
+        e.hint = (e.hint.map { $0 + "; " } ?? "") + "the new run was not created"
+        return e
     }
 
     /// `renameat2(RENAME_EXCHANGE)`: swaps two paths atomically (Linux 3.15+; looked up at run

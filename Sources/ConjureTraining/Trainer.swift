@@ -144,18 +144,8 @@ public final class Trainer {
         do {
             if !o.resume { try AtomicFile.write(try run.jsonData(), to: folder.current + "/config.json", createDirectories: true) }
             return try train(net: net, optimization: optimization, run: run, progress: &progress, data: data, folder: folder, start: start)
-        } catch var e as DataError {
-            // A new run's files live in the staging folder, which is removed now: name the
-            // run's own path, and say that the run was not created.
-            if let stage = folder.staging, e.file.hasPrefix(stage + "/") {
-                e.file = folder.target + e.file.dropFirst(stage.count)
-                e.hint = (e.hint.map { $0 + "; " } ?? "") + "the new run was not created"
-            }
-            folder.discard()
-            throw e
         } catch {
-            folder.discard()
-            throw error
+            throw folder.discard(after: error)
         }
     }
 
