@@ -129,15 +129,16 @@ public final class Optimization {
         if recordsGradients {
             for (n, g) in zip(group.fullNames, gradients) { lastGradients["grad." + n] = g }
         }
-        // The gradients are gathered into the group's flat gradient buffer, so clipping and the
-        // optimiser's update are each one pass over the group.
-        // Without clipping the optimiser copies them during its own pass (no extra pass).
-        if let flat = group.flat, settings.clipGradNorm == nil {
-            optimizers[i].step(gradients: gradients, gatheringInto: flat)
-        } else {
+        // With clipping the gradients are gathered into the group's flat gradient buffer, so
+        // clipping and the optimiser's update are each one pass over the group; without it the
+        // optimiser reads each gradient where the backward pass left it (no copy, and the
+        // group's gradient buffer is never allocated).
+        if let m = settings.clipGradNorm {
             var g = group.flat?.gather(gradients) ?? gradients
-            if let m = settings.clipGradNorm { clipGradNorm(&g, maxNorm: m) }
+            clipGradNorm(&g, maxNorm: m)
             optimizers[i].step(gradients: g)
+        } else {
+            optimizers[i].step(gradients: gradients)
         }
         group.averages?.update(group.parameters, step: optimizers[i].stepCount)
     }

@@ -81,8 +81,17 @@ public final class FlatParameters {
     public let offsets: [Int]
     /// The parameters' values, back to back.
     public let values: FlatBuffer
-    /// The group's gradients, back to back (filled by ``gather(_:)``).
-    public let gradients: FlatBuffer
+    /// The group's gradients, back to back (filled by ``gather(_:)``); allocated by the first
+    /// gather, so a group whose gradients are never gathered costs no second buffer.
+    public var gradients: FlatBuffer {
+        if let g = gradientStorage { return g }
+        let g = FlatBuffer(count: count)
+        gradientStorage = g
+        return g
+    }
+    private var gradientStorage: FlatBuffer?
+    /// Whether ``gradients`` has been allocated (by a gather or a read).
+    public var gradientBufferAllocated: Bool { gradientStorage != nil }
 
     /// Lays `parameters` out in one buffer, in order; their values become views of it.
     ///
@@ -94,7 +103,6 @@ public final class FlatParameters {
         for p in parameters { offsets.append(total); total += p.value.count }
         self.offsets = offsets
         values = FlatBuffer(count: total)
-        gradients = FlatBuffer(count: total)
         for (p, o) in zip(parameters, offsets) { p.bind(to: values, offset: o) }
     }
 

@@ -50,9 +50,6 @@ public final class AdamW: Optimizer {
     /// Applies one update with `gradients[i]` (shaped as `parameters[i]`) for `parameters[i]`.
     public func step(gradients: [Tensor]) { adam.step(gradients: gradients) }
 
-    /// The update with the gradients copied into `flat` during the pass (see ``Adam``).
-    public func step(gradients: [Tensor], gatheringInto flat: FlatParameters) { adam.step(gradients: gradients, gatheringInto: flat) }
-
     /// `N.exp_avg`, `N.exp_avg_sq` (shaped as parameter `N`) and the scalar `step`.
     public func stateDict() -> [(String, Tensor)] { adam.stateDict() }
     /// Adam's entries, read in place.

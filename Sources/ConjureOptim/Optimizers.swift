@@ -14,10 +14,6 @@ public protocol Optimizer: AnyObject {
     var stepCount: Int { get }
     /// Applies one update with `gradients[i]` for `parameters[i]`.
     func step(gradients: [Tensor])
-    /// Applies one update with `gradients[i]` for `parameters[i]` and leaves the gradients in
-    /// `flat`'s gradient buffer (``FlatParameters/gather(_:)``); an optimiser over exactly
-    /// `flat`'s parameters may copy them there during its own pass (``Adam`` does).
-    func step(gradients: [Tensor], gatheringInto flat: FlatParameters)
     /// The optimiser state by name (PyTorch's names: `exp_avg`, `exp_avg_sq`,
     /// `momentum_buffer`, `step`), one entry per parameter index, for checkpoints.
     func stateDict() -> [(String, Tensor)]
@@ -33,11 +29,6 @@ extension Optimizer {
     /// The entries of ``stateDict()`` one at a time (optimisers whose state is small).
     public func forEachState(_ body: (String, [Int], UnsafeBufferPointer<Float>) throws -> Void) rethrows {
         for (name, t) in stateDict() { try t.withUnsafeScalars { try body(name, t.shape, $0) } }
-    }
-
-    /// Gathers the gradients into `flat`, then ``step(gradients:)`` with the gathered views.
-    public func step(gradients: [Tensor], gatheringInto flat: FlatParameters) {
-        step(gradients: flat.gather(gradients))
     }
 }
 
@@ -177,21 +168,7 @@ public final class Adam: Optimizer {
 
     /// Applies one bias-corrected Adam update with `gradients[i]` (shaped as `parameters[i]`),
     /// split across the thread pool; the result does not depend on the thread count.
-    public func step(gradients: [Tensor]) { update(gradients, gatheringInto: nil) }
-
-    /// One update whose single pass also copies each piece of the gradients into `flat`'s
-    /// gradient buffer just before the piece is used (no separate copy pass), when `flat` holds
-    /// exactly these parameters back to back; otherwise a gather, then ``step(gradients:)``.
-    public func step(gradients: [Tensor], gatheringInto flat: FlatParameters) {
-        if flat.parameters.count == parameters.count, zip(flat.parameters, parameters).allSatisfy({ $0 === $1 }),
-           FlatParameters.contiguous(parameters) === flat.values {
-            update(gradients, gatheringInto: flat)
-        } else {
-            step(gradients: flat.gather(gradients))
-        }
-    }
-
-    private func update(_ gradients: [Tensor], gatheringInto flat: FlatParameters?) {
+    public func step(gradients: [Tensor]) {
         precondition(gradients.count == parameters.count, "\(name).step: \(gradients.count) gradients for \(parameters.count) parameters")
         stepCount += 1
         let (b1, b2) = betas
@@ -207,7 +184,8 @@ public final class Adam: Optimizer {
         // One pass over all parameters, split evenly across the pool (a C kernel built for
         // AVX-512, AVX2 and baseline x86-64, chosen at run time); each element's update is
         // independent of the split. When the parameters are a flat group (``FlatParameters``)
-        // and the gradients its gathered gradients, the pass runs over the two flat buffers.
+        // and the gradients its gathered gradients, the pass runs over the two flat buffers;
+        // otherwise each gradient is read where the backward pass left it.
         let counts = parameters.map { $0.value.count }, total = expAvg.count, offsets = self.offsets
         func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
                    _ v: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -219,17 +197,6 @@ public final class Adam: Optimizer {
         expAvg.withUnsafeMutableBufferPointer { mb in
             expAvgSq.withUnsafeMutableBufferPointer { vb in
                 let m = mb.baseAddress, v = vb.baseAddress
-                if let flat {
-                    _ = flat.gather(gradients) { copy in
-                        FlatParameters.updateContiguous(parameters, buffer: flat.values) { w in
-                            Parallel.forSegments(counts, minimum: Adam.splitCount) { s, r in
-                                let f = offsets[s] + r.lowerBound
-                                apply(w.baseAddress! + f, copy(s, r), m! + f, v! + f, r.count)
-                            }
-                        }
-                    }
-                    return
-                }
                 if total > 0, let buffer = FlatParameters.contiguous(parameters), let g = Tensor.contiguousElements(gradients) {
                     FlatParameters.updateContiguous(parameters, buffer: buffer) { w in
                         Parallel.forSegments([total], minimum: Adam.splitCount) { _, r in

@@ -38,6 +38,7 @@ final class FlatParametersTests: XCTestCase {
         }
         // The gradient buffer holds the last update's (clipped) gradients: finite, not all zero.
         let d = gan.group("discriminator").flat!
+        XCTAssert(d.gradientBufferAllocated, "clipping gathers the gradients")
         let grads = Array(UnsafeBufferPointer(start: d.gradients.base, count: d.count))
         XCTAssert(grads.allSatisfy(\.isFinite) && grads.contains { $0 != 0 })
         let norm = grads.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
@@ -63,6 +64,30 @@ final class FlatParametersTests: XCTestCase {
         XCTAssertEqual(p.value.flatLocation?.offset, 0)
     }
 
+    /// Without clipping nothing gathers the gradients: the optimiser reads them where the backward
+    /// pass left them and no group allocates its gradient buffer (a second copy of the model),
+    /// with the same bits as the run that gathers them for a clip that never binds.
+    func testWithoutClippingTheGradientBufferIsNeverAllocated() {
+        func run(clip: Float?) -> (GAN, Optimization) {
+            var rng = RandomGenerator(seed: 3)
+            var config = GANConfig.seedPreset
+            config.dataDim = 12; config.noiseDim = 3; config.generatorHidden = [10, 8]; config.discriminatorHidden = [9]
+            config.optimizer = .adam; config.clipGradNorm = clip; config.emaDecay = 0.9
+            let gan = GAN(config: config, rng: &rng)
+            let o = Optimization(model: gan, settings: gan.config.optimization, seed: 3)
+            var data = RandomGenerator(seed: 4)
+            let x = Tensor.randomUniform([6, 12], low: -1, high: 1, using: &data)
+            for _ in 0..<4 { o.step(TrainingBatch(x: x, z: Tensor.randomNormal([6, 3], using: &data), labels: nil)) }
+            return (gan, o)
+        }
+        let (plain, _) = run(clip: nil), (clipped, _) = run(clip: 1e30)
+        for (g, h) in zip(plain.parameterGroups, clipped.parameterGroups) {
+            XCTAssertFalse(try XCTUnwrap(g.flat).gradientBufferAllocated, "\(g.name): gradient buffer allocated without clipping")
+            XCTAssert(try XCTUnwrap(h.flat).gradientBufferAllocated, "\(h.name): clipping gathers")
+            XCTAssertEqual(g.parameters.flatMap(\.value.scalars), h.parameters.flatMap(\.value.scalars), g.name)
+        }
+    }
+
     /// Adam/AdamW over a flat group (one pass over the buffers) against the same optimiser over
     /// parameters that own their values (one pass per parameter): the same bits, state included.
     func testFlatUpdateMatchesPerParameterUpdateBitForBit() {
@@ -71,25 +96,26 @@ final class FlatParametersTests: XCTestCase {
             let shapes = [[7, 5], [5], [70_001], [3, 3]]
             let initial = shapes.map { Tensor.randomNormal($0, using: &rng) }
             let plain = initial.map { Parameter($0) }
-            let bound = initial.map { Parameter($0) }, fused = initial.map { Parameter($0) }
-            let flat = FlatParameters(bound), fusedFlat = FlatParameters(fused)
+            let bound = initial.map { Parameter($0) }, loose = initial.map { Parameter($0) }
+            let flat = FlatParameters(bound), looseFlat = FlatParameters(loose)
             let a = kind.make(parameters: plain, lr: 0.01, betas: (0.8, 0.95), eps: 1e-6, weightDecay: 0.1)
             let b = kind.make(parameters: bound, lr: 0.01, betas: (0.8, 0.95), eps: 1e-6, weightDecay: 0.1)
-            let f = kind.make(parameters: fused, lr: 0.01, betas: (0.8, 0.95), eps: 1e-6, weightDecay: 0.1)
+            let f = kind.make(parameters: loose, lr: 0.01, betas: (0.8, 0.95), eps: 1e-6, weightDecay: 0.1)
             for _ in 0..<4 {
                 let grads = shapes.map { Tensor.randomNormal($0, using: &rng) }
                 a.step(gradients: grads)
                 b.step(gradients: flat.gather(grads))
-                // The gradients copied into the buffer during the optimiser's own pass.
-                f.step(gradients: grads, gatheringInto: fusedFlat)
-                XCTAssertEqual(Array(UnsafeBufferPointer(start: fusedFlat.gradients.base, count: fusedFlat.count)),
-                               grads.flatMap(\.scalars), "\(kind): gradients left in the flat buffer")
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: flat.gradients.base, count: flat.count)),
+                               grads.flatMap(\.scalars), "\(kind): gradients gathered into the flat buffer")
+                // Flat values, gradients read where they are (no gather).
+                f.step(gradients: grads)
             }
+            XCTAssertFalse(looseFlat.gradientBufferAllocated)
             for (p, q) in zip(plain, bound) {
                 XCTAssertEqual(p.value.scalars, q.value.scalars, "\(kind)")
                 XCTAssertNotNil(q.value.flatLocation)
             }
-            for (p, q) in zip(plain, fused) { XCTAssertEqual(p.value.scalars, q.value.scalars, "\(kind) fused gather") }
+            for (p, q) in zip(plain, loose) { XCTAssertEqual(p.value.scalars, q.value.scalars, "\(kind) flat values, ungathered gradients") }
             XCTAssertNotEqual(plain[0].value.scalars, initial[0].scalars)
             let sa = Dictionary(uniqueKeysWithValues: a.stateDict()), sb = Dictionary(uniqueKeysWithValues: b.stateDict())
             XCTAssertEqual(Set(sa.keys), Set(sb.keys))
