@@ -127,25 +127,35 @@ func blockedProduct(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, 
 /// blocks when `C` is wider than tall), each one OpenBLAS call.
 ///
 /// A function of the shape and ``Parallel/gemmSplitFLOPs`` only, never of the thread count:
-/// products below `gemmSplitFLOPs` (2·m·n·k) or with fewer than 64 rows and columns are one
+/// products below `gemmSplitFLOPs` (2·m·n·k) or with fewer than 256 rows and columns are one
 /// block; larger ones `P` blocks, the largest power of two at most 8 (the pool's default
-/// maximum thread count), `extent / 32` and `2 · FLOPs / gemmSplitFLOPs`, so every block keeps
-/// about 32 rows or columns (at least 24) and half of `gemmSplitFLOPs`. Boundaries are
-/// `i · extent / P` rounded to a multiple of 8, so any thread count dividing `P` gets nearly
-/// equal shares. At one thread the blocks cost 0.5-1% more instructions than one call at most
-/// (callgrind, the gan preset's shapes on the Haswell kernel).
+/// maximum thread count), `extent / minimumBlockExtent` and `2 · FLOPs / gemmSplitFLOPs`, so
+/// every block keeps about 128 rows or columns (at least 120) and half of `gemmSplitFLOPs`.
+/// Boundaries are `i · extent / P` rounded to a multiple of 8, so any thread count dividing `P`
+/// gets nearly equal shares.
+///
+/// Why 128: every block is its own library call, which packs the operand the blocks share
+/// (`op(B)` for row blocks, `op(A)` for column blocks) again and pays the call's fixed cost.
+/// With blocks of 32 (this function until 2026-12-04) that cost 7-17% of the `seed` and `gan`
+/// steps at one thread on oneDNN (Zen 5, `conjure bench`: seed 64x1 about 800 -> 880-940
+/// steps/s, 256x1 about 238 -> 256-262, gan 64x1 about 119 -> 139); two threads were unchanged
+/// or faster, the convolution models unchanged.
 @inline(__always)
 func productBlocks(m: Int, n: Int, k: Int) -> ProductBlocks {
     let alongRows = m >= n
     let extent = alongRows ? m : n
     let flops = 2 * m * n * k
     var parts = 1
-    if flops >= Parallel.gemmSplitFLOPs && extent >= 64 {
-        let limit = min(8, extent / 32, 2 * flops / max(1, Parallel.gemmSplitFLOPs))
+    if flops >= Parallel.gemmSplitFLOPs && extent >= 2 * minimumBlockExtent {
+        let limit = min(8, extent / minimumBlockExtent, 2 * flops / max(1, Parallel.gemmSplitFLOPs))
         while parts * 2 <= limit { parts *= 2 }
     }
     return ProductBlocks(alongRows: alongRows, extent: extent, count: parts)
 }
+
+/// The rows (or columns) a block of ``productBlocks(m:n:k:)`` keeps at least, before rounding
+/// its bounds to multiples of 8.
+let minimumBlockExtent = 128
 
 /// Consecutive blocks of one extent of `C` (see ``productBlocks(m:n:k:)``).
 struct ProductBlocks {
