@@ -66,10 +66,11 @@ public final class Parameter {
 }
 
 /// A parameter group laid out in one flat Float32 buffer: each parameter's value is a view of
-/// its slice of ``values`` and the group's gradients are gathered into ``gradients`` with the
-/// same layout, so that an optimiser's update, gradient clipping and (later) an all-reduce is
-/// one pass over one buffer (the layout of PyTorch DDP's gradient buckets and of fused
-/// optimisers' flat parameters).
+/// its slice of ``values``, and the group's gradients can be gathered into ``gradients`` with
+/// the same layout, so that gradient clipping, an optimiser's update and (later) an all-reduce
+/// is one pass over one buffer (the layout of PyTorch DDP's gradient buckets and of fused
+/// optimisers' flat parameters). `Optimization` gathers only when it clips; otherwise the
+/// optimiser reads each gradient in place and the gradient buffer is never allocated.
 ///
 /// Parameters keep their order; parameter `i` occupies `offsets[i] ..< offsets[i] + count_i`.
 /// Values are copied into the buffer on construction; a parameter later assigned (a checkpoint
