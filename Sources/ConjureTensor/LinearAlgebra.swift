@@ -40,8 +40,10 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
                   broadcasting row: UnsafePointer<Float>? = nil) {
     ProductRecorder.note(transposeA, transposeB, m, n, k)
-    blockedProduct(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, broadcasting: row)
+    ProductRecorder.timed {
+        blockedProduct(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                       b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, broadcasting: row)
+    }
 }
 
 /// ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:broadcasting:)`` without

@@ -49,6 +49,28 @@ public enum MatrixWork {
         return ProductRecorder.recordWork { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
     }
 
+    /// One step's time and the time its products took inside it, in milliseconds per step: the
+    /// model of `config` built from seed 0 at `batch`, `warmup` untimed steps, then `steps`
+    /// steps under ``ProductRecorder/timeProducts(_:)`` at the current thread count (the wall
+    /// time during which a matrix or oneDNN convolution product ran; the locks this takes make
+    /// the step slightly slower than an untimed one).
+    ///
+    /// - Precondition: `batch` ≥ 1, `steps` ≥ 1, `warmup` ≥ 0.
+    public static func timeInStep(config: ModelConfig, batch: Int, warmup: Int = 10, steps: Int) -> (step: Double, products: Double) {
+        precondition(batch >= 1 && steps >= 1 && warmup >= 0, "MatrixWork.timeInStep: batch \(batch), \(steps) steps, \(warmup) warm-up")
+        var rng = RandomGenerator(seed: 0)
+        let model = config.makeModel(rng: &rng)
+        let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
+        let real = Benchmark.syntheticRows(model: model, config: config, batch: batch, rng: &rng)
+        let z = Tensor.randomNormal([batch, config.latentDim], using: &rng)
+        let labels = model.balancedLabels(batch, offset: 0)
+        for _ in 0..<warmup { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
+        let t = ProductRecorder.timeProducts {
+            for _ in 0..<steps { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
+        }
+        return (Double(t.wall) / 1e6 / Double(steps), Double(t.products) / 1e6 / Double(steps))
+    }
+
     /// GFLOP/s of Conjure's `sgemm` (blocks over the pool, the current backend) on `shape` with
     /// contiguous operands of uniform values in [-1, 1]: two untimed calls, then the median of
     /// `samples` timings, each of enough calls to last `seconds / samples`.
