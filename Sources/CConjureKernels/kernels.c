@@ -273,6 +273,59 @@ void conjure_bn_normalize(const float *restrict x, long n, long c, long inner, c
 }
 
 CONJURE_CLONES
+void conjure_bn1d_forward(const float *restrict x, long n, long f, long j0, long j1, float eps,
+                          const float *restrict weight, const float *restrict bias, double *restrict mean,
+                          double *restrict var, double *restrict inv_std, float *restrict xhat, float *restrict y) {
+#pragma clang fp contract(off)
+    const double dn = (double)n;
+    for (long i = 0; i < n; i++) {
+        const float *restrict row = x + i * f;
+        for (long j = j0; j < j1; j++) mean[j] += (double)row[j];
+    }
+    for (long j = j0; j < j1; j++) mean[j] /= dn;
+    for (long i = 0; i < n; i++) {
+        const float *restrict row = x + i * f;
+        for (long j = j0; j < j1; j++) { double d = (double)row[j] - mean[j]; var[j] += d * d; }
+    }
+    for (long j = j0; j < j1; j++) { var[j] /= dn; inv_std[j] = 1.0 / sqrt(var[j] + (double)eps); }
+    for (long i = 0; i < n; i++) {
+        const float *restrict row = x + i * f;
+        float *restrict hr = xhat + i * f, *restrict yr = y + i * f;
+        for (long j = j0; j < j1; j++) {
+            double h = ((double)row[j] - mean[j]) * inv_std[j];
+            hr[j] = (float)h;
+            yr[j] = (float)(h * (double)weight[j] + (double)bias[j]);
+        }
+    }
+}
+
+CONJURE_CLONES
+void conjure_bn1d_backward(const float *restrict g, const float *restrict xhat, long n, long f, long j0, long j1,
+                           const float *restrict weight, const double *restrict inv_std, double *restrict dw,
+                           double *restrict db, float *restrict dx) {
+#pragma clang fp contract(off)
+    const double dn = (double)n;
+    for (long i = 0; i < n; i++) {
+        const float *restrict gr = g + i * f, *restrict hr = xhat + i * f;
+        for (long j = j0; j < j1; j++) {
+            double gv = (double)gr[j];
+            db[j] += gv;
+            dw[j] += gv * (double)hr[j];
+        }
+    }
+    if (!dx) return;
+    for (long i = 0; i < n; i++) {
+        const float *restrict gr = g + i * f, *restrict hr = xhat + i * f;
+        float *restrict dr = dx + i * f;
+        for (long j = j0; j < j1; j++) {
+            double w = (double)weight[j];
+            double gv = (double)gr[j] * w;
+            dr[j] = (float)((gv - db[j] * w / dn - (double)hr[j] * dw[j] * w / dn) * inv_std[j]);
+        }
+    }
+}
+
+CONJURE_CLONES
 void conjure_bn_backward_input(const float *restrict g, const float *restrict xhat, long n, long c, long inner,
                                const double *restrict scale, const double *restrict mean_g,
                                const double *restrict mean_gh, float *restrict dx) {

@@ -122,15 +122,15 @@ struct Bench: ParsableCommand {
                         print(String(format: "  %@ %.2f ms at %.1f GFLOP/s (%@, %.3f GFLOP, each timed alone; the largest, %@, at %.1f GFLOP/s), step %.2f ms, other share %.0f%%",
                                      what, w.boundMilliseconds, w.stepGFLOPs, counted, w.gflopPerStep, w.largest, w.largestGFLOPs, step,
                                      100 * (step - w.boundMilliseconds) / step))
-                        // The other share split: products slower inside the step than alone, and
-                        // work that is not a product (measured in a separate, instrumented run).
+                        // The other share split: products slower inside the step than alone,
+                        // parameter updates, and the rest (measured in a separate, instrumented run).
                         // About a second of steps (at least 3, at most --steps).
                         let timedSteps = Swift.max(3, Swift.min(steps, Int(r.stepsPerSecondMedian.rounded())))
-                        let inStep = MatrixWork.timeInStep(config: config, batch: b, warmup: Swift.min(5, timedSteps), steps: timedSteps)
-                        print(String(format: "  in the step (timed there): products %.2f ms of %.2f ms (%.0f%%; alone %.2f ms, so they ran at %.0f%% of their alone rate), not matrix work %.2f ms (%.0f%%)",
-                                     inStep.products, inStep.step, 100 * inStep.products / inStep.step, w.boundMilliseconds,
-                                     100 * w.boundMilliseconds / inStep.products, inStep.step - inStep.products,
-                                     100 * (inStep.step - inStep.products) / inStep.step))
+                        let s = MatrixWork.timeInStep(config: config, batch: b, warmup: Swift.min(5, timedSteps), steps: timedSteps)
+                        let rest = s.step - s.products - s.parameterUpdate
+                        print(String(format: "  in the step (timed there, %.2f ms): products %.2f ms (%.0f%%; %.0f%% of their alone rate), parameter updates %.2f ms (%.0f%%), the rest %.2f ms (%.0f%%)",
+                                     s.step, s.products, 100 * s.products / s.step, 100 * w.boundMilliseconds / s.products,
+                                     s.parameterUpdate, 100 * s.parameterUpdate / s.step, rest, 100 * rest / s.step))
                     }
                     if let ips = r.imagesPerSecondMedian, let sampler = r.sampler, let k = r.sampleStepsTimed {
                         print(String(format: "sampling batch %4d  threads %d  %8.2f images/s (min %.2f, max %.2f)  ", b, t, ips, r.imagesPerSecondMin ?? .nan, r.imagesPerSecondMax ?? .nan)

@@ -129,6 +129,11 @@ public final class Optimization {
         if recordsGradients {
             for (n, g) in zip(group.fullNames, gradients) { lastGradients["grad." + n] = g }
         }
+        StepTimer.timed(.parameterUpdate) { apply(group, i, gradients) }
+    }
+
+    /// ``update(_:gradients:)``'s clipping, optimiser step and averaging of group `i`.
+    private func apply(_ group: ParameterGroup, _ i: Int, _ gradients: [Tensor]) {
         // With clipping the gradients are gathered into the group's flat gradient buffer, so
         // clipping and the optimiser's update are each one pass over the group; without it the
         // optimiser reads each gradient where the backward pass left it (no copy, and the

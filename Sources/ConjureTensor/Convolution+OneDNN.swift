@@ -80,7 +80,7 @@ extension ConvKernels {
         // not an output allocation.
         guard conjure_onednn_conv_supported(kind.rawValue, &kg, g.f, per, bias == nil ? 0 : 1) != 0 else { return nil }
         var status: Int32 = 1
-        let out = ProductRecorder.timed { [Float](unsafeUninitializedCapacity: count) { buf, initialised in
+        let out = StepTimer.timed(.products) { [Float](unsafeUninitializedCapacity: count) { buf, initialised in
             withScalars(image) { pi in
                 withScalars(weight) { pw in
                     withScalars(columns) { pc in

@@ -1,4 +1,5 @@
 import Foundation
+import CConjureKernels
 
 extension Tensor {
     /// Mean binary cross-entropy between `logits` and `targets`, computed on logits in the
@@ -49,31 +50,27 @@ extension Tensor {
                      "batchNormTraining: input \(x.shape), weight \(weight.shape), bias \(bias.shape)")
         let n = x.shape[0], f = x.shape[1]
         var mean = [Double](repeating: 0, count: f), variance = [Double](repeating: 0, count: f)
-        var xhat = [Float](repeating: 0, count: n * f)
-        var y = [Float](repeating: 0, count: n * f)
         var invStd = [Double](repeating: 0, count: f)
-        // Buffer pointers (sizes checked above and by construction: p, xhat, y hold n * f,
-        // the rest f) keep bounds checks out of the per-element loops.
+        var xhat = [Float](), y = [Float]()
+        // conjure_bn1d_forward (sizes checked above and by construction: x, xhat, y hold n · f,
+        // the rest f). Each feature's statistics and outputs come from its own column in row
+        // order, so column ranges split across the pool give the same bits as one thread.
         x.withUnsafeScalars { p in
         weight.withUnsafeScalars { weight in
         bias.withUnsafeScalars { bias in
         mean.withUnsafeMutableBufferPointer { mean in
         variance.withUnsafeMutableBufferPointer { variance in
         invStd.withUnsafeMutableBufferPointer { invStd in
-        xhat.withUnsafeMutableBufferPointer { xhat in
-        y.withUnsafeMutableBufferPointer { y in
-            for i in 0..<n { for j in 0..<f { mean[j] += Double(p[i &* f &+ j]) } }
-            for j in 0..<f { mean[j] /= Double(n) }
-            for i in 0..<n { for j in 0..<f { let d = Double(p[i &* f &+ j]) - mean[j]; variance[j] += d * d } }
-            for j in 0..<f { variance[j] /= Double(n); invStd[j] = 1 / (variance[j] + Double(eps)).squareRoot() }
-            for i in 0..<n {
-                for j in 0..<f {
-                    let h = (Double(p[i &* f &+ j]) - mean[j]) * invStd[j]
-                    xhat[i &* f &+ j] = Float(h)
-                    y[i &* f &+ j] = Float(h * Double(weight[j]) + Double(bias[j]))
-                }
+        xhat = [Float](unsafeUninitializedCapacity: n * f) { xhat, xhatCount in
+        y = [Float](unsafeUninitializedCapacity: n * f) { y, yCount in
+            Tensor.forFeatureColumns(n: n, f: f) { r in
+                conjure_bn1d_forward(p.baseAddress, n, f, r.lowerBound, r.upperBound, eps, weight.baseAddress, bias.baseAddress,
+                                     mean.baseAddress, variance.baseAddress, invStd.baseAddress, xhat.baseAddress, y.baseAddress)
             }
-        } } } } } } } }
+            yCount = n * f
+        }
+            xhatCount = n * f
+        } } } } } } }
         let xhatConst = Tensor(shape: [n, f], scalars: xhat)
         let out = record(shape: [n, f], scalars: y, inputs: [x, weight, bias]) { g, t in
             if GradMode.enabled {
@@ -86,10 +83,10 @@ extension Tensor {
                 let dx = (gw - gw.mean(axes: [0]) - yy * (gw * yy).mean(axes: [0])) / (v + eps).sqrt()
                 return [t[0].node == nil ? nil : dx, (g * yy).sum(axes: [0]), g.sum(axes: [0])]
             }
-            var dx = [Float](repeating: 0, count: n * f)
+            let needsDx = t[0].node != nil
+            var dx = [Float](repeating: 0, count: needsDx ? n * f : 0)
             var dw = [Double](repeating: 0, count: f), db = [Double](repeating: 0, count: f)
             precondition(g.shape == [n, f], "batchNormTraining backward: gradient \(g.shape) for output [\(n), \(f)]")
-            let needsDx = t[0].node != nil
             g.withUnsafeScalars { gp in
             t[1].withUnsafeScalars { weight in
             xhat.withUnsafeBufferPointer { xhat in
@@ -97,25 +94,30 @@ extension Tensor {
             dw.withUnsafeMutableBufferPointer { dw in
             db.withUnsafeMutableBufferPointer { db in
             dx.withUnsafeMutableBufferPointer { dx in
-                for i in 0..<n { for j in 0..<f {
-                    let gv = Double(gp[i &* f &+ j])
-                    db[j] += gv
-                    dw[j] += gv * Double(xhat[i &* f &+ j])
-                } }
-                if needsDx {
-                    for i in 0..<n { for j in 0..<f {
-                        let w = Double(weight[j])
-                        let gv = Double(gp[i &* f &+ j]) * w
-                        let v = (gv - db[j] * w / Double(n) - Double(xhat[i &* f &+ j]) * dw[j] * w / Double(n)) * invStd[j]
-                        dx[i &* f &+ j] = Float(v)
-                    } }
+                Tensor.forFeatureColumns(n: n, f: f) { r in
+                    conjure_bn1d_backward(gp.baseAddress, xhat.baseAddress, n, f, r.lowerBound, r.upperBound, weight.baseAddress,
+                                          invStd.baseAddress, dw.baseAddress, db.baseAddress, needsDx ? dx.baseAddress : nil)
                 }
             } } } } } } }
             _ = xhatConst
-            return [t[0].node == nil ? nil : Tensor(shape: [n, f], scalars: dx),
+            return [needsDx ? Tensor(shape: [n, f], scalars: dx) : nil,
                     Tensor(shape: [f], scalars: dw.map { Float($0) }), Tensor(shape: [f], scalars: db.map { Float($0) })]
         }
         return (out, mean.map { Float($0) }, variance.map { Float($0) })
+    }
+}
+
+extension Tensor {
+    /// `body` over ranges of the `f` feature columns of an `[n, f]` batch: split across the
+    /// pool (ranges of at least 16 columns) from 2 · ``mapSplitCount`` elements and 32 columns,
+    /// else one call over all. For per-feature work that reads each column in row order, so any
+    /// split gives the same values.
+    static func forFeatureColumns(n: Int, f: Int, _ body: (Range<Int>) -> Void) {
+        if splitsAcrossPool(n * f) && f >= 32 {
+            Parallel.forRanges(f, minimum: 16, body)
+        } else if f > 0 {
+            body(0..<f)
+        }
     }
 }
 

@@ -40,7 +40,7 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
                   broadcasting row: UnsafePointer<Float>? = nil) {
     ProductRecorder.note(transposeA, transposeB, m, n, k)
-    ProductRecorder.timed {
+    StepTimer.timed(.products) {
         blockedProduct(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                        b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, broadcasting: row)
     }

@@ -154,7 +154,7 @@ public func sgemmStridedBatched(transposeA: Bool, transposeB: Bool, m: Int, n: I
                                 beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int, batch: Int) {
     precondition(batch >= 0, "sgemmStridedBatched: batch \(batch)")
     ProductRecorder.note(transposeA, transposeB, m, n, k, count: batch)
-    ProductRecorder.timed { stridedBatch(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+    StepTimer.timed(.products) { stridedBatch(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                                          a: a, lda: lda, strideA: strideA, b: b, ldb: ldb, strideB: strideB,
                                          beta: beta, c: c, ldc: ldc, strideC: strideC, batch: batch) }
 }
@@ -249,45 +249,5 @@ public enum ProductRecorder {
             for _ in 0..<count { shapes.append(ProductShape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)) }
         }
         lock.unlock()
-    }
-
-    // MARK: Timing the products inside a step
-
-    nonisolated(unsafe) static var timing = false
-    /// Products running now (on any thread) while timing, the time the first of them started,
-    /// and the wall time during which at least one ran.
-    nonisolated(unsafe) static var running = 0
-    nonisolated(unsafe) static var since: UInt64 = 0
-    nonisolated(unsafe) static var busy: UInt64 = 0
-
-    /// Runs `body` and returns its wall time and the part of it during which at least one
-    /// matrix product (``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:broadcasting:)``,
-    /// a strided batch) or oneDNN convolution product ran, in nanoseconds. While timing, every
-    /// product takes a lock twice; otherwise the cost is one Boolean test per product.
-    public static func timeProducts(_ body: () throws -> Void) rethrows -> (wall: UInt64, products: UInt64) {
-        lock.lock(); running = 0; busy = 0; timing = true; lock.unlock()
-        defer { lock.lock(); timing = false; lock.unlock() }
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        try body()
-        let wall = DispatchTime.now().uptimeNanoseconds - t0
-        lock.lock(); defer { lock.unlock() }
-        return (wall, busy)
-    }
-
-    /// `body`, counted as product time while ``timeProducts(_:)`` runs.
-    @inline(__always)
-    static func timed<R>(_ body: () -> R) -> R {
-        guard timing else { return body() }
-        lock.lock()
-        if running == 0 { since = DispatchTime.now().uptimeNanoseconds }
-        running += 1
-        lock.unlock()
-        defer {
-            lock.lock()
-            running -= 1
-            if running == 0 { busy += DispatchTime.now().uptimeNanoseconds - since }
-            lock.unlock()
-        }
-        return body()
     }
 }

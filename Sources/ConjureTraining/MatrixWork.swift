@@ -49,14 +49,14 @@ public enum MatrixWork {
         return ProductRecorder.recordWork { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
     }
 
-    /// One step's time and the time its products took inside it, in milliseconds per step: the
-    /// model of `config` built from seed 0 at `batch`, `warmup` untimed steps, then `steps`
-    /// steps under ``ProductRecorder/timeProducts(_:)`` at the current thread count (the wall
-    /// time during which a matrix or oneDNN convolution product ran; the locks this takes make
-    /// the step slightly slower than an untimed one).
+    /// One step's time and the parts of it its products and its parameter updates took, in
+    /// milliseconds per step: the model of `config` built from seed 0 at `batch`, `warmup`
+    /// untimed steps, then `steps` steps under ``StepTimer/measure(_:)`` at the current thread
+    /// count (see there: the wall time during which a product, or an update, ran).
     ///
     /// - Precondition: `batch` ≥ 1, `steps` ≥ 1, `warmup` ≥ 0.
-    public static func timeInStep(config: ModelConfig, batch: Int, warmup: Int = 10, steps: Int) -> (step: Double, products: Double) {
+    public static func timeInStep(config: ModelConfig, batch: Int, warmup: Int = 10, steps: Int)
+        -> (step: Double, products: Double, parameterUpdate: Double) {
         precondition(batch >= 1 && steps >= 1 && warmup >= 0, "MatrixWork.timeInStep: batch \(batch), \(steps) steps, \(warmup) warm-up")
         var rng = RandomGenerator(seed: 0)
         let model = config.makeModel(rng: &rng)
@@ -65,10 +65,11 @@ public enum MatrixWork {
         let z = Tensor.randomNormal([batch, config.latentDim], using: &rng)
         let labels = model.balancedLabels(batch, offset: 0)
         for _ in 0..<warmup { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
-        let t = ProductRecorder.timeProducts {
+        let t = StepTimer.measure {
             for _ in 0..<steps { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
         }
-        return (Double(t.wall) / 1e6 / Double(steps), Double(t.products) / 1e6 / Double(steps))
+        func ms(_ ns: UInt64) -> Double { Double(ns) / 1e6 / Double(steps) }
+        return (ms(t.wall), ms(t.phases[.products] ?? 0), ms(t.phases[.parameterUpdate] ?? 0))
     }
 
     /// GFLOP/s of Conjure's `sgemm` (blocks over the pool, the current backend) on `shape` with

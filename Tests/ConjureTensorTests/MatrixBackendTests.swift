@@ -148,7 +148,7 @@ final class MatrixBackendTests: XCTestCase {
         XCTAssertEqual(ProductShape(transposeA: true, transposeB: false, m: 2, n: 3, k: 4).flops, 48)
     }
 
-    /// `timeProducts` counts the wall time during which a product ran: nothing for a body
+    /// `StepTimer` counts the wall time during which a product ran: nothing for a body
     /// without products, a product's time but not the sleep after it, and products running on
     /// two threads at once once (their union, never more than the wall time).
     func testTimeProductsCountsTheWallTimeOfProductsOnly() {
@@ -156,29 +156,31 @@ final class MatrixBackendTests: XCTestCase {
         let x = Tensor.randomUniform([256, 784], low: -1, high: 1, using: &rng)
         let w = Tensor.randomUniform([1024, 784], low: -1, high: 1, using: &rng)
         let sleep: UInt32 = 30_000  // microseconds
-        let idle = ProductRecorder.timeProducts { usleep(sleep) }
-        XCTAssertEqual(idle.products, 0)
+        let idle = StepTimer.measure { usleep(sleep) }
+        XCTAssertEqual(idle.phases[.products], 0)
         XCTAssertGreaterThanOrEqual(idle.wall, UInt64(sleep) * 1000)
         for backend in backends {
             MatrixBackend.with(backend) {
-                let t = ProductRecorder.timeProducts {
+                let t = StepTimer.measure {
                     for _ in 0..<3 { _ = Tensor.matmul(x, w, transposeB: true) }
                     usleep(sleep)
                 }
-                XCTAssertGreaterThan(t.products, 0, backend.name)
-                XCTAssertLessThanOrEqual(t.products + UInt64(sleep) * 1000, t.wall, backend.name)
+                let products = t.phases[.products] ?? 0
+                XCTAssertGreaterThan(products, 0, backend.name)
+                XCTAssertLessThanOrEqual(products + UInt64(sleep) * 1000, t.wall, backend.name)
+                XCTAssertEqual(t.phases[.parameterUpdate], 0, backend.name)
                 // Two threads' products overlap: the union stays within the wall time, where the
                 // sum of both threads' product times would not.
-                let both = ProductRecorder.timeProducts {
+                let both = StepTimer.measure {
                     DispatchQueue.concurrentPerform(iterations: 2) { _ in
                         for _ in 0..<4 { _ = Tensor.matmul(x, w, transposeB: true) }
                     }
                 }
-                XCTAssertGreaterThan(both.products, 0, backend.name)
-                XCTAssertLessThanOrEqual(both.products, both.wall, backend.name)
+                XCTAssertGreaterThan(both.phases[.products] ?? 0, 0, backend.name)
+                XCTAssertLessThanOrEqual(both.phases[.products] ?? .max, both.wall, backend.name)
             }
         }
-        XCTAssertFalse(ProductRecorder.timing, "timing ends with the body")
+        XCTAssertFalse(StepTimer.measuring, "measuring ends with the body")
     }
 
     /// An unknown backend is one ConfigError naming the option and the available backends; a

@@ -62,6 +62,17 @@ void conjure_channel_dot_f64(const float *restrict g, const float *restrict h, l
 void conjure_bn_normalize(const float *restrict x, long n, long c, long inner, const double *restrict mean,
                           const double *restrict inv_std, const double *restrict weight, const double *restrict bias,
                           float *restrict xhat, float *restrict y);
+/// Batch normalisation of the columns j0..<j1 of x [n, f] (training mode), in double: mean[j]
+/// and var[j] (biased) accumulated from zero in row order, inv_std[j] = 1 / sqrt(var + eps),
+/// h = (x - mean) * inv_std, xhat = (float)h, y = (float)(h * weight[j] + bias[j]).
+void conjure_bn1d_forward(const float *restrict x, long n, long f, long j0, long j1, float eps,
+                          const float *restrict weight, const float *restrict bias, double *restrict mean,
+                          double *restrict var, double *restrict inv_std, float *restrict xhat, float *restrict y);
+/// Backward of conjure_bn1d_forward over columns j0..<j1: db[j] += g, dw[j] += g * xhat in row
+/// order (from zero); with dx, dx = (float)((g·w - db·w/n - xhat·dw·w/n) · inv_std) in double.
+void conjure_bn1d_backward(const float *restrict g, const float *restrict xhat, long n, long f, long j0, long j1,
+                           const float *restrict weight, const double *restrict inv_std, double *restrict dw,
+                           double *restrict db, float *restrict dx);
 /// dx = (float)(scale[ch] * (g - mean_g[ch] - xhat * mean_gh[ch])) in double.
 void conjure_bn_backward_input(const float *restrict g, const float *restrict xhat, long n, long c, long inner,
                                const double *restrict scale, const double *restrict mean_g,
