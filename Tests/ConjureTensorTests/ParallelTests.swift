@@ -380,6 +380,45 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// Batch normalisation in training mode split by feature columns across the pool: the
+    /// one-thread bits for the output, the batch statistics and all three gradients, and the
+    /// output is the per-column formula in Double (mean, biased variance, eps inside the root).
+    func testBatchNormTrainingIsTheSameOnAnyThreadCount() {
+        var rng = RandomGenerator(seed: 5)
+        for (n, f) in [(64, 1024), (64, 6272), (300, 133), (8, 40)] {
+            let x = Tensor.randomNormal([n, f], std: 3, using: &rng)
+            let w = Tensor.randomUniform([f], low: 0.5, high: 1.5, using: &rng)
+            let b = Tensor.randomUniform([f], low: -1, high: 1, using: &rng)
+            let up = Tensor.randomNormal([n, f], using: &rng)
+            func run(_ threads: Int) -> [[Float]] {
+                Parallel.setThreads(threads)
+                let (xv, wv, bv) = (x.requiringGrad(), w.requiringGrad(), b.requiringGrad())
+                let r = Tensor.batchNormTraining(xv, weight: wv, bias: bv, eps: 1e-5)
+                let g = Tensor.gradients(of: (r.y * up).sum(), wrt: [xv, wv, bv])
+                return [r.y.scalars, r.mean, r.variance] + g.map(\.scalars)
+            }
+            let one = run(1)
+            for threads in [2, 4] {
+                for (a, c) in zip(one, run(threads)) {
+                    XCTAssertTrue(a.count == c.count && zip(a, c).allSatisfy { $0.bitPattern == $1.bitPattern }, "[\(n), \(f)] on \(threads) threads")
+                }
+            }
+            for j in [0, f / 2, f - 1] {
+                var mean = 0.0, variance = 0.0
+                for i in 0..<n { mean += Double(x.scalars[i * f + j]) }
+                mean /= Double(n)
+                for i in 0..<n { let d = Double(x.scalars[i * f + j]) - mean; variance += d * d }
+                variance /= Double(n)
+                XCTAssertEqual(one[1][j], Float(mean))
+                XCTAssertEqual(one[2][j], Float(variance))
+                for i in [0, n - 1] {
+                    let h = (Double(x.scalars[i * f + j]) - mean) / (variance + 1e-5).squareRoot()
+                    XCTAssertEqual(Double(one[0][i * f + j]), h * Double(w.scalars[j]) + Double(b.scalars[j]), accuracy: 1e-5)
+                }
+            }
+        }
+    }
+
     /// Whole-tensor sums (spectral norm's σ and its gradient, 400K elements per layer): below
     /// 32K elements one chain in order; from 32K the 8-lane Double sum, its exact formula, on
     /// any thread count, for `sum()` and for `sum(axes:)` down to one value.
