@@ -67,10 +67,8 @@ extension Tensor {
                 conjure_bn1d_forward(p.baseAddress, n, f, r.lowerBound, r.upperBound, eps, weight.baseAddress, bias.baseAddress,
                                      mean.baseAddress, variance.baseAddress, invStd.baseAddress, xhat.baseAddress, y.baseAddress)
             }
-            yCount = n * f
-        }
-            xhatCount = n * f
-        } } } } } } }
+            (xhatCount, yCount) = (n * f, n * f)
+        } } } } } } } }
         let xhatConst = Tensor(shape: [n, f], scalars: xhat)
         let out = record(shape: [n, f], scalars: y, inputs: [x, weight, bias]) { g, t in
             if GradMode.enabled {

@@ -39,14 +39,19 @@ public enum MatrixWork {
     /// The matrix products and oneDNN convolution products of one training step of `config` at
     /// `batch`, recorded as ``stepProducts(config:batch:)`` records the products.
     public static func stepWork(config: ModelConfig, batch: Int) -> (products: [ProductShape], convolutions: [ConvolutionShape]) {
+        let (optimization, data) = stepSetup(config: config, batch: batch)
+        optimization.step(data)
+        return ProductRecorder.recordWork { optimization.step(data) }
+    }
+
+    /// The training of `config` built from seed 0 and one synthetic batch of `batch` for it.
+    static func stepSetup(config: ModelConfig, batch: Int) -> (Optimization, TrainingBatch) {
         var rng = RandomGenerator(seed: 0)
         let model = config.makeModel(rng: &rng)
         let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
         let real = Benchmark.syntheticRows(model: model, config: config, batch: batch, rng: &rng)
         let z = Tensor.randomNormal([batch, config.latentDim], using: &rng)
-        let labels = model.balancedLabels(batch, offset: 0)
-        optimization.step(TrainingBatch(x: real, z: z, labels: labels))
-        return ProductRecorder.recordWork { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
+        return (optimization, TrainingBatch(x: real, z: z, labels: model.balancedLabels(batch, offset: 0)))
     }
 
     /// One step's time and the parts of it its products and its parameter updates took, in
@@ -58,15 +63,10 @@ public enum MatrixWork {
     public static func timeInStep(config: ModelConfig, batch: Int, warmup: Int = 10, steps: Int)
         -> (step: Double, products: Double, parameterUpdate: Double) {
         precondition(batch >= 1 && steps >= 1 && warmup >= 0, "MatrixWork.timeInStep: batch \(batch), \(steps) steps, \(warmup) warm-up")
-        var rng = RandomGenerator(seed: 0)
-        let model = config.makeModel(rng: &rng)
-        let optimization = Optimization(model: model, settings: config.optimization, seed: 0)
-        let real = Benchmark.syntheticRows(model: model, config: config, batch: batch, rng: &rng)
-        let z = Tensor.randomNormal([batch, config.latentDim], using: &rng)
-        let labels = model.balancedLabels(batch, offset: 0)
-        for _ in 0..<warmup { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
+        let (optimization, data) = stepSetup(config: config, batch: batch)
+        for _ in 0..<warmup { optimization.step(data) }
         let t = StepTimer.measure {
-            for _ in 0..<steps { optimization.step(TrainingBatch(x: real, z: z, labels: labels)) }
+            for _ in 0..<steps { optimization.step(data) }
         }
         func ms(_ ns: UInt64) -> Double { Double(ns) / 1e6 / Double(steps) }
         return (ms(t.wall), ms(t.phases[.products] ?? 0), ms(t.phases[.parameterUpdate] ?? 0))
