@@ -109,7 +109,7 @@ extension Tensor {
     /// `body` over ranges of the `f` feature columns of an `[n, f]` batch: split across the
     /// pool (ranges of at least 16 columns) from 2 · ``mapSplitCount`` elements and 32 columns,
     /// else one call over all. For per-feature work that reads each column in row order, so any
-    /// split gives the same values.
+    /// split gives the same values (batch normalisation, a bias gradient's column sums).
     static func forFeatureColumns(n: Int, f: Int, _ body: (Range<Int>) -> Void) {
         if splitsAcrossPool(n * f) && f >= 32 {
             Parallel.forRanges(f, minimum: 16, body)

@@ -45,10 +45,8 @@ extension Tensor {
                     }
                     if inner == 1 {
                         if let o0 { o0[0] = Tensor.orderedOrLaneSum(p) }
-                    } else if Tensor.splitsAcrossPool(count) && inner >= 32 {
-                        Parallel.forRanges(inner, minimum: 16, columns)
                     } else if count > 0 {
-                        columns(0..<inner)
+                        Tensor.forFeatureColumns(n: outer, f: inner, columns)
                     }
                 }
             }
