@@ -122,6 +122,9 @@ struct Bench: ParsableCommand {
                         print(String(format: "  %@ %.2f ms at %.1f GFLOP/s (%@, %.3f GFLOP, each timed alone; the largest, %@, at %.1f GFLOP/s), step %.2f ms, other share %.0f%%",
                                      what, w.boundMilliseconds, w.stepGFLOPs, counted, w.gflopPerStep, w.largest, w.largestGFLOPs, step,
                                      100 * (step - w.boundMilliseconds) / step))
+                        print(String(format: "  the FMA peak of %d thread%@ (probed): %.1f GFLOP/s; the products reach %.0f%% of it (the largest %.0f%%), at the peak they would take %.2f ms",
+                                     t, t == 1 ? "" : "s", w.peakGFLOPs, 100 * w.stepGFLOPs / w.peakGFLOPs,
+                                     100 * w.largestGFLOPs / w.peakGFLOPs, w.gflopPerStep / w.peakGFLOPs * 1000))
                         // The other share split: products slower inside the step than alone,
                         // parameter updates, and the rest (measured in a separate, instrumented run).
                         // About a second of steps (at least 3, at most --steps).

@@ -28,6 +28,9 @@ public enum MatrixWork {
         public var boundMilliseconds: Double
         /// ``gflopPerStep`` / ``boundMilliseconds``: the rate over the whole step's products.
         public var stepGFLOPs: Double { gflopPerStep / boundMilliseconds * 1000 }
+        /// The Float32 fused multiply-add peak of the step's threads, probed
+        /// (``Parallel/fmaPeak(seconds:)``), in GFLOP/s: no library's products run faster.
+        public var peakGFLOPs: Double
     }
 
     /// The products of one training step of `config` at `batch` (the model built from seed 0,
@@ -133,8 +136,10 @@ public enum MatrixWork {
         }
         let flops = products.reduce(0) { $0 + $1.flops } + convolutions.reduce(0) { $0 + $1.flops }
         return Bound(backend: MatrixBackend.current.name, products: products.count, convolutions: convolutions.count,
-                     gflopPerStep: flops / 1e9, largest: largest, largestGFLOPs: largestRate, boundMilliseconds: seconds * 1000)
+                     gflopPerStep: flops / 1e9, largest: largest, largestGFLOPs: largestRate, boundMilliseconds: seconds * 1000,
+                     peakGFLOPs: Parallel.fmaPeak())
     }
+
 
     /// The distinct shapes of `products` with how many times each occurs, most total FLOPs first.
     public static func distinct(_ products: [ProductShape]) -> [(shape: ProductShape, count: Int)] {

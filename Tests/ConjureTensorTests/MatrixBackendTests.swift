@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import CConjureKernels
 @testable import ConjureTensor
 
 /// Every matrix backend available here computes the products of Conjure's steps within Float32
@@ -181,6 +182,51 @@ final class MatrixBackendTests: XCTestCase {
             }
         }
         XCTAssertFalse(StepTimer.measuring, "measuring ends with the body")
+    }
+
+    /// The FMA probe computes what it claims (every chain's value, summed in order), and the
+    /// peak it gives is a ceiling: a large product on each backend stays below it (with room
+    /// for timing noise; a probe on narrower vectors than the CPU's, or one optimised away,
+    /// would be 4-16x off).
+    func testFMAPeakProbeComputesItsChainsAndBoundsTheProducts() {
+        let rounds = 20_000
+        func chains(fused: Bool) -> Float {
+            var s: Float = 0
+            for i in 0..<12 {
+                for j in 0..<16 {
+                    var a = Float(i + j)
+                    for _ in 0..<rounds { a = fused ? Float(1).addingProduct(a, 0.999) : a * 0.999 + 1 }
+                    s += a
+                }
+            }
+            return s
+        }
+        let probed = conjure_fma_probe(rounds)
+        XCTAssert(probed == chains(fused: true) || probed == chains(fused: false), "\(probed) vs \(chains(fused: true))")
+        // Each chain near c / (1 - b) = 1000: within 0.1 (its rounding stalls it up to ulp / (1 - b) away).
+        XCTAssertEqual(probed, 12 * 16 * 1000, accuracy: 12 * 16 * 0.1)
+        var rng = RandomGenerator(seed: 16)
+        let a = Tensor.randomUniform([512, 512], low: -1, high: 1, using: &rng)
+        func rate() -> Double {  // GFLOP/s of 512x512x512 products, the best of 3 timings of 4
+            _ = Tensor.matmul(a, a)
+            return (0..<3).map { _ in
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<4 { _ = Tensor.matmul(a, a) }
+                return 4 * 2 * 512 * 512 * 512 / Double(DispatchTime.now().uptimeNanoseconds - t0)
+            }.max()!
+        }
+        // One thread, the peak probed before and after the products (other processes may take
+        // the core for part of a run; the larger probe is the quieter one).
+        Parallel.setThreads(1)
+        for backend in backends {
+            MatrixBackend.with(backend) {
+                let before = Parallel.fmaPeak()
+                let r = rate()
+                let peak = max(before, Parallel.fmaPeak())
+                XCTAssert(peak.isFinite && peak > 0, "\(peak)")
+                XCTAssertLessThan(r, 1.5 * peak, "\(backend.name): \(r) GFLOP/s against a peak of \(peak)")
+            }
+        }
     }
 
     /// An unknown backend is one ConfigError naming the option and the available backends; a

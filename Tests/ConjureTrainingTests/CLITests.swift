@@ -336,6 +336,22 @@ extension CLITests {
             XCTAssertLessThanOrEqual(ms[1] + ms[2], ms[0], String(split))
             XCTAssertEqual(ms[1] + ms[2] + ms[3], ms[0], accuracy: 0.016, String(split))
         }
+        // The probed FMA peak and the products' share of it, consistent with the bound line's
+        // GFLOP and GFLOP/s.
+        let lines = out.split(separator: "\n").map(String.init)
+        let bound = try XCTUnwrap(lines.first { $0.hasPrefix("  matrix work ") }, out)
+        let peakLine = try XCTUnwrap(lines.first { $0.hasPrefix("  the FMA peak of 1 thread (probed): ") }, out)
+        func numbers(_ s: String) -> [Double] {
+            s.split(whereSeparator: { " (),;%".contains($0) }).compactMap { Double($0) }
+        }
+        let b = numbers(bound)  // ms, GFLOP/s, products, GFLOP, the largest's GFLOP/s, step ms, other share
+        let p = numbers(peakLine)  // threads, peak, products' share, the largest's share, ms at the peak
+        XCTAssertEqual(p.count, 5, peakLine)
+        if p.count == 5 && b.count >= 5 {
+            XCTAssertGreaterThan(p[1], 0, peakLine)
+            XCTAssertEqual(p[2], (100 * b[1] / p[1]).rounded(), accuracy: 1, "\(bound)\n\(peakLine)")
+            XCTAssertEqual(p[4], b[3] / p[1] * 1000, accuracy: 0.01 + 0.001 * p[4], "\(bound)\n\(peakLine)")
+        }
         XCTAssertTrue(try ratioLine(["--model", "seed"]).contains("JAX scan (400)"))
         XCTAssertTrue(try ratioLine(["--model", "gan"]).contains("PyTorch eager (48.3)"))
         XCTAssertTrue(try ratioLine(["--model", "dcgan"]).contains("PyTorch eager (8.3)"))

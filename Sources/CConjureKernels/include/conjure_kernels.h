@@ -216,4 +216,10 @@ void conjure_attention_backward(const float *restrict qkv, const float *restrict
 /// in 16x16 tiles.
 void conjure_transpose_batched(const float *restrict x, float *restrict y, long b0, long b1, long rows, long cols);
 
+/// `rounds` rounds of 12 independent chains a <- a * b + c on vectors of 16 floats (the CPU's
+/// widest fused multiply-add where it has one): 384 FLOPs a round, nothing read from memory.
+/// Returns the sum of the chains' final values (about 12 * 16 * 1000 once `rounds` >> 1000), so
+/// that nothing is optimised away. Timing it gives the core's Float32 FMA peak.
+float conjure_fma_probe(long rounds);
+
 #endif
