@@ -114,7 +114,8 @@ public enum MatrixWork {
     /// The bound of `products` and `convolutions` (one step's) on the current libraries at
     /// `threads` threads: each distinct product timed alone (``rate(_:seconds:samples:)`` and
     /// ``ConvolutionShape/rate(seconds:samples:)``, 3 timings over 50 ms), the step's FLOPs over
-    /// those rates, and the largest product's rate.
+    /// those rates, the largest product's rate, and the threads' probed FMA peak
+    /// (``Parallel/fmaPeak(seconds:)``, about 60 ms).
     ///
     /// - Precondition: `products` and `convolutions` are not both empty; `threads` in 1...64.
     public static func bound(products: [ProductShape], convolutions: [ConvolutionShape] = [], threads: Int) -> Bound {
@@ -139,7 +140,6 @@ public enum MatrixWork {
                      gflopPerStep: flops / 1e9, largest: largest, largestGFLOPs: largestRate, boundMilliseconds: seconds * 1000,
                      peakGFLOPs: Parallel.fmaPeak())
     }
-
 
     /// The distinct shapes of `products` with how many times each occurs, most total FLOPs first.
     public static func distinct(_ products: [ProductShape]) -> [(shape: ProductShape, count: Int)] {
