@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "ConjureTraining",
             dependencies: [
-                "ConjureTensor", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureMetrics",
+                "ConjureTensor", "ConjureNN", "ConjureOptim", "ConjureData", "ConjureModels", "ConjureMetrics", "CConjureKernels",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],

@@ -13,6 +13,8 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -67,6 +69,13 @@ static void run_tasks(void) {
 
 static void *worker_main(void *arg) {
     int index = (int)(long)arg;
+    // The stop signals go to the training thread, not to a worker inside a library call.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
     unsigned seen = atomic_load(&gen);
     for (;;) {
         unsigned g = atomic_load(&gen);
@@ -178,4 +187,59 @@ int conjure_available_cores(void) {
     }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+// Stop signals (SIGINT, SIGTERM, SIGHUP) during training. oneDNN 2.6's JIT sgemm kernels point
+// rsp into the heap while they run (oneDNN issue #4845, fixed in 3.11): a signal handler that runs
+// on a thread inside one writes its signal frame there and corrupts the heap, whatever the handler
+// does. So the training thread blocks the stop signals (the pool's workers always do, and threads
+// created later inherit the mask) and polls them between steps; the handler is only for a thread
+// outside the pool that does not block them, and does nothing but store the signal's number (a
+// handler may interrupt malloc, so it must not allocate or call into the Swift runtime).
+static volatile sig_atomic_t stop_signal = 0;
+static sigset_t mask_before_stop_signals;
+
+static void on_stop_signal(int signal_number) { stop_signal = signal_number; }
+
+static sigset_t stop_signal_set(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
+void conjure_stop_signals_install(void) {
+    stop_signal = 0;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGHUP, &action, NULL);
+    sigset_t set = stop_signal_set();
+    pthread_sigmask(SIG_BLOCK, &set, &mask_before_stop_signals);
+}
+
+int conjure_stop_signal(void) {
+    if (stop_signal != 0) return stop_signal;
+    sigset_t pending, set = stop_signal_set();
+    if (sigpending(&pending) == 0 &&
+        (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGHUP) == 1)) {
+        struct timespec now = {0, 0};
+        int n = sigtimedwait(&set, NULL, &now);
+        if (n > 0) stop_signal = n;
+    }
+    return stop_signal;
+}
+
+void conjure_stop_signals_uninstall(void) {
+    (void)conjure_stop_signal();  // takes a signal still pending, so unblocking does not deliver it
+    pthread_sigmask(SIG_SETMASK, &mask_before_stop_signals, NULL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
 }

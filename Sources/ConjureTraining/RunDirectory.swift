@@ -1,5 +1,6 @@
 import Foundation
 import ConjureData
+import CConjureKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,24 +9,24 @@ import Glibc
 /// step, write a checkpoint and stop. SIGPIPE is ignored: a closed stdout or stderr (`conjure
 /// train ... | head`) must not stop training, and writes to it fail with EPIPE, which
 /// ``Console`` drops.
+///
+/// The signals never interrupt a step: the training thread blocks them and polls them between
+/// steps (`conjure_stop_signals_install`, `conjure_stop_signal`), and the pool's workers block
+/// them. A handler running on a thread inside oneDNN 2.6's JIT sgemm corrupts the heap (the
+/// kernels point the stack pointer into it; oneDNN issue #4845), and a Swift closure as handler
+/// called into the Swift runtime, which is not async-signal-safe either.
 enum Interrupt {
-    nonisolated(unsafe) static var flag: sig_atomic_t = 0
     /// The signal that asked training to stop (0 when none).
-    nonisolated(unsafe) static var signalNumber: sig_atomic_t = 0
-    static var requested: Bool { flag != 0 }
-
-    /// The signals that stop training with a checkpoint.
-    static let stopping: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+    static var signalNumber: Int32 { conjure_stop_signal() }
+    static var requested: Bool { signalNumber != 0 }
 
     static func install() {
-        flag = 0
-        signalNumber = 0
-        for s in stopping { signal(s) { n in Interrupt.signalNumber = n; Interrupt.flag = 1 } }
+        conjure_stop_signals_install()
         signal(SIGPIPE, SIG_IGN)
     }
 
     static func uninstall() {
-        for s in stopping { signal(s, SIG_DFL) }
+        conjure_stop_signals_uninstall()
         // SIGPIPE stays ignored: output written after training (the summary) may still meet
         // a closed pipe, and an ignored SIGPIPE turns that into a harmless EPIPE.
     }

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import ConjureData
 import ConjureModels
+import ConjureTensor
 import ConjureTestSupport
 @testable import ConjureTraining
 
@@ -222,6 +223,43 @@ final class RunFolderTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 130)
         let ckpt = tmp.appendingPathComponent("runs/hup/checkpoints/latest.safetensors").path
         XCTAssertGreaterThan(try Checkpoint.read(path: ckpt).progress.step, 0)
+    }
+
+    /// Stop signals never interrupt a product. oneDNN 2.6's JIT sgemm kernels point the stack
+    /// pointer into the heap while they run (oneDNN issue #4845), so a handler running inside one
+    /// wrote its signal frame over heap memory: a training stopped by SIGTERM in its first steps
+    /// aborted in about 1 run in 10 (`free(): invalid size`). With the stop signals installed, a
+    /// stream of SIGTERMs at the process while oneDNN products run on the training thread and the
+    /// pool leaves every product's result as it was and the heap intact, and the first is reported.
+    func testStopSignalsNeverInterruptAProduct() throws {
+        var rng = RandomGenerator(seed: 17)
+        let x = Tensor.randomUniform([64, 784], low: -1, high: 1, using: &rng)
+        // An NN product at batch 64: oneDNN runs it on the kernel that moves the stack pointer.
+        let w = Tensor.randomUniform([784, 1024], low: -1, high: 1, using: &rng)
+        let backend = try XCTUnwrap(MatrixBackend.loaded("onednn"))
+        defer { Parallel.setThreads(1) }
+        for threads in [1, 2] {
+            Parallel.setThreads(threads)
+            MatrixBackend.with(backend) {
+                let reference = Tensor.matmul(x, w).scalars
+                Interrupt.install()
+                XCTAssertFalse(Interrupt.requested)
+                let sent = DispatchSemaphore(value: 0)
+                Thread.detachNewThread {
+                    for _ in 0..<300 { kill(getpid(), SIGTERM); usleep(300) }
+                    sent.signal()
+                }
+                var products = 0, differing = 0
+                while sent.wait(timeout: .now()) == .timedOut {
+                    if Tensor.matmul(x, w).scalars != reference { differing += 1 }
+                    products += 1
+                }
+                XCTAssertEqual(Interrupt.signalNumber, SIGTERM, "\(threads) threads")
+                Interrupt.uninstall()
+                XCTAssertGreaterThan(products, 10, "\(threads) threads")
+                XCTAssertEqual(differing, 0, "\(threads) threads: \(differing) of \(products) products changed")
+            }
+        }
     }
 
     /// `conjure train ... | head`: stdout and stderr closed by the reader must not stop

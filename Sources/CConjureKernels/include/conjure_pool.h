@@ -25,6 +25,19 @@ void conjure_keep_freed_buffers(void);
 /// data whose temporaries will not be needed again.
 void conjure_release_free_pages(void);
 
+/// Stop signals for a training loop on the calling thread: blocks SIGINT, SIGTERM and SIGHUP on
+/// it (the pool's workers always block them), so they never interrupt a library call (oneDNN
+/// 2.6's JIT sgemm kernels corrupt the heap when a signal handler runs inside them, oneDNN issue
+/// #4845), and installs a handler that only records the signal's number for any other thread.
+/// Clears the record.
+void conjure_stop_signals_install(void);
+/// Takes a stop signal still pending, restores the calling thread's signal mask and the default
+/// actions.
+void conjure_stop_signals_uninstall(void);
+/// The number of the first stop signal received since `conjure_stop_signals_install` (taken from
+/// the pending set by this call when blocked), 0 if none. One `sigpending` call when none came.
+int conjure_stop_signal(void);
+
 /// Whether autodiff records history on the calling thread (1 by default); thread-local.
 int conjure_grad_enabled(void);
 /// Sets the calling thread's autodiff recording flag.
