@@ -30,7 +30,8 @@ struct AudioDataOptions: ParsableArguments {
             a.length = v
         }
         if let v = sampleRate {
-            guard (1_000 ... 768_000).contains(v) else { throw ConfigError(option: "--sample-rate", problem: "must be between 1000 and 768000 Hz, got \(v)") }
+            let r = AudioFile.sampleRates
+            guard r.contains(v) else { throw ConfigError(option: "--sample-rate", problem: "must be between \(r.lowerBound) and \(r.upperBound) Hz, got \(v)") }
             a.sampleRate = v
         }
         switch labels?.lowercased() {

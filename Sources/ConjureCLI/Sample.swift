@@ -95,12 +95,14 @@ struct Sample: ParsableCommand {
                     throw ConfigError(option: "--trajectory", problem: "draws a diffusion model's images as a PNG grid (the output is '\(out)', the data is \(loaded.run.spec))")
                 }
                 let grid = DiffusionSamplerOptions.trajectoryGrid(diffusion, z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.model.balancedLabels(count, offset: 0), columns: columns)
+                try checkFiniteSamples(grid, checkpoint: checkpoint, latents: self.z)
                 try writeGrid(grid, shape: shape, stats: loaded.run.normalization, to: out, columns: columns)
                 if let path = saveZ { try NPYWriter.write(z, to: path, createDirectories: true) }
                 print("wrote the reverse process of \(count) samples (\(columns) states each, x_T to x_0) to \(out)")
                 return
             }
             let samples = loaded.model.sample(z: z, labels: label.map { [Int](repeating: $0, count: count) } ?? loaded.model.balancedLabels(count, offset: 0))
+            try checkFiniteSamples(samples, checkpoint: checkpoint, latents: self.z)
             if let rate = sampleRate, ext == "wav" || folderOut || ext == "png" {
                 let clips = AudioSampleOutput.clips(samples, spec: loaded.run.spec, stats: loaded.run.normalization)
                 var clipped = 0

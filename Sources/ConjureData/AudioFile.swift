@@ -78,6 +78,11 @@ public enum AudioFile {
         case float32
     }
 
+    /// The sample rates Conjure reads, writes and resamples to, in Hz: telephone-band 1 kHz to
+    /// 768 kHz (the highest rate of common audio interfaces). A file's header outside it is
+    /// refused as corrupt, so no buffer is sized by a nonsense rate.
+    public static let sampleRates = 1_000 ... 768_000
+
     /// File name extensions read by ``AudioFolder`` (lower case).
     public static let extensions: Set<String> = ["wav", "wave", "flac"]
 
@@ -336,6 +341,11 @@ public enum AudioFile {
         guard info.channels >= 1, info.samplerate >= 1, info.frames >= 0 else {
             sf_close(file)
             throw DataError(file: path, problem: "corrupt header: \(info.channels) channels at \(info.samplerate) Hz")
+        }
+        guard sampleRates.contains(Int(info.samplerate)) else {
+            sf_close(file)
+            throw DataError(file: path, problem: "its header gives a sample rate of \(info.samplerate) Hz, outside \(sampleRates.lowerBound)-\(sampleRates.upperBound) Hz",
+                            hint: "the header is probably corrupt; resample a good copy with `sox in -r 8000 out.wav`")
         }
         return (file, info, "\(majorName) \(subName)")
     }

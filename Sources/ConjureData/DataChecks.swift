@@ -85,6 +85,28 @@ public func checkClassCount(_ labels: [Int]?, source: String, atLeast minimum: I
                     hint: "check the label column (a CSV's label may be its first column: --label-column 0, or name it 'label' in the header)")
 }
 
+/// Checks that `labels` are class indices 0..K-1 that all occur, K = the largest + 1: what a
+/// classifier's output layer and a conditional model's one-hot inputs are sized by, so one stray
+/// large label (99999999999) is refused here instead of sizing a layer or a table by it.
+///
+/// - Parameters:
+///   - labels: class indices.
+///   - source: the file named in the error.
+///   - purpose: what needs the classes, for the message (`"a classifier"`).
+/// - Throws: ``DataError`` naming `source`, the largest label and the first classes that never
+///   occur (or that some are negative).
+public func checkClassIndices(_ labels: [Int], source: String, for purpose: String) throws {
+    guard let top = labels.max() else { return }
+    let present = Set(labels)
+    guard present.count != top + 1 || labels.contains(where: { $0 < 0 }) else { return }
+    // Lazily: only the first few missing classes are listed, however large the largest label.
+    let missing = (0...max(top, 0)).lazy.filter { !present.contains($0) }.prefix(5).map(String.init).joined(separator: ", ")
+    throw DataError(file: source,
+                    problem: "\(purpose) needs class labels 0..K-1 that all occur; the labels run to \(top) but "
+                        + (missing.isEmpty ? "some are negative" : "\(missing)... never occur"),
+                    hint: "renumber the classes 0..K-1")
+}
+
 extension DataError {
     /// How the CSV reader's message for a label cell that is not a class index starts.
     static let labelValueProblemPrefix = "label "

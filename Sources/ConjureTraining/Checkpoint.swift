@@ -125,6 +125,17 @@ public struct LogWindow: Codable, Sendable, Equatable {
 /// words), `normalization` (JSON), and `log_window` (JSON, when a logging window is open). Written
 /// to a temporary file, fsynced, then renamed.
 public enum Checkpoint {
+    /// Why tensor `name` cannot hold `t`'s values, with the first offending element: a value
+    /// that is not finite, or a negative one in a variance (BatchNorm's `running_var`, Adam's
+    /// `exp_avg_sq`), which would give NaN through its square root. nil when the values are valid.
+    static func invalidValue(name: String, _ t: Tensor) -> String? {
+        let isVariance = name.hasSuffix("running_var") || name.hasSuffix("exp_avg_sq")
+        return t.withUnsafeScalars { v in
+            guard let i = v.firstIndex(where: { !$0.isFinite || (isVariance && $0 < 0) }) else { return nil }
+            return v[i].isFinite ? "element \(i) is \(v[i]) (a negative variance)" : "element \(i) is \(v[i]) (non-finite)"
+        }
+    }
+
     /// A BatchNorm `num_batches_tracked` counter stored as I64 or I32 (PyTorch's int64) as the
     /// Float32 scalar Conjure keeps; nil for any other name or dtype.
     static func batchCounter(name: String, _ value: SafeTensorValue) -> Tensor? {
@@ -234,8 +245,8 @@ public enum Checkpoint {
             if let t = file.tensors[name]?.tensor { tensors[name] = t } else if let v = file.tensors[name], let t = Checkpoint.batchCounter(name: name, v) { tensors[name] = t }
         }
         for name in file.order {
-            if let t = tensors[name], let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
-                throw DataError(file: path, location: "tensor '\(name)'", problem: "element \(i) is \(t.scalars[i]); the checkpoint holds non-finite values",
+            if let t = tensors[name], let problem = Checkpoint.invalidValue(name: name, t) {
+                throw DataError(file: path, location: "tensor '\(name)'", problem: "\(problem); the checkpoint is damaged",
                                 hint: "use an earlier checkpoint")
             }
         }
@@ -359,8 +370,8 @@ public struct SamplingWeights {
         for name in file.order {
             guard let value = file.tensors[name] else { continue }
             if let t = value.tensor {
-                if let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
-                    throw DataError(file: path, location: "tensor '\(name)'", problem: "element \(i) is \(t.scalars[i]); the weights hold non-finite values")
+                if let problem = Checkpoint.invalidValue(name: name, t) {
+                    throw DataError(file: path, location: "tensor '\(name)'", problem: "\(problem); the weights are damaged")
                 }
                 tensors[name] = t
             } else if let t = Checkpoint.batchCounter(name: name, value) {

@@ -25,7 +25,8 @@ public enum ClassifierTool {
     ///
     /// - Parameter onEpoch: called after each epoch with (epoch, epochs, mean training loss in
     ///   nats), for progress lines.
-    /// - Throws: ``DataError`` for unreadable data; ``ConfigError`` when the data has no labels.
+    /// - Throws: ``DataError`` for unreadable data or labels that are not classes 0..K-1 that all
+    ///   occur; ``ConfigError`` when the data has no labels.
     /// A folder of sound files (read with `audio`) gets the spectrogram CNN
     /// (``Classifier/init(frontEnd:classes:rng:)``) and, for FSDD, the data set's own test split
     /// as the held-out part (``Dataset/predefinedHeldOut``).
@@ -55,6 +56,7 @@ public enum ClassifierTool {
             throw ConfigError(option: "--data", problem: "\(path) has no labels", hint: "pass --label-column for a CSV, or an IDX file with its labels file")
         }
         try checkClassCount(labels, source: path)
+        try checkClassIndices(labels, source: path, for: "a classifier")
         let (trainIdx, testIdx) = splitHeldOut(count: labels.count, fraction: heldOut, seed: seed, labels: labels)
         let x = prepared.train
         let classes = (labels.max() ?? 0) + 1
@@ -104,13 +106,15 @@ public enum ClassifierTool {
     /// training rows; everything else the MLP.
     ///
     /// - Throws: ``ConfigError`` when the data has no labels, fewer than two classes, or is sound
-    ///   of more than one channel.
+    ///   of more than one channel; ``DataError`` when the labels are not classes 0..K-1 that all
+    ///   occur.
     public static func train(dataset: Dataset, train: [Int], heldOut: [Int], normalization: NormalizationStats,
                              epochs: Int, seed: UInt64, spec: DataSpec? = nil, onEpoch: ((Int, Int, Float) -> Void)? = nil) throws -> Trained {
         guard let labels = dataset.labels else {
             throw ConfigError(option: "--data", problem: "\(dataset.source) has no labels for a classifier")
         }
         try checkClassCount(labels, source: dataset.labelsSource ?? dataset.source)
+        try checkClassIndices(labels, source: dataset.labelsSource ?? dataset.source, for: "a classifier")
         let x = normalization.apply(dataset.flattened().samples)
         var rng = RandomStream.classifierBatches.generator(seed: seed)
         let classes = max((labels.max() ?? 0) + 1, 2)

@@ -46,5 +46,9 @@ extension RunConfig {
         try RunLimits.validate(logEvery: logEvery, sampleEvery: sampleEvery, checkpointEvery: checkpointEvery, evalEvery: evalEvery,
                                evalCount: evalCount, heldOutFraction: heldOutFraction, epochs: model.epochs, syntheticCount: syntheticCount)
         if trainSamples < 1 { throw ConfigError(option: "data", problem: "the run has \(trainSamples) training samples") }
+        if let rate = audio?.sampleRate, !AudioFile.sampleRates.contains(rate) {
+            let r = AudioFile.sampleRates
+            throw ConfigError(option: "--sample-rate", problem: "the run's sound is at \(rate) Hz, outside \(r.lowerBound)-\(r.upperBound) Hz")
+        }
     }
 }

@@ -196,6 +196,7 @@ public enum Evaluator {
             }
             requestedLabels = asked.isEmpty ? nil : asked
             samples = Tensor.concat(parts, axis: 0)
+            try checkFiniteSamples(samples, checkpoint: o.checkpoint)
             samplesSource = "generator at step \(loaded.progress.step), seed \(o.seed)" + ((loaded.model as? any DiffusionSampling).map { ", sampler \($0.samplerDescription)" } ?? "")
         }
 

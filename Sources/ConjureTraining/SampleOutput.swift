@@ -4,6 +4,34 @@ import ConjureModels
 import ConjureOptim
 import ConjureMetrics
 
+/// Refuses generated samples holding a value that is not finite, before anything is written or
+/// scored: a damaged checkpoint, or latents too large for the network (a finite z of 1e38
+/// overflows the first layer), give NaN samples that would otherwise be written as a grid of
+/// black pixels or scored as a very bad model.
+///
+/// - Parameters:
+///   - samples: the model's samples, any shape.
+///   - checkpoint: the checkpoint that generated them, named in the error.
+///   - latents: the `--z` file the latents came from, if any (named in the hint).
+/// - Throws: ``DataError`` naming `checkpoint`, the first non-finite element and how many there are.
+public func checkFiniteSamples(_ samples: Tensor, checkpoint: String, latents: String? = nil) throws {
+    let (first, count) = samples.withUnsafeScalars { v -> (Int?, Int) in
+        var first: Int?, count = 0
+        for (i, x) in v.enumerated() where !x.isFinite {
+            if first == nil { first = i }
+            count += 1
+        }
+        return (first, count)
+    }
+    guard let first else { return }
+    let rows = samples.shape.first ?? 1
+    let perRow = max(1, samples.count / max(rows, 1))
+    throw DataError(file: checkpoint,
+                    problem: "the model generated non-finite samples: \(count) of \(samples.count) values, the first in sample \(first / perRow)",
+                    hint: latents.map { "the latents in '\($0)' may be too large for the network; a standard normal z stays within about +-6" }
+                        ?? "the checkpoint's weights or statistics may be damaged; try an earlier checkpoint")
+}
+
 /// Writes generator samples `[N, D]` (normalised) as a PNG grid in the data's own units.
 ///
 /// Pixel 0..255 maps linearly to the data's declared range (`minmax` normalisation, values

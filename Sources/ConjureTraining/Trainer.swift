@@ -111,12 +111,7 @@ public final class Trainer {
                     throw ConfigError(option: "--model \(model.preset)", problem: "a conditional model needs labelled data; \(data.source) has no labels",
                                       hint: "use an image CSV with a label column (--label-column) or IDX images with their labels file")
                 }
-                let present = Set(labels)
-                if present.count != top + 1 || labels.contains(where: { $0 < 0 }) {
-                    let missing = (0...max(top, 0)).filter { !present.contains($0) }.prefix(5).map(String.init).joined(separator: ", ")
-                    throw DataError(file: data.source, problem: "a conditional model needs class labels 0..K-1 that all occur; the labels run to \(top) but \(missing.isEmpty ? "some are negative" : "\(missing)... never occur")",
-                                    hint: "renumber the classes 0..K-1")
-                }
+                try checkClassIndices(labels, source: data.source, for: "a conditional model")
                 model.conditionalClasses = top + 1
             }
             try model.validate()

@@ -219,6 +219,20 @@ final class AudioDataTests: XCTestCase {
 
         expectDataError(try AudioFile.read(path: dir + "/missing.wav"), contains: ["missing.wav", "no such file"])
 
+        // A header's sample rate outside 1-768 kHz (bytes 24-27, and the byte rate at 28-31 to
+        // match): refused by read and info alike, before any buffer is sized by it.
+        for rate in [UInt32(Int32.max), 999, 768_001] {
+            var header = bytes
+            for (offset, value) in [(24, rate), (28, rate &* 2)] {
+                for b in 0..<4 { header[offset + b] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(b))) }
+            }
+            let path = dir + "/rate\(rate).wav"
+            writeBytes(header, path)
+            expectDataError(try AudioFile.read(path: path), contains: [path, "sample rate of \(rate) Hz", "1000-768000"])
+            expectDataError(try AudioFile.info(path: path), contains: [path, "sample rate of \(rate) Hz"])
+        }
+        XCTAssertEqual(try AudioFile.info(path: good).sampleRate, 8000)
+
         // In a folder: the error names the bad file.
         let folder = dir + "/folder"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

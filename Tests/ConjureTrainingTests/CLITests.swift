@@ -226,6 +226,41 @@ extension CLITests {
         XCTAssert(r.err.contains("generator.0.weight") && r.err.contains("non-finite"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("s.npy").path))
     }
+
+    /// Values that are finite but cannot be right: a negative BatchNorm running variance in a
+    /// checkpoint (its square root is NaN) is refused at load; latents too large for the network
+    /// give non-finite samples, which `sample` refuses to write (naming the checkpoint and --z).
+    func testNegativeVarianceAndNonFiniteSamplesAreRefused() throws {
+        let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        try conjure(["train", "--data", digits, "--name", "v", "--max-steps", "20", "--quiet"])  // the gan preset: BatchNorm in G
+        let path = tmp.appendingPathComponent("runs/v/checkpoints/latest.safetensors").path
+        let file = try SafeTensors.read(path: path)
+        let variance = try XCTUnwrap(file.order.first { $0.hasPrefix("generator.") && $0.hasSuffix("running_var") })
+        var values: [(String, SafeTensorValue)] = []
+        for name in file.order {
+            var v = file.tensors[name]!
+            if name == variance, let t = v.tensor { v = .f32(Tensor(shape: t.shape, scalars: t.scalars.dropLast() + [-1])) }
+            values.append((name, v))
+        }
+        try SafeTensors.write(values: values, metadata: file.metadata, to: tmp.appendingPathComponent("negvar.safetensors").path)
+        for command in [["sample", "--checkpoint", "negvar.safetensors", "--out", "s.npy"],
+                        ["evaluate", "--checkpoint", "negvar.safetensors", "--count", "100", "--out", "e.json"]] {
+            let r = try conjure(command, expectFailure: true)
+            XCTAssert(r.err.contains("negvar.safetensors") && r.err.contains(variance) && r.err.contains("is -1.0 (a negative variance)"), r.err)
+        }
+        // z of 3e38 (finite) overflows the generator's first layer: inf - inf is NaN.
+        try NPYWriter.write(Tensor(repeating: 3e38, shape: [4, 100]), to: tmp.appendingPathComponent("z.npy").path)
+        for out in ["s.npy", "s.png"] {
+            let r = try conjure(["sample", "--checkpoint", path, "--z", "z.npy", "--out", out], expectFailure: true)
+            XCTAssert(r.err.contains("latest.safetensors") && r.err.contains("non-finite samples") && r.err.contains("z.npy"), r.err)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(out).path))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("e.json").path))
+        // The same latents scaled to a standard normal's size sample fine.
+        try NPYWriter.write(Tensor(repeating: 1, shape: [4, 100]), to: tmp.appendingPathComponent("z1.npy").path)
+        try conjure(["sample", "--checkpoint", path, "--z", "z1.npy", "--out", "s.npy"])
+        XCTAssert(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("s.npy").path))
+    }
 }
 
 extension CLITests {
@@ -306,6 +341,15 @@ extension CLITests {
         try (rows.joined(separator: "\n") + "\n").write(to: tmp.appendingPathComponent("gaps.csv"), atomically: true, encoding: .utf8)
         r = try conjure(["train", "--data", "gaps.csv", "--model", "cgan", "--name", "g", "--label-column", "-1", "--batch-size", "8", "--quiet"], expectFailure: true)
         XCTAssert(r.err.contains("0..K-1"), r.err)
+        // One huge label among classes 0..9: refused at once (not a range of 1e11 classes
+        // scanned, nor a layer or table sized by it), by a conditional model and by the classifier.
+        let huge = (0..<40).map { i in (0..<64).map { _ in String(Int.random(in: 0...16)) }.joined(separator: ",") + ",\(i == 7 ? 99_999_999_999 : i % 10)" }
+        try (huge.joined(separator: "\n") + "\n").write(to: tmp.appendingPathComponent("huge.csv"), atomically: true, encoding: .utf8)
+        r = try conjure(["train", "--data", "huge.csv", "--model", "cgan", "--name", "h", "--label-column", "-1", "--batch-size", "8", "--quiet"], expectFailure: true)
+        XCTAssert(r.err.contains("huge.csv") && r.err.contains("run to 99999999999 but 10, 11, 12, 13, 14... never occur"), r.err)
+        r = try conjure(["classifier", "train", "--data", "huge.csv", "--label-column", "-1", "--out", "c.safetensors"], expectFailure: true)
+        XCTAssert(r.err.contains("huge.csv") && r.err.contains("a classifier needs class labels 0..K-1"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("c.safetensors").path))
         // Options that would silently do nothing.
         for (args, option) in [(["--model", "dcgan", "--g-hidden", "10"], "--g-hidden"), (["--lr-final-factor", "0.5"], "--lr-final-factor"),
                                (["--optimizer", "rmsprop", "--beta1", "0.3"], "--beta1")] {
