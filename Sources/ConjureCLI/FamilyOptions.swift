@@ -24,7 +24,8 @@ protocol FamilyOptions: ParsableArguments {
 /// - Throws: ``ConfigError`` naming `option`.
 func parseIntList(_ text: String, option: String) throws -> [Int] {
     if text.isEmpty || text == "none" { return [] }
-    let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    // Empty items ("1,,2", "1,") are errors, not skipped.
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
     guard parts.allSatisfy({ $0 != nil && $0! > 0 }) else {
         throw ConfigError(option: option, problem: "expected comma-separated positive integers, got '\(text)'")
     }

@@ -46,6 +46,18 @@ final class ParsingTests: XCTestCase {
         }
     }
 
+    /// Width lists: empty or `none` is no hidden layer; an empty item is an error, not skipped.
+    func testWidthListsRefuseEmptyItems() throws {
+        XCTAssertEqual(try options(["--model", "gan", "--g-hidden", "32, 64"]).model.gan?.generatorHidden, [32, 64])
+        XCTAssertEqual(try options(["--model", "gan", "--g-hidden", "none"]).model.gan?.generatorHidden, [])
+        for list in ["1,,2", "1,", ",1", "0", "1,x"] {
+            XCTAssertThrowsError(try options(["--model", "gan", "--g-hidden", list])) { e in
+                XCTAssertEqual((e as? ConfigError)?.option, "--g-hidden", list)
+                XCTAssertEqual((e as? ConfigError)?.problem, "expected comma-separated positive integers, got '\(list)'", list)
+            }
+        }
+    }
+
     func testResumeRefusesModelOptions() throws {
         for args in [["--resume", "--optimizer", "adamw"], ["--resume", "--noise-dim", "4"], ["--resume", "--shape", "1,28,28"]] {
             XCTAssertThrowsError(try options(args)) { e in
