@@ -39,16 +39,33 @@ final class ProgressReporter {
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let done = step - startStep
         let eta = done > 0 ? elapsed / Double(done) * Double(totalSteps - step) : 0
-        let shown = losses.map { String(format: "%@ %.4f", $0.name, $0.value) }.joined(separator: "  ")
-        let line = String(format: "step %d/%d  epoch %.2f  %@  %.0f samples/s  ETA %@",
-                          step, totalSteps, epoch, shown, samplesPerSec, formatDuration(eta))
+        let fields = Fields(step: "step \(step)/\(totalSteps)", epoch: String(format: "epoch %.2f", epoch),
+                            losses: losses.map { String(format: "%@ %.4f", $0.name, $0.value) },
+                            rate: String(format: "%.0f samples/s", samplesPerSec), eta: "ETA " + formatDuration(eta))
         if live {
             // A live line wider than the terminal would wrap, and `\r` would then redraw only
-            // its last row: cut it to the width, asked each time so a resize is followed.
-            Console.write("\r\u{1B}[K" + Self.fitted(line, columns: Self.terminalColumns()))
+            // its last row: fit it to the width, asked each time so a resize is followed.
+            Console.write("\r\u{1B}[K" + Self.fitted(fields, columns: Self.terminalColumns()))
         } else {
-            log(line)
+            log(fields.line)
         }
+    }
+
+    /// The parts of a progress line, in the order shown.
+    struct Fields {
+        var step: String, epoch: String, losses: [String], rate: String, eta: String
+        /// Every part: the logged line.
+        var line: String { ([step, epoch] + losses + [rate, eta]).joined(separator: "  ") }
+    }
+
+    /// The live line for a terminal `columns` wide: every part when it fits in `columns - 1`
+    /// characters (the cursor keeps the last column), else without the epoch, then without the
+    /// rate too, so the step, the losses and the ETA stay; cut only when even that is too wide.
+    static func fitted(_ fields: Fields, columns: Int?) -> String {
+        let shorter = [fields.line, ([fields.step] + fields.losses + [fields.rate, fields.eta]).joined(separator: "  "),
+                       ([fields.step] + fields.losses + [fields.eta]).joined(separator: "  ")]
+        guard let columns, columns > 1 else { return shorter[0] }
+        return shorter.first { $0.count < columns } ?? fitted(shorter[2], columns: columns)
     }
 
     func finish() {

@@ -80,6 +80,18 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(ProgressReporter.fitted(line, columns: line.count), String(line.dropLast()))
         XCTAssertEqual(ProgressReporter.fitted(line, columns: nil), line)
         XCTAssertEqual(ProgressReporter.fitted(line, columns: 1), line)
+        // A whole progress line: parts left out before anything is cut, the ETA kept longest.
+        let fields = ProgressReporter.Fields(step: "step 1234/7000", epoch: "epoch 17.63", losses: ["loss 128.4567", "recon 110.1234", "kl 4.0758"],
+                                             rate: "30800 samples/s", eta: "ETA 1m05s")
+        XCTAssertEqual(fields.line, "step 1234/7000  epoch 17.63  loss 128.4567  recon 110.1234  kl 4.0758  30800 samples/s  ETA 1m05s")
+        XCTAssertEqual(ProgressReporter.fitted(fields, columns: nil), fields.line)
+        XCTAssertEqual(ProgressReporter.fitted(fields, columns: 200), fields.line)
+        XCTAssertEqual(ProgressReporter.fitted(fields, columns: 90), "step 1234/7000  loss 128.4567  recon 110.1234  kl 4.0758  30800 samples/s  ETA 1m05s")
+        XCTAssertEqual(ProgressReporter.fitted(fields, columns: 80), "step 1234/7000  loss 128.4567  recon 110.1234  kl 4.0758  ETA 1m05s")
+        XCTAssertEqual(ProgressReporter.fitted(fields, columns: 30), "step 1234/7000  loss 128.4567")
+        for columns in [20, 30, 62, 63, 80, 81, 90, 120] {
+            XCTAssertLessThan(ProgressReporter.fitted(fields, columns: columns).count, columns, "\(columns)")
+        }
     }
 
     func tensors(_ path: String) throws -> [String: Tensor] {
