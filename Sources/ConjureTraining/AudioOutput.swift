@@ -65,7 +65,7 @@ extension SampleWriter {
     /// step's first 16 clips, and its first ``AudioSampleOutput/trainingClips`` clips as
     /// `samples/step-NNNNNN/sample-NNNN.wav` at `sampleRate`.
     public static func audio(sampleRate: Int) -> SampleWriter {
-        SampleWriter(fileExtension: "png") { samples, spec, stats, path in
+        var writer = SampleWriter(fileExtension: "png") { samples, spec, stats, path in
             let clips = AudioSampleOutput.clips(samples, spec: spec, stats: stats)
             let shown = clips.shape[0] <= 16 ? clips : clips.slice(0 ..< 16)
             try Spectrogram.writeGridPNG(clips: shown, path: path, columns: 4, createDirectories: true)
@@ -73,5 +73,7 @@ extension SampleWriter {
             try AudioSampleOutput.writeFolder(clips.slice(0 ..< keep), sampleRate: sampleRate,
                                               folder: (path as NSString).deletingPathExtension)
         }
+        writer.writesClipFolder = true
+        return writer
     }
 }

@@ -61,6 +61,9 @@ public struct SampleWriter: Sendable {
     public let fileExtension: String
     /// Writes normalised samples `[N, D]` of `spec` in the data's units to `path`.
     public let write: @Sendable (_ samples: Tensor, _ spec: DataSpec, _ stats: NormalizationStats, _ path: String) throws -> Void
+    /// True when ``write`` also writes a folder beside `path` (its name without the extension:
+    /// sound's clips as WAV files), which a run's file listing names too.
+    public var writesClipFolder = false
 
     /// The writer of in-training samples for a data kind: a PNG grid for images of 1 to 4
     /// channels; nil for images of more channels and for

@@ -329,6 +329,7 @@ public final class Trainer {
             let path = o.runDirectory + "/samples/final." + writer.fileExtension
             try writer.write(net.sample(z: fixedZ, labels: net.balancedLabels(64, offset: 0)), run.spec, run.normalization, path)
             written.insert(path)
+            if writer.writesClipFolder { written.insert((path as NSString).deletingPathExtension + "/") }
             try events?.samples(at: path, step: progress.step, final: true)
         }
         if let report = writeReport(folder: folder.current, model: net, run: run) { written.insert(o.runDirectory + "/" + (report as NSString).lastPathComponent) }

@@ -53,6 +53,9 @@ final class AudioCLITests: ConjureCLITestCase {
         let audio = config["audio"] as? [String: Any]
         XCTAssertEqual(audio?["sampleRate"] as? Int, 8000)
         XCTAssertEqual(audio?["length"] as? Int, 1024)
+        // The listing names the final spectrograms and the folder of the final clips.
+        XCTAssert(run.out.contains("\n  samples/final.png\n") && run.out.contains("\n  samples/final/\n"), run.out)
+        XCTAssert(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("runs/a/samples/final/sample-0000.wav").path))
 
         // In-training output: a spectrogram grid and playable clips of the step.
         let png = try PNGReader.decode(path: tmp.appendingPathComponent("runs/a/samples/step-000003.png").path)
