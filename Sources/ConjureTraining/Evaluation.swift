@@ -253,7 +253,10 @@ public enum Evaluator {
                            "classifier_held_out_accuracy": c.heldOutAccuracy as Any]
         } else {
             featuresOf = { $0 }
-            featureInfo = ["space": wantsFeatures ? "pixels (normalised data values; no labelled data for a domain classifier)" : "none (no feature-based metric requested)"]
+            // Without feature-based metrics, say why: none asked, or none applies (all skipped).
+            let skipped = o.metrics.filter { ["fid", "kid", "pr", "dc", "score", "modes"].contains($0) && inapplicable[$0] != nil }
+            let none = skipped.first.map { "none (\(skipped.joined(separator: ", ")) do not apply: \(inapplicable[$0]!))" } ?? "none (no feature-based metric requested)"
+            featureInfo = ["space": wantsFeatures ? "pixels (normalised data values; no labelled data for a domain classifier)" : none]
             if wantsFeatures && !isMixture {
                 warnings.append("metrics computed in pixel space: the data has no labels to train a domain classifier; values are not comparable with feature-based FID")
             }

@@ -227,6 +227,15 @@ extension CLITests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("s.npy").path))
     }
 
+    /// `evaluate` says why a run gets no feature space: for a 2-D mixture the feature-based
+    /// metrics of the default set do not apply, which the features line names.
+    func testEvaluateSaysWhyNoFeatureMetricApplies() throws {
+        try conjure(["train", "--data", "ring8", "--name", "r", "--max-steps", "30", "--quiet"])
+        let r = try conjure(["evaluate", "--checkpoint", "runs/r/checkpoints/latest.safetensors"])
+        XCTAssert(r.out.contains("features: none (fid, kid, pr, dc, score, modes do not apply: 2-D mixture runs are scored with 'mixture')"), r.out)
+        XCTAssert(r.out.contains("modes captured"), r.out)
+    }
+
     /// Values that are finite but cannot be right: a negative BatchNorm running variance in a
     /// checkpoint (its square root is NaN) is refused at load; latents too large for the network
     /// give non-finite samples, which `sample` refuses to write (naming the checkpoint and --z).
