@@ -5,26 +5,35 @@ import ConjureModels
 struct DiffusionOptions: FamilyOptions {
     static let family = DiffusionFamily.name
     static let title = "diffusion"
-    @Option(parsing: .unconditional, help: "Diffusion: U-Net base width (default 32).") var baseWidth: Int?
-    @Option(help: "Diffusion: channel multiplier per level, full resolution first (default 1,2,2).") var channelMult: String?
-    @Option(parsing: .unconditional, help: "Diffusion: residual blocks per level (default 1).") var blocksPerLevel: Int?
-    @Option(parsing: .unconditional, help: "Diffusion: stride of the downsampling between levels, 2 or 4 (default 2; ddpm-1d: 4).") var downsampleStride: Int?
-    @Option(help: "Diffusion: levels (0 = full resolution) with self-attention, e.g. 2, or none (default: the lowest of the 3 levels). Levels rather than pixel sizes, so one value fits 28x28 and 32x32 images.") var attentionLevels: String?
-    @Option(parsing: .unconditional, help: "Diffusion: dropout in the residual blocks (default 0.1).") var dropout: Float?
-    @Option(help: "Diffusion: noise schedule, linear or cosine (default linear).") var schedule: String?
-    @Option(help: "Diffusion: what the U-Net predicts, epsilon or v (default epsilon).") var prediction: String?
-    @Option(parsing: .unconditional, help: "Diffusion: number of diffusion steps T (default 1000).") var timesteps: Int?
-    @Option(parsing: .unconditional, help: "Diffusion: input scaling factor b, the process runs on b·x0 (Chen 2023; default 1; ddpm-1d: 12).") var dataScale: Float?
+    @Option(parsing: .unconditional, help: "Diffusion: U-Net base width (\(diffusionDefaults { String($0.baseWidth) })).") var baseWidth: Int?
+    @Option(help: "Diffusion: channel multiplier per level, full resolution first (\(diffusionDefaults { $0.channelMultipliers.map(String.init).joined(separator: ",") })).") var channelMult: String?
+    @Option(parsing: .unconditional, help: "Diffusion: residual blocks per level (\(diffusionDefaults { String($0.blocksPerLevel) })).") var blocksPerLevel: Int?
+    @Option(parsing: .unconditional, help: "Diffusion: stride of the downsampling between levels, 2 or 4 (\(diffusionDefaults { String($0.downsampling) })).") var downsampleStride: Int?
+    @Option(help: "Diffusion: levels (0 = full resolution) with self-attention, e.g. 2, or none. Default: the lowest level (\(diffusionDefaults(prefix: "") { $0.attentionLevels.map(String.init).joined(separator: ",") })); the middle block always has attention. Levels rather than pixel sizes, so one value fits 28x28 and 32x32 images.") var attentionLevels: String?
+    @Option(help: "Diffusion: noise schedule, linear or cosine (\(diffusionDefaults { $0.schedule.rawValue })).") var schedule: String?
+    @Option(help: "Diffusion: what the U-Net predicts, epsilon or v (\(diffusionDefaults { $0.prediction.rawValue })).") var prediction: String?
+    @Option(parsing: .unconditional, help: "Diffusion: number of diffusion steps T (\(diffusionDefaults { String($0.timesteps) })).") var timesteps: Int?
+    @Option(parsing: .unconditional, help: "Diffusion: input scaling factor b, the process runs on b·x0 (Chen 2023; \(diffusionDefaults { formatSetting($0.inputScale) })).") var dataScale: Float?
 
     var given: [(String, Bool)] {
         [("--base-width", baseWidth != nil), ("--channel-mult", channelMult != nil), ("--blocks-per-level", blocksPerLevel != nil),
          ("--downsample-stride", downsampleStride != nil),
-         ("--attention-levels", attentionLevels != nil), ("--dropout", dropout != nil), ("--schedule", schedule != nil),
+         ("--attention-levels", attentionLevels != nil), ("--schedule", schedule != nil),
          ("--prediction", prediction != nil), ("--timesteps", timesteps != nil), ("--data-scale", dataScale != nil)]
     }
 
     func hint(forForeignOption option: String) -> String? {
-        option == "--lr-schedule" ? nil : (option.hasPrefix("--lr") ? "the diffusion presets use Adam 2e-4; --lr applies to VAE presets" : nil)
+        option == "--learning-rate" || option.hasPrefix("--lr-") && option != "--lr-schedule"
+            ? "use --lr, \(diffusionDefaults { formatSetting($0.lr) })" : nil
+    }
+
+    static let sharedOptions = ["--dropout", "--lr"]
+
+    func apply(_ shared: SharedModelOptions, to any: inout any FamilyConfig) throws {
+        guard var config = any as? DiffusionConfig else { preconditionFailure("DiffusionOptions: not a diffusion configuration") }
+        if let v = shared.dropout { config.dropout = v }
+        if let v = shared.lr { config.lr = v }
+        any = config
     }
 
     func apply(to any: inout any FamilyConfig) throws {
@@ -46,7 +55,6 @@ struct DiffusionOptions: FamilyOptions {
                 config.attentionLevels = parts.map { $0! }
             }
         }
-        if let v = dropout { config.dropout = v }
         if let v = schedule {
             guard let s = DiffusionScheduleKind(rawValue: v.lowercased()) else { throw ConfigError(option: "--schedule", problem: "expected linear or cosine, got '\(v)'") }
             config.schedule = s
@@ -62,4 +70,10 @@ struct DiffusionOptions: FamilyOptions {
         }
         any = config
     }
+}
+
+/// A diffusion preset setting as help text (``presetDefaults(_:_:)``): `default 16`, or
+/// `default linear; ddpm-1d, ddpm-1d-cond: cosine`.
+func diffusionDefaults(prefix: String = "default ", _ value: (DiffusionConfig) -> String) -> String {
+    presetDefaults(DiffusionConfig.presets, prefix: prefix, value)
 }

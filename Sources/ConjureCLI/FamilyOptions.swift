@@ -2,7 +2,8 @@ import ArgumentParser
 import ConjureModels
 
 /// The command-line options of one model family, as an option group of `conjure train`. A new
-/// family adds one such group (one file) and lists it in ``Train/familyOptions``.
+/// family adds one such group (one file) and lists it in ``Train/familyOptions``; an option that
+/// several families take (`--dropout`, `--lr`) is declared once, in ``SharedModelOptions``.
 protocol FamilyOptions: ParsableArguments {
     /// The registry name of the family whose presets these options apply to.
     static var family: String { get }
@@ -17,6 +18,20 @@ protocol FamilyOptions: ParsableArguments {
     /// A hint when an option of another family was given for a preset of this one (`use
     /// --latent-dim` for `--noise-dim` on a VAE).
     func hint(forForeignOption option: String) -> String?
+    /// The flags of ``SharedModelOptions`` this family takes (`--dropout`); the others are
+    /// refused for its presets.
+    static var sharedOptions: [String] { get }
+    /// Applies the given options of ``SharedModelOptions`` that this family takes.
+    ///
+    /// - Throws: ``ConfigError`` naming the option.
+    func apply(_ shared: SharedModelOptions, to config: inout any FamilyConfig) throws
+}
+
+extension FamilyOptions {
+    /// None.
+    static var sharedOptions: [String] { [] }
+    /// Nothing to apply.
+    func apply(_ shared: SharedModelOptions, to config: inout any FamilyConfig) throws {}
 }
 
 /// Comma-separated positive integers (`none` or empty: no entries).

@@ -13,18 +13,25 @@ struct TextOptions: FamilyOptions {
     @Option(parsing: .unconditional, help: "Text: hidden width (MLP hidden layer, GRU state, transformer width).") var width: Int?
     @Option(parsing: .unconditional, help: "Text: attention heads (transformer).") var heads: Int?
     @Option(parsing: .unconditional, help: "Text: character embedding size (MLP, GRU).") var embedDim: Int?
-    @Option(parsing: .unconditional, help: "Text: dropout probability (transformer).") var dropout: Float?
     @Option(parsing: .unconditional, help: "Text: learning rate (char-mlp 3e-3, char-gru 3e-3, char-transformer 1e-3).") var learningRate: Float?
     @Option(help: "Text: a held-out or prompt character missing from the training split: error (default) or token (mapped to <unk>).") var unknown: String?
 
     var given: [(String, Bool)] {
         [("--text-mode", textMode != nil), ("--context", context != nil), ("--layers", layers != nil), ("--width", width != nil),
-         ("--heads", heads != nil), ("--embed-dim", embedDim != nil), ("--dropout", dropout != nil), ("--learning-rate", learningRate != nil),
+         ("--heads", heads != nil), ("--embed-dim", embedDim != nil), ("--learning-rate", learningRate != nil),
          ("--unknown", unknown != nil)]
     }
 
     func hint(forForeignOption option: String) -> String? {
         option == "--lr" || option.hasPrefix("--lr-") && option != "--lr-schedule" ? "use --learning-rate" : nil
+    }
+
+    static let sharedOptions = ["--dropout"]
+
+    func apply(_ shared: SharedModelOptions, to any: inout any FamilyConfig) throws {
+        guard var config = any as? TextConfig else { preconditionFailure("TextOptions: not a text configuration") }
+        if let v = shared.dropout { config.dropout = v }
+        any = config
     }
 
     func apply(to any: inout any FamilyConfig) throws {
@@ -38,7 +45,6 @@ struct TextOptions: FamilyOptions {
         if let v = width { config.width = v }
         if let v = heads { config.heads = v }
         if let v = embedDim { config.embedDim = v }
-        if let v = dropout { config.dropout = v }
         if let v = learningRate { config.lr = v }
         if let v = unknown {
             switch v.lowercased() {

@@ -37,6 +37,7 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "VAE options") var vae: VAEOptions
     @OptionGroup(title: "Text options") var text: TextOptions
     @OptionGroup(title: "Diffusion options") var diffusion: DiffusionOptions
+    @OptionGroup(title: "Options of several families") var shared: SharedModelOptions
     @Option(help: "Normalisation: symmetric ([-1,1]), unit ([0,1]), zscore, none. Default matches the generator output.")
     var normalize: String?
     @Option(help: "Data value range for scaling, e.g. 0,255 (default: from the dtype, else observed).")
@@ -69,7 +70,7 @@ struct Train: ParsableCommand {
          ("--clean", clean != nil), ("--label-column", labelColumn != nil), ("--held-out", heldOut != nil), ("--overwrite", overwrite),
          ("--optimizer", optimizer != nil), ("--weight-decay", weightDecay != nil), ("--lr-schedule", lrSchedule != nil),
          ("--lr-warmup-steps", lrWarmupSteps != nil), ("--lr-final-factor", lrFinalFactor != nil), ("--clip-grad-norm", clipGradNorm != nil),
-         ("--ema", ema != nil), ("--shape", shape != nil), ("--layout", layout != nil)] + audio.given + familyOptions.flatMap(\.given)
+         ("--ema", ema != nil), ("--shape", shape != nil), ("--layout", layout != nil)] + audio.given + familyOptions.flatMap(\.given) + shared.given
     }
 
     func makeOptions() throws -> TrainOptions {
@@ -90,11 +91,23 @@ struct Train: ParsableCommand {
                                   hint: own?.hint(forForeignOption: given.0))
             }
         }
+        // An option several families take is refused for the others, naming all that take it.
+        for (flag, isGiven) in shared.given where isGiven {
+            let takers = familyOptions.filter { type(of: $0).sharedOptions.contains(flag) }
+            if !takers.contains(where: { type(of: $0).family == chosen.family }) {
+                let own = familyOptions.first { type(of: $0).family == chosen.family }
+                throw ConfigError(option: flag, problem: "applies to \(takers.map { type(of: $0).title }.joined(separator: " and ")) presets only; --model \(chosen.preset) is a \(own.map { type(of: $0).title } ?? chosen.family)",
+                                  hint: own?.hint(forForeignOption: flag))
+            }
+        }
         if let v = epochs { chosen.epochs = v }
         if let v = batchSize { chosen.batchSize = v }
         if let v = seed { chosen.seed = v }
         chosen.optimization = try optimization(chosen.optimization)
-        for group in familyOptions where type(of: group).family == chosen.family { try group.apply(to: &chosen.config) }
+        for group in familyOptions where type(of: group).family == chosen.family {
+            try group.apply(to: &chosen.config)
+            try group.apply(shared, to: &chosen.config)
+        }
         if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
             throw ConfigError(option: "--name", problem: "'\(name)' is not a plain folder name")
         }

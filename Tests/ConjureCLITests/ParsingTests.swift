@@ -75,3 +75,50 @@ final class ParsingTests: XCTestCase {
         }
     }
 }
+
+/// Options that several families take (`--dropout`, `--lr`) and the help's preset defaults.
+extension ParsingTests {
+    func testSharedOptionsApplyToEveryFamilyThatTakesThem() throws {
+        let d = try options(["--model", "ddpm", "--dropout", "0.1", "--lr", "5e-4"])
+        XCTAssertEqual(d.model.diffusion?.dropout, 0.1)
+        XCTAssertEqual(d.model.diffusion?.lr, 5e-4)
+        XCTAssertEqual(try options(["--model", "ddpm-1d-cond", "--dropout", "0.2"]).model.diffusion?.dropout, 0.2)
+        XCTAssertEqual((try options(["--model", "char-transformer", "--dropout", "0.3"]).model.config as? TextConfig)?.dropout, 0.3)
+        XCTAssertEqual(try options(["--model", "conv-vae", "--lr", "0.002"]).model.vae?.lr, 0.002)
+        // Without the options, the presets' own values.
+        XCTAssertEqual(try options(["--model", "ddpm"]).model.diffusion?.lr, DiffusionConfig.ddpmPreset.lr)
+        XCTAssertEqual(try options(["--model", "ddpm"]).model.diffusion?.dropout, 0)
+        for (args, option, problem, hint) in [
+            (["--model", "gan", "--dropout", "0.1"], "--dropout", "applies to text and diffusion presets only; --model gan is a GAN", nil),
+            (["--model", "vae", "--dropout", "0.1"], "--dropout", "applies to text and diffusion presets only; --model vae is a VAE", nil),
+            (["--model", "char-mlp", "--lr", "0.1"], "--lr", "applies to VAE and diffusion presets only; --model char-mlp is a text", "use --learning-rate"),
+            (["--model", "dcgan", "--lr", "0.1"], "--lr", "applies to VAE and diffusion presets only; --model dcgan is a GAN", "use --lr-g and --lr-d"),
+            (["--model", "ddpm", "--lr-g", "0.1"], "--lr-g", "applies to GAN presets only; --model ddpm is a diffusion", "use --lr, default 1e-3"),
+            (["--model", "ddpm", "--learning-rate", "0.1"], "--learning-rate", "applies to text presets only; --model ddpm is a diffusion", "use --lr, default 1e-3"),
+            (["--resume", "--dropout", "0.1"], "--dropout", "is not accepted with --resume (even with its saved value): the run continues with the configuration in its checkpoint",
+             "only --epochs, --max-steps, --threads and the logging options apply with --resume"),
+        ] as [([String], String, String, String?)] {
+            XCTAssertThrowsError(try options(args)) { e in
+                XCTAssertEqual(e as? ConfigError, ConfigError(option: option, problem: problem, hint: hint), "\(args)")
+            }
+        }
+    }
+
+    func testTrainHelpStatesThePresetDefaults() throws {
+        let help = Train.helpMessage(columns: 10_000)
+        XCTAssertEqual(DiffusionConfig.presets.values.map(\.baseWidth), [16, 16, 16, 16])
+        for line in ["Diffusion: U-Net base width (default 16).",
+                     "Diffusion: channel multiplier per level, full resolution first (default 1,2,2; ddpm-1d, ddpm-1d-cond: 1,2,4,4,8).",
+                     "Diffusion: noise schedule, linear or cosine (default linear; ddpm-1d, ddpm-1d-cond: cosine).",
+                     "Diffusion: what the U-Net predicts, epsilon or v (default epsilon; ddpm-1d, ddpm-1d-cond: v).",
+                     "Default: the lowest level (2; ddpm-1d, ddpm-1d-cond: 4)",
+                     "Dropout probability. Text: char-transformer only (default 0). Diffusion: in the U-Net's residual blocks (default 0).",
+                     "Learning rate. VAE (default 1e-3); diffusion (default 1e-3)."] {
+            XCTAssert(help.contains(line), "train --help: \(line)")
+        }
+        XCTAssertEqual(help.components(separatedBy: "--dropout <dropout>").count, 2, "one --dropout")
+        XCTAssertEqual(formatSetting(2e-4), "2e-4")
+        XCTAssertEqual(formatSetting(0.1), "0.1")
+        XCTAssertEqual(formatSetting(12), "12")
+    }
+}
