@@ -26,13 +26,17 @@ public enum ClassifierTool {
     /// - Parameter onEpoch: called after each epoch with (epoch, epochs, mean training loss in
     ///   nats), for progress lines.
     /// - Throws: ``DataError`` for unreadable data or labels that are not classes 0..K-1 that all
-    ///   occur; ``ConfigError`` when the data has no labels.
+    ///   occur; ``ConfigError`` naming `--data` when the data is text (`.txt`) or has no labels.
     /// A folder of sound files (read with `audio`) gets the spectrogram CNN
     /// (``Classifier/init(frontEnd:classes:rng:)``) and, for FSDD, the data set's own test split
     /// as the held-out part (``Dataset/predefinedHeldOut``).
     public static func train(data path: String, epochs: Int, heldOut: Double, seed: UInt64,
                              labelColumn: ColumnSelector? = nil, audio: AudioFolderOptions? = nil,
                              onEpoch: ((Int, Int, Float) -> Void)? = nil) throws -> Trained {
+        if PreparedData.isText(path: path) {
+            throw ConfigError(option: "--data", problem: "\(path) is text; the domain classifier needs labelled images or vectors (IDX, CSV, .npy, a PNG folder) or a folder of sound files",
+                              hint: "a text model is evaluated by its held-out likelihood: `conjure evaluate --checkpoint F`")
+        }
         var o = TrainOptions(runDirectory: "", model: GANConfig.ganPreset)
         o.data = path
         o.labelColumn = labelColumn

@@ -137,9 +137,17 @@ public struct PreparedData {
     /// normalisation on the training split and applies it.
     ///
     /// - Throws: ``DataError`` for unreadable or invalid data, ``ConfigError`` for options that
-    ///   do not fit the data.
+    ///   do not fit the data (naming `--data` when a text model is given a file that is not
+    ///   `.txt`).
     public static func load(_ o: TrainOptions) throws -> PreparedData {
         if let path = o.data, isText(path: path) { return try loadText(o, path: path) }
+        if o.model.tokenData != nil {
+            // Before any option that only fits the other kind of data is blamed (--normalize).
+            let path = o.data ?? DataFetch.defaultDataPath(in: o.dataDirectory)
+            throw ConfigError(option: "--data", problem: "--model \(o.model.preset) models text and needs a UTF-8 text (.txt) file; "
+                              + (path.map { "\($0) is not one" } ?? "none was given"),
+                              hint: "pass --data FILE.txt (`conjure data fetch names` writes data/names.txt), or choose a model for this data")
+        }
         var dataset = try loadDataset(o)
         let path = dataset.source
         let kind = o.normalization ?? {

@@ -146,6 +146,7 @@ extension CLITests {
 extension CLITests {
     func testOptionErrorsAreOneLineIncludingNegativeNumbersAndResumeConflicts() throws {
         let digits = try sharedPath("data/digits_8x8.csv.gz").path
+        let names = try sharedPath("data/text/names.txt").path
         let cases: [([String], String)] = [
             (["train", "--data", digits, "--name", "x", "--epochs", "-1"], "--epochs"),
             (["train", "--data", digits, "--name", "x", "--epochs", "0"], "--epochs"),
@@ -157,6 +158,11 @@ extension CLITests {
             (["train", "--name", "x", "--resume", "--overwrite"], "--overwrite"),
             (["train", "--data", digits, "--name", "x", "--resume"], "--data: is not accepted with --resume (even with its saved value)"),
             (["train", "--data", try sharedPath("cases/F07_uint8_2x4.npy").path, "--name", "x", "--label-column", "1"], "--label-column"),
+            // A text model on non-text data names the file, not an option the user never gave (--normalize).
+            (["train", "--data", digits, "--model", "char-mlp", "--name", "x"],
+             "error: --data: --model char-mlp models text and needs a UTF-8 text (.txt) file; \(digits) is not one"),
+            (["classifier", "train", "--data", names, "--out", "x.safetensors"],
+             "error: --data: \(names) is text; the domain classifier needs labelled images or vectors (IDX, CSV, .npy, a PNG folder) or a folder of sound files"),
             (["data", "inspect"], "file"),
             (["bench", "--configs", "99999999x1"], "--configs: '99999999x1': the batch must be 2 to 1048576"),
             (["bench", "--configs", "1x1"], "the batch must be 2 to 1048576"),
