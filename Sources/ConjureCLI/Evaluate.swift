@@ -31,6 +31,7 @@ struct Evaluate: ParsableCommand {
             try pool.apply()
             // Text models (the TokenSequenceModel capability): held-out likelihood and sample statistics.
             if let outcome = try TextEvaluator.runIfText(checkpoint: checkpoint, count: count, seed: seed, output: out,
+                                                         prepareModel: { try sampler.apply(to: $0, seed: seed) },
                                                          log: { writeStandardError(($0 + "\n")) }) {
                 print(outcome.table + "wrote \(outcome.path)")
                 refreshReport(evalPath: outcome.path)
@@ -40,7 +41,6 @@ struct Evaluate: ParsableCommand {
             o.count = count; o.seed = seed
             o.metrics = metrics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
             o.classifier = classifier; o.reference = reference; o.samplesFile = samples
-            if sampler.trajectory != nil { throw ConfigError(option: "--trajectory", problem: "is a `conjure sample` option") }
             o.prepareModel = { [sampler, seed] in try sampler.apply(to: $0, seed: seed) }
             o.kidSubsets = kidSubsets; o.kidSubsetSize = kidSubsetSize; o.prK = prK; o.dcK = dcK; o.iwaeK = iwaeK; o.floor = floor; o.output = out
             let outcome = try Evaluator.run(o) { writeStandardError(($0 + "\n")) }

@@ -20,6 +20,7 @@ struct Sample: ParsableCommand {
     @Option(parsing: .unconditional, help: "Class to generate (conditional models; default: classes in turn).") var label: Int?
     @OptionGroup var text: TextSampleOptions
     @OptionGroup var sampler: DiffusionSamplerOptions
+    @OptionGroup var trajectory: TrajectoryOption
     @OptionGroup var pool: ThreadsOption
     @OptionGroup var matrixBackend: BackendOption
 
@@ -48,6 +49,8 @@ struct Sample: ParsableCommand {
                 guard let model = loaded.model as? any TokenSequenceModel else {
                     throw ConfigError(option: "--out", problem: "the checkpoint's model (\(loaded.run.model.preset)) does not generate text", hint: "write .png or .npy")
                 }
+                try trajectory.check(for: model)
+                try sampler.apply(to: model, seed: seed)
                 var rng = RandomStream.textGeneration.generator(seed: seed)
                 let texts = try model.generate(count: count, options: try text.options(), rng: &rng)
                 try TextSampleWriter.write(texts, to: out, layout: model.textMode == .lines ? .lines : .defaultBlocks, createDirectories: true)
@@ -89,8 +92,9 @@ struct Sample: ParsableCommand {
             let k = loaded.run.model.conditionalClasses
             if let label, k == 0 { throw ConfigError(option: "--label", problem: "the model is not conditional (label \(label) given)") }
             if let label, label < 0 || label >= k { throw ConfigError(option: "--label", problem: "must be in 0..<\(k), got \(label)") }
+            try trajectory.check(for: loaded.model)
             try sampler.apply(to: loaded.model, seed: seed)
-            if let columns = sampler.trajectory {
+            if let columns = trajectory.trajectory {
                 guard ext == "png", let shape = loaded.run.spec.imageShape, let diffusion = loaded.model as? any DiffusionSampling else {
                     throw ConfigError(option: "--trajectory", problem: "draws a diffusion model's images as a PNG grid (the output is '\(out)', the data is \(loaded.run.spec))")
                 }

@@ -22,13 +22,18 @@ public enum TextEvaluator {
     ///   - count: lines-mode samples (default 1000).
     ///   - seed: the samples' seed.
     ///   - output: the report path (default `eval.json` in the run directory).
+    ///   - prepareModel: called with a text model before anything is measured, as
+    ///     ``EvaluateOptions/prepareModel`` (`conjure evaluate` refuses the diffusion sampler
+    ///     options there).
     /// - Returns: nil when the checkpoint's model is not a text model (the caller evaluates it
     ///   as images or vectors).
     /// - Throws: ``DataError`` when the data file changed since training (another vocabulary) or
-    ///   cannot be read, ``ConfigError`` for a bad count.
-    public static func runIfText(checkpoint: String, count: Int?, seed: UInt64, output: String?, log: (String) -> Void) throws -> Evaluator.Outcome? {
+    ///   cannot be read, ``ConfigError`` for a bad count or from `prepareModel`.
+    public static func runIfText(checkpoint: String, count: Int?, seed: UInt64, output: String?,
+                                 prepareModel: ((any GenerativeModel) throws -> Void)? = nil, log: (String) -> Void) throws -> Evaluator.Outcome? {
         let loaded = try Checkpoint.read(path: checkpoint)
         guard let model = loaded.model as? any TokenSequenceModel else { return nil }
+        try prepareModel?(loaded.model)
         let run = loaded.run
         if let c = count, c < 2 || c > 200_000 { throw ConfigError(option: "--count", problem: "must be between 2 and 200000, got \(c)") }
         let ds = try TextDataset.load(path: run.data, mode: model.textMode, unknownPolicy: run.model.tokenData?.unknownCharacters ?? .error,

@@ -76,7 +76,8 @@ final class ParsingTests: XCTestCase {
     }
 }
 
-/// Options that several families take (`--dropout`, `--lr`) and the help's preset defaults.
+/// Options that several families take (`--dropout`, `--lr`), the help's preset defaults, and
+/// the sampler options of `evaluate`.
 extension ParsingTests {
     func testSharedOptionsApplyToEveryFamilyThatTakesThem() throws {
         let d = try options(["--model", "ddpm", "--dropout", "0.1", "--lr", "5e-4"])
@@ -120,5 +121,12 @@ extension ParsingTests {
         XCTAssertEqual(formatSetting(2e-4), "2e-4")
         XCTAssertEqual(formatSetting(0.1), "0.1")
         XCTAssertEqual(formatSetting(12), "12")
+    }
+
+    func testTrajectoryIsASampleOptionOnly() throws {
+        XCTAssertFalse(Evaluate.helpMessage().contains("--trajectory"))
+        XCTAssertTrue(Sample.helpMessage().contains("--trajectory"))
+        XCTAssertThrowsError(try Evaluate.parse(["--checkpoint", "c.safetensors", "--trajectory", "5"]))
+        XCTAssertEqual(try Sample.parse(["--checkpoint", "c.safetensors", "--out", "t.png", "--trajectory", "5"]).trajectory.trajectory, 5)
     }
 }

@@ -78,7 +78,8 @@ final class DiffusionCLITests: ConjureCLITestCase {
         XCTAssert(condSource.contains("ddim 4 steps") && condSource.contains("guidance 3.0"), condSource)
         let agreement = ((cond["metrics"] as! [String: Any])["label_agreement"] as! [String: Any])["samples"] as? Int
         XCTAssertEqual(agreement, 20)
-        let ganOption = try conjure(["evaluate", "--checkpoint", "runs/ddpm-a/checkpoints/latest.safetensors", "--trajectory", "3"], expectFailure: true)
-        XCTAssert(ganOption.err.contains("--trajectory"), ganOption.err)
+        // --trajectory is a `conjure sample` option: `evaluate` neither lists nor takes it.
+        let sampleOption = try conjure(["evaluate", "--checkpoint", "runs/ddpm-a/checkpoints/latest.safetensors", "--trajectory", "3"], expectFailure: true)
+        XCTAssert(sampleOption.err.contains("Unknown option '--trajectory'"), sampleOption.err)
     }
 }

@@ -56,6 +56,24 @@ final class TextTrainingTests: ConjureCLITestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.path + "/runs/y"))
     }
 
+    /// The diffusion sampler options are an error for a text checkpoint, in `sample` and in
+    /// `evaluate` (as for a GAN's), and nothing is written.
+    func testDiffusionSamplerOptionsAreRefusedForTextCheckpoints() throws {
+        let names = try sharedPath("data/text/names.txt").path
+        try conjure(["train", "--data", names, "--model", "char-mlp", "--name", "t", "--max-steps", "2", "--batch-size", "16", "--quiet"])
+        let ckpt = "runs/t/checkpoints/latest.safetensors"
+        for (args, option) in [(["sample", "--out", "x.txt", "--guidance", "3"], "--guidance"), (["sample", "--out", "x.txt", "--steps", "5"], "--steps"),
+                               (["sample", "--out", "x.txt", "--trajectory", "4"], "--trajectory"), (["sample", "--out", "x.txt", "--temperature", "0.5", "--sampler", "ddpm"], "--sampler"),
+                               (["evaluate", "--out", "e.json", "--guidance", "3"], "--guidance"), (["evaluate", "--out", "e.json", "--eta", "0.5"], "--eta")] {
+            let r = try conjure(args + ["--checkpoint", ckpt], expectFailure: true)
+            XCTAssertEqual(r.err, "error: \(option): applies to diffusion models only; this checkpoint's model (text) does not sample by reverse diffusion\n", "\(args)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.path + "/x.txt"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.path + "/e.json"))
+        try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--out", "x.txt"])
+        XCTAssertEqual(try String(contentsOfFile: tmp.path + "/x.txt", encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).count, 4, "3 samples, one a line")
+    }
+
     /// The held-out NLL of lines mode counts every character and the closing `<eos>` of each
     /// held-out line once: 1000 lines (makemore's cap) and their characters + 1 each.
     func testHeldOutPredictionsCountEveryCharacterAndTheEnd() throws {
