@@ -1,8 +1,12 @@
 # Conjure: `make demo` trains the default GAN on real MNIST; `make test` runs the test suite.
-# Both first install missing system libraries (Debian packages) and build in release mode.
+# Both first install missing system libraries (Debian packages; `make test` also the headless
+# browser its report test uses) and build in release mode.
 
 SWIFT ?= swift
-APT_PACKAGES := libopenblas-dev libdnnl-dev libspng-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev libkissfft-dev chromium-headless-shell
+APT_PACKAGES := libopenblas-dev libdnnl-dev libspng-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev libkissfft-dev
+# Only the tests need these: the headless browser Tests/ConjureTrainingTests/ReportBrowserTests.swift
+# renders a run's report with (a large package; `make demo` and `make build` do not install it).
+TEST_APT_PACKAGES := chromium-headless-shell
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/conjure
 # The Python the tests read TensorBoard event files with (scripts/tensorboard-dump.py) and run
@@ -21,15 +25,23 @@ TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
 SAFETENSORS_VERSION := 0.8.0
 NUMPY_VERSION := 2.4.6
 
-.PHONY: deps pyenv torchenv build demo test bench clean
+.PHONY: deps test-deps pyenv torchenv build demo test bench clean
 
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the Debian packages of $(1) that are missing.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+test-deps: deps
+	$(call apt_install,$(TEST_APT_PACKAGES))
 
 # Debian's python3 makes virtual environments only with python3-venv (ensurepip): installed when missing.
 pyenv: $(PYENV)/.tensorboard-$(TENSORBOARD_VERSION) $(PYENV)/.onnxruntime-$(ONNXRUNTIME_VERSION)-onnx-$(ONNX_VERSION)
@@ -73,7 +85,7 @@ demo: build data/mnist_5k.csv.gz
 	$(BIN) sample --checkpoint runs/demo/checkpoints/latest.safetensors --count 64 --seed 1 --out runs/demo/samples/sample-seed1.png
 	$(BIN) evaluate --checkpoint runs/demo/checkpoints/latest.safetensors --count 2000
 
-test: deps pyenv torchenv
+test: test-deps pyenv torchenv
 	$(SWIFT) test -c release -Xswiftc -enable-testing
 
 bench: build

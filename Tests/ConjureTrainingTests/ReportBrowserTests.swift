@@ -19,13 +19,29 @@ final class ReportBrowserTests: ConjureCLITestCase {
         return nil
     }
 
+    /// The browser is a test dependency: `make test` installs it (`test-deps`), `make demo` does
+    /// not (`deps`), and README's "Needs" names every package either installs.
+    func testTheBrowserIsInstalledForTheTestsOnlyAndDocumented() throws {
+        let makefile = try String(contentsOf: packageRoot.appendingPathComponent("Makefile"), encoding: .utf8)
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        func packages(_ variable: String) -> [String] {
+            let line = makefile.split(separator: "\n").first { $0.hasPrefix(variable + " := ") } ?? ""
+            return line.dropFirst(variable.count + 4).split(separator: " ").map(String.init)
+        }
+        XCTAssertEqual(packages("APT_PACKAGES"), ["libopenblas-dev", "libdnnl-dev", "libspng-dev", "zlib1g-dev", "libsndfile1-dev", "libsamplerate0-dev", "libkissfft-dev"])
+        XCTAssertEqual(packages("TEST_APT_PACKAGES"), ["chromium-headless-shell"])
+        XCTAssert(makefile.contains("\ntest: test-deps pyenv torchenv\n") && makefile.contains("\ntest-deps: deps\n") && makefile.contains("\ndemo: build "), makefile)
+        let needs = readme.components(separatedBy: "Needs:").dropFirst().first?.components(separatedBy: "\n\n").first ?? ""
+        for p in packages("APT_PACKAGES") + packages("TEST_APT_PACKAGES") { XCTAssert(needs.contains("`\(p)`"), "README's Needs names \(p)") }
+    }
+
     func testReportOfARealRunRendersInHeadlessChromium() throws {
         guard let chromium = Self.chromium else {
             if ProcessInfo.processInfo.environment["CI"] != nil {
-                XCTFail("chromium-headless-shell is not installed; the Makefile's deps target (make deps) installs it")
+                XCTFail("chromium-headless-shell is not installed; the Makefile's test-deps target (make test-deps, run by make test) installs it")
                 return
             }
-            throw XCTSkip("chromium-headless-shell is not installed; `make deps` installs it")
+            throw XCTSkip("chromium-headless-shell is not installed; `make test-deps` installs it")
         }
         let data = try sharedPath("data/mnist_5k.csv.gz").path
         try conjure(["train", "--model", "gan", "--data", data, "--name", "g", "--max-steps", "40", "--log-every", "5",
