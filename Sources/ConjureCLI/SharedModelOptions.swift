@@ -6,7 +6,7 @@ import Foundation
 /// applied by the family groups that list it in ``FamilyOptions/sharedOptions`` and refused
 /// for the presets of the other families.
 struct SharedModelOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Dropout probability. Text: char-transformer only (\(presetDefaults(TextConfig.presets) { formatSetting($0.dropout) })). Diffusion: in the U-Net's residual blocks (\(presetDefaults(DiffusionConfig.presets) { formatSetting($0.dropout) })).") var dropout: Float?
+    @Option(parsing: .unconditional, help: "Dropout probability. Text: char-transformer only, an error for the others (\(presetDefaults(TextConfig.presets) { formatSetting($0.dropout) })). Diffusion: in the U-Net's residual blocks (\(presetDefaults(DiffusionConfig.presets) { formatSetting($0.dropout) })).") var dropout: Float?
     @Option(parsing: .unconditional, help: "Learning rate. VAE (\(presetDefaults(VAEConfig.presets) { formatSetting($0.lr) })); diffusion (\(presetDefaults(DiffusionConfig.presets) { formatSetting($0.lr) })). Text presets take --learning-rate, GANs --lr-g and --lr-d.") var lr: Float?
 
     /// Each option's flag and whether it was given.

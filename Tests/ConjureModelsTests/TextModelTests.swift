@@ -40,6 +40,25 @@ final class TextModelTests: XCTestCase {
         }
     }
 
+    /// Dropout is the transformer's only: asked of char-mlp or char-gru it is an error, not
+    /// silently ignored.
+    func testDropoutIsRefusedForArchitecturesWithoutIt() throws {
+        for (name, preset) in TextConfig.presets.sorted(by: { $0.key < $1.key }) {
+            var c = preset
+            c.dropout = 0.1
+            if c.architecture == .transformer {
+                XCTAssertNoThrow(try c.validate(), name)
+            } else {
+                XCTAssertThrowsError(try c.validate(), name) { e in
+                    XCTAssertEqual((e as? ConfigError)?.option, "--dropout", name)
+                    XCTAssertEqual((e as? ConfigError)?.problem, "the \(c.architecture.rawValue) architecture has no dropout (only char-transformer's does), got 0.1", name)
+                }
+            }
+            c.dropout = 0
+            XCTAssertNoThrow(try c.validate(), name)
+        }
+    }
+
     func testEachPresetsStepLowersTheLossOnATinyCorpus() throws {
         for mode in [TextMode.lines, .stream] {
             let ds = try corpus(mode)

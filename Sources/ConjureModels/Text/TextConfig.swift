@@ -180,6 +180,9 @@ public struct TextConfig: TokenDataConfig, OptimizationFields, Equatable {
             throw ConfigError(option: "--heads", problem: "must be a positive divisor of --width \(width), got \(heads)")
         }
         if !(dropout >= 0 && dropout < 1) { throw ConfigError(option: "--dropout", problem: "must be in [0, 1), got \(dropout)") }
+        if dropout != 0 && architecture != .transformer {
+            throw ConfigError(option: "--dropout", problem: "the \(architecture.rawValue) architecture has no dropout (only char-transformer's does), got \(dropout)")
+        }
         if !(lr > 0 && lr.isFinite) { throw ConfigError(option: "--learning-rate", problem: "must be positive, got \(lr)") }
         if batchSize < 1 { throw ConfigError(option: "--batch-size", problem: "must be at least 1, got \(batchSize)") }
         if epochs < 1 { throw ConfigError(option: "--epochs", problem: "must be at least 1, got \(epochs)") }
