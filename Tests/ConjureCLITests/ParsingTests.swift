@@ -113,7 +113,7 @@ extension ParsingTests {
                      "Diffusion: noise schedule, linear or cosine (default linear; ddpm-1d, ddpm-1d-cond: cosine).",
                      "Diffusion: what the U-Net predicts, epsilon or v (default epsilon; ddpm-1d, ddpm-1d-cond: v).",
                      "Default: the lowest level (2; ddpm-1d, ddpm-1d-cond: 4)",
-                     "Dropout probability. Text: char-transformer only (default 0). Diffusion: in the U-Net's residual blocks (default 0).",
+                     "Dropout probability. Text: char-transformer only, an error for the others (default 0). Diffusion: in the U-Net's residual blocks (default 0).",
                      "Learning rate. VAE (default 1e-3); diffusion (default 1e-3)."] {
             XCTAssert(help.contains(line), "train --help: \(line)")
         }
