@@ -29,9 +29,17 @@ struct Evaluate: ParsableCommand {
     func run() {
         runReporting {
             try pool.apply()
-            // Text models (the TokenSequenceModel capability): held-out likelihood and sample statistics.
+            // Text models (the TokenSequenceModel capability): held-out likelihood and sample
+            // statistics; the options of the other families' metrics are refused for them.
+            let metricOptions = [("--metrics", metrics != Evaluator.defaultMetrics.joined(separator: ",")), ("--classifier", classifier != nil),
+                                 ("--reference", reference != nil), ("--samples", samples != nil), ("--floor", floor)].filter(\.1).map(\.0)
             if let outcome = try TextEvaluator.runIfText(checkpoint: checkpoint, count: count, seed: seed, output: out,
-                                                         prepareModel: { try sampler.apply(to: $0, seed: seed) },
+                                                         prepareModel: { model in
+                                                             try sampler.apply(to: model, seed: seed)
+                                                             if let option = metricOptions.first {
+                                                                 throw ConfigError(option: option, problem: "applies to image, sound and vector models; a text model is scored by its held-out nats per character and its samples' statistics")
+                                                             }
+                                                         },
                                                          log: { writeStandardError(($0 + "\n")) }) {
                 print(outcome.table + "wrote \(outcome.path)")
                 refreshReport(evalPath: outcome.path)

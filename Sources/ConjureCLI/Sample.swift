@@ -45,6 +45,7 @@ struct Sample: ParsableCommand {
                 if let option = self.z != nil ? "--z" : saveZ != nil ? "--save-z" : nil {
                     throw ConfigError(option: option, problem: "a text model has no latent z (it draws characters from its own stream, seeded by --seed)")
                 }
+                if let label { throw ConfigError(option: "--label", problem: "a text model is not conditioned on a class (label \(label) given); start its samples with --prompt") }
                 let count = self.count ?? 64
                 guard let model = loaded.model as? any TokenSequenceModel else {
                     throw ConfigError(option: "--out", problem: "the checkpoint's model (\(loaded.run.model.preset)) does not generate text", hint: "write .png or .npy")
@@ -70,6 +71,7 @@ struct Sample: ParsableCommand {
                 if let option = self.z != nil ? "--z" : saveZ != nil ? "--save-z" : nil {
                     throw ConfigError(option: option, problem: "a text model has no latent z (it draws characters from its own stream, seeded by --seed)")
                 }
+                if let label { throw ConfigError(option: "--label", problem: "a text model is not conditioned on a class (label \(label) given); start its samples with --prompt") }
                 throw ConfigError(option: "--out", problem: "a text model's samples are text", hint: "write X.txt")
             }
             let sampleRate: Int? = { if case .sequence = loaded.run.spec { return loaded.run.audio?.sampleRate }; return nil }()

@@ -68,8 +68,17 @@ final class TextTrainingTests: ConjureCLITestCase {
             let r = try conjure(args + ["--checkpoint", ckpt], expectFailure: true)
             XCTAssertEqual(r.err, "error: \(option): applies to diffusion models only; this checkpoint's model (text) does not sample by reverse diffusion\n", "\(args)")
         }
+        // The other families' metric options, and a class label, are refused too.
+        for option in [["--metrics", "fid"], ["--classifier", "c.safetensors"], ["--reference", names], ["--samples", "s.npy"], ["--floor"]] {
+            let r = try conjure(["evaluate", "--checkpoint", ckpt, "--out", "e.json"] + option, expectFailure: true)
+            XCTAssertEqual(r.err, "error: \(option[0]): applies to image, sound and vector models; a text model is scored by its held-out nats per character and its samples' statistics\n")
+        }
+        let labelled = try conjure(["sample", "--checkpoint", ckpt, "--out", "x.txt", "--label", "1"], expectFailure: true)
+        XCTAssert(labelled.err.hasPrefix("error: --label: a text model is not conditioned on a class"), labelled.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.path + "/x.txt"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.path + "/e.json"))
+        try conjure(["evaluate", "--checkpoint", ckpt, "--out", "e.json", "--count", "20"])
+        XCTAssert(FileManager.default.fileExists(atPath: tmp.path + "/e.json"))
         try conjure(["sample", "--checkpoint", ckpt, "--count", "3", "--out", "x.txt"])
         XCTAssertEqual(try String(contentsOfFile: tmp.path + "/x.txt", encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).count, 4, "3 samples, one a line")
     }
