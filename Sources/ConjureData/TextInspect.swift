@@ -28,7 +28,8 @@ public struct TextSummary: Sendable, Codable, Equatable, CustomStringConvertible
     public var characters: Int
     /// Distinct characters in the whole file.
     public var distinctCharacters: Int
-    /// Tokens in the training vocabulary (special tokens included).
+    /// Tokens in the training vocabulary of a default run (its characters, and `<eos>` in lines
+    /// mode; `<unk>` only with `--unknown token`, which this count leaves out).
     public var vocabularySize: Int
     /// Training samples: lines (lines mode) or characters (stream mode).
     public var trainCount: Int
@@ -55,7 +56,8 @@ public struct TextSummary: Sendable, Codable, Equatable, CustomStringConvertible
         var counts: [Unicode.Scalar: Int] = [:]
         for c in d.corpus.scalars { counts[c, default: 0] += 1 }
         distinctCharacters = counts.count
-        vocabularySize = d.vocabulary.count
+        // Loaded with an <unk> token to count unknown held-out characters; a default run has none.
+        vocabularySize = d.vocabulary.characters.count + (d.vocabulary.hasEndOfSample ? 1 : 0)
         trainCount = d.mode == .lines ? d.split.train.count : d.split.train[0].count
         heldOutCount = d.mode == .lines ? d.split.heldOut.count : d.split.heldOut[0].count
         heldOutUnknown = d.split.heldOut.reduce(0) { n, s in n + s.filter { d.vocabulary.index(of: $0) == nil }.count }

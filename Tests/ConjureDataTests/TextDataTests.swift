@@ -83,6 +83,9 @@ final class TextDataTests: XCTestCase {
         XCTAssertEqual(s.leastFrequent.map(\.count), s.leastFrequent.map(\.count).sorted())
         XCTAssertTrue(s.description.contains("mode:       lines (default"))
         XCTAssertTrue(s.description.contains("vocabulary: \(letters + 1) tokens"))
+        // `data inspect` (which loads with an <unk> token to count unknown held-out characters)
+        // states the vocabulary a default run trains with, as a prompt error does.
+        XCTAssertEqual(try inspectText(path: dataPath("text/names.txt")).vocabularySize, d.vocabulary.count)
     }
 
     func testTinyShakespeareMatchesNanoGPTSplitAndREADME() throws {
