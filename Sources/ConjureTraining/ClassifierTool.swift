@@ -1,6 +1,7 @@
 import Foundation
 import Crypto
 import ConjureData
+import ConjureMetrics
 import ConjureModels
 import ConjureNN
 
@@ -36,6 +37,10 @@ public enum ClassifierTool {
         if PreparedData.isText(path: path) {
             throw ConfigError(option: "--data", problem: "\(path) is text; the domain classifier needs labelled images or vectors (IDX, CSV, .npy, a PNG folder) or a folder of sound files",
                               hint: "a text model is evaluated by its held-out likelihood: `conjure evaluate --checkpoint F`")
+        }
+        if let mixture = Mixture2D(rawValue: path), !FileManager.default.fileExists(atPath: path) {
+            throw ConfigError(option: "--data", problem: "\(mixture.rawValue) is a built-in 2-D point set without class labels; the domain classifier needs labelled images or vectors or a folder of sound files",
+                              hint: "a 2-D mixture run is scored by its modes: `conjure evaluate --checkpoint F`")
         }
         var o = TrainOptions(runDirectory: "", model: GANConfig.ganPreset)
         o.data = path

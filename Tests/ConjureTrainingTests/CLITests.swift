@@ -240,6 +240,8 @@ extension CLITests {
         let r = try conjure(["evaluate", "--checkpoint", "runs/r/checkpoints/latest.safetensors"])
         XCTAssert(r.out.contains("features: none (fid, kid, pr, dc, score, modes do not apply: 2-D mixture runs are scored with 'mixture')"), r.out)
         XCTAssert(r.out.contains("modes captured"), r.out)
+        let c = try conjure(["classifier", "train", "--data", "ring8", "--out", "c.safetensors"], expectFailure: true)
+        XCTAssert(c.err.hasPrefix("error: --data: ring8 is a built-in 2-D point set without class labels"), c.err)
     }
 
     /// Values that are finite but cannot be right: a negative BatchNorm running variance in a
