@@ -187,6 +187,21 @@ final class TorchLoadingTests: ConjureCLITestCase {
         XCTAssertEqual(try npy("w2.npy").scalars, try npy("p.npy").scalars)
         var r = try conjure(["sample", "--checkpoint", "w.safetensors", "--out", "x.npy"], expectFailure: true)
         XCTAssertTrue(r.err.contains("--config") && r.err.contains("weights only"), r.err)
+        // A configuration whose normalisation maps nothing back to data units (an edited
+        // config.json: low == high, or a zscore std of 0) is refused, naming the file.
+        let configText = try String(contentsOf: tmp.appendingPathComponent("runs/gan/config.json"), encoding: .utf8)
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(configText.utf8)) as? [String: Any])
+        let norm = try XCTUnwrap(config["normalization"] as? [String: Any])
+        for (key, value) in [("high", norm["low"]!), ("std", 0 as Any)] {
+            var edited = norm
+            edited[key] = value
+            if key == "std" { edited["kind"] = "zscore" }
+            config["normalization"] = edited
+            try JSONSerialization.data(withJSONObject: config).write(to: tmp.appendingPathComponent("degenerate.json"))
+            r = try conjure(["sample", "--checkpoint", "w.safetensors", "--config", "degenerate.json", "--out", "x.npy"], expectFailure: true)
+            XCTAssertTrue(r.err.contains("degenerate.json") && r.err.contains("normalisation") && r.err.contains("is degenerate"), r.err)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("x.npy").path))
         r = try conjure(["sample", "--checkpoint", ckpt, "--config", "runs/gan/config.json", "--out", "x.npy"], expectFailure: true)
         XCTAssertTrue(r.err.contains("--config") && r.err.contains("Conjure checkpoint"), r.err)
         try SafeTensors.write(values: values.filter { $0.0 != "generator.5.weight" }, to: tmp.appendingPathComponent("short.safetensors").path)
