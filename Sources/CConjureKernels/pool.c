@@ -67,14 +67,20 @@ static void run_tasks(void) {
     }
 }
 
+// The signals that stop training (see conjure_stop_signals_install below).
+static sigset_t stop_signal_set(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
 static void *worker_main(void *arg) {
     int index = (int)(long)arg;
     // The stop signals go to the training thread, not to a worker inside a library call.
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGHUP);
+    sigset_t stop = stop_signal_set();
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     unsigned seen = atomic_load(&gen);
     for (;;) {
@@ -201,15 +207,6 @@ static sigset_t mask_before_stop_signals;
 
 static void on_stop_signal(int signal_number) { stop_signal = signal_number; }
 
-static sigset_t stop_signal_set(void) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    return set;
-}
-
 void conjure_stop_signals_install(void) {
     stop_signal = 0;
     struct sigaction action;
@@ -226,13 +223,11 @@ void conjure_stop_signals_install(void) {
 
 int conjure_stop_signal(void) {
     if (stop_signal != 0) return stop_signal;
-    sigset_t pending, set = stop_signal_set();
-    if (sigpending(&pending) == 0 &&
-        (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGHUP) == 1)) {
-        struct timespec now = {0, 0};
-        int n = sigtimedwait(&set, NULL, &now);
-        if (n > 0) stop_signal = n;
-    }
+    // Takes a pending stop signal without waiting (-1 with EAGAIN when none is pending).
+    sigset_t set = stop_signal_set();
+    struct timespec now = {0, 0};
+    int n = sigtimedwait(&set, NULL, &now);
+    if (n > 0) stop_signal = n;
     return stop_signal;
 }
 

@@ -45,6 +45,14 @@ public struct NormalizationStats: Sendable, Codable, Equatable, CustomStringConv
     /// No scaling.
     public static let identity = NormalizationStats(kind: .none)
 
+    /// False when no value maps back to data units: a parameter not finite, `high <= low` for
+    /// `symmetric`/`unit`, or `std <= 0` for `zscore`. ``fit(_:data:dtype:range:)`` never gives
+    /// such statistics (a constant is scaled by a span or std of 1); an edited configuration may.
+    public var isUsable: Bool {
+        [low, high, mean, std].allSatisfy(\.isFinite)
+            && ((kind != .symmetric && kind != .unit) || high > low) && (kind != .zscore || std > 0)
+    }
+
     /// Fits a normalisation to data.
     ///
     /// Range rule for `.symmetric` and `.unit`: an explicit `range` wins; else the source type's

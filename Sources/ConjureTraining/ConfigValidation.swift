@@ -46,11 +46,9 @@ extension RunConfig {
         try RunLimits.validate(logEvery: logEvery, sampleEvery: sampleEvery, checkpointEvery: checkpointEvery, evalEvery: evalEvery,
                                evalCount: evalCount, heldOutFraction: heldOutFraction, epochs: model.epochs, syntheticCount: syntheticCount)
         if trainSamples < 1 { throw ConfigError(option: "data", problem: "the run has \(trainSamples) training samples") }
-        // Fitted statistics are never degenerate (a constant is scaled by a span or std of 1).
-        let n = normalization
-        let usable = [n.low, n.high, n.mean, n.std].allSatisfy(\.isFinite)
-            && ((n.kind != .symmetric && n.kind != .unit) || n.high > n.low) && (n.kind != .zscore || n.std > 0)
-        if !usable { throw ConfigError(option: "--normalize", problem: "the run's normalisation (\(n)) is degenerate: no value maps back to data units") }
+        if !normalization.isUsable {
+            throw ConfigError(option: "--normalize", problem: "the run's normalisation (\(normalization)) is degenerate: no value maps back to data units")
+        }
         if let rate = audio?.sampleRate, !AudioFile.sampleRates.contains(rate) {
             let r = AudioFile.sampleRates
             throw ConfigError(option: "--sample-rate", problem: "the run's sound is at \(rate) Hz, outside \(r.lowerBound)-\(r.upperBound) Hz")

@@ -35,7 +35,7 @@ void conjure_stop_signals_install(void);
 /// actions.
 void conjure_stop_signals_uninstall(void);
 /// The number of the first stop signal received since `conjure_stop_signals_install` (taken from
-/// the pending set by this call when blocked), 0 if none. One `sigpending` call when none came.
+/// the pending set by this call when blocked), 0 if none. One `sigtimedwait` call (no wait) when none came.
 int conjure_stop_signal(void);
 
 /// Whether autodiff records history on the calling thread (1 by default); thread-local.
